@@ -1,0 +1,18 @@
+// The addon's single entry point: each group of kernels registers its exports.
+#include <napi.h>
+
+#include "register.h"
+
+namespace {
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  using namespace dsmoe::bind;
+  register_core(env, exports);
+  register_gemm(env, exports);
+  register_routing(env, exports);
+  register_nn(env, exports);
+  register_attention(env, exports);
+  return exports;
+}
+}  // namespace
+
+NODE_API_MODULE(dsmoe, Init)

@@ -1,0 +1,234 @@
+// GEMM driver: blocking, packing and threading shared by every micro-kernel.
+//
+// Work is split into tiles of C (mc x nc); all tiles of all problems of a batch go into one
+// parallel_for, so a grouped GEMM with skewed groups still keeps every thread busy. Each tile walks
+// K in kc blocks: it packs its A block (mc x kc, MR-row panels, row scales applied) and B block
+// (kc x nc, NR-column panels, bf16 converted) into thread-local buffers, then runs the micro-kernel
+// over the MR x NR blocks, B panel outermost so it stays in L1 while A panels stream from L2.
+#include "gemm.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "../../core/aligned_buffer.h"
+#include "../../core/bf16.h"
+#include "../../core/cpu_features.h"
+#include "../../core/threadpool.h"
+#include "gemm_microkernels.h"
+
+namespace dsmoe::cpu {
+namespace {
+
+GemmKernelInfo kernel_for_active_isa() {
+  switch (active_isa()) {
+    case Isa::Avx512: return gemm_kernel_avx512();
+    case Isa::Avx2: return gemm_kernel_avx2();
+    default: return gemm_kernel_generic();
+  }
+}
+
+// Packs op(A)[m0:m0+mb, k0:k0+kb] into panels of MR rows: dst[panel][p][i], zero-padded.
+void pack_a(const GemmA& a, int64_t m0, int64_t mb, int64_t k0, int64_t kb, int64_t MR, float* dst) {
+  for (int64_t i0 = 0; i0 < mb; i0 += MR) {
+    int64_t rows = std::min(MR, mb - i0);
+    float* panel = dst + i0 * kb;
+    for (int64_t i = 0; i < MR; ++i) {
+      if (i >= rows) {
+        for (int64_t p = 0; p < kb; ++p) panel[p * MR + i] = 0.f;
+        continue;
+      }
+      int64_t m = m0 + i0 + i;
+      if (!a.trans) {
+        const float* src = a.data + m * a.ld + k0;
+        float s = a.row_scale ? a.row_scale[m * a.row_scale_stride] : 1.f;
+        if (a.row_scale)
+          for (int64_t p = 0; p < kb; ++p) panel[p * MR + i] = src[p] * s;
+        else
+          for (int64_t p = 0; p < kb; ++p) panel[p * MR + i] = src[p];
+      } else {
+        const float* src = a.data + k0 * a.ld + m;
+        if (a.row_scale)
+          for (int64_t p = 0; p < kb; ++p)
+            panel[p * MR + i] = src[p * a.ld] * a.row_scale[(k0 + p) * a.row_scale_stride];
+        else
+          for (int64_t p = 0; p < kb; ++p) panel[p * MR + i] = src[p * a.ld];
+      }
+    }
+  }
+}
+
+// Packs op(B)[k0:k0+kb, n0:n0+nb] into panels of NR columns: dst[panel][p][j], zero-padded.
+template <typename T>
+void pack_b_typed(const T* data, int64_t ld, bool trans, int64_t k0, int64_t kb, int64_t n0,
+                  int64_t nb, int64_t NR, float* dst) {
+  auto load = [](T v) -> float {
+    if constexpr (sizeof(T) == 2) return bf16_to_f32(v);
+    else return v;
+  };
+  for (int64_t j0 = 0; j0 < nb; j0 += NR) {
+    int64_t cols = std::min(NR, nb - j0);
+    float* panel = dst + j0 * kb;
+    if (trans) {  // B stored [N, K]: column j of op(B) is a contiguous row
+      for (int64_t j = 0; j < NR; ++j) {
+        if (j >= cols) {
+          for (int64_t p = 0; p < kb; ++p) panel[p * NR + j] = 0.f;
+          continue;
+        }
+        const T* src = data + (n0 + j0 + j) * ld + k0;
+        for (int64_t p = 0; p < kb; ++p) panel[p * NR + j] = load(src[p]);
+      }
+    } else {  // B stored [K, N]: rows of op(B) are contiguous
+      for (int64_t p = 0; p < kb; ++p) {
+        const T* src = data + (k0 + p) * ld + n0 + j0;
+        float* out = panel + p * NR;
+        int64_t j = 0;
+        for (; j < cols; ++j) out[j] = load(src[j]);
+        for (; j < NR; ++j) out[j] = 0.f;
+      }
+    }
+  }
+}
+
+void pack_b(const GemmB& b, int64_t k0, int64_t kb, int64_t n0, int64_t nb, int64_t NR, float* dst) {
+  if (b.dtype == DType::BF16)
+    pack_b_typed(static_cast<const uint16_t*>(b.data), b.ld, b.trans, k0, kb, n0, nb, NR, dst);
+  else
+    pack_b_typed(static_cast<const float*>(b.data), b.ld, b.trans, k0, kb, n0, nb, NR, dst);
+}
+
+void scale_tile(float* c, int64_t ldc, int64_t mb, int64_t nb, float beta) {
+  for (int64_t i = 0; i < mb; ++i)
+    for (int64_t j = 0; j < nb; ++j) c[i * ldc + j] = beta == 0.f ? 0.f : beta * c[i * ldc + j];
+}
+
+void run_tile(const GemmKernelInfo& ki, const GemmProblem& pr, int64_t m0, int64_t mb, int64_t n0,
+              int64_t nb) {
+  thread_local ScratchBuffer a_buf, b_buf;
+  float* c = pr.c + m0 * pr.ldc + n0;
+  const int64_t mb_pad = (mb + ki.mr - 1) / ki.mr * ki.mr;
+  const int64_t nb_pad = (nb + ki.nr - 1) / ki.nr * ki.nr;
+  float* ap = a_buf.floats(static_cast<size_t>(mb_pad * ki.kc));
+  float* bp = b_buf.floats(static_cast<size_t>(nb_pad * ki.kc));
+  bool first = true;
+  for (int64_t s = 0; s < pr.n_segments; ++s) {
+    const GemmSegment& seg = pr.segments[s];
+    for (int64_t k0 = 0; k0 < seg.k; k0 += ki.kc) {
+      const int64_t kb = std::min(ki.kc, seg.k - k0);
+      pack_b(seg.b, k0, kb, n0, nb, ki.nr, bp);
+      pack_a(seg.a, m0, mb, k0, kb, ki.mr, ap);
+      const float beta = first ? pr.beta : 1.f;
+      for (int64_t j0 = 0; j0 < nb; j0 += ki.nr) {
+        const int64_t nr = std::min(ki.nr, nb - j0);
+        for (int64_t i0 = 0; i0 < mb; i0 += ki.mr) {
+          const int64_t mr = std::min(ki.mr, mb - i0);
+          ki.kernel(kb, ap + i0 * kb, bp + j0 * kb, c + i0 * pr.ldc + j0, pr.ldc, pr.alpha, beta, mr,
+                    nr);
+        }
+      }
+      first = false;
+    }
+  }
+  if (first) scale_tile(c, pr.ldc, mb, nb, pr.beta);  // K == 0: C = beta * C
+}
+
+}  // namespace
+
+void gemm_batch(const GemmProblem* problems, int64_t count) {
+  const GemmKernelInfo ki = kernel_for_active_isa();
+  struct TileRange { int64_t first_tile, m_tiles, n_tiles, mc, nc; const GemmProblem* problem; };
+  std::vector<TileRange> ranges;
+  ranges.reserve(static_cast<size_t>(count));
+  const int64_t threads = num_threads();
+  int64_t n_tiles = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    const GemmProblem& p = problems[i];
+    if (p.m <= 0 || p.n <= 0) continue;
+    TileRange r{n_tiles, 0, 0, ki.mc, ki.nc, &p};
+    // A lone problem on several threads: split N finer so that every thread gets work.
+    if (count == 1 && threads > 1) {
+      while ((p.m + r.mc - 1) / r.mc * ((p.n + r.nc - 1) / r.nc) < 2 * threads && r.nc > ki.nr)
+        r.nc = std::max(ki.nr, r.nc / 2 / ki.nr * ki.nr);
+    }
+    r.m_tiles = (p.m + r.mc - 1) / r.mc;
+    r.n_tiles = (p.n + r.nc - 1) / r.nc;
+    n_tiles += r.m_tiles * r.n_tiles;
+    ranges.push_back(r);
+  }
+  parallel_for(n_tiles, [&](int64_t tile, int) {
+    auto it = std::upper_bound(ranges.begin(), ranges.end(), tile,
+                               [](int64_t t, const TileRange& r) { return t < r.first_tile; });
+    const TileRange& r = *(it - 1);
+    const GemmProblem& p = *r.problem;
+    const int64_t local = tile - r.first_tile;
+    const int64_t m0 = (local % r.m_tiles) * r.mc, n0 = (local / r.m_tiles) * r.nc;
+    run_tile(ki, p, m0, std::min(r.mc, p.m - m0), n0, std::min(r.nc, p.n - n0));
+  });
+}
+
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  GemmSegment seg;
+  seg.a = {a, lda, trans_a, nullptr, 1};
+  seg.b = {b, ldb, trans_b, DType::F32};
+  seg.k = k;
+  GemmProblem p;
+  p.m = m; p.n = n; p.segments = &seg; p.n_segments = 1;
+  p.alpha = alpha; p.beta = beta; p.c = c; p.ldc = ldc;
+  gemm_batch(&p, 1);
+}
+
+void grouped_gemm(int64_t n_experts, const int32_t* offsets, const float* x, const void* w,
+                  DType w_dtype, bool trans_w, int64_t n, int64_t k, float beta, float* y) {
+  const int64_t elem = w_dtype == DType::BF16 ? 2 : 4;
+  std::vector<GemmSegment> segs(static_cast<size_t>(n_experts));
+  std::vector<GemmProblem> probs;
+  probs.reserve(static_cast<size_t>(n_experts));
+  for (int64_t e = 0; e < n_experts; ++e) {
+    int64_t r0 = offsets[e], rows = offsets[e + 1] - offsets[e];
+    if (rows <= 0) continue;
+    GemmSegment& s = segs[static_cast<size_t>(e)];
+    s.a = {x + r0 * k, k, false, nullptr, 1};
+    s.b = {static_cast<const char*>(w) + e * n * k * elem, trans_w ? k : n, trans_w, w_dtype};
+    s.k = k;
+    GemmProblem p;
+    p.m = rows; p.n = n; p.segments = &s; p.n_segments = 1;
+    p.alpha = 1.f; p.beta = beta; p.c = y + r0 * n; p.ldc = n;
+    probs.push_back(p);
+  }
+  gemm_batch(probs.data(), static_cast<int64_t>(probs.size()));
+}
+
+void grouped_gemm_weight_grad(int64_t n_experts, const int32_t* offsets, const float* dy,
+                              const float* x, int64_t n, int64_t k, float beta, float* dw) {
+  std::vector<GemmSegment> segs(static_cast<size_t>(n_experts));
+  std::vector<GemmProblem> probs(static_cast<size_t>(n_experts));
+  for (int64_t e = 0; e < n_experts; ++e) {
+    int64_t r0 = offsets[e], rows = offsets[e + 1] - offsets[e];
+    GemmSegment& s = segs[static_cast<size_t>(e)];
+    s.a = {dy + r0 * n, n, true, nullptr, 1};   // op(A) = dY_eᵀ  [N, rows]
+    s.b = {x + r0 * k, k, false, DType::F32};   // op(B) = X_e    [rows, K]
+    s.k = rows > 0 ? rows : 0;
+    GemmProblem& p = probs[static_cast<size_t>(e)];
+    p.m = n; p.n = k; p.segments = &s; p.n_segments = 1;
+    p.alpha = 1.f; p.beta = beta; p.c = dw + e * n * k; p.ldc = k;
+  }
+  gemm_batch(probs.data(), n_experts);
+}
+
+void expert_weighted_gemm(int64_t t, int64_t n_experts, int64_t n, int64_t k, const float* x,
+                          int64_t ldx, int64_t x_expert_stride, const float* w, const float* s,
+                          float beta, float* y) {
+  std::vector<GemmSegment> segs(static_cast<size_t>(n_experts));
+  for (int64_t e = 0; e < n_experts; ++e) {
+    GemmSegment& g = segs[static_cast<size_t>(e)];
+    g.a = {x + e * x_expert_stride, ldx, false, s + e, n_experts};
+    g.b = {w + e * n * k, k, true, DType::F32};
+    g.k = k;
+  }
+  GemmProblem p;
+  p.m = t; p.n = n; p.segments = segs.data(); p.n_segments = n_experts;
+  p.alpha = 1.f; p.beta = beta; p.c = y; p.ldc = n;
+  gemm_batch(&p, 1);
+}
+
+}  // namespace dsmoe::cpu

@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+// Builds the native addon: cmake-js when cmake is on PATH (the primary build), else node-gyp from
+// binding.gyp (CPU only). Nothing is downloaded: cmake-js takes the Node-API headers from the
+// node-api-headers package, node-gyp uses the headers of the running Node (npm's nodedir).
+//   DSMOE_BUILD=cmake|gyp   force one build system
+//   DSMOE_BUILD_DIR=dir     output folder (default build/)
+//   DSMOE_SANITIZE=1        ASan + UBSan build (cmake only)
+'use strict';
+const { spawnSync } = require('node:child_process');
+const path = require('node:path');
+const fs = require('node:fs');
+
+const root = path.resolve(__dirname, '..');
+const outDir = process.env.DSMOE_BUILD_DIR || 'build';
+
+function has(cmd) {
+  return spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
+function run(cmd, args) {
+  console.error(`[dsmoe] ${cmd} ${args.join(' ')}`);
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
+  if (r.error) throw r.error;
+  return r.status === 0;
+}
+
+function cmakeBuild() {
+  const cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [root] });
+  const args = [cmakeJs, 'compile', '--out', outDir, '--parallel', String(Math.max(2, require('node:os').cpus().length))];
+  if (process.env.DSMOE_SANITIZE === '1') args.push('--CDDSMOE_SANITIZE=ON', '--config', 'RelWithDebInfo');
+  return run(process.execPath, args);
+}
+
+function gypBuild() {
+  let gyp = process.env.npm_config_node_gyp;
+  if (!gyp || !fs.existsSync(gyp)) {
+    const npmDir = path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm');
+    gyp = path.join(npmDir, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+  }
+  if (!fs.existsSync(gyp)) {
+    console.error('[dsmoe] node-gyp not found (neither npm_config_node_gyp nor npm\'s bundled copy)');
+    return false;
+  }
+  return run(process.execPath, [gyp, 'rebuild', '--jobs', 'max']);
+}
+
+const which = process.env.DSMOE_BUILD || (has('cmake') ? 'cmake' : 'gyp');
+const ok = which === 'gyp' ? gypBuild() : cmakeBuild();
+if (!ok) {
+  console.error(`[dsmoe] building the native addon with ${which} failed (see the compiler output above).`);
+  process.exit(1);
+}

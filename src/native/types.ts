@@ -1,0 +1,42 @@
+// The typed surface of the native addon (native/bindings). Each kernel takes one object of named
+// arguments; `xxxAsync` runs the same kernel on a worker thread and resolves when done.
+// Shapes are row-major; see the C++ headers in native/kernels/cpu for each kernel's contract.
+import type { GemmKernels } from './types/gemm';
+import type { RoutingKernels } from './types/routing';
+import type { NnKernels } from './types/nn';
+import type { AttentionKernels } from './types/attention';
+
+export * from './types/gemm';
+export * from './types/routing';
+export * from './types/nn';
+export * from './types/attention';
+
+export type Isa = 'avx512' | 'avx2' | 'generic';
+
+export interface RuntimeInfo {
+  threads: number;
+  isa: Isa;
+  bestIsa: Isa;
+  avx512bf16: boolean;
+  buildSystem: string;
+  sanitized: boolean;
+}
+
+export interface CoreFunctions {
+  /** Sets the size of the kernel thread pool (1..256); returns it. */
+  setThreads(args: { threads: number }): number;
+  /** Restricts the CPU kernels to an instruction set no better than the CPU's; returns it. */
+  setIsa(args: { isa: Isa }): Isa;
+  runtimeInfo(): RuntimeInfo;
+}
+
+/** Every kernel K also exists as `${K}Async`, returning a Promise. */
+export type WithAsync<T> = T & {
+  [K in keyof T as `${string & K}Async`]: T[K] extends (args: infer A) => void ? (args: A) => Promise<void> : never;
+};
+
+export type NativeAddon = CoreFunctions &
+  WithAsync<GemmKernels> &
+  WithAsync<RoutingKernels> &
+  WithAsync<NnKernels> &
+  WithAsync<AttentionKernels>;

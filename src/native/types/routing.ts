@@ -1,0 +1,4 @@
+// routing kernels (native/kernels/cpu).
+
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface RoutingKernels {}

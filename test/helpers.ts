@@ -1,0 +1,127 @@
+// Shared test helpers: seeded random data, the error measure, and sweeps over ISAs and threads.
+import { loadAddon, type Isa, type NativeAddon } from '../src/native/addon';
+
+export const addon: NativeAddon = loadAddon();
+
+/** mulberry32: a small seeded PRNG so every test sees the same data on every run. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Uniform values in [-scale, scale). */
+export function randArray(n: number, seed: number, scale = 1): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = (r() * 2 - 1) * scale;
+  return out;
+}
+
+/** Standard normal values (Box-Muller). */
+export function randn(n: number, seed: number, scale = 1): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const u = Math.max(r(), 1e-12), v = r();
+    const mag = Math.sqrt(-2 * Math.log(u)) * scale;
+    out[i] = mag * Math.cos(2 * Math.PI * v);
+    if (i + 1 < n) out[i + 1] = mag * Math.sin(2 * Math.PI * v);
+  }
+  return out;
+}
+
+/**
+ * Relative error of `got` against a double-precision reference, measured norm-wise:
+ * max|got − ref| / max|ref|. Element-wise relative error is meaningless where the reference
+ * crosses zero; this bounds the error by the result's own scale, as fp32 rounding does.
+ */
+export function relError(got: ArrayLike<number>, ref: ArrayLike<number>): number {
+  if (got.length !== ref.length) throw new Error(`length ${got.length} != ${ref.length}`);
+  let maxDiff = 0, maxRef = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const d = Math.abs(got[i] - ref[i]);
+    if (!(d <= maxDiff)) maxDiff = Number.isNaN(d) ? Infinity : d;
+    maxRef = Math.max(maxRef, Math.abs(ref[i]));
+  }
+  return maxRef === 0 ? maxDiff : maxDiff / maxRef;
+}
+
+/** fp32 kernels against the double reference (the issue's bar). */
+export const FP32_TOL = 1e-5;
+
+/** The ISAs this CPU can run, best first. */
+export function availableIsas(): Isa[] {
+  const order: Isa[] = ['avx512', 'avx2', 'generic'];
+  const best = addon.runtimeInfo().bestIsa;
+  return order.slice(order.indexOf(best));
+}
+
+/** Runs fn under every available ISA and thread counts 1..4, restoring the defaults after. */
+export function forEachConfig(fn: (isa: Isa, threads: number) => void, threads = [1, 2, 3, 4]): void {
+  const before = addon.runtimeInfo();
+  try {
+    for (const isa of availableIsas()) {
+      addon.setIsa({ isa });
+      for (const t of threads) {
+        addon.setThreads({ threads: t });
+        fn(isa, t);
+      }
+    }
+  } finally {
+    addon.setIsa({ isa: before.isa });
+    addon.setThreads({ threads: before.threads });
+  }
+}
+
+/** Converts fp32 values to bf16 bit patterns (round to nearest even), as the native code does. */
+export function toBf16(x: Float32Array): Uint16Array {
+  const u32 = new Uint32Array(x.buffer, x.byteOffset, x.length);
+  const out = new Uint16Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const bits = u32[i];
+    out[i] = ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
+  }
+  return out;
+}
+
+export function fromBf16(h: Uint16Array): Float32Array {
+  const u32 = new Uint32Array(h.length);
+  for (let i = 0; i < h.length; i++) u32[i] = h[i] << 16;
+  return new Float32Array(u32.buffer);
+}
+
+/** Central finite difference of a scalar function f with respect to x[i]. */
+export function finiteDiff(f: () => number, x: Float32Array, i: number, h = 1e-3): number {
+  const old = x[i];
+  x[i] = old + h;
+  const fp = f();
+  x[i] = old - h;
+  const fm = f();
+  x[i] = old;
+  return (fp - fm) / (2 * h);
+}
+
+/**
+ * Asserts that call() throws an error of the given name whose message matches. Errors made by the
+ * addon belong to Node's main realm, not jest's sandbox, so `instanceof RangeError` cannot be
+ * used; the name is the same in both.
+ */
+export function expectNativeError(call: () => unknown, name: 'TypeError' | 'RangeError' | 'Error',
+  message: RegExp): void {
+  let thrown: unknown;
+  try {
+    call();
+  } catch (e) {
+    thrown = e;
+  }
+  if (thrown === undefined) throw new Error(`expected a ${name} matching ${message}, but nothing was thrown`);
+  const err = thrown as Error;
+  if (err.name !== name || !message.test(err.message))
+    throw new Error(`expected a ${name} matching ${message}, got ${err.name}: ${err.message}`);
+}
