@@ -11,6 +11,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_routing(env, exports);
   register_nn(env, exports);
   register_attention(env, exports);
+  register_bench(env, exports);
   return exports;
 }
 }  // namespace

@@ -31,5 +31,6 @@ void register_gemm(Napi::Env env, Napi::Object exports);
 void register_routing(Napi::Env env, Napi::Object exports);
 void register_nn(Napi::Env env, Napi::Object exports);
 void register_attention(Napi::Env env, Napi::Object exports);
+void register_bench(Napi::Env env, Napi::Object exports);
 
 }  // namespace dsmoe::bind

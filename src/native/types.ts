@@ -5,11 +5,13 @@ import type { GemmKernels } from './types/gemm';
 import type { RoutingKernels } from './types/routing';
 import type { NnKernels } from './types/nn';
 import type { AttentionKernels } from './types/attention';
+import type { BenchFunctions, BenchKernels } from './types/bench';
 
 export * from './types/gemm';
 export * from './types/routing';
 export * from './types/nn';
 export * from './types/attention';
+export * from './types/bench';
 
 export type Isa = 'avx512' | 'avx2' | 'generic';
 
@@ -36,6 +38,8 @@ export type WithAsync<T> = T & {
 };
 
 export type NativeAddon = CoreFunctions &
+  BenchFunctions &
+  WithAsync<BenchKernels> &
   WithAsync<GemmKernels> &
   WithAsync<RoutingKernels> &
   WithAsync<NnKernels> &

@@ -4,7 +4,7 @@
 // parallel_for, so a grouped GEMM with skewed groups still keeps every thread busy. Each tile walks
 // K in kc blocks: it packs its A block (mc x kc, MR-row panels, row scales applied) and B block
 // (kc x nc, NR-column panels, bf16 converted) into thread-local buffers, then runs the micro-kernel
-// over the MR x NR blocks, B panel outermost so it stays in L1 while A panels stream from L2.
+// over the MR x NR blocks.
 #include "gemm.h"
 
 #include <algorithm>
@@ -27,73 +27,53 @@ GemmKernelInfo kernel_for_active_isa() {
   }
 }
 
-// Packs op(A)[m0:m0+mb, k0:k0+kb] into panels of MR rows: dst[panel][p][i], zero-padded.
-void pack_a(const GemmA& a, int64_t m0, int64_t mb, int64_t k0, int64_t kb, int64_t MR, float* dst) {
-  for (int64_t i0 = 0; i0 < mb; i0 += MR) {
-    int64_t rows = std::min(MR, mb - i0);
-    float* panel = dst + i0 * kb;
-    for (int64_t i = 0; i < MR; ++i) {
-      if (i >= rows) {
-        for (int64_t p = 0; p < kb; ++p) panel[p * MR + i] = 0.f;
-        continue;
-      }
-      int64_t m = m0 + i0 + i;
-      if (!a.trans) {
-        const float* src = a.data + m * a.ld + k0;
-        float s = a.row_scale ? a.row_scale[m * a.row_scale_stride] : 1.f;
-        if (a.row_scale)
-          for (int64_t p = 0; p < kb; ++p) panel[p * MR + i] = src[p] * s;
-        else
-          for (int64_t p = 0; p < kb; ++p) panel[p * MR + i] = src[p];
-      } else {
-        const float* src = a.data + k0 * a.ld + m;
-        if (a.row_scale)
-          for (int64_t p = 0; p < kb; ++p)
-            panel[p * MR + i] = src[p * a.ld] * a.row_scale[(k0 + p) * a.row_scale_stride];
-        else
-          for (int64_t p = 0; p < kb; ++p) panel[p * MR + i] = src[p * a.ld];
-      }
-    }
-  }
-}
-
-// Packs op(B)[k0:k0+kb, n0:n0+nb] into panels of NR columns: dst[panel][p][j], zero-padded.
+// Copies kb rows of an M/N-contiguous source (row p at src + p·ld, `cols` valid values) into panels
+// of `width`: dst[panel][p][j], zero-padded; row p optionally scaled by scale[p·scale_stride].
 template <typename T>
-void pack_b_typed(const T* data, int64_t ld, bool trans, int64_t k0, int64_t kb, int64_t n0,
-                  int64_t nb, int64_t NR, float* dst) {
-  auto load = [](T v) -> float {
-    if constexpr (sizeof(T) == 2) return bf16_to_f32(v);
-    else return v;
-  };
-  for (int64_t j0 = 0; j0 < nb; j0 += NR) {
-    int64_t cols = std::min(NR, nb - j0);
+void pack_contiguous(const T* src, int64_t ld, int64_t cols, int64_t kb, int64_t width,
+                     const float* scale, int64_t scale_stride, float* dst) {
+  for (int64_t j0 = 0; j0 < cols; j0 += width) {
+    const int64_t w = std::min(width, cols - j0);
     float* panel = dst + j0 * kb;
-    if (trans) {  // B stored [N, K]: column j of op(B) is a contiguous row
-      for (int64_t j = 0; j < NR; ++j) {
-        if (j >= cols) {
-          for (int64_t p = 0; p < kb; ++p) panel[p * NR + j] = 0.f;
-          continue;
-        }
-        const T* src = data + (n0 + j0 + j) * ld + k0;
-        for (int64_t p = 0; p < kb; ++p) panel[p * NR + j] = load(src[p]);
+    for (int64_t p = 0; p < kb; ++p) {
+      const T* in = src + p * ld + j0;
+      float* out = panel + p * width;
+      const float s = scale ? scale[p * scale_stride] : 1.f;
+      int64_t j = 0;
+      if constexpr (sizeof(T) == 2) {
+        for (; j < w; ++j) out[j] = bf16_to_f32(in[j]) * s;
+      } else {
+        for (; j < w; ++j) out[j] = in[j] * s;
       }
-    } else {  // B stored [K, N]: rows of op(B) are contiguous
-      for (int64_t p = 0; p < kb; ++p) {
-        const T* src = data + (k0 + p) * ld + n0 + j0;
-        float* out = panel + p * NR;
-        int64_t j = 0;
-        for (; j < cols; ++j) out[j] = load(src[j]);
-        for (; j < NR; ++j) out[j] = 0.f;
-      }
+      for (; j < width; ++j) out[j] = 0.f;
     }
   }
 }
 
-void pack_b(const GemmB& b, int64_t k0, int64_t kb, int64_t n0, int64_t nb, int64_t NR, float* dst) {
-  if (b.dtype == DType::BF16)
-    pack_b_typed(static_cast<const uint16_t*>(b.data), b.ld, b.trans, k0, kb, n0, nb, NR, dst);
-  else
-    pack_b_typed(static_cast<const float*>(b.data), b.ld, b.trans, k0, kb, n0, nb, NR, dst);
+// Packs op(A)[m0:m0+mb, k0:k0+kb] into MR-row panels, with A's row scale applied.
+void pack_a(const GemmKernelInfo& ki, const GemmA& a, int64_t m0, int64_t mb, int64_t k0, int64_t kb,
+            float* dst) {
+  if (!a.trans)  // A [M, K]: K-contiguous rows, transposed into panels
+    ki.pack_kmajor_f32(a.data + m0 * a.ld + k0, a.ld, mb, kb, ki.mr,
+                       a.row_scale ? a.row_scale + m0 * a.row_scale_stride : nullptr, a.row_scale_stride, dst);
+  else  // A [K, M]: rows of the panel are contiguous; the scale runs along K
+    pack_contiguous(a.data + k0 * a.ld + m0, a.ld, mb, kb, ki.mr,
+                    a.row_scale ? a.row_scale + k0 * a.row_scale_stride : nullptr, a.row_scale_stride, dst);
+}
+
+// Packs op(B)[k0:k0+kb, n0:n0+nb] into NR-column panels (bf16 converted to fp32).
+void pack_b(const GemmKernelInfo& ki, const GemmB& b, int64_t k0, int64_t kb, int64_t n0, int64_t nb,
+            float* dst) {
+  const bool bf16 = b.dtype == DType::BF16;
+  const float* f = static_cast<const float*>(b.data);
+  const uint16_t* h = static_cast<const uint16_t*>(b.data);
+  if (b.trans) {  // B [N, K], the weight layout
+    if (bf16) ki.pack_kmajor_bf16(h + n0 * b.ld + k0, b.ld, nb, kb, ki.nr, dst);
+    else ki.pack_kmajor_f32(f + n0 * b.ld + k0, b.ld, nb, kb, ki.nr, nullptr, 0, dst);
+  } else {  // B [K, N]
+    if (bf16) pack_contiguous(h + k0 * b.ld + n0, b.ld, nb, kb, ki.nr, nullptr, 0, dst);
+    else pack_contiguous(f + k0 * b.ld + n0, b.ld, nb, kb, ki.nr, nullptr, 0, dst);
+  }
 }
 
 void scale_tile(float* c, int64_t ldc, int64_t mb, int64_t nb, float beta) {
@@ -114,15 +94,15 @@ void run_tile(const GemmKernelInfo& ki, const GemmProblem& pr, int64_t m0, int64
     const GemmSegment& seg = pr.segments[s];
     for (int64_t k0 = 0; k0 < seg.k; k0 += ki.kc) {
       const int64_t kb = std::min(ki.kc, seg.k - k0);
-      pack_b(seg.b, k0, kb, n0, nb, ki.nr, bp);
-      pack_a(seg.a, m0, mb, k0, kb, ki.mr, ap);
+      pack_b(ki, seg.b, k0, kb, n0, nb, bp);
+      pack_a(ki, seg.a, m0, mb, k0, kb, ap);
       const float beta = first ? pr.beta : 1.f;
-      for (int64_t j0 = 0; j0 < nb; j0 += ki.nr) {
-        const int64_t nr = std::min(ki.nr, nb - j0);
-        for (int64_t i0 = 0; i0 < mb; i0 += ki.mr) {
-          const int64_t mr = std::min(ki.mr, mb - i0);
-          ki.kernel(kb, ap + i0 * kb, bp + j0 * kb, c + i0 * pr.ldc + j0, pr.ldc, pr.alpha, beta, mr,
-                    nr);
+      // A micro-panel outermost: it stays in L1 while the B panels of the tile stream from L2.
+      for (int64_t i0 = 0; i0 < mb; i0 += ki.mr) {
+        const int64_t mr = std::min(ki.mr, mb - i0);
+        for (int64_t j0 = 0; j0 < nb; j0 += ki.nr) {
+          const int64_t nr = std::min(ki.nr, nb - j0);
+          ki.kernel(kb, ap + i0 * kb, bp + j0 * kb, c + i0 * pr.ldc + j0, pr.ldc, pr.alpha, beta, mr, nr);
         }
       }
       first = false;
@@ -132,6 +112,33 @@ void run_tile(const GemmKernelInfo& ki, const GemmProblem& pr, int64_t m0, int64
 }
 
 }  // namespace
+
+void pack_kmajor_f32_generic(const float* src, int64_t ld, int64_t rows, int64_t kb, int64_t width,
+                             const float* scale, int64_t scale_stride, float* dst) {
+  for (int64_t r0 = 0; r0 < rows; r0 += width) {
+    float* panel = dst + r0 * kb;
+    for (int64_t i = 0; i < width; ++i) {
+      if (r0 + i >= rows) {
+        for (int64_t p = 0; p < kb; ++p) panel[p * width + i] = 0.f;
+        continue;
+      }
+      const float* row = src + (r0 + i) * ld;
+      const float s = scale ? scale[(r0 + i) * scale_stride] : 1.f;
+      for (int64_t p = 0; p < kb; ++p) panel[p * width + i] = row[p] * s;
+    }
+  }
+}
+
+void pack_kmajor_bf16_generic(const uint16_t* src, int64_t ld, int64_t rows, int64_t kb, int64_t width,
+                              float* dst) {
+  for (int64_t r0 = 0; r0 < rows; r0 += width) {
+    float* panel = dst + r0 * kb;
+    for (int64_t i = 0; i < width; ++i) {
+      const uint16_t* row = src + (r0 + i) * ld;
+      for (int64_t p = 0; p < kb; ++p) panel[p * width + i] = r0 + i < rows ? bf16_to_f32(row[p]) : 0.f;
+    }
+  }
+}
 
 void gemm_batch(const GemmProblem* problems, int64_t count) {
   const GemmKernelInfo ki = kernel_for_active_isa();

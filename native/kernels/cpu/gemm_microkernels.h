@@ -11,11 +11,28 @@ namespace dsmoe::cpu {
 using GemmMicroKernel = void (*)(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
                                  float alpha, float beta, int64_t mr, int64_t nr);
 
+// Packs `rows` rows of a K-contiguous matrix (row r at src + r·ld, elements k0.. k0+kb) into panels
+// of `width` rows: dst[panel][p][i] = src[(panel·width + i)·ld + p] · scale[i·scale_stride]
+// (scale optional), zero-padding the last panel. This is the transposing pack that both Y = X·Wᵀ
+// operands need; ISA versions transpose 16x16 blocks in registers.
+using PackKMajorF32 = void (*)(const float* src, int64_t ld, int64_t rows, int64_t kb, int64_t width,
+                               const float* scale, int64_t scale_stride, float* dst);
+using PackKMajorBf16 = void (*)(const uint16_t* src, int64_t ld, int64_t rows, int64_t kb,
+                                int64_t width, float* dst);
+
 struct GemmKernelInfo {
   GemmMicroKernel kernel;
   int64_t mr, nr;  // register block
   int64_t mc, nc, kc;  // cache blocks (multiples of mr / nr)
+  PackKMajorF32 pack_kmajor_f32;
+  PackKMajorBf16 pack_kmajor_bf16;
 };
+
+// Portable packers (gemm.cc), used by the generic and AVX2 kernels.
+void pack_kmajor_f32_generic(const float* src, int64_t ld, int64_t rows, int64_t kb, int64_t width,
+                             const float* scale, int64_t scale_stride, float* dst);
+void pack_kmajor_bf16_generic(const uint16_t* src, int64_t ld, int64_t rows, int64_t kb, int64_t width,
+                              float* dst);
 
 GemmKernelInfo gemm_kernel_generic();
 GemmKernelInfo gemm_kernel_avx2();

@@ -1,0 +1,31 @@
+// The dsmoe command line: one command per file in ./commands, each exporting its handler.
+import { Command } from 'commander';
+import { benchCommand } from './commands/bench';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { version } = require('../../package.json') as { version: string };
+
+export function buildProgram(): Command {
+  const program = new Command('dsmoe')
+    .description('DS-MoE language models: dense training, sparse inference.')
+    .version(version)
+    .showHelpAfterError('(run with --help for usage)');
+  program.addCommand(benchCommand());
+  return program;
+}
+
+/** Runs the CLI; resolves to the exit code. Errors print one clear line, never a stack trace. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    const e = err as { code?: string; exitCode?: number; message?: string };
+    if (e.code && e.code.startsWith('commander.')) return e.exitCode ?? 1;
+    process.stderr.write(`dsmoe: ${e.message ?? String(err)}\n`);
+    if (process.env.DSMOE_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+    return 1;
+  }
+}
