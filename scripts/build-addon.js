@@ -10,7 +10,9 @@ const { spawnSync } = require('node:child_process');
 const path = require('node:path');
 const fs = require('node:fs');
 
-const root = path.resolve(__dirname, '..');
+// The project to build: the current folder when it holds a binding.gyp/CMakeLists.txt (CI builds a
+// scratch copy with node-gyp), else this script's package.
+const root = fs.existsSync(path.join(process.cwd(), 'binding.gyp')) ? process.cwd() : path.resolve(__dirname, '..');
 const outDir = process.env.DSMOE_BUILD_DIR || 'build';
 
 function has(cmd) {
@@ -41,7 +43,16 @@ function gypBuild() {
     console.error('[dsmoe] node-gyp not found (neither npm_config_node_gyp nor npm\'s bundled copy)');
     return false;
   }
-  return run(process.execPath, [gyp, 'rebuild', '--jobs', 'max']);
+  // Never let node-gyp download headers: use npm's nodedir, else the running Node's own prefix.
+  const prefix = path.resolve(path.dirname(process.execPath), '..');
+  const nodedir = process.env.npm_config_nodedir ||
+    (fs.existsSync(path.join(prefix, 'include', 'node', 'node_api.h')) ? prefix : null);
+  if (!nodedir) {
+    console.error(`[dsmoe] node-gyp needs Node's headers (include/node under ${prefix}, or npm's nodedir); ` +
+      'they are not installed and will not be downloaded. Install cmake instead, or Node with its headers.');
+    return false;
+  }
+  return run(process.execPath, [gyp, 'rebuild', '--jobs', 'max', `--nodedir=${nodedir}`]);
 }
 
 const which = process.env.DSMOE_BUILD || (has('cmake') ? 'cmake' : 'gyp');
