@@ -105,6 +105,9 @@ View<uint16_t> Args::u16(const char* name, int64_t min_elems) {
 View<uint8_t> Args::u8(const char* name, int64_t min_elems) {
   return view_of<uint8_t>(typed(name, napi_uint8_array, "Uint8Array", min_elems));
 }
+View<double> Args::f64(const char* name, int64_t min_elems) {
+  return view_of<double>(typed(name, napi_float64_array, "Float64Array", min_elems));
+}
 View<float> Args::f32_opt(const char* name, int64_t min_elems) {
   if (!has(name)) return {};
   return f32(name, min_elems);

@@ -54,6 +54,7 @@ class Args {
   View<int32_t> i32(const char* name, int64_t min_elems);
   View<uint16_t> u16(const char* name, int64_t min_elems);  // bf16 tensors
   View<uint8_t> u8(const char* name, int64_t min_elems);
+  View<double> f64(const char* name, int64_t min_elems);  // small outputs (loss values)
   // Float32Array or Uint16Array (bf16): returns data and sets *is_bf16.
   View<const void> f32_or_bf16(const char* name, int64_t min_elems, bool* is_bf16);
   // Optional typed array: {nullptr, 0} when absent or null.

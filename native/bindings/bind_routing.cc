@@ -1,11 +1,259 @@
-// Bindings of the routing kernels.
+// Bindings of the routing kernels (kernels/cpu/routing.h).
+//
+// Index arguments (pairToken, pairExpert, order, position) are checked element by element and then
+// *copied*: the kernel reads the checked copy, so JavaScript code that changes an array while an
+// Async call is running cannot send an unchecked index into the kernel. The copy is O(P) int32s,
+// small next to the O(P·D) work of the kernels that read them.
+// Kernels with a result (a count, a loss) write it into a small `out` typed array, so they still go
+// through export_kernel and have an Async variant.
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "../kernels/cpu/routing.h"
 #include "register.h"
 
 namespace dsmoe::bind {
+namespace {
+
+using Index = std::shared_ptr<const std::vector<int32_t>>;
+constexpr int64_t kMaxPairs = std::numeric_limits<int32_t>::max();  // pair positions are int32
+
+// "name[i]" (the message already starts with the function name).
+std::string at(const char* name, int64_t i) { return std::string(name) + "[" + std::to_string(i) + "]"; }
+
+// name [n]: every value in [0, limit). Returns the checked copy.
+Index indices(Args& args, const char* name, int64_t n, int64_t limit) {
+  auto v = args.i32(name, n);
+  auto copy = std::make_shared<std::vector<int32_t>>(v.data, v.data + n);
+  for (int64_t i = 0; i < n; ++i)
+    if ((*copy)[i] < 0 || (*copy)[i] >= limit)
+      range_error(args.fn() + ": " + at(name, i) + " = " + std::to_string((*copy)[i]) + " is out of range [0, " +
+                  std::to_string(limit) + ")");
+  return copy;
+}
+
+// pairToken [P]: tokens in [0, T), non-decreasing (a token-major pair list).
+Index pair_tokens(Args& args, const char* name, int64_t P, int64_t T) {
+  Index idx = indices(args, name, P, T);
+  for (int64_t i = 1; i < P; ++i)
+    if ((*idx)[i] < (*idx)[i - 1])
+      range_error(args.where(name) + " must be non-decreasing (token-major pairs): " + at(name, i) + " = " +
+                  std::to_string((*idx)[i]) + " < " + at(name, i - 1) + " = " + std::to_string((*idx)[i - 1]));
+  return idx;
+}
+
+// position [P]: a permutation of [0, P), so every grouped row is read or written by one pair only.
+Index permutation(Args& args, const char* name, int64_t P) {
+  Index idx = indices(args, name, P, P);
+  std::vector<bool> seen(P, false);
+  for (int64_t i = 0; i < P; ++i) {
+    if (seen[(*idx)[i]])
+      range_error(args.where(name) + " must be a permutation of [0, " + std::to_string(P) + "): " +
+                  std::to_string((*idx)[i]) + " appears twice");
+    seen[(*idx)[i]] = true;
+  }
+  return idx;
+}
+
+int64_t tokens(Args& args) { return args.integer("t", 0); }
+int64_t experts(Args& args) { return args.integer("experts", 1); }
+int64_t pairs(Args& args) { return args.integer("pairs", 0, kMaxPairs); }
+
+// t·experts, the size of a score matrix and the most pairs a routing can make (must fit int32).
+int64_t score_elems(Args& args, int64_t T, int64_t E) {
+  const int64_t n = checked_mul(T, E, args.where("t·experts"));
+  if (n > kMaxPairs) range_error(args.where("t·experts") + " = " + std::to_string(n) + " exceeds 2^31 − 1 (pair indices are int32)");
+  return n;
+}
+
+// routerSoftmax({t, experts, logits [t, E], probs [t, E]})
+Work bind_router_softmax(Args& args) {
+  const int64_t T = tokens(args), E = experts(args);
+  const int64_t n = checked_mul(T, E, args.where("probs"));
+  auto logits = args.f32_in("logits", n);
+  auto probs = args.f32("probs", n);
+  return [=] { cpu::router_softmax(T, E, logits.data, probs.data); };
+}
+
+// routerSoftmaxBackward({t, experts, probs, dprobs, dlogits})   all [t, E]
+Work bind_router_softmax_backward(Args& args) {
+  const int64_t T = tokens(args), E = experts(args);
+  const int64_t n = checked_mul(T, E, args.where("probs"));
+  auto probs = args.f32_in("probs", n);
+  auto dprobs = args.f32_in("dprobs", n);
+  auto dlogits = args.f32("dlogits", n);
+  return [=] { cpu::router_softmax_backward(T, E, probs.data, dprobs.data, dlogits.data); };
+}
+
+struct PairOutputs {
+  View<int32_t> token, expert;
+  View<float> weight;
+};
+PairOutputs pair_outputs(Args& args, int64_t n) {
+  return {args.i32("pairToken", n), args.i32("pairExpert", n), args.f32("pairWeight", n)};
+}
+
+// routeTopk({t, experts, probs [t, E], k in [1, E], pairToken, pairExpert, pairWeight [t·k]})
+Work bind_route_topk(Args& args) {
+  const int64_t T = tokens(args), E = experts(args);
+  const int64_t n = score_elems(args, T, E);
+  const int64_t k = args.integer("k", 1, E);
+  auto probs = args.f32_in("probs", n);
+  auto out = pair_outputs(args, T * k);
+  return [=] { cpu::route_topk(T, E, probs.data, k, out.token.data, out.expert.data, out.weight.data); };
+}
+
+// routeThreshold({t, experts, probs, eps, pairToken, pairExpert, pairWeight [t·E], out: Int32Array [1]})
+//   out[0] = P, the pairs written
+Work bind_route_threshold(Args& args) {
+  const int64_t T = tokens(args), E = experts(args);
+  const int64_t n = score_elems(args, T, E);
+  const double eps = args.number("eps");
+  auto probs = args.f32_in("probs", n);
+  auto pr = pair_outputs(args, n);
+  auto out = args.i32("out", 1);
+  return [=] {
+    out.data[0] = static_cast<int32_t>(
+        cpu::route_threshold(T, E, probs.data, eps, pr.token.data, pr.expert.data, pr.weight.data));
+  };
+}
+
+// routeThresholdTopk({t, experts, probs, eps, pairToken, pairExpert, pairWeight [t·E], out: Int32Array [1]})
+//   out[0] = K (P = t·K pairs written)
+Work bind_route_threshold_topk(Args& args) {
+  const int64_t T = tokens(args), E = experts(args);
+  const int64_t n = score_elems(args, T, E);
+  const double eps = args.number("eps");
+  auto probs = args.f32_in("probs", n);
+  auto pr = pair_outputs(args, n);
+  auto out = args.i32("out", 1);
+  return [=] {
+    out.data[0] = static_cast<int32_t>(
+        cpu::route_threshold_topk(T, E, probs.data, eps, pr.token.data, pr.expert.data, pr.weight.data));
+  };
+}
+
+// groupByExpert({pairs, experts, pairExpert [P], offsets [E+1], order [P], position [P]})
+Work bind_group_by_expert(Args& args) {
+  const int64_t P = pairs(args), E = experts(args);
+  Index pe = indices(args, "pairExpert", P, E);
+  auto offsets = args.i32("offsets", E + 1);
+  auto order = args.i32("order", P);
+  auto position = args.i32("position", P);
+  return [=] { cpu::group_by_expert(P, E, pe->data(), offsets.data, order.data, position.data); };
+}
+
+// gatherRows({t, pairs, d, x [t, d], pairToken [P], order [P], xg [P, d]})
+Work bind_gather_rows(Args& args) {
+  const int64_t T = tokens(args), P = pairs(args), D = args.integer("d", 0);
+  auto x = args.f32_in("x", checked_mul(T, D, args.where("x")));
+  Index tok = pair_tokens(args, "pairToken", P, T);
+  Index order = indices(args, "order", P, P);
+  auto xg = args.f32("xg", checked_mul(P, D, args.where("xg")));
+  return [=] { cpu::gather_rows(P, D, x.data, tok->data(), order->data(), xg.data); };
+}
+
+// gatherRowsBackward({t, pairs, d, dxg [P, d], pairToken, position, dx [t, d], beta=0})
+Work bind_gather_rows_backward(Args& args) {
+  const int64_t T = tokens(args), P = pairs(args), D = args.integer("d", 0);
+  const float beta = static_cast<float>(args.number_or("beta", 0.0));
+  auto dxg = args.f32_in("dxg", checked_mul(P, D, args.where("dxg")));
+  Index tok = pair_tokens(args, "pairToken", P, T);
+  Index pos = permutation(args, "position", P);
+  auto dx = args.f32("dx", checked_mul(T, D, args.where("dx")));
+  return [=] { cpu::gather_rows_backward(T, P, D, dxg.data, tok->data(), pos->data(), dx.data, beta); };
+}
+
+// combine({t, pairs, n, yg [P, n], pairToken, pairWeight [P], position, y [t, n], beta=0})
+Work bind_combine(Args& args) {
+  const int64_t T = tokens(args), P = pairs(args), N = args.integer("n", 0);
+  const float beta = static_cast<float>(args.number_or("beta", 0.0));
+  auto yg = args.f32_in("yg", checked_mul(P, N, args.where("yg")));
+  Index tok = pair_tokens(args, "pairToken", P, T);
+  auto w = args.f32_in("pairWeight", P);
+  Index pos = permutation(args, "position", P);
+  auto y = args.f32("y", checked_mul(T, N, args.where("y")));
+  return [=] { cpu::combine(T, P, N, yg.data, tok->data(), w.data, pos->data(), y.data, beta); };
+}
+
+// combineBackward({t, pairs, n, dy [t, n], yg [P, n], pairToken, pairWeight, position, dyg [P, n], dweight [P]})
+Work bind_combine_backward(Args& args) {
+  const int64_t T = tokens(args), P = pairs(args), N = args.integer("n", 0);
+  auto dy = args.f32_in("dy", checked_mul(T, N, args.where("dy")));
+  auto yg = args.f32_in("yg", checked_mul(P, N, args.where("yg")));
+  Index tok = pair_tokens(args, "pairToken", P, T);
+  auto w = args.f32_in("pairWeight", P);
+  Index pos = permutation(args, "position", P);
+  auto dyg = args.f32("dyg", checked_mul(P, N, args.where("dyg")));
+  auto dweight = args.f32("dweight", P);
+  return [=] {
+    cpu::combine_backward(T, P, N, dy.data, yg.data, tok->data(), w.data, pos->data(), dyg.data, dweight.data);
+  };
+}
+
+// expertScoresBackward({t, experts, f, s [t, E], pe [t, E, f], g [t, E, f], ds [t, E], dg [t, E, f]})
+//   dg may be the same array as pe.
+Work bind_expert_scores_backward(Args& args) {
+  const int64_t T = tokens(args), E = experts(args), F = args.integer("f", 0);
+  const int64_t n = checked_mul(T, E, args.where("s"));
+  const int64_t nf = checked_mul(n, F, args.where("pe"));
+  auto s = args.f32_in("s", n);
+  auto pe = args.f32_in("pe", nf);
+  auto g = args.f32_in("g", nf);
+  auto ds = args.f32("ds", n);
+  auto dg = args.f32("dg", nf);
+  return [=] { cpu::expert_scores_backward(T, E, F, s.data, pe.data, g.data, ds.data, dg.data); };
+}
+
+// miLoss({t, experts, probs [t, E], gradScale=1, dprobs? [t, E], accumulate=false, out: Float64Array [3]})
+//   out = [loss, H(e), H(e|X)]
+Work bind_mi_loss(Args& args) {
+  const int64_t T = tokens(args), E = experts(args);
+  const int64_t n = checked_mul(T, E, args.where("probs"));
+  auto probs = args.f32_in("probs", n);
+  const double scale = args.number_or("gradScale", 1.0);
+  auto dprobs = args.f32_opt("dprobs", n);
+  const bool acc = args.boolean_or("accumulate", false);
+  auto out = args.f64("out", 3);
+  return [=] {
+    const cpu::MiLossValue v = cpu::mi_loss(T, E, probs.data, scale, dprobs.data, acc);
+    out.data[0] = v.loss;
+    out.data[1] = v.h_e;
+    out.data[2] = v.h_e_given_x;
+  };
+}
+
+// switchLoss({t, experts, probs [t, E], pairs, pairExpert [P], gradScale=1, dprobs? [t, E],
+//             accumulate=false, out: Float64Array [1]})   out[0] = loss
+Work bind_switch_loss(Args& args) {
+  const int64_t T = tokens(args), E = experts(args), P = pairs(args);
+  const int64_t n = checked_mul(T, E, args.where("probs"));
+  auto probs = args.f32_in("probs", n);
+  Index pe = indices(args, "pairExpert", P, E);
+  const double scale = args.number_or("gradScale", 1.0);
+  auto dprobs = args.f32_opt("dprobs", n);
+  const bool acc = args.boolean_or("accumulate", false);
+  auto out = args.f64("out", 1);
+  return [=] { out.data[0] = cpu::switch_loss(T, E, probs.data, pe->data(), P, scale, dprobs.data, acc); };
+}
+
+}  // namespace
 
 void register_routing(Napi::Env env, Napi::Object exports) {
-  (void)env;
-  (void)exports;
+  export_kernel(env, exports, "routerSoftmax", bind_router_softmax);
+  export_kernel(env, exports, "routerSoftmaxBackward", bind_router_softmax_backward);
+  export_kernel(env, exports, "routeTopk", bind_route_topk);
+  export_kernel(env, exports, "routeThreshold", bind_route_threshold);
+  export_kernel(env, exports, "routeThresholdTopk", bind_route_threshold_topk);
+  export_kernel(env, exports, "groupByExpert", bind_group_by_expert);
+  export_kernel(env, exports, "gatherRows", bind_gather_rows);
+  export_kernel(env, exports, "gatherRowsBackward", bind_gather_rows_backward);
+  export_kernel(env, exports, "combine", bind_combine);
+  export_kernel(env, exports, "combineBackward", bind_combine_backward);
+  export_kernel(env, exports, "expertScoresBackward", bind_expert_scores_backward);
+  export_kernel(env, exports, "miLoss", bind_mi_loss);
+  export_kernel(env, exports, "switchLoss", bind_switch_loss);
 }
 
 }  // namespace dsmoe::bind
