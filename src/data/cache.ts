@@ -1,0 +1,89 @@
+// The on-disk cache shared by the data and tokenizer layers: where it lives, how keys are made,
+// and atomic writes (a reader never sees a half-written file).
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+/** `$DSMOE_CACHE_DIR` when set, else `~/.cache/dsmoe`. */
+export function defaultCacheDir(): string {
+  const env = process.env.DSMOE_CACHE_DIR;
+  if (env && env.trim() !== '') return path.resolve(env);
+  return path.join(os.homedir(), '.cache', 'dsmoe');
+}
+
+/** sha256 over the given parts (strings or bytes), each length-prefixed so parts cannot run together. */
+export function hashParts(parts: Array<string | Uint8Array>): string {
+  const h = crypto.createHash('sha256');
+  for (const p of parts) {
+    const bytes = typeof p === 'string' ? Buffer.from(p, 'utf8') : p;
+    h.update(`${bytes.length}:`);
+    h.update(bytes);
+  }
+  return h.digest('hex');
+}
+
+/** sha256 of a file's content. */
+export function hashFile(file: string): string {
+  const h = crypto.createHash('sha256');
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return h.digest('hex');
+}
+
+/**
+ * Writes `data` to `file` atomically: into a temporary file in the same folder, then rename.
+ * Creates the folder when needed. `data` may be a list of chunks written in order.
+ */
+export function atomicWrite(file: string, data: string | Uint8Array | Uint8Array[]): void {
+  const dir = path.dirname(file);
+  fs.mkdirSync(dir, { recursive: true });
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(6).toString('hex')}.tmp`);
+  const fd = fs.openSync(tmp, 'w');
+  try {
+    const chunks = typeof data === 'string' ? [Buffer.from(data, 'utf8')] : Array.isArray(data) ? data : [data];
+    for (const c of chunks) {
+      let off = 0;
+      while (off < c.byteLength) off += fs.writeSync(fd, c, off, c.byteLength - off);
+    }
+    fs.fsyncSync(fd);
+  } catch (e) {
+    fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  }
+  fs.closeSync(fd);
+  try {
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  }
+}
+
+/** Reads a whole file into a fresh, 8-byte-aligned buffer (typed-array views can start at 0). */
+export function readAligned(file: string): Uint8Array {
+  const size = fs.statSync(file).size;
+  const out = new Uint8Array(new ArrayBuffer(size));
+  const fd = fs.openSync(file, 'r');
+  try {
+    let off = 0;
+    while (off < size) {
+      const n = fs.readSync(fd, out, off, Math.min(size - off, 1 << 30), off);
+      if (n === 0) throw new Error(`${file}: file shrank while reading (${off} of ${size} bytes)`);
+      off += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return out;
+}

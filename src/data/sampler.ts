@@ -1,0 +1,135 @@
+// Batches of (inputs, targets) windows over a flat token array: random windows for training with a
+// resumable seeded RNG, and sequential non-overlapping windows for evaluation.
+import { Rng, type RngState } from './rng';
+
+export type TokenArray = Uint16Array | Uint32Array;
+
+export interface Batch {
+  /** [batchSize, seqLen] row-major token ids. */
+  inputs: Int32Array;
+  /** inputs shifted left by one: targets[b, t] = tokens[start_b + t + 1]. */
+  targets: Int32Array;
+  batchSize: number;
+  seqLen: number;
+  /** Start offset of each row in the token array. */
+  starts: number[];
+}
+
+export interface SamplerState {
+  rng: RngState;
+  /** Batches drawn so far. */
+  step: number;
+  /** Checked on setState: the state belongs to a sampler over this many tokens and this shape. */
+  tokens: number;
+  batchSize: number;
+  seqLen: number;
+}
+
+export interface SamplerOptions {
+  batchSize: number;
+  seqLen: number;
+  seed?: number;
+  /** Names the data in errors (e.g. the input paths). */
+  name?: string;
+}
+
+function checkShape(batchSize: number, seqLen: number): void {
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batch size must be a positive integer, got ${batchSize}`);
+  if (!Number.isInteger(seqLen) || seqLen < 1) throw new RangeError(`sequence length must be a positive integer, got ${seqLen}`);
+}
+
+function checkLength(tokens: TokenArray, seqLen: number, name: string): void {
+  if (tokens.length === 0) throw new Error(`${name} is empty: no tokens`);
+  if (tokens.length < seqLen + 1)
+    throw new Error(`${name} has ${tokens.length} tokens, fewer than one window needs (sequence length ${seqLen} + 1 = ${seqLen + 1})`);
+}
+
+function fill(tokens: TokenArray, starts: number[], seqLen: number): Batch {
+  const B = starts.length;
+  const inputs = new Int32Array(B * seqLen), targets = new Int32Array(B * seqLen);
+  for (let b = 0; b < B; b++) {
+    const s = starts[b];
+    inputs.set(tokens.subarray(s, s + seqLen), b * seqLen);
+    targets.set(tokens.subarray(s + 1, s + seqLen + 1), b * seqLen);
+  }
+  return { inputs, targets, batchSize: B, seqLen, starts };
+}
+
+/** Random training windows: every batch draws batchSize uniform window starts in [0, N − T − 1]. */
+export class BatchSampler {
+  readonly batchSize: number;
+  readonly seqLen: number;
+  /** Number of distinct window starts (N − T). */
+  readonly windows: number;
+  private rng: Rng;
+  private steps = 0;
+
+  constructor(private readonly tokens: TokenArray, opts: SamplerOptions) {
+    checkShape(opts.batchSize, opts.seqLen);
+    checkLength(tokens, opts.seqLen, opts.name ?? 'training data');
+    this.batchSize = opts.batchSize;
+    this.seqLen = opts.seqLen;
+    this.windows = tokens.length - opts.seqLen;
+    this.rng = new Rng(opts.seed ?? 0);
+  }
+
+  get step(): number {
+    return this.steps;
+  }
+
+  next(): Batch {
+    const starts = new Array<number>(this.batchSize);
+    for (let b = 0; b < this.batchSize; b++) starts[b] = this.rng.nextInt(this.windows);
+    this.steps++;
+    return fill(this.tokens, starts, this.seqLen);
+  }
+
+  *[Symbol.iterator](): Iterator<Batch> {
+    for (;;) yield this.next();
+  }
+
+  /** A JSON-serialisable state; setState() on a sampler over the same data continues exactly. */
+  getState(): SamplerState {
+    return { rng: this.rng.getState(), step: this.steps, tokens: this.tokens.length, batchSize: this.batchSize, seqLen: this.seqLen };
+  }
+
+  setState(state: SamplerState): void {
+    if (!state || typeof state !== 'object') throw new TypeError('sampler state must be an object');
+    if (state.tokens !== this.tokens.length || state.batchSize !== this.batchSize || state.seqLen !== this.seqLen)
+      throw new Error(`sampler state is for ${state.tokens} tokens, batch ${state.batchSize} × ${state.seqLen}; `
+        + `this sampler has ${this.tokens.length} tokens, batch ${this.batchSize} × ${this.seqLen}`);
+    if (!Number.isInteger(state.step) || state.step < 0) throw new TypeError(`sampler state step must be a non-negative integer, got ${state.step}`);
+    this.rng.setState(state.rng);
+    this.steps = state.step;
+  }
+}
+
+/** Number of sequential, non-overlapping windows of seqLen (+1 target) in n tokens. */
+export function countEvalWindows(n: number, seqLen: number): number {
+  return n < seqLen + 1 ? 0 : Math.floor((n - 1) / seqLen);
+}
+
+export interface EvalOptions {
+  batchSize: number;
+  seqLen: number;
+  /** Stop after this many batches. */
+  maxBatches?: number;
+  name?: string;
+}
+
+/**
+ * Sequential validation batches: windows start at 0, T, 2T, … (each needs T + 1 tokens); the last
+ * batch may have fewer rows. Deterministic, no RNG.
+ */
+export function* evalBatches(tokens: TokenArray, opts: EvalOptions): Generator<Batch> {
+  checkShape(opts.batchSize, opts.seqLen);
+  checkLength(tokens, opts.seqLen, opts.name ?? 'validation data');
+  const total = countEvalWindows(tokens.length, opts.seqLen);
+  const max = opts.maxBatches ?? Infinity;
+  let done = 0;
+  for (let w = 0; w < total && done < max; done++) {
+    const starts: number[] = [];
+    for (; starts.length < opts.batchSize && w < total; w++) starts.push(w * opts.seqLen);
+    yield fill(tokens, starts, opts.seqLen);
+  }
+}

@@ -1,0 +1,228 @@
+// A small wrapper over @huggingface/tokenizers (its CommonJS build) for loading a tokenizer.json,
+// encoding text to ids and decoding ids back, with errors that name the file.
+import * as fs from 'fs';
+import * as path from 'path';
+import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import { hashParts } from '../data/cache';
+import { EOS_TOKEN, GPT2_SPLIT_REGEX, byteLevelEncode } from './bpe-train';
+
+/** What the data layer needs from a tokenizer. */
+export interface TextTokenizer {
+  readonly vocabSize: number;
+  /** Id of the end-of-text token that separates documents. */
+  readonly eosId: number;
+  encode(text: string): Uint32Array;
+  decode(ids: ArrayLike<number>): string;
+}
+
+export const SUPPORTED_MODELS = ['BPE', 'WordPiece', 'Unigram'] as const;
+
+/** End-of-text tokens looked for, in order, when `<|endoftext|>` is absent. */
+const EOS_CANDIDATES = [EOS_TOKEN, '</s>', '<|end_of_text|>', '<eos>', '<|eot_id|>', '[SEP]'];
+
+export interface LoadTokenizerOptions {
+  /** The end-of-text token; default: the first of `<|endoftext|>`, `</s>`, `<|end_of_text|>`, … that exists. */
+  eosToken?: string;
+}
+
+export class Tokenizer implements TextTokenizer {
+  readonly vocabSize: number;
+  readonly eosId: number;
+  readonly eosToken: string;
+  /** sha256 of the tokenizer.json text (part of data cache keys). */
+  readonly contentHash: string;
+
+  /**
+   * Fast path for plain byte-level BPE tokenizers (no normalizer, GPT-2 regex pre-tokenizer, no
+   * added-token stripping): the library's own steps, with an unbounded memo of pre-token → ids
+   * (the library's LRU cache is small and slow). Null when the tokenizer is of another kind.
+   */
+  private readonly fast: { specials: RegExp | null; memo: Map<string, Uint32Array> } | null;
+
+  private constructor(private readonly hf: HfTokenizer, readonly source: string, text: string, eosToken: string,
+    eosId: number, vocabSize: number, json: Record<string, unknown>) {
+    this.contentHash = hashParts([text]);
+    this.eosToken = eosToken;
+    this.eosId = eosId;
+    this.vocabSize = vocabSize;
+    this.fast = Tokenizer.fastPath(json);
+  }
+
+  private static fastPath(json: Record<string, unknown>): { specials: RegExp | null; memo: Map<string, Uint32Array> } | null {
+    const pre = json.pre_tokenizer as Record<string, unknown> | null;
+    const model = json.model as Record<string, unknown>;
+    const post = json.post_processor as Record<string, unknown> | null;
+    const added = (json.added_tokens ?? []) as Array<Record<string, unknown>>;
+    const ok = json.normalizer === null
+      && pre !== null && pre.type === 'ByteLevel' && pre.add_prefix_space !== true && pre.use_regex !== false
+      && model.type === 'BPE' && !model.ignore_merges && !model.dropout && !model.end_of_word_suffix
+      && !model.continuing_subword_suffix && !model.byte_fallback && !model.fuse_unk
+      && (post === null || post.type === 'ByteLevel')
+      && Array.isArray(added) && added.every((t) => typeof t.content === 'string' && t.content !== '' && !t.lstrip && !t.rstrip);
+    if (!ok) return null;
+    const contents = [...new Set(added.map((t) => t.content as string))].sort((x, y) => y.length - x.length);
+    const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    return { specials: contents.length ? new RegExp(contents.map(esc).join('|'), 'g') : null, memo: new Map() };
+  }
+
+  private encodeFast(text: string, fast: { specials: RegExp | null; memo: Map<string, Uint32Array> }): Uint32Array {
+    const parts: Uint32Array[] = [];
+    let total = 0;
+    const section = (s: string) => {
+      for (const m of s.matchAll(GPT2_SPLIT_REGEX)) {
+        const w = m[0];
+        let ids = fast.memo.get(w);
+        if (ids === undefined) {
+          const toks = (this.hf.model as unknown as (t: string[]) => string[])([byteLevelEncode(w)]);
+          ids = new Uint32Array(toks.length);
+          for (let i = 0; i < toks.length; i++) {
+            const id = this.hf.token_to_id(toks[i]);
+            if (id === undefined) throw new Error(`${this.source}: text has a token that is not in the vocabulary and there is no unk token`);
+            ids[i] = id;
+          }
+          if (fast.memo.size >= 1 << 20) fast.memo.clear();
+          fast.memo.set(w, ids);
+        }
+        parts.push(ids);
+        total += ids.length;
+      }
+    };
+    if (fast.specials === null) section(text);
+    else {
+      let last = 0;
+      for (const m of text.matchAll(fast.specials)) {
+        if (m.index! > last) section(text.slice(last, m.index));
+        const id = this.hf.token_to_id(m[0])!;
+        parts.push(Uint32Array.of(id));
+        total += 1;
+        last = m.index! + m[0].length;
+      }
+      if (last < text.length) section(last === 0 ? text : text.slice(last));
+    }
+    const out = new Uint32Array(total);
+    let off = 0;
+    for (const p of parts) {
+      if (p.length === 1) out[off++] = p[0];
+      else { out.set(p, off); off += p.length; }
+    }
+    return out;
+  }
+
+  /** Loads a tokenizer.json file (or a folder holding one). */
+  static load(file: string, opts: LoadTokenizerOptions = {}): Tokenizer {
+    let p = path.resolve(file);
+    if (!fs.existsSync(p)) throw new Error(`tokenizer file not found: ${file}`);
+    if (fs.statSync(p).isDirectory()) {
+      const inner = path.join(p, 'tokenizer.json');
+      if (!fs.existsSync(inner)) throw new Error(`tokenizer folder ${file} has no tokenizer.json`);
+      p = inner;
+    }
+    let text: string;
+    try {
+      text = fs.readFileSync(p, 'utf8');
+    } catch (e) {
+      throw new Error(`cannot read tokenizer file ${p}: ${(e as Error).message}`);
+    }
+    return Tokenizer.fromString(text, p, opts);
+  }
+
+  /** Builds a tokenizer from tokenizer.json text; `source` names it in errors. */
+  static fromString(text: string, source = '<tokenizer.json>', opts: LoadTokenizerOptions = {}): Tokenizer {
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (e) {
+      throw new Error(`${source}: not a valid tokenizer.json (JSON parse error: ${(e as Error).message})`);
+    }
+    if (json === null || typeof json !== 'object' || Array.isArray(json))
+      throw new Error(`${source}: not a valid tokenizer.json (expected a JSON object)`);
+    const obj = json as Record<string, unknown>;
+    const model = obj.model as Record<string, unknown> | undefined;
+    if (!model || typeof model !== 'object') throw new Error(`${source}: not a valid tokenizer.json (no "model" object)`);
+    const type = model.type;
+    if (typeof type !== 'string' || !(SUPPORTED_MODELS as readonly string[]).includes(type))
+      throw new Error(`${source}: unsupported tokenizer model type ${JSON.stringify(type)} (supported: ${SUPPORTED_MODELS.join(', ')})`);
+    if (model.vocab === undefined || model.vocab === null) throw new Error(`${source}: the ${type} model has no "vocab"`);
+    if (type === 'BPE' && !Array.isArray(model.merges)) throw new Error(`${source}: the BPE model has no "merges" list`);
+    // Optional pieces the library requires to be present (as null at least).
+    const full: Record<string, unknown> = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [], ...obj };
+    let hf: HfTokenizer;
+    try {
+      // Never "clean up" spaces on decode: decode(encode(s)) must give s back.
+      hf = new HfTokenizer(full, { clean_up_tokenization_spaces: false });
+    } catch (e) {
+      throw new Error(`${source}: could not build the tokenizer: ${(e as Error).message}`);
+    }
+    let vocabSize = 0;
+    for (const id of hf.get_vocab(true).values()) vocabSize = Math.max(vocabSize, id + 1);
+    if (vocabSize === 0) throw new Error(`${source}: the vocabulary is empty`);
+    if (vocabSize > 2 ** 32) throw new Error(`${source}: vocabulary of ${vocabSize} does not fit uint32 token ids`);
+    const candidates = opts.eosToken !== undefined ? [opts.eosToken] : EOS_CANDIDATES;
+    let eosToken: string | undefined, eosId: number | undefined;
+    for (const c of candidates) {
+      const id = hf.token_to_id(c);
+      if (id !== undefined) { eosToken = c; eosId = id; break; }
+    }
+    if (eosToken === undefined || eosId === undefined)
+      throw new Error(opts.eosToken !== undefined
+        ? `${source}: the end-of-text token ${JSON.stringify(opts.eosToken)} is not in the vocabulary`
+        : `${source}: no end-of-text token in the vocabulary (looked for ${EOS_CANDIDATES.join(', ')})`);
+    return new Tokenizer(hf, source, text, eosToken, eosId, vocabSize, full);
+  }
+
+  /** Whether encode() takes the memoised byte-level BPE path (same ids as the library's encode). */
+  get fastPath(): boolean {
+    return this.fast !== null;
+  }
+
+  /** Token ids of `text` (no special tokens added). */
+  encode(text: string): Uint32Array {
+    if (text.length === 0) return new Uint32Array(0);
+    if (this.fast) return this.encodeFast(text, this.fast);
+    return this.encodeLibrary(text);
+  }
+
+  /** Token ids of `text` from the library's own encode (what the fast path must equal). */
+  encodeLibrary(text: string): Uint32Array {
+    if (text.length === 0) return new Uint32Array(0);
+    const ids = this.hf.encode(text, { add_special_tokens: false }).ids;
+    const out = new Uint32Array(ids.length);
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      if (id === undefined || id === null) throw new Error(`${this.source}: text has a token that is not in the vocabulary and there is no unk token`);
+      out[i] = id;
+    }
+    return out;
+  }
+
+  /** Text of the given ids; special tokens are written out (e.g. `<|endoftext|>`). */
+  decode(ids: ArrayLike<number>): string {
+    if (ids.length === 0) return '';
+    const arr = new Array<number>(ids.length);
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize)
+        throw new RangeError(`decode: token id ${id} at position ${i} is out of range [0, ${this.vocabSize}) for ${this.source}`);
+      arr[i] = id;
+    }
+    return this.hf.decode(arr, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+  }
+
+  /** The tokens (strings) of `text`, for inspection. */
+  tokenize(text: string): string[] {
+    return text.length === 0 ? [] : this.hf.encode(text, { add_special_tokens: false }).tokens;
+  }
+
+  tokenToId(token: string): number | undefined {
+    return this.hf.token_to_id(token);
+  }
+
+  idToToken(id: number): string | undefined {
+    return this.hf.id_to_token(id);
+  }
+}
+
+/** Loads a tokenizer.json (see Tokenizer.load). */
+export function loadTokenizer(file: string, opts: LoadTokenizerOptions = {}): Tokenizer {
+  return Tokenizer.load(file, opts);
+}
