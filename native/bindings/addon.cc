@@ -12,6 +12,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_nn(env, exports);
   register_attention(env, exports);
   register_bench(env, exports);
+  register_model(env, exports);
   return exports;
 }
 }  // namespace

@@ -71,6 +71,12 @@ std::string Args::string(const char* name) {
   return v.As<Napi::String>().Utf8Value();
 }
 
+Napi::Object Args::object(const char* name) {
+  Napi::Value v = get(name);
+  if (!v.IsObject() || v.IsArray() || v.IsTypedArray()) type_error(where(name) + " must be an object");
+  return v.As<Napi::Object>();
+}
+
 Napi::TypedArray Args::typed(const char* name, napi_typedarray_type type, const char* type_name,
                              int64_t min_elems) {
   Napi::Value v = get(name);

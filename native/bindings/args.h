@@ -46,6 +46,7 @@ class Args {
   double number_or(const char* name, double fallback);
   bool boolean_or(const char* name, bool fallback);
   std::string string(const char* name);
+  Napi::Object object(const char* name);
 
   // Typed arrays of at least `min_elems` elements (the exact need for a dense tensor). The array
   // stays referenced until the Args object is gone, so async work may use it.

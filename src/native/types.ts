@@ -6,12 +6,14 @@ import type { RoutingKernels } from './types/routing';
 import type { NnKernels } from './types/nn';
 import type { AttentionKernels } from './types/attention';
 import type { BenchFunctions, BenchKernels } from './types/bench';
+import type { ModelFunctions } from './types/model';
 
 export * from './types/gemm';
 export * from './types/routing';
 export * from './types/nn';
 export * from './types/attention';
 export * from './types/bench';
+export * from './types/model';
 
 export type Isa = 'avx512' | 'avx2' | 'generic';
 
@@ -32,12 +34,14 @@ export interface CoreFunctions {
   runtimeInfo(): RuntimeInfo;
 }
 
-/** Every kernel K also exists as `${K}Async`, returning a Promise. */
+/** Every kernel K that returns nothing also exists as `${K}Async`, returning a Promise. */
 export type WithAsync<T> = T & {
-  [K in keyof T as `${string & K}Async`]: T[K] extends (args: infer A) => void ? (args: A) => Promise<void> : never;
+  [K in keyof T as T[K] extends (args: never) => infer R ? (R extends void ? `${string & K}Async` : never) : never]:
+    T[K] extends (args: infer A) => void ? (args: A) => Promise<void> : never;
 };
 
 export type NativeAddon = CoreFunctions &
+  ModelFunctions &
   BenchFunctions &
   WithAsync<BenchKernels> &
   WithAsync<GemmKernels> &

@@ -1,0 +1,349 @@
+// Bindings of the model (native/model): config parsing, layout, initialisation, and a Model
+// object whose coarse calls (a training step, an evaluation) run on a worker thread.
+#include <atomic>
+#include <cmath>
+#include <memory>
+
+#include "../model/init.h"
+#include "../model/model.h"
+#include "register.h"
+
+namespace dsmoe::bind {
+namespace {
+
+using model::Config;
+
+// Reads config.json's schema (snake_case) from a JS object; errors name the field.
+class ConfigReader {
+ public:
+  ConfigReader(Napi::Object root, std::string fn) : root_(root), fn_(std::move(fn)) {}
+
+  Napi::Object object(Napi::Object o, const char* key, const std::string& path) {
+    Napi::Value v = o.Get(key);
+    if (!v.IsObject()) type_error(fn_ + ": config." + path + " must be an object");
+    return v.As<Napi::Object>();
+  }
+  int64_t integer(Napi::Object o, const char* key, const std::string& path, int64_t fallback = -1) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined() && fallback >= 0) return fallback;
+    if (!v.IsNumber()) type_error(fn_ + ": config." + path + " must be an integer");
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (!std::isfinite(d) || d != std::floor(d) || std::fabs(d) > 9e15)
+      type_error(fn_ + ": config." + path + " must be an integer, got " + std::to_string(d));
+    return static_cast<int64_t>(d);
+  }
+  double number(Napi::Object o, const char* key, const std::string& path, double fallback) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined()) return fallback;
+    if (!v.IsNumber() || !std::isfinite(v.As<Napi::Number>().DoubleValue()))
+      type_error(fn_ + ": config." + path + " must be a finite number");
+    return v.As<Napi::Number>().DoubleValue();
+  }
+  bool boolean(Napi::Object o, const char* key, const std::string& path, bool fallback) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined()) return fallback;
+    if (!v.IsBoolean()) type_error(fn_ + ": config." + path + " must be a boolean");
+    return v.As<Napi::Boolean>().Value();
+  }
+  std::string string(Napi::Object o, const char* key, const std::string& path, const char* fallback) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined()) return fallback;
+    if (!v.IsString()) type_error(fn_ + ": config." + path + " must be a string");
+    return v.As<Napi::String>().Utf8Value();
+  }
+
+  Config read() {
+    Config c;
+    Napi::Object r = root_;
+    c.vocab_size = integer(r, "vocab_size", "vocab_size");
+    c.d_model = integer(r, "d_model", "d_model");
+    c.n_layers = integer(r, "n_layers", "n_layers");
+    c.max_seq_len = integer(r, "max_seq_len", "max_seq_len");
+    c.norm_eps = number(r, "norm_eps", "norm_eps", 1e-5);
+    c.rope_theta = number(r, "rope_theta", "rope_theta", 10000.0);
+    c.tie_embeddings = boolean(r, "tie_embeddings", "tie_embeddings", false);
+    Napi::Object a = object(r, "attention", "attention");
+    c.att_experts = integer(a, "n_experts", "attention.n_experts");
+    c.att_heads = integer(a, "n_heads", "attention.n_heads");
+    c.kv_heads = integer(a, "n_kv_heads", "attention.n_kv_heads");
+    c.head_dim = integer(a, "head_dim", "attention.head_dim");
+    Napi::Object m = object(r, "mlp", "mlp");
+    c.mlp_experts = integer(m, "n_experts", "mlp.n_experts");
+    c.expert_dim = integer(m, "expert_dim", "mlp.expert_dim");
+    std::string act = string(m, "activation", "mlp.activation", "gelu");
+    if (act == "gelu") c.gelu_tanh = false;
+    else if (act == "gelu_tanh") c.gelu_tanh = true;
+    else range_error(fn_ + ": config.mlp.activation must be 'gelu' or 'gelu_tanh', got '" + act + "'");
+    Napi::Value tv = r.Get("training");
+    if (tv.IsObject()) {
+      Napi::Object t = tv.As<Napi::Object>();
+      std::string mode = string(t, "mode", "training.mode", "dsmoe");
+      if (mode == "dsmoe") c.mode = model::Mode::DsMoe;
+      else if (mode == "smoe") c.mode = model::Mode::SMoe;
+      else if (mode == "dense") c.mode = model::Mode::Dense;
+      else range_error(fn_ + ": config.training.mode must be 'dsmoe', 'smoe' or 'dense', got '" + mode + "'");
+      c.mi_alpha_att = number(t, "mi_alpha_att", "training.mi_alpha_att", 0.0);
+      c.mi_alpha_mlp = number(t, "mi_alpha_mlp", "training.mi_alpha_mlp", 0.0);
+      c.switch_alpha = number(t, "switch_alpha", "training.switch_alpha", 0.01);
+      c.top_k = integer(t, "top_k", "training.top_k", 2);
+    } else if (!tv.IsUndefined()) {
+      type_error(fn_ + ": config.training must be an object");
+    }
+    std::string err = model::validate(c);
+    if (!err.empty()) range_error(fn_ + ": config." + err);
+    // The largest buffers must be addressable: parameters and one [seq, vocab] row of logits.
+    checked_mul(c.vocab_size, c.d_model, fn_ + ": config (vocab_size × d_model)");
+    return c;
+  }
+
+ private:
+  Napi::Object root_;
+  std::string fn_;
+};
+
+Config read_config(Args& args) {
+  return ConfigReader(args.object("config"), args.fn()).read();
+}
+
+Napi::Value layout_to_js(Napi::Env env, const model::Layout& L) {
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Array tensors = Napi::Array::New(env, L.tensors.size());
+  for (size_t i = 0; i < L.tensors.size(); ++i) {
+    const model::Tensor& t = L.tensors[i];
+    Napi::Object jt = Napi::Object::New(env);
+    jt.Set("name", t.name);
+    Napi::Array shape = Napi::Array::New(env, t.shape.size());
+    for (size_t d = 0; d < t.shape.size(); ++d) shape.Set(static_cast<uint32_t>(d), Napi::Number::New(env, double(t.shape[d])));
+    jt.Set("shape", shape);
+    jt.Set("offset", Napi::Number::New(env, double(t.offset)));
+    jt.Set("size", Napi::Number::New(env, double(t.size)));
+    jt.Set("decay", t.decay);
+    tensors.Set(static_cast<uint32_t>(i), jt);
+  }
+  o.Set("tensors", tensors);
+  o.Set("totalParams", Napi::Number::New(env, double(L.total)));
+  o.Set("nonEmbeddingParams", Napi::Number::New(env, double(L.non_embedding)));
+  return o;
+}
+
+Napi::Value model_layout(const Napi::CallbackInfo& info) {
+  Args args(info, "modelLayout");
+  // modelLayout takes the config itself, not {config}.
+  Config c = ConfigReader(info[0].As<Napi::Object>(), "modelLayout").read();
+  return layout_to_js(info.Env(), model::make_layout(c));
+}
+
+Work bind_init_params(Args& args) {
+  Config c = read_config(args);
+  auto layout = std::make_shared<model::Layout>(model::make_layout(c));
+  auto params = args.f32("params", layout->total);
+  const int64_t seed = args.integer("seed", 0, (int64_t(1) << 53));
+  return [c, layout, params, seed] { model::init_params(c, *layout, params.data, static_cast<uint64_t>(seed)); };
+}
+
+Napi::Object stats_to_js(Napi::Env env, const model::StepStats& s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("loss", s.loss);
+  o.Set("lmLoss", s.lm_loss);
+  o.Set("auxLoss", s.aux_loss);
+  o.Set("gradNorm", s.grad_norm);
+  o.Set("attEntropy", s.att_entropy);
+  o.Set("attCondEntropy", s.att_cond_entropy);
+  o.Set("mlpEntropy", s.mlp_entropy);
+  o.Set("mlpCondEntropy", s.mlp_cond_entropy);
+  o.Set("tokens", Napi::Number::New(env, double(s.tokens)));
+  return o;
+}
+
+// The native side of one model: the C++ Model plus references that keep its buffers alive.
+struct ModelHandle {
+  std::unique_ptr<model::Model> model;
+  std::vector<Napi::Reference<Napi::Value>> buffers;
+  std::atomic<bool> busy{false};
+};
+
+// A checked batch, copied so JS cannot change it while a worker runs.
+struct Batch {
+  std::vector<int32_t> tokens, targets;
+  int64_t micro = 1, batch = 1, seq = 1;
+};
+
+Batch read_batch(Args& args, const model::Config& c, bool need_targets) {
+  Batch b;
+  b.batch = args.integer("batch", 1, 1 << 20);
+  b.seq = args.integer("seq", 1, c.max_seq_len);
+  b.micro = args.integer_or("micro", 1, 1, 1 << 16);
+  const int64_t n = checked_mul(checked_mul(b.micro, b.batch, args.fn() + ": batch"), b.seq, args.fn() + ": batch");
+  auto tok = args.i32("tokens", n);
+  b.tokens.assign(tok.data, tok.data + n);
+  for (int64_t i = 0; i < n; ++i)
+    if (b.tokens[static_cast<size_t>(i)] < 0 || b.tokens[static_cast<size_t>(i)] >= c.vocab_size)
+      range_error(args.where("tokens") + "[" + std::to_string(i) + "] = " + std::to_string(b.tokens[static_cast<size_t>(i)]) +
+                  " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
+  if (need_targets) {
+    auto tgt = args.i32("targets", n);
+    b.targets.assign(tgt.data, tgt.data + n);
+    for (int64_t i = 0; i < n; ++i)
+      if (b.targets[static_cast<size_t>(i)] >= c.vocab_size)
+        range_error(args.where("targets") + "[" + std::to_string(i) + "] = " + std::to_string(b.targets[static_cast<size_t>(i)]) +
+                    " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ") (negative = ignored)");
+  }
+  return b;
+}
+
+// The handle comes from `this`, so a method called on anything but a model is a clean TypeError
+// (and a detached method cannot outlive the model it belonged to).
+ModelHandle* handle_of(const Napi::CallbackInfo& info) {
+  Napi::Value self = info.This();
+  if (self.IsObject()) {
+    Napi::Value ext = self.As<Napi::Object>().Get("_native");
+    if (ext.IsExternal()) return ext.As<Napi::External<ModelHandle>>().Data();
+  }
+  type_error("model methods must be called on a model made by createModel");
+}
+
+// Runs fn on a worker thread and resolves with the stats; the model is marked busy meanwhile.
+class StatsWorker : public Napi::AsyncWorker {
+ public:
+  StatsWorker(Napi::Env env, ModelHandle* h, Napi::Object owner, std::function<model::StepStats()> fn)
+      : Napi::AsyncWorker(env), h_(h), owner_(Napi::Persistent(owner)), fn_(std::move(fn)),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try { stats_ = fn_(); } catch (const std::exception& e) { SetError(e.what()); }
+  }
+  void OnOK() override { h_->busy = false; deferred_.Resolve(stats_to_js(Env(), stats_)); }
+  void OnError(const Napi::Error& e) override { h_->busy = false; deferred_.Reject(e.Value()); }
+
+ private:
+  ModelHandle* h_;
+  Napi::ObjectReference owner_;  // keeps the model (and its buffers) alive while running
+  std::function<model::StepStats()> fn_;
+  model::StepStats stats_;
+  Napi::Promise::Deferred deferred_;
+};
+
+template <typename Fn>
+Napi::Value run_async(const Napi::CallbackInfo& info, const char* name, Fn make) {
+  try {
+    ModelHandle* h = handle_of(info);
+    Args args(info, name);
+    std::function<model::StepStats()> work = make(args, h);
+    bool expected = false;
+    if (!h->busy.compare_exchange_strong(expected, true))
+      throw std::runtime_error("the model is busy with another call (await it first)");
+    auto* worker = new StatsWorker(info.Env(), h, info.This().As<Napi::Object>(), std::move(work));
+    Napi::Promise p = worker->promise();
+    worker->Queue();
+    return p;
+  } catch (...) {
+    throw_js(info.Env(), name);
+    return info.Env().Undefined();
+  }
+}
+
+template <typename Fn>
+Napi::Value run_sync(const Napi::CallbackInfo& info, const char* name, Fn make) {
+  try {
+    ModelHandle* h = handle_of(info);
+    Args args(info, name);
+    std::function<model::StepStats()> work = make(args, h);
+    bool expected = false;
+    if (!h->busy.compare_exchange_strong(expected, true))
+      throw std::runtime_error("the model is busy with another call (await it first)");
+    model::StepStats s;
+    try { s = work(); } catch (...) { h->busy = false; throw; }
+    h->busy = false;
+    return stats_to_js(info.Env(), s);
+  } catch (...) {
+    throw_js(info.Env(), name);
+    return info.Env().Undefined();
+  }
+}
+
+std::function<model::StepStats()> make_train(Args& args, ModelHandle* h) {
+  auto b = std::make_shared<Batch>(read_batch(args, h->model->config(), true));
+  model::OptimSettings o;
+  o.lr = static_cast<float>(args.number("lr"));
+  o.beta1 = static_cast<float>(args.number_or("beta1", 0.9));
+  o.beta2 = static_cast<float>(args.number_or("beta2", 0.95));
+  o.eps = static_cast<float>(args.number_or("eps", 1e-8));
+  o.weight_decay = static_cast<float>(args.number_or("weightDecay", 0.01));
+  o.clip = static_cast<float>(args.number_or("clip", 1.0));
+  o.step = args.integer("step", 1, int64_t(1) << 53);
+  if (!(o.lr >= 0)) range_error(args.where("lr") + " must be >= 0");
+  if (!(o.beta1 >= 0 && o.beta1 < 1)) range_error(args.where("beta1") + " must be in [0, 1)");
+  if (!(o.beta2 >= 0 && o.beta2 < 1)) range_error(args.where("beta2") + " must be in [0, 1)");
+  if (!(o.eps > 0)) range_error(args.where("eps") + " must be > 0");
+  if (!(o.weight_decay >= 0)) range_error(args.where("weightDecay") + " must be >= 0");
+  if (!(o.clip >= 0)) range_error(args.where("clip") + " must be >= 0 (0: no clipping)");
+  return [h, b, o] { return h->model->train_step(b->tokens.data(), b->targets.data(), b->micro, b->batch, b->seq, o); };
+}
+
+std::function<model::StepStats()> make_grad(Args& args, ModelHandle* h) {
+  auto b = std::make_shared<Batch>(read_batch(args, h->model->config(), true));
+  return [h, b] { return h->model->loss_and_grad(b->tokens.data(), b->targets.data(), b->micro, b->batch, b->seq); };
+}
+
+std::function<model::StepStats()> make_eval(Args& args, ModelHandle* h) {
+  auto b = std::make_shared<Batch>(read_batch(args, h->model->config(), true));
+  return [h, b] { return h->model->evaluate(b->tokens.data(), b->targets.data(), b->micro, b->batch, b->seq); };
+}
+
+Napi::Value forward(const Napi::CallbackInfo& info) {
+  try {
+    ModelHandle* h = handle_of(info);
+    Args args(info, "forward");
+    const model::Config& c = h->model->config();
+    Batch b = read_batch(args, c, false);
+    if (b.micro != 1) range_error("forward: micro must be 1");
+    auto logits = args.f32("logits", checked_mul(b.batch * b.seq, c.vocab_size, "forward: logits"));
+    bool expected = false;
+    if (!h->busy.compare_exchange_strong(expected, true))
+      throw std::runtime_error("the model is busy with another call (await it first)");
+    try { h->model->forward_logits(b.tokens.data(), b.batch, b.seq, logits.data); } catch (...) { h->busy = false; throw; }
+    h->busy = false;
+  } catch (...) {
+    throw_js(info.Env(), "forward");
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value create_model(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Args args(info, "createModel");
+  Config c = read_config(args);
+  const int64_t total = model::make_layout(c).total;
+  auto params = args.f32("params", total);
+  auto grads = args.f32("grads", total);
+  auto m = args.f32("adamM", total);
+  auto v = args.f32("adamV", total);
+  if (params.data == grads.data || params.data == m.data || params.data == v.data || grads.data == m.data ||
+      grads.data == v.data || m.data == v.data)
+    range_error("createModel: params, grads, adamM and adamV must be four different buffers");
+  auto* h = new ModelHandle();
+  h->model = std::make_unique<model::Model>(c, model::Buffers{params.data, grads.data, m.data, v.data});
+  h->buffers = args.take_refs();
+  Napi::Object o = Napi::Object::New(env);
+  // The handle lives as long as the JS object; its methods receive it as their data pointer.
+  o.Set("_native", Napi::External<ModelHandle>::New(env, h, [](Napi::Env, ModelHandle* p) { delete p; }));
+  auto method = [&](const char* name, Napi::Function::Callback cb) { o.Set(name, Napi::Function::New(env, cb, name)); };
+  method("trainStepAsync", [](const Napi::CallbackInfo& i) { return run_async(i, "trainStep", make_train); });
+  method("lossAndGrad", [](const Napi::CallbackInfo& i) { return run_sync(i, "lossAndGrad", make_grad); });
+  method("evaluate", [](const Napi::CallbackInfo& i) { return run_sync(i, "evaluate", make_eval); });
+  method("evaluateAsync", [](const Napi::CallbackInfo& i) { return run_async(i, "evaluate", make_eval); });
+  method("forward", forward);
+  return o;
+}
+
+}  // namespace
+
+void register_model(Napi::Env env, Napi::Object exports) {
+  export_function(env, exports, "modelLayout", model_layout);
+  export_function(env, exports, "createModel", create_model);
+  export_kernel(env, exports, "initParams", bind_init_params);
+}
+
+}  // namespace dsmoe::bind

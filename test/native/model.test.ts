@@ -1,0 +1,225 @@
+// The native DS-MoE model: gradients against finite differences for every parameter kind in all
+// three training modes, auxiliary losses, the dense/MoE equivalence, learning, determinism and
+// bad input.
+import type { ModelConfig, NativeModel, TrainingMode } from '../../src/native/addon';
+import { addon, expectNativeError } from '../helpers';
+
+function tinyConfig(mode: TrainingMode, over: Partial<ModelConfig> = {}): ModelConfig {
+  const dense = mode === 'dense';
+  return {
+    format_version: 1, vocab_size: 17, d_model: 8, n_layers: 2, max_seq_len: 16, norm_eps: 1e-5,
+    rope_theta: 10000, tie_embeddings: false,
+    attention: { n_experts: dense ? 1 : 3, n_heads: 2, n_kv_heads: 1, head_dim: 4 },
+    mlp: { n_experts: dense ? 1 : 3, expert_dim: 6, activation: 'gelu' },
+    training: { mode, mi_alpha_att: 0.05, mi_alpha_mlp: 0.07, top_k: 2, switch_alpha: 0.03 },
+    routing: { attention: 'dense', mlp: 'dense' },
+    ...over,
+  };
+}
+
+interface Built { model: NativeModel; params: Float32Array; grads: Float32Array; layout: ReturnType<typeof addon.modelLayout> }
+
+function build(config: ModelConfig, seed = 3, weightScale = 1): Built {
+  const layout = addon.modelLayout(config);
+  const n = layout.totalParams;
+  const params = new Float32Array(n), grads = new Float32Array(n);
+  addon.initParams({ config, params, seed });
+  // Larger weights than the 0.02 initialisation give gradients well above finite-difference noise.
+  for (const t of layout.tensors) if (t.decay) for (let i = t.offset; i < t.offset + t.size; i++) params[i] *= weightScale;
+  const model = addon.createModel({ config, params, grads, adamM: new Float32Array(n), adamV: new Float32Array(n) });
+  return { model, params, grads, layout };
+}
+
+const B = 2, T = 5;
+const tokens = Int32Array.from({ length: B * T }, (_, i) => (i * 7 + 3) % 17);
+const targets = Int32Array.from({ length: B * T }, (_, i) => (i * 5 + 1) % 17);
+
+describe('model layout', () => {
+  test('names, shapes and order follow DESIGN.md §3; routers absent with one expert', () => {
+    const L = addon.modelLayout(tinyConfig('dsmoe'));
+    const names = L.tensors.map((t) => t.name);
+    expect(names.slice(0, 11)).toEqual([
+      'embed.weight', 'layers.0.attn_norm.weight', 'layers.0.attn.router.weight', 'layers.0.attn.q_proj.weight',
+      'layers.0.attn.k_proj.weight', 'layers.0.attn.v_proj.weight', 'layers.0.attn.o_proj.weight',
+      'layers.0.mlp_norm.weight', 'layers.0.mlp.router.weight', 'layers.0.mlp.up_proj.weight', 'layers.0.mlp.down_proj.weight']);
+    expect(names.slice(-2)).toEqual(['final_norm.weight', 'lm_head.weight']);
+    const shape = (n: string) => L.tensors.find((t) => t.name === n)!.shape;
+    expect(shape('layers.1.attn.q_proj.weight')).toEqual([3, 8, 8]);
+    expect(shape('layers.1.attn.k_proj.weight')).toEqual([4, 8]);
+    expect(shape('layers.1.attn.o_proj.weight')).toEqual([3, 8, 8]);
+    expect(shape('layers.1.mlp.up_proj.weight')).toEqual([3, 6, 8]);
+    expect(shape('layers.1.mlp.down_proj.weight')).toEqual([3, 8, 6]);
+    let offset = 0;
+    for (const t of L.tensors) {
+      expect(t.offset).toBe(offset);
+      expect(t.size).toBe(t.shape.reduce((a, b) => a * b, 1));
+      offset += t.size;
+    }
+    expect(L.totalParams).toBe(offset);
+    expect(L.nonEmbeddingParams).toBe(offset - 2 * 17 * 8);
+    const dense = addon.modelLayout(tinyConfig('dense', { tie_embeddings: true }));
+    expect(dense.tensors.some((t) => t.name.includes('router'))).toBe(false);
+    expect(dense.tensors.some((t) => t.name === 'lm_head.weight')).toBe(false);
+  });
+});
+
+describe('model gradients', () => {
+  // Central differences of the fp32 forward with h = 1e-3: rounding of a loss ≈ 3 gives ≈ 1e-4
+  // absolute noise in the difference quotient, hence the absolute floor; h is small enough that no
+  // top-k choice flips in smoe mode (a flip is a real discontinuity of that loss).
+  const H = 1e-3, ABS = 3e-4, REL = 2e-2;
+  test.each(['dsmoe', 'smoe', 'dense'] as const)('%s: every parameter kind matches finite differences', (mode) => {
+    const { model, params, grads, layout } = build(tinyConfig(mode), 3, 8);
+    const base = model.lossAndGrad({ tokens, targets, batch: B, seq: T });
+    expect(Number.isFinite(base.loss)).toBe(true);
+    const g = Float32Array.from(grads);
+    const lossAt = () => model.evaluate({ tokens, targets, batch: B, seq: T }).loss;
+    const failures: string[] = [];
+    for (const t of layout.tensors)
+      for (const j of [0, Math.floor(t.size / 3), t.size - 1]) {
+        const i = t.offset + j, old = params[i];
+        params[i] = old + H; const lp = lossAt();
+        params[i] = old - H; const lm = lossAt();
+        params[i] = old;
+        const fd = (lp - lm) / (2 * H);
+        if (!(Math.abs(fd - g[i]) <= ABS + REL * Math.abs(fd))) failures.push(`${t.name}[${j}]: grad ${g[i]} vs fd ${fd}`);
+      }
+    expect(failures).toEqual([]);
+  });
+
+  test('the auxiliary loss is α times the MI loss −H(e) + H(e|X) summed over layers', () => {
+    const cfg = tinyConfig('dsmoe');
+    const { model } = build(cfg, 5, 8);
+    const s = model.evaluate({ tokens, targets, batch: B, seq: T });
+    const L = cfg.n_layers;
+    const expected = cfg.training.mi_alpha_att * L * (s.attCondEntropy - s.attEntropy) +
+      cfg.training.mi_alpha_mlp * L * (s.mlpCondEntropy - s.mlpEntropy);
+    expect(s.auxLoss).toBeCloseTo(expected, 10);
+    expect(s.loss).toBeCloseTo(s.lmLoss + s.auxLoss, 12);
+    // H(e|X) ≤ H(e) ≤ log E for any router (conditioning cannot raise entropy).
+    expect(s.attCondEntropy).toBeLessThanOrEqual(s.attEntropy + 1e-9);
+    expect(s.attEntropy).toBeLessThanOrEqual(Math.log(3) + 1e-9);
+    const none = build({ ...cfg, training: { ...cfg.training, mi_alpha_att: 0, mi_alpha_mlp: 0 } }, 5, 8).model;
+    const s0 = none.evaluate({ tokens, targets, batch: B, seq: T });
+    expect(s0.auxLoss).toBe(0);
+    expect(s0.lmLoss).toBeCloseTo(s.lmLoss, 12);
+  });
+
+  test('gradient accumulation over micro-batches equals the mean of their gradients', () => {
+    const { model, grads } = build(tinyConfig('dsmoe'), 7, 4);
+    const tok2 = Int32Array.from([...tokens, ...tokens.map((x) => (x + 3) % 17)]);
+    const tgt2 = Int32Array.from([...targets, ...targets.map((x) => (x + 5) % 17)]);
+    const both = model.lossAndGrad({ tokens: tok2, targets: tgt2, batch: B, seq: T, micro: 2 });
+    const gBoth = Float32Array.from(grads);
+    const a = model.lossAndGrad({ tokens: tok2.subarray(0, B * T), targets: tgt2.subarray(0, B * T), batch: B, seq: T });
+    const gA = Float32Array.from(grads);
+    const b = model.lossAndGrad({ tokens: tok2.subarray(B * T), targets: tgt2.subarray(B * T), batch: B, seq: T });
+    expect(both.loss).toBeCloseTo((a.loss + b.loss) / 2, 6);
+    for (let i = 0; i < grads.length; i++) expect(gBoth[i]).toBeCloseTo((gA[i] + grads[i]) / 2, 6);
+  });
+});
+
+describe('dense and MoE compute the same function when they should', () => {
+  test('a dense model equals a dsmoe model whose experts are copies and whose routers are uniform', () => {
+    const E = 3;
+    const denseCfg = tinyConfig('dense');
+    const moeCfg = tinyConfig('dsmoe', {
+      attention: { n_experts: E, n_heads: 2, n_kv_heads: 1, head_dim: 4 },
+      mlp: { n_experts: E, expert_dim: 6, activation: 'gelu' },
+    });
+    const d = build(denseCfg, 11, 4), m = build(moeCfg, 12, 1);
+    const get = (b: Built, name: string) => {
+      const t = b.layout.tensors.find((x) => x.name === name)!;
+      return b.params.subarray(t.offset, t.offset + t.size);
+    };
+    for (const t of m.layout.tensors) {
+      const dst = get(m, t.name);
+      if (t.name.includes('router')) dst.fill(0); // softmax(0) = uniform 1/E, and Σ_e (1/E)·y = y
+      else if (/q_proj|o_proj|up_proj|down_proj/.test(t.name)) {
+        const src = get(d, t.name);
+        for (let e = 0; e < E; e++) dst.set(src, e * src.length); // every expert a copy of the dense one
+      } else dst.set(get(d, t.name));
+    }
+    const V = denseCfg.vocab_size;
+    const ld = new Float32Array(B * T * V), lm = new Float32Array(B * T * V);
+    d.model.forward({ tokens, batch: B, seq: T, logits: ld });
+    m.model.forward({ tokens, batch: B, seq: T, logits: lm });
+    let maxDiff = 0, maxAbs = 0;
+    for (let i = 0; i < ld.length; i++) { maxDiff = Math.max(maxDiff, Math.abs(ld[i] - lm[i])); maxAbs = Math.max(maxAbs, Math.abs(ld[i])); }
+    expect(maxDiff / maxAbs).toBeLessThan(1e-5);
+  });
+});
+
+describe('training', () => {
+  test('loss falls on a small repeated corpus, and the same seed gives the same losses', async () => {
+    const cfg = tinyConfig('dsmoe', { vocab_size: 17 });
+    const text = Int32Array.from({ length: 400 }, (_, i) => [1, 2, 3, 5, 8, 13, 4, 9, 16, 7][i % 10]);
+    const run = async () => {
+      const { model } = build(cfg, 21);
+      const losses: number[] = [];
+      for (let step = 1; step <= 150; step++) {
+        const start = (step * 37) % (text.length - T - 1);
+        const tk = Int32Array.from({ length: B * T }, (_, i) => text[start + i + Math.floor(i / T)]);
+        const tg = Int32Array.from({ length: B * T }, (_, i) => text[start + i + Math.floor(i / T) + 1]);
+        const s = await model.trainStepAsync({ tokens: tk, targets: tg, batch: B, seq: T, lr: 1e-2, beta1: 0.9,
+          beta2: 0.95, eps: 1e-8, weightDecay: 0.01, clip: 1, step });
+        losses.push(s.lmLoss);
+      }
+      return losses;
+    };
+    const a = await run();
+    expect(a[a.length - 1]).toBeLessThan(0.3 * a[0]);
+    expect(await run()).toEqual(a);
+  });
+
+  test('a non-finite loss leaves the weights untouched', async () => {
+    const { model, params } = build(tinyConfig('dsmoe'), 2);
+    params[5] = NaN; // a poisoned embedding value
+    const before = Float32Array.from(params);
+    const s = await model.trainStepAsync({ tokens, targets, batch: B, seq: T, lr: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8,
+      weightDecay: 0.01, clip: 1, step: 1 });
+    expect(Number.isFinite(s.loss)).toBe(false);
+    expect(Buffer.from(params.buffer).equals(Buffer.from(before.buffer))).toBe(true);
+  });
+
+  test('a model refuses a second call while one is running', async () => {
+    const { model } = build(tinyConfig('dsmoe'), 2);
+    const p = model.evaluateAsync({ tokens, targets, batch: B, seq: T });
+    expectNativeError(() => model.evaluate({ tokens, targets, batch: B, seq: T }), 'Error', /busy/);
+    await p;
+    expect(Number.isFinite(model.evaluate({ tokens, targets, batch: B, seq: T }).loss)).toBe(true);
+  });
+});
+
+describe('model bad input', () => {
+  const cfg = tinyConfig('dsmoe');
+  test.each([
+    ['odd head_dim', { ...cfg, attention: { ...cfg.attention, head_dim: 3 } }, /attention.head_dim must be even/],
+    ['heads not a multiple of kv heads', { ...cfg, attention: { ...cfg.attention, n_heads: 3, n_kv_heads: 2 } }, /n_heads \(3\) must be a multiple of attention.n_kv_heads \(2\)/],
+    ['zero experts', { ...cfg, mlp: { ...cfg.mlp, n_experts: 0 } }, /mlp.n_experts must be in \[1/],
+    ['unknown mode', { ...cfg, training: { ...cfg.training, mode: 'sparse' as TrainingMode } }, /training.mode must be 'dsmoe', 'smoe' or 'dense'/],
+    ['dense mode with experts', { ...cfg, training: { ...cfg.training, mode: 'dense' as TrainingMode } }, /'dense' needs attention.n_experts = mlp.n_experts = 1/],
+    ['unknown activation', { ...cfg, mlp: { ...cfg.mlp, activation: 'relu' as never } }, /mlp.activation must be 'gelu' or 'gelu_tanh'/],
+  ])('%s', (_n, bad, message) => {
+    expectNativeError(() => addon.modelLayout(bad as ModelConfig), 'RangeError', message);
+  });
+
+  test('missing fields and wrong types name the field', () => {
+    const { d_model: _drop, ...noWidth } = cfg;
+    expectNativeError(() => addon.modelLayout(noWidth as ModelConfig), 'TypeError', /config.d_model must be an integer/);
+    expectNativeError(() => addon.modelLayout({ ...cfg, attention: 5 } as unknown as ModelConfig), 'TypeError', /config.attention must be an object/);
+  });
+
+  test('token ids outside the vocabulary, sequences past max_seq_len and short buffers are RangeErrors', () => {
+    const { model } = build(cfg);
+    const bad = Int32Array.from(tokens); bad[4] = 17;
+    expectNativeError(() => model.evaluate({ tokens: bad, targets, batch: B, seq: T }), 'RangeError', /tokens\[4\] = 17 is outside the vocabulary \[0, 17\)/);
+    const badT = Int32Array.from(targets); badT[0] = 99;
+    expectNativeError(() => model.evaluate({ tokens, targets: badT, batch: B, seq: T }), 'RangeError', /targets\[0\] = 99/);
+    expectNativeError(() => model.evaluate({ tokens, targets, batch: 1, seq: 17 }), 'RangeError', /seq must be in \[1, 16\]/);
+    expectNativeError(() => model.evaluate({ tokens: tokens.subarray(1), targets, batch: B, seq: T }), 'RangeError', /tokens has 9 elements but needs at least 10/);
+    expectNativeError(() => addon.createModel({ config: cfg, params: new Float32Array(3), grads: new Float32Array(3), adamM: new Float32Array(3), adamV: new Float32Array(3) }), 'RangeError', /createModel: params has 3 elements/);
+    const call = (model.evaluate as unknown as (this: unknown, a: unknown) => unknown);
+    expectNativeError(() => call.call({}, { tokens, targets, batch: B, seq: T }), 'TypeError', /must be called on a model/);
+  });
+});
