@@ -34,7 +34,9 @@ class Pool {
     stop_workers();
     size_ = n;
     stopping_ = false;
-    for (int t = 1; t < n; ++t) workers_.emplace_back([this, t] { worker_loop(t); });
+    // A new worker must start at the current generation: otherwise it would mistake the last
+    // parallel_for (already finished) for new work and run it again.
+    for (int t = 1; t < n; ++t) workers_.emplace_back([this, t, g = generation_] { worker_loop(t, g); });
   }
 
   void run(int64_t n_tasks, const std::function<void(int64_t, int)>& body) {
@@ -74,8 +76,7 @@ class Pool {
     tl_inside_task = false;
   }
 
-  void worker_loop(int thread) {
-    uint64_t seen = 0;
+  void worker_loop(int thread, uint64_t seen) {
     for (;;) {
       {
         std::unique_lock<std::mutex> lk(mutex_);

@@ -4,10 +4,20 @@
 
 #include "nn.h"
 #include "nn_internal.h"
+#include "vecmath.h"
 
 namespace dsmoe::cpu {
 
 using namespace nn_detail;
+
+namespace {
+// Per-thread row of exp values when the caller wants the loss only.
+float* scratch_row(int64_t n) {
+  thread_local std::vector<float> buf;
+  if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
+  return buf.data();
+}
+}  // namespace
 
 double cross_entropy(int64_t rows, int64_t vocab, const float* logits, const int32_t* targets,
                      float* dlogits, float* losses, float grad_scale) {
@@ -31,15 +41,17 @@ double cross_entropy(int64_t rows, int64_t vocab, const float* logits, const int
       // Max-subtracted: every exp argument is ≤ 0, so nothing overflows; the sum is in double.
       float mx = l[0];
       for (int64_t j = 1; j < vocab; ++j) mx = std::max(mx, l[j]);
-      double sum = 0;
-      for (int64_t j = 0; j < vocab; ++j) sum += std::exp(static_cast<double>(l[j]) - mx);
+      // e_j = exp(l_j − max) goes straight into d (which may alias l: l[t] is read first).
+      const float target_logit = l[t];
+      float* e = d ? d : scratch_row(vocab);
+      const double sum = exp_shifted_sum(vocab, l, mx, e);
       const double lse = mx + std::log(sum);
-      const double loss = lse - l[t];  // read before d (which may be l) is written
+      const double loss = lse - target_logit;
       row_loss[r] = loss;
       if (losses) losses[r] = static_cast<float>(loss);
       if (d) {
-        for (int64_t j = 0; j < vocab; ++j)
-          d[j] = g * static_cast<float>(std::exp(static_cast<double>(l[j]) - lse));
+        const float scale = static_cast<float>(g / sum);
+        for (int64_t j = 0; j < vocab; ++j) d[j] *= scale;
         d[t] -= g;
       }
     }
