@@ -301,12 +301,15 @@ describe('cross-entropy', () => {
   });
 
   test('the mean loss is bit-identical for every thread count', () => {
+    // Per ISA: the AVX-512 exp polynomial and libm's exp differ in the last bit, so results are
+    // compared across thread counts within one instruction set.
     const rows = 500, vocab = 40, logits = randn(rows * vocab, 9, 4), targets = targetsFor(rows, vocab, 10);
-    const losses: number[] = [];
-    forEachConfig(() => {
-      losses.push(addon.crossEntropy({ rows, vocab, logits, targets }));
+    const losses = new Map<string, Set<number>>();
+    forEachConfig((isa) => {
+      if (!losses.has(isa)) losses.set(isa, new Set());
+      losses.get(isa)!.add(addon.crossEntropy({ rows, vocab, logits, targets }));
     });
-    expect(new Set(losses).size).toBe(1);
+    for (const set of losses.values()) expect(set.size).toBe(1);
   });
 });
 
