@@ -1,0 +1,21 @@
+// The AVX-512 build of attention_impl.inc (see attention.cc).
+#include <algorithm>
+#include <cmath>
+
+#include "../../core/aligned_buffer.h"
+#include "../../core/threadpool.h"
+#include "attention.h"
+#include "vecmath.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
+#define ATTN_NS attn_avx512
+#include "attention_impl.inc"
+#undef ATTN_NS
+#pragma GCC pop_options
+#else
+#define ATTN_NS attn_avx512
+#include "attention_impl.inc"
+#undef ATTN_NS
+#endif
