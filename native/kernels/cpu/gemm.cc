@@ -30,11 +30,11 @@ GemmKernelInfo kernel_for_active_isa() {
 // Copies kb rows of an M/N-contiguous source (row p at src + p·ld, `cols` valid values) into panels
 // of `width`: dst[panel][p][j], zero-padded; row p optionally scaled by scale[p·scale_stride].
 template <typename T>
-void pack_contiguous(const T* src, int64_t ld, int64_t cols, int64_t kb, int64_t width,
+void pack_contiguous(const T* src, int64_t ld, int64_t cols, int64_t kb, int64_t width, int64_t panel_stride,
                      const float* scale, int64_t scale_stride, float* dst) {
   for (int64_t j0 = 0; j0 < cols; j0 += width) {
     const int64_t w = std::min(width, cols - j0);
-    float* panel = dst + j0 * kb;
+    float* panel = dst + j0 / width * panel_stride;
     for (int64_t p = 0; p < kb; ++p) {
       const T* in = src + p * ld + j0;
       float* out = panel + p * width;
@@ -50,29 +50,29 @@ void pack_contiguous(const T* src, int64_t ld, int64_t cols, int64_t kb, int64_t
   }
 }
 
-// Packs op(A)[m0:m0+mb, k0:k0+kb] into MR-row panels, with A's row scale applied.
+// Packs op(A)[m0:m0+mb, k0:k0+kb] into MR-row panels (panel_stride apart), with A's row scale.
 void pack_a(const GemmKernelInfo& ki, const GemmA& a, int64_t m0, int64_t mb, int64_t k0, int64_t kb,
-            float* dst) {
+            int64_t panel_stride, float* dst) {
   if (!a.trans)  // A [M, K]: K-contiguous rows, transposed into panels
-    ki.pack_kmajor_f32(a.data + m0 * a.ld + k0, a.ld, mb, kb, ki.mr,
+    ki.pack_kmajor_f32(a.data + m0 * a.ld + k0, a.ld, mb, kb, ki.mr, panel_stride,
                        a.row_scale ? a.row_scale + m0 * a.row_scale_stride : nullptr, a.row_scale_stride, dst);
   else  // A [K, M]: rows of the panel are contiguous; the scale runs along K
-    pack_contiguous(a.data + k0 * a.ld + m0, a.ld, mb, kb, ki.mr,
+    pack_contiguous(a.data + k0 * a.ld + m0, a.ld, mb, kb, ki.mr, panel_stride,
                     a.row_scale ? a.row_scale + k0 * a.row_scale_stride : nullptr, a.row_scale_stride, dst);
 }
 
-// Packs op(B)[k0:k0+kb, n0:n0+nb] into NR-column panels (bf16 converted to fp32).
+// Packs op(B)[k0:k0+kb, n0:n0+nb] into NR-column panels (panel_stride apart; bf16 → fp32).
 void pack_b(const GemmKernelInfo& ki, const GemmB& b, int64_t k0, int64_t kb, int64_t n0, int64_t nb,
-            float* dst) {
+            int64_t panel_stride, float* dst) {
   const bool bf16 = b.dtype == DType::BF16;
   const float* f = static_cast<const float*>(b.data);
   const uint16_t* h = static_cast<const uint16_t*>(b.data);
   if (b.trans) {  // B [N, K], the weight layout
-    if (bf16) ki.pack_kmajor_bf16(h + n0 * b.ld + k0, b.ld, nb, kb, ki.nr, dst);
-    else ki.pack_kmajor_f32(f + n0 * b.ld + k0, b.ld, nb, kb, ki.nr, nullptr, 0, dst);
+    if (bf16) ki.pack_kmajor_bf16(h + n0 * b.ld + k0, b.ld, nb, kb, ki.nr, panel_stride, dst);
+    else ki.pack_kmajor_f32(f + n0 * b.ld + k0, b.ld, nb, kb, ki.nr, panel_stride, nullptr, 0, dst);
   } else {  // B [K, N]
-    if (bf16) pack_contiguous(h + k0 * b.ld + n0, b.ld, nb, kb, ki.nr, nullptr, 0, dst);
-    else pack_contiguous(f + k0 * b.ld + n0, b.ld, nb, kb, ki.nr, nullptr, 0, dst);
+    if (bf16) pack_contiguous(h + k0 * b.ld + n0, b.ld, nb, kb, ki.nr, panel_stride, nullptr, 0, dst);
+    else pack_contiguous(f + k0 * b.ld + n0, b.ld, nb, kb, ki.nr, panel_stride, nullptr, 0, dst);
   }
 }
 
@@ -89,24 +89,36 @@ void run_tile(const GemmKernelInfo& ki, const GemmProblem& pr, int64_t m0, int64
   const int64_t nb_pad = (nb + ki.nr - 1) / ki.nr * ki.nr;
   float* ap = a_buf.floats(static_cast<size_t>(mb_pad * ki.kc));
   float* bp = b_buf.floats(static_cast<size_t>(nb_pad * ki.kc));
+  // K is the concatenation of the segments. It is walked in kc blocks; a block packs the pieces of
+  // every segment it covers side by side, so short segments (one expert's 32 or 64 columns) still
+  // give the micro-kernel long runs of K instead of one C update per segment.
+  int64_t total_k = 0;
+  for (int64_t s = 0; s < pr.n_segments; ++s) total_k += pr.segments[s].k;
+  int64_t seg = 0, seg_k = 0;  // the next piece starts at column seg_k of segment seg
   bool first = true;
-  for (int64_t s = 0; s < pr.n_segments; ++s) {
-    const GemmSegment& seg = pr.segments[s];
-    for (int64_t k0 = 0; k0 < seg.k; k0 += ki.kc) {
-      const int64_t kb = std::min(ki.kc, seg.k - k0);
-      pack_b(ki, seg.b, k0, kb, n0, nb, bp);
-      pack_a(ki, seg.a, m0, mb, k0, kb, ap);
-      const float beta = first ? pr.beta : 1.f;
-      // A micro-panel outermost: it stays in L1 while the B panels of the tile stream from L2.
-      for (int64_t i0 = 0; i0 < mb; i0 += ki.mr) {
-        const int64_t mr = std::min(ki.mr, mb - i0);
-        for (int64_t j0 = 0; j0 < nb; j0 += ki.nr) {
-          const int64_t nr = std::min(ki.nr, nb - j0);
-          ki.kernel(kb, ap + i0 * kb, bp + j0 * kb, c + i0 * pr.ldc + j0, pr.ldc, pr.alpha, beta, mr, nr);
-        }
+  for (int64_t k0 = 0; k0 < total_k; k0 += ki.kc) {
+    const int64_t kb = std::min(ki.kc, total_k - k0);
+    for (int64_t p = 0; p < kb;) {
+      const GemmSegment& sg = pr.segments[seg];
+      const int64_t take = std::min(sg.k - seg_k, kb - p);
+      if (take > 0) {
+        pack_b(ki, sg.b, seg_k, take, n0, nb, kb * ki.nr, bp + p * ki.nr);
+        pack_a(ki, sg.a, m0, mb, seg_k, take, kb * ki.mr, ap + p * ki.mr);
+        p += take;
+        seg_k += take;
       }
-      first = false;
+      if (seg_k == sg.k) { ++seg; seg_k = 0; }
     }
+    const float beta = first ? pr.beta : 1.f;
+    // A micro-panel outermost: it stays in L1 while the B panels of the tile stream from L2.
+    for (int64_t i0 = 0; i0 < mb; i0 += ki.mr) {
+      const int64_t mr = std::min(ki.mr, mb - i0);
+      for (int64_t j0 = 0; j0 < nb; j0 += ki.nr) {
+        const int64_t nr = std::min(ki.nr, nb - j0);
+        ki.kernel(kb, ap + i0 * kb, bp + j0 * kb, c + i0 * pr.ldc + j0, pr.ldc, pr.alpha, beta, mr, nr);
+      }
+    }
+    first = false;
   }
   if (first) scale_tile(c, pr.ldc, mb, nb, pr.beta);  // K == 0: C = beta * C
 }
@@ -114,9 +126,9 @@ void run_tile(const GemmKernelInfo& ki, const GemmProblem& pr, int64_t m0, int64
 }  // namespace
 
 void pack_kmajor_f32_generic(const float* src, int64_t ld, int64_t rows, int64_t kb, int64_t width,
-                             const float* scale, int64_t scale_stride, float* dst) {
+                             int64_t panel_stride, const float* scale, int64_t scale_stride, float* dst) {
   for (int64_t r0 = 0; r0 < rows; r0 += width) {
-    float* panel = dst + r0 * kb;
+    float* panel = dst + r0 / width * panel_stride;
     for (int64_t i = 0; i < width; ++i) {
       if (r0 + i >= rows) {
         for (int64_t p = 0; p < kb; ++p) panel[p * width + i] = 0.f;
@@ -130,9 +142,9 @@ void pack_kmajor_f32_generic(const float* src, int64_t ld, int64_t rows, int64_t
 }
 
 void pack_kmajor_bf16_generic(const uint16_t* src, int64_t ld, int64_t rows, int64_t kb, int64_t width,
-                              float* dst) {
+                              int64_t panel_stride, float* dst) {
   for (int64_t r0 = 0; r0 < rows; r0 += width) {
-    float* panel = dst + r0 * kb;
+    float* panel = dst + r0 / width * panel_stride;
     for (int64_t i = 0; i < width; ++i) {
       const uint16_t* row = src + (r0 + i) * ld;
       for (int64_t p = 0; p < kb; ++p) panel[p * width + i] = r0 + i < rows ? bf16_to_f32(row[p]) : 0.f;

@@ -11,14 +11,15 @@ namespace dsmoe::cpu {
 using GemmMicroKernel = void (*)(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc,
                                  float alpha, float beta, int64_t mr, int64_t nr);
 
-// Packs `rows` rows of a K-contiguous matrix (row r at src + r·ld, elements k0.. k0+kb) into panels
-// of `width` rows: dst[panel][p][i] = src[(panel·width + i)·ld + p] · scale[i·scale_stride]
-// (scale optional), zero-padding the last panel. This is the transposing pack that both Y = X·Wᵀ
-// operands need; ISA versions transpose 16x16 blocks in registers.
+// Packs `rows` rows of a K-contiguous matrix (row r at src + r·ld, kb elements) into panels of
+// `width` rows: dst[panel·panel_stride + p·width + i] = src[(panel·width + i)·ld + p] · scale[...]
+// (scale optional, one per row), zero-padding the last panel. panel_stride lets several K pieces
+// (the segments of one GEMM) be packed side by side into one panel. This is the transposing pack
+// that both Y = X·Wᵀ operands need; ISA versions transpose 16x16 blocks in registers.
 using PackKMajorF32 = void (*)(const float* src, int64_t ld, int64_t rows, int64_t kb, int64_t width,
-                               const float* scale, int64_t scale_stride, float* dst);
+                               int64_t panel_stride, const float* scale, int64_t scale_stride, float* dst);
 using PackKMajorBf16 = void (*)(const uint16_t* src, int64_t ld, int64_t rows, int64_t kb,
-                                int64_t width, float* dst);
+                                int64_t width, int64_t panel_stride, float* dst);
 
 struct GemmKernelInfo {
   GemmMicroKernel kernel;
@@ -30,9 +31,9 @@ struct GemmKernelInfo {
 
 // Portable packers (gemm.cc), used by the generic and AVX2 kernels.
 void pack_kmajor_f32_generic(const float* src, int64_t ld, int64_t rows, int64_t kb, int64_t width,
-                             const float* scale, int64_t scale_stride, float* dst);
+                             int64_t panel_stride, const float* scale, int64_t scale_stride, float* dst);
 void pack_kmajor_bf16_generic(const uint16_t* src, int64_t ld, int64_t rows, int64_t kb, int64_t width,
-                              float* dst);
+                              int64_t panel_stride, float* dst);
 
 GemmKernelInfo gemm_kernel_generic();
 GemmKernelInfo gemm_kernel_avx2();

@@ -96,9 +96,9 @@ inline void pack_block16(Load load, int64_t rows, int64_t kvalid, int64_t width,
 }
 
 void pack_kmajor_f32_avx512(const float* src, int64_t ld, int64_t rows, int64_t kb, int64_t width,
-                            const float* scale, int64_t scale_stride, float* dst) {
+                            int64_t panel_stride, const float* scale, int64_t scale_stride, float* dst) {
   for (int64_t r0 = 0; r0 < rows; r0 += width) {
-    float* panel = dst + r0 * kb;
+    float* panel = dst + r0 / width * panel_stride;
     for (int64_t g = 0; g < width; g += 16) {  // 16-row groups inside a panel
       const int64_t live = std::max<int64_t>(0, std::min<int64_t>(16, rows - r0 - g));
       const int64_t cols = std::min<int64_t>(16, width - g);
@@ -115,9 +115,9 @@ void pack_kmajor_f32_avx512(const float* src, int64_t ld, int64_t rows, int64_t 
 }
 
 void pack_kmajor_bf16_avx512(const uint16_t* src, int64_t ld, int64_t rows, int64_t kb, int64_t width,
-                             float* dst) {
+                             int64_t panel_stride, float* dst) {
   for (int64_t r0 = 0; r0 < rows; r0 += width) {
-    float* panel = dst + r0 * kb;
+    float* panel = dst + r0 / width * panel_stride;
     for (int64_t g = 0; g < width; g += 16) {
       const int64_t live = std::max<int64_t>(0, std::min<int64_t>(16, rows - r0 - g));
       const int64_t cols = std::min<int64_t>(16, width - g);
