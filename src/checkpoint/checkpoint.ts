@@ -15,7 +15,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { SamplerState } from '../data/sampler';
-import { sameShape, validateConfig, type ModelConfig } from '../model/config';
+import { sameShape, shapeDifferences, validateConfig, type ModelConfig } from '../model/config';
 import { layoutFromConfig, type ModelLayout } from '../model/layout';
 import { fsyncDir, writeAll, writeFileSynced } from './fsutil';
 import { SafetensorsReader, writeSafetensorsFd, type Dtype, type TensorToWrite } from './safetensors';
@@ -237,17 +237,6 @@ export function allocParams(n: number, what: string): Float32Array {
   }
 }
 
-function shapeDiff(a: ModelConfig, b: ModelConfig): string {
-  const rows: Array<[string, unknown, unknown]> = [
-    ['vocab_size', a.vocab_size, b.vocab_size], ['d_model', a.d_model, b.d_model], ['n_layers', a.n_layers, b.n_layers],
-    ['tie_embeddings', a.tie_embeddings, b.tie_embeddings],
-    ['attention.n_experts', a.attention.n_experts, b.attention.n_experts], ['attention.n_heads', a.attention.n_heads, b.attention.n_heads],
-    ['attention.n_kv_heads', a.attention.n_kv_heads, b.attention.n_kv_heads], ['attention.head_dim', a.attention.head_dim, b.attention.head_dim],
-    ['mlp.n_experts', a.mlp.n_experts, b.mlp.n_experts], ['mlp.expert_dim', a.mlp.expert_dim, b.mlp.expert_dim],
-  ];
-  return rows.filter(([, x, y]) => x !== y).map(([k, x, y]) => `${k} ${x} (checkpoint) vs ${y}`).join(', ');
-}
-
 function readJson(file: string, what: string): unknown {
   let text: string;
   try {
@@ -293,7 +282,7 @@ export function loadCheckpoint(dir: string, opts: LoadOptions = {}): LoadedCheck
   if (!fs.existsSync(cfgFile)) throw new Error(`checkpoint ${dir} has no ${CONFIG_FILE}`);
   const config = validateConfig(readJson(cfgFile, 'config'), cfgFile);
   if (opts.expectShape && !sameShape(config, opts.expectShape))
-    throw new Error(`checkpoint ${dir} has a different model shape than this run: ${shapeDiff(config, opts.expectShape)}`);
+    throw new Error(`checkpoint ${dir} has a different model shape than this run: ${shapeDifferences(config, opts.expectShape).join(', ')}`);
   const layout = layoutFromConfig(config);
 
   const modelFile = path.join(abs, MODEL_FILE);

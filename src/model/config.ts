@@ -422,6 +422,18 @@ export function sameShape(a: ModelConfig, b: ModelConfig): boolean {
     && a.mlp.n_experts === b.mlp.n_experts && a.mlp.expert_dim === b.mlp.expert_dim;
 }
 
+/** The shape fields in which a (e.g. a checkpoint's config) differs from b, as "field A (checkpoint) vs B". */
+export function shapeDifferences(a: ModelConfig, b: ModelConfig): string[] {
+  const rows: Array<[string, unknown, unknown]> = [
+    ['vocab_size', a.vocab_size, b.vocab_size], ['d_model', a.d_model, b.d_model], ['n_layers', a.n_layers, b.n_layers],
+    ['tie_embeddings', a.tie_embeddings, b.tie_embeddings],
+    ['attention.n_experts', a.attention.n_experts, b.attention.n_experts], ['attention.n_heads', a.attention.n_heads, b.attention.n_heads],
+    ['attention.n_kv_heads', a.attention.n_kv_heads, b.attention.n_kv_heads], ['attention.head_dim', a.attention.head_dim, b.attention.head_dim],
+    ['mlp.n_experts', a.mlp.n_experts, b.mlp.n_experts], ['mlp.expert_dim', a.mlp.expert_dim, b.mlp.expert_dim],
+  ];
+  return rows.filter(([, x, y]) => x !== y).map(([k, x, y]) => `${k} ${x} (checkpoint) vs ${y}`);
+}
+
 /** A one-line description of a config's shape. */
 export function describeShape(c: ModelConfig): string {
   const a = c.attention, m = c.mlp;
