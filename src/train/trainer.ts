@@ -532,7 +532,7 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
     : [
       `train longer (same run):    dsmoe train --resume ${rel} --steps ${Math.max(step * 2, step + 1)}`,
       `the checkpoint is in ${rel}/ (config.json, model.safetensors, tokenizer.json; optimizer state for resuming)`,
-      ...(config.training.mode === 'dsmoe' && !ck ? [`compare with the dense baseline: dsmoe train --preset ${presetName} --mode dense${o.data ? ` --data ${o.data.join(' ')}` : ''}`] : []),
+      ...(config.training.mode === 'dsmoe' && !ck ? [`compare with the dense baseline: dsmoe train --preset ${presetName} --mode dense${o.data ? ` --data ${o.data.join(' ')}` : ''}${o.tokenizer ? ` --tokenizer ${o.tokenizer}` : ''}`] : []),
     ];
   return {
     exitCode: reason === 'interrupted' ? 130 : 0, reason, step, tokensSeen, outDir, savedStep,
