@@ -234,7 +234,7 @@ function checkOptions(o: TrainOptions): void {
   positiveInt(o.evalBatches, '--eval-batches');
   positiveInt(o.saveInterval, '--save-interval', 0);
   positiveInt(o.threads, '--threads');
-  if (o.seed !== undefined && !Number.isSafeInteger(o.seed)) throw new RangeError(`--seed must be an integer, got ${o.seed}`);
+  if (o.seed !== undefined && (!Number.isSafeInteger(o.seed) || o.seed < 0)) throw new RangeError(`--seed must be a non-negative integer, got ${o.seed}`);
   if (o.lr !== undefined && o.minLr !== undefined && o.minLr > o.lr) throw new RangeError(`--min-lr (${o.minLr}) is larger than --lr (${o.lr})`);
   const budgets = [o.steps, o.tokens, o.timeS].filter((x) => x !== undefined).length;
   if (budgets > 1) throw new RangeError('give one budget: --steps, --tokens or --time');
@@ -350,7 +350,8 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
   if (state && (batchSize !== state.batch.batch_size || gradAccum !== state.batch.grad_accum))
     log(`batch shape changed from ${state.batch.batch_size}×${state.batch.grad_accum} to ${batchSize}×${gradAccum}: the run no longer continues exactly`);
   const seed = state?.seed ?? o.seed ?? 0;
-  const inputs = o.data ?? state?.data.inputs ?? [BUILTIN_CORPUS];
+  // Stored absolute, so that a resume from another folder finds the same files.
+  const inputs = (o.data ?? state?.data.inputs ?? [BUILTIN_CORPUS]).map((i) => (i === BUILTIN_CORPUS ? i : path.resolve(i)));
   const valShare = state?.data.val_share ?? o.valShare ?? DEFAULT_VAL_SHARE;
   const dataSeed = state?.data.seed ?? seed;
   const ds = await loadDataset(inputs, {

@@ -90,7 +90,7 @@ const modeArg = (v: string): string => {
 };
 const seedArg = (v: string): number => {
   const n = Number(v);
-  if (!/^\s*-?\d+\s*$/.test(v) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`--seed expects an integer, got "${v}"`);
+  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`--seed expects a non-negative integer, got "${v}"`);
   return n;
 };
 
