@@ -1,26 +1,36 @@
 // The dsmoe command line: one command per file in ./commands, each exporting its handler.
 import { Command } from 'commander';
 import { benchCommand } from './commands/bench';
+import { tokenizerCommand } from './commands/tokenizer';
+import { trainCommand } from './commands/train';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { version } = require('../../package.json') as { version: string };
 
-export function buildProgram(): Command {
+/** Shared with commands: a command whose handler returns an exit code (e.g. 130 after Ctrl-C) sets it here. */
+export interface CliContext {
+  exitCode: number;
+}
+
+export function buildProgram(ctx: CliContext = { exitCode: 0 }): Command {
   const program = new Command('dsmoe')
     .description('DS-MoE language models: dense training, sparse inference.')
     .version(version)
     .showHelpAfterError('(run with --help for usage)');
+  program.addCommand(trainCommand(ctx));
+  program.addCommand(tokenizerCommand());
   program.addCommand(benchCommand());
   return program;
 }
 
 /** Runs the CLI; resolves to the exit code. Errors print one clear line, never a stack trace. */
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const ctx: CliContext = { exitCode: 0 };
+  const program = buildProgram(ctx);
   program.exitOverride();
   try {
     await program.parseAsync(argv);
-    return 0;
+    return ctx.exitCode;
   } catch (err) {
     const e = err as { code?: string; exitCode?: number; message?: string };
     if (e.code && e.code.startsWith('commander.')) return e.exitCode ?? 1;

@@ -1,0 +1,542 @@
+// The training loop behind `dsmoe train`: config, data, parameters, the schedule, steps through the
+// native model, evaluation, checkpoints, Ctrl-C and divergence. TS owns the run; each step, eval
+// batch and initialisation is one call into the model (DESIGN §2).
+//
+// The model comes from a ModelBackend (the addon by default); tests inject a fake one.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import {
+  loadCheckpoint, saveCheckpoint, allocParams, type LoadedCheckpoint, type LossRecord, type TrainerState,
+} from '../checkpoint/checkpoint';
+import { BUILTIN_CORPUS } from '../data/corpus';
+import { loadDataset, resolveInputs, type Dataset, type DataProgress } from '../data/dataset';
+import { BatchSampler, countEvalWindows, evalBatches } from '../data/sampler';
+import {
+  ConfigError, DEFAULT_PRESET, buildConfig, describeShape, getPreset, paramCount, sameShape, shapeDifferences, validateConfig,
+  type ConfigOverrides, type ModelConfig, type ParamCount,
+} from '../model/config';
+import { layoutDifferences, layoutFromConfig } from '../model/layout';
+import type { ModelFunctions, NativeModel, StepStats } from '../native/types/model';
+import { defaultTokenizer } from '../tokenizer/default';
+import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer';
+import { defaultWarmup, lrAt, type LrSchedule } from './schedule';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { version: DSMOE_VERSION } = require('../../package.json') as { version: string };
+
+/** AdamW as in the paper (DESIGN §1.2). */
+export const ADAM_BETA1 = 0.9;
+export const ADAM_BETA2 = 0.95;
+export const ADAM_EPS = 1e-8;
+export const DEFAULT_WEIGHT_DECAY = 0.01;
+export const DEFAULT_CLIP = 1.0;
+export const DEFAULT_VAL_SHARE = 0.05;
+/** Steps timed before a --time budget fixes the run's length (and the cosine schedule's horizon). */
+export const TIME_PROBE_STEPS = 3;
+
+/** What the trainer needs from the native side. */
+export interface ModelBackend extends ModelFunctions {
+  /** Sets the kernel thread count; returns it. */
+  setThreads?(threads: number): number;
+  /** Versions recorded in trainer_state.json (e.g. the addon's ISA and build system). */
+  versions?(): Record<string, string>;
+}
+
+export interface TrainOptions {
+  preset?: string;
+  mode?: string;
+  /** A config.json (full or partial) deep-merged over the preset. */
+  configFile?: string;
+  overrides?: ConfigOverrides;
+  /** Inputs for loadDataset; default the built-in corpus. */
+  data?: string[];
+  /** tokenizer.json; default the built-in default tokenizer (or the checkpoint's when resuming). */
+  tokenizer?: string;
+  steps?: number;
+  tokens?: number;
+  /** Wall-clock budget of this session, seconds. */
+  timeS?: number;
+  batchSize?: number;
+  gradAccum?: number;
+  lr?: number;
+  minLr?: number;
+  warmup?: number;
+  weightDecay?: number;
+  clip?: number;
+  seed?: number;
+  /** Evaluate every N steps (0: only at the end). Default: 10 times per run. */
+  evalInterval?: number;
+  /** Validation batches per evaluation (default 20). */
+  evalBatches?: number;
+  /** Save every N steps (0: only at the end). Default: 10 times per run. */
+  saveInterval?: number;
+  /** Checkpoint folder; default runs/<preset>-<mode>, or the resumed folder. */
+  out?: string;
+  /** Checkpoint folder to continue from. */
+  resume?: string;
+  threads?: number;
+  valShare?: number;
+  /** Cache folder for tokens and the default tokenizer. */
+  cacheDir?: string;
+  /** Aborting finishes the current step, saves and returns exit code 130. */
+  signal?: AbortSignal;
+}
+
+export interface RunInfo {
+  config: ModelConfig;
+  params: ParamCount;
+  outDir: string;
+  preset: string;
+  resumedFrom?: string;
+  startStep: number;
+  /** null while unknown (--time). */
+  totalSteps: number | null;
+  tokensPerStep: number;
+  batchSize: number;
+  gradAccum: number;
+  seqLen: number;
+  threads: number;
+  trainTokens: number;
+  valTokens: number;
+  timeBudgetS?: number;
+  notes: string[];
+}
+
+export interface StepRecord {
+  type: 'step';
+  step: number;
+  total_steps: number | null;
+  loss: number;
+  lm_loss: number;
+  aux_loss: number;
+  att_entropy: number;
+  att_cond_entropy: number;
+  mlp_entropy: number;
+  mlp_cond_entropy: number;
+  grad_norm: number;
+  lr: number;
+  tokens_seen: number;
+  tokens_per_s: number;
+  elapsed_s: number;
+  /** Estimated seconds left (null when unknown). */
+  eta_s: number | null;
+}
+
+export interface EvalRecord {
+  type: 'eval';
+  step: number;
+  /** Mean total loss (LM + auxiliary) over the evaluated tokens. */
+  loss: number;
+  lm_loss: number;
+  ppl: number;
+  att_entropy: number;
+  att_cond_entropy: number;
+  mlp_entropy: number;
+  mlp_cond_entropy: number;
+  batches: number;
+  tokens: number;
+}
+
+export type DataPhase = { kind: 'tokenizer'; text: string } | { kind: 'data'; progress: DataProgress } | { kind: 'model'; text: string };
+
+export interface TrainHooks {
+  /** Preparation progress (tokenizer, data, model set-up): for a spinner. */
+  onPrepare?(p: DataPhase): void;
+  /** Once, after preparation, before the first step. */
+  onStart?(info: RunInfo): void;
+  onStep?(r: StepRecord): void;
+  onEval?(r: EvalRecord): void;
+  onSave?(dir: string, step: number): void;
+  /** Informational lines (notes, warnings). */
+  onLog?(line: string): void;
+}
+
+export interface TrainResult {
+  /** 0 when the budget was reached, 130 when interrupted. */
+  exitCode: 0 | 130;
+  reason: 'budget' | 'interrupted';
+  step: number;
+  tokensSeen: number;
+  outDir: string;
+  /** The checkpoint step on disk in outDir (null when nothing was saved). */
+  savedStep: number | null;
+  finalEval: EvalRecord | null;
+  nextSteps: string[];
+}
+
+/** The loss became NaN or infinite: nothing after the last good checkpoint was saved. */
+export class TrainingDivergedError extends Error {
+  constructor(message: string, readonly step: number) {
+    super(message);
+    this.name = 'TrainingDivergedError';
+  }
+}
+
+/** The addon's model functions, or a clear error when this build has none. */
+export function addonBackend(): ModelBackend {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { loadAddon } = require('../native/addon') as typeof import('../native/addon');
+  const addon = loadAddon() as unknown as Partial<ModelBackend> & {
+    setThreads(a: { threads: number }): number;
+    runtimeInfo(): { isa: string; buildSystem: string; threads: number };
+  };
+  const missing = (['modelLayout', 'createModel', 'initParams'] as const).filter((k) => typeof addon[k] !== 'function');
+  if (missing.length > 0)
+    throw new Error(`this build of the native addon has no model yet (${missing.join(', ')} missing), so it cannot train.\n`
+      + 'Rebuild it once native/model is in the tree: npm run build:addon');
+  return {
+    modelLayout: (c) => addon.modelLayout!(c),
+    createModel: (a) => addon.createModel!(a),
+    initParams: (a) => addon.initParams!(a),
+    setThreads: (threads) => addon.setThreads({ threads }),
+    versions: () => {
+      const info = addon.runtimeInfo();
+      return { addon_isa: info.isa, addon_build: info.buildSystem };
+    },
+  };
+}
+
+function readConfigFile(file: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read the config file ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : (e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+}
+
+function positiveInt(v: number | undefined, flag: string, min = 1): void {
+  if (v !== undefined && (!Number.isSafeInteger(v) || v < min)) throw new RangeError(`${flag} must be an integer ≥ ${min}, got ${v}`);
+}
+
+function nonNegative(v: number | undefined, flag: string, strict = false): void {
+  if (v !== undefined && (!Number.isFinite(v) || (strict ? v <= 0 : v < 0))) throw new RangeError(`${flag} must be a ${strict ? 'positive' : 'non-negative'} number, got ${v}`);
+}
+
+function checkOptions(o: TrainOptions): void {
+  positiveInt(o.steps, '--steps');
+  positiveInt(o.tokens, '--tokens');
+  nonNegative(o.timeS, '--time', true);
+  positiveInt(o.batchSize, '--batch-size');
+  positiveInt(o.gradAccum, '--grad-accum');
+  nonNegative(o.lr, '--lr', true);
+  nonNegative(o.minLr, '--min-lr');
+  positiveInt(o.warmup, '--warmup', 0);
+  nonNegative(o.weightDecay, '--weight-decay');
+  nonNegative(o.clip, '--clip');
+  positiveInt(o.evalInterval, '--eval-interval', 0);
+  positiveInt(o.evalBatches, '--eval-batches');
+  positiveInt(o.saveInterval, '--save-interval', 0);
+  positiveInt(o.threads, '--threads');
+  if (o.seed !== undefined && (!Number.isSafeInteger(o.seed) || o.seed < 0)) throw new RangeError(`--seed must be a non-negative integer, got ${o.seed}`);
+  if (o.lr !== undefined && o.minLr !== undefined && o.minLr > o.lr) throw new RangeError(`--min-lr (${o.minLr}) is larger than --lr (${o.lr})`);
+  const budgets = [o.steps, o.tokens, o.timeS].filter((x) => x !== undefined).length;
+  if (budgets > 1) throw new RangeError('give one budget: --steps, --tokens or --time');
+}
+
+const SHAPE_OVERRIDES: Array<keyof ConfigOverrides> = ['d_model', 'n_layers', 'att_experts', 'att_heads', 'kv_heads', 'head_dim', 'mlp_experts', 'expert_dim', 'tie_embeddings'];
+
+function shapeRequested(o: TrainOptions): boolean {
+  return o.preset !== undefined || o.configFile !== undefined || SHAPE_OVERRIDES.some((k) => o.overrides?.[k] !== undefined);
+}
+
+/** Reads the tokenizer (when none is given: the checkpoint's, else the default one). */
+function resolveTokenizer(o: TrainOptions, ck: LoadedCheckpoint | undefined, hooks: TrainHooks): { tokenizer: Tokenizer; file: string } {
+  let file = o.tokenizer;
+  if (file === undefined && ck?.tokenizerPath) file = ck.tokenizerPath;
+  if (file === undefined) {
+    hooks.onPrepare?.({ kind: 'tokenizer', text: 'preparing the default tokenizer (trained once on the built-in corpus, then cached)' });
+    file = defaultTokenizer({ cacheDir: o.cacheDir });
+  } else hooks.onPrepare?.({ kind: 'tokenizer', text: `loading the tokenizer ${file}` });
+  return { tokenizer: loadTokenizer(file), file };
+}
+
+/** Mean of StepStats over eval batches, weighted by tokens. */
+async function evaluate(model: NativeModel, ds: Dataset, seqLen: number, batchSize: number, maxBatches: number, step: number): Promise<EvalRecord | null> {
+  if (countEvalWindows(ds.val.length, seqLen) === 0) return null;
+  let w = 0, batches = 0;
+  const sum = { loss: 0, lm: 0, ae: 0, ace: 0, me: 0, mce: 0 };
+  for (const b of evalBatches(ds.val, { batchSize, seqLen, maxBatches, name: 'validation data' })) {
+    const s = await model.evaluateAsync({ tokens: b.inputs, targets: b.targets, batch: b.batchSize, seq: seqLen });
+    const n = s.tokens > 0 ? s.tokens : b.batchSize * seqLen;
+    sum.loss += s.loss * n; sum.lm += s.lmLoss * n;
+    sum.ae += s.attEntropy * n; sum.ace += s.attCondEntropy * n; sum.me += s.mlpEntropy * n; sum.mce += s.mlpCondEntropy * n;
+    w += n;
+    batches++;
+  }
+  const lm = sum.lm / w;
+  return {
+    type: 'eval', step, loss: sum.loss / w, lm_loss: lm, ppl: Math.exp(lm),
+    att_entropy: sum.ae / w, att_cond_entropy: sum.ace / w, mlp_entropy: sum.me / w, mlp_cond_entropy: sum.mce / w, batches, tokens: w,
+  };
+}
+
+const finite = (x: number) => typeof x === 'number' && Number.isFinite(x);
+
+/**
+ * Runs training. Resolves with the exit code (0, or 130 after an abort); throws on bad options,
+ * bad data, a failed save or a diverged loss (TrainingDivergedError).
+ */
+export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { backend?: ModelBackend | (() => ModelBackend) } = {}): Promise<TrainResult> {
+  checkOptions(o);
+  const notes: string[] = [];
+  const log = (line: string) => {
+    notes.push(line);
+    hooks.onLog?.(line);
+  };
+
+  // 1. Cheap checks first, so that mistakes are reported before anything slow happens.
+  if (o.preset !== undefined) getPreset(o.preset);
+  const fileConfig = o.configFile !== undefined ? readConfigFile(o.configFile) : undefined;
+  buildConfig({ preset: o.preset, mode: o.mode, file: fileConfig, fileName: o.configFile, overrides: o.overrides });
+  if (o.data !== undefined) {
+    if (o.data.length === 0) throw new Error('--data needs at least one file or folder');
+    for (const f of resolveInputs(o.data)) if (f.kind !== 'builtin' && f.size === 0) throw new Error(`data file ${f.path} is empty`);
+  }
+
+  // 2. The checkpoint to resume, then the model backend.
+  let ck: LoadedCheckpoint | undefined;
+  let state: TrainerState | undefined;
+  if (o.resume !== undefined) {
+    hooks.onPrepare?.({ kind: 'model', text: `loading the checkpoint ${o.resume}` });
+    ck = loadCheckpoint(o.resume, { requireTraining: true });
+    state = ck.trainerState!;
+    if (ck.recoveredFrom) log(`completed an interrupted save: restored ${ck.recoveredFrom} as ${ck.dir}`);
+  }
+  const backend = typeof deps.backend === 'function' ? deps.backend() : deps.backend ?? addonBackend();
+
+  // 3. Tokenizer and config.
+  const { tokenizer, file: tokenizerFile } = resolveTokenizer(o, ck, hooks);
+  let config: ModelConfig;
+  const presetName = o.preset ?? DEFAULT_PRESET;
+  if (ck) {
+    config = ck.config;
+    if (shapeRequested(o)) {
+      const asked = buildConfig({ preset: o.preset, mode: o.mode, file: fileConfig, fileName: o.configFile, overrides: o.overrides, tokenizerVocab: ck.config.vocab_size });
+      if (!sameShape(ck.config, asked))
+        throw new Error(`cannot resume ${o.resume}: it has a different model shape than the one asked for: ${shapeDifferences(ck.config, asked).join(', ')}`);
+    }
+    if (tokenizer.vocabSize > config.vocab_size)
+      throw new Error(`the tokenizer ${tokenizerFile} has ${tokenizer.vocabSize} tokens, more than the checkpoint's vocab_size ${config.vocab_size}`);
+    const t = { ...config.training };
+    if (o.mode !== undefined && o.mode !== t.mode) {
+      if (o.mode === 'dense' || t.mode === 'dense') throw new ConfigError('training.mode', `cannot resume a ${t.mode} checkpoint in mode ${o.mode} (the shapes differ)`);
+      t.mode = o.mode as typeof t.mode;
+      log(`switching the training mode from ${config.training.mode} to ${o.mode}`);
+    }
+    if (o.overrides?.mi_alpha_att !== undefined) t.mi_alpha_att = o.overrides.mi_alpha_att;
+    if (o.overrides?.mi_alpha_mlp !== undefined) t.mi_alpha_mlp = o.overrides.mi_alpha_mlp;
+    if (o.overrides?.top_k !== undefined) t.top_k = o.overrides.top_k;
+    if (o.overrides?.seq_len !== undefined && o.overrides.seq_len !== state!.batch.seq_len)
+      throw new Error(`cannot resume with --seq-len ${o.overrides.seq_len}: the checkpoint trains on sequences of ${state!.batch.seq_len}`);
+    config = validateConfig({ ...config, training: t }, `${o.resume}/config.json`);
+  } else {
+    config = buildConfig({ preset: o.preset, mode: o.mode, file: fileConfig, fileName: o.configFile, overrides: o.overrides, tokenizerVocab: tokenizer.vocabSize });
+  }
+  const preset = getPreset(presetName);
+  const layout = layoutFromConfig(config);
+  const counts = paramCount(config);
+
+  // 4. Data.
+  const seqLen = state?.batch.seq_len ?? config.max_seq_len;
+  const batchSize = o.batchSize ?? state?.batch.batch_size ?? preset.train.batchSize;
+  const gradAccum = o.gradAccum ?? state?.batch.grad_accum ?? preset.train.gradAccum;
+  if (state && (batchSize !== state.batch.batch_size || gradAccum !== state.batch.grad_accum))
+    log(`batch shape changed from ${state.batch.batch_size}×${state.batch.grad_accum} to ${batchSize}×${gradAccum}: the run no longer continues exactly`);
+  const seed = state?.seed ?? o.seed ?? 0;
+  // Stored absolute, so that a resume from another folder finds the same files.
+  const inputs = (o.data ?? state?.data.inputs ?? [BUILTIN_CORPUS]).map((i) => (i === BUILTIN_CORPUS ? i : path.resolve(i)));
+  const valShare = state?.data.val_share ?? o.valShare ?? DEFAULT_VAL_SHARE;
+  const dataSeed = state?.data.seed ?? seed;
+  const ds = await loadDataset(inputs, {
+    tokenizer, seed: dataSeed, valShare, seqLen, cacheDir: o.cacheDir,
+    onProgress: (p) => hooks.onPrepare?.({ kind: 'data', progress: p }),
+  });
+  if (o.signal?.aborted) {
+    return { exitCode: 130, reason: 'interrupted', step: state?.step ?? 0, tokensSeen: state?.tokens_seen ?? 0, outDir: path.resolve(o.out ?? o.resume ?? '.'), savedStep: null, finalEval: null, nextSteps: [] };
+  }
+  const sampler = new BatchSampler(ds.train, { batchSize, seqLen, seed, name: `training data (${inputs.join(', ')})` });
+  if (state) {
+    if (state.sampler.tokens !== ds.train.length)
+      throw new Error(`cannot resume ${o.resume}: its training data had ${state.sampler.tokens} tokens, these inputs give ${ds.train.length} `
+        + `(${inputs.join(', ')}); resume with the same --data and tokenizer`);
+    if (state.sampler.batchSize === batchSize && state.sampler.seqLen === seqLen) sampler.setState(state.sampler);
+    else {
+      // A new batch size: keep the RNG stream, but the sampler state's shape no longer fits.
+      sampler.setState({ ...state.sampler, batchSize, seqLen });
+    }
+  }
+
+  // 5. Parameters and the model.
+  hooks.onPrepare?.({ kind: 'model', text: `setting up the model (${describeShape(config)})` });
+  const nativeLayout = backend.modelLayout(config);
+  const diff = layoutDifferences(layout, nativeLayout);
+  if (diff.length > 0) throw new Error(`the native model's parameter layout does not match the checkpoint format: ${diff.join('; ')}`);
+  const threads = o.threads !== undefined ? (backend.setThreads?.(o.threads) ?? o.threads)
+    : Number(process.env.DSMOE_THREADS) > 0 ? Number(process.env.DSMOE_THREADS) : os.availableParallelism();
+  if (state && state.threads !== threads) log(`thread count changed from ${state.threads} to ${threads}: sums may differ in the last bits from an uninterrupted run`);
+  const n = layout.totalParams;
+  const params = ck ? ck.params : allocParams(n, 'the model parameters');
+  const grads = allocParams(n, 'the gradients');
+  const adamM = ck ? ck.optimizer!.m : allocParams(n, 'AdamW m');
+  const adamV = ck ? ck.optimizer!.v : allocParams(n, 'AdamW v');
+  if (!ck) backend.initParams({ config, params, seed });
+  const model = backend.createModel({ config, params, grads, adamM, adamV });
+
+  // 6. Schedule and budget.
+  const tokensPerStep = batchSize * seqLen * gradAccum;
+  const startStep = state?.step ?? 0;
+  let totalSteps: number | null;
+  if (o.steps !== undefined) totalSteps = o.steps;
+  else if (o.tokens !== undefined) totalSteps = Math.ceil(o.tokens / tokensPerStep);
+  else if (state) totalSteps = state.schedule.total_steps;
+  else if (o.timeS !== undefined) totalSteps = null;
+  else totalSteps = preset.train.steps;
+  if (state && totalSteps !== null && totalSteps <= startStep)
+    throw new Error(`the checkpoint ${o.resume} is already at step ${startStep}; ask for more (e.g. --steps ${startStep * 2})`);
+  if (state && state.schedule.total_steps !== null && totalSteps !== state.schedule.total_steps)
+    log(`run length changed from ${state.schedule.total_steps} to ${totalSteps} steps: the learning-rate schedule is stretched from here on`);
+  const peak = o.lr ?? state?.schedule.lr ?? preset.train.lr;
+  const schedule: LrSchedule = {
+    lr: peak,
+    minLr: o.minLr ?? (o.lr === undefined ? state?.schedule.min_lr : undefined) ?? 0.1 * peak,
+    warmup: o.warmup ?? state?.schedule.warmup ?? defaultWarmup(totalSteps),
+    totalSteps,
+  };
+  if (schedule.minLr > schedule.lr) throw new RangeError(`--min-lr (${schedule.minLr}) is larger than the learning rate (${schedule.lr})`);
+  const optim = {
+    beta1: ADAM_BETA1, beta2: ADAM_BETA2, eps: ADAM_EPS,
+    weightDecay: o.weightDecay ?? state?.optimizer.weight_decay ?? DEFAULT_WEIGHT_DECAY,
+    clip: o.clip ?? state?.optimizer.clip ?? DEFAULT_CLIP,
+  };
+  const plannedSteps = () => schedule.totalSteps ?? startStep + 1000;
+  const evalInterval = o.evalInterval ?? state?.eval.interval ?? Math.max(1, Math.round((plannedSteps() - startStep) / 10));
+  const evalMax = o.evalBatches ?? state?.eval.batches ?? 20;
+  const saveInterval = o.saveInterval ?? Math.max(1, Math.round((plannedSteps() - startStep) / 10));
+  const outDir = path.resolve(o.out ?? o.resume ?? path.join('runs', `${presetName}-${config.training.mode}`));
+  const tokenizerJson = fs.readFileSync(tokenizerFile, 'utf8');
+  const versions: Record<string, string> = { dsmoe: DSMOE_VERSION, node: process.version, ...(backend.versions?.() ?? {}) };
+
+  hooks.onStart?.({
+    config, params: counts, outDir, preset: presetName, resumedFrom: ck?.dir, startStep, totalSteps: schedule.totalSteps, tokensPerStep,
+    batchSize, gradAccum, seqLen, threads, trainTokens: ds.train.length, valTokens: ds.val.length, timeBudgetS: o.timeS, notes: [...notes],
+  });
+
+  // 7. The loop.
+  let step = startStep;
+  let tokensSeen = state?.tokens_seen ?? 0;
+  const elapsedBefore = state?.elapsed_s ?? 0;
+  const lastLosses: LossRecord[] = [...(state?.last_losses ?? [])];
+  let lastEval: EvalRecord | null = null;
+  let lastEvalState = state?.last_eval ?? null;
+  let savedStep: number | null = ck && path.resolve(ck.dir) === outDir ? startStep : null;
+  const t0 = performance.now();
+  const sessionS = () => (performance.now() - t0) / 1000;
+
+  const trainerState = (): TrainerState => ({
+    format_version: 1, step, tokens_seen: tokensSeen, elapsed_s: elapsedBefore + sessionS(), seed,
+    data: { inputs, seed: dataSeed, val_share: valShare, train_tokens: ds.train.length, val_tokens: ds.val.length },
+    sampler: sampler.getState(),
+    schedule: { lr: schedule.lr, min_lr: schedule.minLr, warmup: schedule.warmup, total_steps: schedule.totalSteps },
+    optimizer: { beta1: optim.beta1, beta2: optim.beta2, eps: optim.eps, weight_decay: optim.weightDecay, clip: optim.clip },
+    batch: { batch_size: batchSize, grad_accum: gradAccum, seq_len: seqLen },
+    eval: { interval: evalInterval, batches: evalMax },
+    last_losses: lastLosses.slice(-20),
+    last_eval: lastEvalState,
+    threads, versions,
+  });
+  const save = () => {
+    saveCheckpoint(outDir, {
+      config, params, tokenizerJson, optimizer: { m: adamM, v: adamV }, trainerState: trainerState(),
+      metadata: { step: String(step) },
+    });
+    savedStep = step;
+    hooks.onSave?.(outDir, step);
+  };
+  const runEval = async () => {
+    const r = await evaluate(model, ds, seqLen, batchSize, evalMax, step);
+    if (r === null) {
+      if (!notes.some((l) => l.startsWith('no validation'))) log(`no validation windows (the held-out part has ${ds.val.length} tokens, fewer than ${seqLen + 1}); skipping evaluation`);
+      return;
+    }
+    if (!finite(r.loss)) throw new TrainingDivergedError(divergedMessage(`the validation loss is ${r.loss}`, step), step);
+    lastEval = r;
+    lastEvalState = { step, loss: r.lm_loss, ppl: r.ppl };
+    hooks.onEval?.(r);
+  };
+  const divergedMessage = (what: string, at: number) =>
+    `training diverged: ${what} at step ${at}. Nothing after step ${savedStep ?? startStep} was saved`
+    + `${savedStep !== null ? `; the last good checkpoint is ${outDir} (step ${savedStep})` : '; no checkpoint was written by this run'}`
+    + `${ck && savedStep === null ? ` (the run started from ${ck.dir}, step ${startStep})` : ''}.`
+    + ' Try a lower --lr, a longer --warmup or a smaller --clip.';
+
+  const tokens = new Int32Array(gradAccum * batchSize * seqLen);
+  const targets = new Int32Array(gradAccum * batchSize * seqLen);
+  const per = batchSize * seqLen;
+  let reason: TrainResult['reason'] = 'budget';
+  for (;;) {
+    if (o.signal?.aborted) { reason = 'interrupted'; break; }
+    if (schedule.totalSteps !== null && step >= schedule.totalSteps) break;
+    if (o.timeS !== undefined && sessionS() >= o.timeS) break;
+    for (let i = 0; i < gradAccum; i++) {
+      const b = sampler.next();
+      tokens.set(b.inputs, i * per);
+      targets.set(b.targets, i * per);
+    }
+    const lr = lrAt(step + 1, schedule);
+    const ts = performance.now();
+    const stats: StepStats = await model.trainStepAsync({
+      tokens, targets, batch: batchSize, seq: seqLen, micro: gradAccum,
+      lr, beta1: optim.beta1, beta2: optim.beta2, eps: optim.eps, weightDecay: optim.weightDecay, clip: optim.clip, step: step + 1,
+    });
+    const dt = (performance.now() - ts) / 1000;
+    if (!finite(stats.loss) || !finite(stats.lmLoss) || !finite(stats.gradNorm)) {
+      const what = !finite(stats.loss) || !finite(stats.lmLoss) ? `the loss is ${finite(stats.loss) ? stats.lmLoss : stats.loss}` : `the gradient norm is ${stats.gradNorm}`;
+      throw new TrainingDivergedError(divergedMessage(what, step + 1), step + 1);
+    }
+    step++;
+    const stepTokens = stats.tokens > 0 ? stats.tokens : tokensPerStep;
+    tokensSeen += stepTokens;
+    lastLosses.push({ step, loss: stats.loss, lm_loss: stats.lmLoss, aux_loss: stats.auxLoss });
+    if (lastLosses.length > 20) lastLosses.shift();
+    if (schedule.totalSteps === null && o.timeS !== undefined && step - startStep >= TIME_PROBE_STEPS) {
+      const perStep = sessionS() / (step - startStep);
+      schedule.totalSteps = Math.max(step, startStep + Math.floor(o.timeS / perStep));
+      log(`time budget ${o.timeS}s at ${perStep.toFixed(2)}s/step: about ${schedule.totalSteps - startStep} steps; the learning rate decays to step ${schedule.totalSteps}`);
+    }
+    const sess = sessionS();
+    const done = step - startStep;
+    const eta = schedule.totalSteps !== null ? (sess / done) * (schedule.totalSteps - step) : o.timeS !== undefined ? Math.max(0, o.timeS - sess) : null;
+    hooks.onStep?.({
+      type: 'step', step, total_steps: schedule.totalSteps, loss: stats.loss, lm_loss: stats.lmLoss, aux_loss: stats.auxLoss,
+      att_entropy: stats.attEntropy, att_cond_entropy: stats.attCondEntropy, mlp_entropy: stats.mlpEntropy, mlp_cond_entropy: stats.mlpCondEntropy,
+      grad_norm: stats.gradNorm, lr, tokens_seen: tokensSeen, tokens_per_s: dt > 0 ? stepTokens / dt : 0, elapsed_s: elapsedBefore + sess,
+      eta_s: eta === null ? null : Math.min(eta, o.timeS !== undefined ? Math.max(0, o.timeS - sess) : Infinity),
+    });
+    const atEnd = schedule.totalSteps !== null && step >= schedule.totalSteps;
+    if (evalInterval > 0 && step % evalInterval === 0 && !atEnd) await runEval();
+    if (saveInterval > 0 && step % saveInterval === 0 && !atEnd) save();
+  }
+
+  // 8. The end: evaluate (unless interrupted), save, say what to do next.
+  if (reason === 'budget' && step > startStep) await runEval();
+  if (savedStep !== step) save();
+  const rel = path.relative(process.cwd(), outDir) || '.';
+  const nextSteps = reason === 'interrupted'
+    ? [`continue where it stopped:  dsmoe train --resume ${rel}`]
+    : [
+      `train longer (same run):    dsmoe train --resume ${rel} --steps ${Math.max(step * 2, step + 1)}`,
+      `the checkpoint is in ${rel}/ (config.json, model.safetensors, tokenizer.json; optimizer state for resuming)`,
+      ...(config.training.mode === 'dsmoe' && !ck ? [`compare with the dense baseline: dsmoe train --preset ${presetName} --mode dense${o.data ? ` --data ${o.data.join(' ')}` : ''}${o.tokenizer ? ` --tokenizer ${o.tokenizer}` : ''}`] : []),
+    ];
+  return {
+    exitCode: reason === 'interrupted' ? 130 : 0, reason, step, tokensSeen, outDir, savedStep,
+    finalEval: lastEval, nextSteps,
+  };
+}

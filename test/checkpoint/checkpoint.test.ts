@@ -1,0 +1,168 @@
+// Checkpoint folders: round trip, inference checkpoints, shape/tensor checks, and atomic saves that
+// survive a crash at every point.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import {
+  CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, SimulatedCrash, TRAINER_STATE_FILE, loadCheckpoint, saveCheckpoint, type TrainerState,
+} from '../../src/checkpoint/checkpoint';
+import { writeSafetensors } from '../../src/checkpoint/safetensors';
+import { buildConfig, getPreset } from '../../src/model/config';
+import { layoutFromConfig } from '../../src/model/layout';
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'dsmoe-ckpt-'));
+const config = () => buildConfig({ preset: 'tiny', tokenizerVocab: 50 });
+
+function filled(n: number, seed: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = Math.sin(i * 0.37 + seed);
+  return a;
+}
+
+function state(step: number): TrainerState {
+  return {
+    format_version: 1, step, tokens_seen: step * 256, elapsed_s: 1.5, seed: 7,
+    data: { inputs: ['a.txt'], seed: 0, val_share: 0.05, train_tokens: 1000, val_tokens: 100 },
+    sampler: { rng: [1, 2, 3, 4], step, tokens: 1000, batchSize: 4, seqLen: 64 },
+    schedule: { lr: 1e-3, min_lr: 1e-4, warmup: 2, total_steps: 10 },
+    optimizer: { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.01, clip: 1 },
+    batch: { batch_size: 4, grad_accum: 1, seq_len: 64 }, eval: { interval: 5, batches: 2 },
+    last_losses: [{ step, loss: 3, lm_loss: 2.9, aux_loss: 0.1 }], last_eval: null, threads: 2, versions: { dsmoe: 'test' },
+  };
+}
+
+function save(dir: string, step: number, opts = {}) {
+  const c = config();
+  const n = layoutFromConfig(c).totalParams;
+  saveCheckpoint(dir, {
+    config: c, params: filled(n, step), optimizer: { m: filled(n, step + 100), v: filled(n, step + 200) },
+    trainerState: state(step), tokenizerJson: '{"fake": true}',
+  }, opts);
+}
+
+describe('checkpoint folders', () => {
+  test('round trip of a training checkpoint', () => {
+    const dir = path.join(tmp(), 'run');
+    save(dir, 3);
+    expect(fs.readdirSync(dir).sort()).toEqual([CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, 'tokenizer.json', TRAINER_STATE_FILE].sort());
+    const ck = loadCheckpoint(dir, { requireTraining: true });
+    const n = ck.layout.totalParams;
+    expect(ck.kind).toBe('training');
+    expect(ck.config).toEqual(config());
+    expect(Array.from(ck.params)).toEqual(Array.from(filled(n, 3)));
+    expect(Array.from(ck.optimizer!.m)).toEqual(Array.from(filled(n, 103)));
+    expect(Array.from(ck.optimizer!.v)).toEqual(Array.from(filled(n, 203)));
+    expect(ck.trainerState!.step).toBe(3);
+    expect(fs.readFileSync(ck.tokenizerPath!, 'utf8')).toBe('{"fake": true}');
+    expect(fs.readdirSync(path.dirname(dir))).toEqual(['run']); // no temporary or old folders left
+    // overwrite in place
+    save(dir, 4);
+    expect(loadCheckpoint(dir).trainerState!.step).toBe(4);
+    expect(fs.readdirSync(path.dirname(dir))).toEqual(['run']);
+  });
+
+  test('inference checkpoints (BF16, no optimizer) load; resuming them is a clear error', () => {
+    const dir = path.join(tmp(), 'inf');
+    const c = config();
+    const n = layoutFromConfig(c).totalParams;
+    saveCheckpoint(dir, { config: c, params: filled(n, 1), dtype: 'BF16' });
+    const ck = loadCheckpoint(dir);
+    expect(ck.kind).toBe('inference');
+    expect(ck.optimizer).toBeUndefined();
+    const ref = filled(n, 1);
+    for (let i = 0; i < n; i += 97) expect(Math.abs(ck.params[i] - ref[i])).toBeLessThanOrEqual(2 ** -8);
+    expect(() => loadCheckpoint(dir, { requireTraining: true })).toThrow(/not a training checkpoint \(missing optimizer.safetensors and trainer_state.json\)/);
+  });
+
+  test('a different shape, a missing or extra tensor, wrong shapes and bad configs are clear errors', () => {
+    const dir = path.join(tmp(), 'run');
+    save(dir, 1);
+    const other = buildConfig({ preset: 'tiny', overrides: { d_model: 32 }, tokenizerVocab: 50 });
+    expect(() => loadCheckpoint(dir, { expectShape: other })).toThrow(/different model shape than this run: d_model 64 \(checkpoint\) vs 32/);
+
+    const c = config();
+    const L = layoutFromConfig(c);
+    const params = filled(L.totalParams, 0);
+    const tensors = L.tensors.map((t) => ({ name: t.name, dtype: 'F32' as const, shape: t.shape, data: params.subarray(t.offset, t.offset + t.size) }));
+    const model = path.join(dir, MODEL_FILE);
+    writeSafetensors(model, tensors.slice(1));
+    expect(() => loadCheckpoint(dir)).toThrow(/model.safetensors: tensor "embed.weight" is missing/);
+    writeSafetensors(model, [...tensors, { name: 'extra', dtype: 'F32', shape: [1], data: new Float32Array(1) }]);
+    expect(() => loadCheckpoint(dir)).toThrow(/unexpected tensor "extra"/);
+    const bad = tensors.map((t) => (t.name === 'final_norm.weight' ? { ...t, shape: [8, 8] } : t));
+    writeSafetensors(model, bad);
+    expect(() => loadCheckpoint(dir)).toThrow(/tensor "final_norm.weight" has shape \[8, 8\], config.json's layout needs \[64\]/);
+    writeSafetensors(model, tensors);
+    expect(() => loadCheckpoint(dir)).not.toThrow();
+
+    fs.writeFileSync(path.join(dir, TRAINER_STATE_FILE), JSON.stringify({ ...state(1), step: -1 }));
+    expect(() => loadCheckpoint(dir)).toThrow(/trainer_state.json: step: must be a non-negative integer/);
+    fs.rmSync(path.join(dir, TRAINER_STATE_FILE));
+    expect(() => loadCheckpoint(dir)).toThrow(/incomplete: it has optimizer.safetensors but no trainer_state.json/);
+    fs.writeFileSync(path.join(dir, CONFIG_FILE), JSON.stringify({ ...c, attention: { ...c.attention, n_heads: 3 } }));
+    expect(() => loadCheckpoint(dir)).toThrow(/config.json: attention.n_heads/);
+    fs.writeFileSync(path.join(dir, CONFIG_FILE), '{oops');
+    expect(() => loadCheckpoint(dir)).toThrow(/config.json: not valid JSON/);
+    expect(() => loadCheckpoint(path.join(dir, 'nope'))).toThrow(/checkpoint folder not found/);
+  });
+
+  test('optimizer state of the wrong shape or dtype is refused', () => {
+    const dir = path.join(tmp(), 'run');
+    save(dir, 1);
+    const L = layoutFromConfig(config());
+    const z = new Float32Array(L.totalParams);
+    const opt = (dtype: 'F32' | 'BF16', skip = '') => [
+      ...L.tensors.filter((t) => `m.${t.name}` !== skip).map((t) => ({ name: `m.${t.name}`, dtype, shape: t.shape, data: z.subarray(t.offset, t.offset + t.size) })),
+      ...L.tensors.map((t) => ({ name: `v.${t.name}`, dtype, shape: t.shape, data: z.subarray(t.offset, t.offset + t.size) })),
+    ];
+    writeSafetensors(path.join(dir, OPTIMIZER_FILE), opt('BF16'));
+    expect(() => loadCheckpoint(dir)).toThrow(/optimizer.safetensors: tensor "m.embed.weight" is BF16; optimizer state must be F32/);
+    writeSafetensors(path.join(dir, OPTIMIZER_FILE), opt('F32', 'm.final_norm.weight'));
+    expect(() => loadCheckpoint(dir)).toThrow(/tensor "m.final_norm.weight" is missing/);
+    expect(() => loadCheckpoint(dir, { optimizer: false })).not.toThrow();
+  });
+});
+
+describe('atomic saves: a crash never destroys the last good checkpoint', () => {
+  test.each(['after-model', 'before-swap'] as const)('crash %s: the previous checkpoint still loads', (point) => {
+    const dir = path.join(tmp(), 'run');
+    save(dir, 5);
+    expect(() => save(dir, 6, { crashAt: point })).toThrow(SimulatedCrash);
+    expect(loadCheckpoint(dir).trainerState!.step).toBe(5);
+    // the next save cleans up and succeeds
+    expect(fs.readdirSync(path.dirname(dir)).some((n) => n.startsWith('run.tmp-'))).toBe(true);
+    save(dir, 7);
+    expect(loadCheckpoint(dir).trainerState!.step).toBe(7);
+    expect(fs.readdirSync(path.dirname(dir))).toEqual(['run']); // the crashed save's temporary folder is gone
+  });
+
+  test('crash between the renames: the old folder is moved back on load', () => {
+    const parent = tmp();
+    const dir = path.join(parent, 'run');
+    save(dir, 5);
+    expect(() => save(dir, 6, { crashAt: 'mid-swap' })).toThrow(SimulatedCrash);
+    expect(fs.existsSync(dir)).toBe(false);
+    const ck = loadCheckpoint(dir);
+    expect(ck.trainerState!.step).toBe(5);
+    expect(ck.recoveredFrom).toMatch(/run\.old-\d+$/);
+    expect(fs.existsSync(dir)).toBe(true);
+  });
+
+  test('crash between the renames: the next save recovers first', () => {
+    const dir = path.join(tmp(), 'run');
+    save(dir, 5);
+    expect(() => save(dir, 6, { crashAt: 'mid-swap' })).toThrow(SimulatedCrash);
+    save(dir, 8);
+    expect(loadCheckpoint(dir).trainerState!.step).toBe(8);
+    expect(fs.readdirSync(path.dirname(dir)).filter((n) => n.includes('.old-'))).toEqual([]);
+  });
+
+  test('a failing save (bad input) leaves nothing behind', () => {
+    const dir = path.join(tmp(), 'run');
+    save(dir, 5);
+    const c = getPreset('tiny').config;
+    expect(() => saveCheckpoint(dir, { config: c, params: new Float32Array(3) })).toThrow(/params have 3 values/);
+    expect(fs.readdirSync(path.dirname(dir))).toEqual(['run']);
+    expect(loadCheckpoint(dir).trainerState!.step).toBe(5);
+  });
+});

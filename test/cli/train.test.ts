@@ -1,0 +1,170 @@
+// `dsmoe train` and `dsmoe tokenizer train` from the command line: argument errors through a real
+// process, and the whole command in-process with the fake model (JSON records, plain progress,
+// Ctrl-C → 130).
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { loadCheckpoint } from '../../src/checkpoint/checkpoint';
+import { runTrain, type TrainCliOptions } from '../../src/cli/commands/train';
+import { tokenizerTrain } from '../../src/cli/commands/tokenizer';
+import { main } from '../../src/cli/index';
+import { fakeBackend } from '../train/fake-model';
+import { makeFixture, type Fixture } from '../train/fixtures';
+
+const bin = path.join(__dirname, '..', '..', 'bin', 'dsmoe.js');
+let fx: Fixture;
+beforeAll(() => {
+  fx = makeFixture();
+});
+
+function dsmoe(...args: string[]) {
+  const r = spawnSync(process.execPath, [bin, ...args], {
+    encoding: 'utf8', cwd: fx.dir, env: { ...process.env, DSMOE_THREADS: '2', DSMOE_CACHE_DIR: fx.cacheDir },
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A stream that collects what is written (not a TTY). */
+function sink(): NodeJS.WriteStream & { text: () => string } {
+  const s = new PassThrough();
+  const chunks: Buffer[] = [];
+  s.on('data', (c: Buffer) => chunks.push(c));
+  return Object.assign(s as unknown as NodeJS.WriteStream, { isTTY: false, text: () => Buffer.concat(chunks).toString('utf8') });
+}
+
+const cli = (out: string, extra: Partial<TrainCliOptions> = {}): TrainCliOptions => ({
+  preset: 'tiny', data: [fx.corpus], tokenizer: fx.tokenizer, out, seqLen: 16, batchSize: 2, steps: 8, evalInterval: 4, evalBatches: 2,
+  device: 'cpu', ...extra,
+});
+
+describe('dsmoe train: argument errors (child process)', () => {
+  test('help lists the new commands and teaches with examples', () => {
+    const top = dsmoe('--help');
+    expect(top.stdout).toMatch(/train/);
+    expect(top.stdout).toMatch(/tokenizer/);
+    const h = dsmoe('train', '--help');
+    expect(h.code).toBe(0);
+    expect(h.stdout).toMatch(/Examples:/);
+    expect(h.stdout).toMatch(/--resume runs\/small-dsmoe/);
+  });
+
+  test.each<[string, string[], RegExp]>([
+    ['unknown preset', ['--preset', 'huge'], /unknown preset "huge" \(available: tiny, small/],
+    ['unknown mode', ['--mode', 'moe'], /unknown mode "moe"/],
+    ['heads not divisible', ['--preset', 'tiny', '--att-heads', '3'], /attention.n_heads \(--att-heads\): 3 query heads per expert cannot be shared evenly over 2 kv heads/],
+    ['odd head dim', ['--head-dim', '15'], /attention.head_dim \(--head-dim\): must be even/],
+    ['top-k above experts', ['--preset', 'tiny', '--mode', 'smoe', '--top-k', '9'], /training.top_k \(--top-k\): 9 is more than the 4 attention experts/],
+    ['dense preset in dsmoe mode', ['--preset', 'dense-1b', '--mode', 'dsmoe'], /mode dsmoe needs experts.*use ds-moe-1b/],
+    ['zero experts', ['--mlp-experts', '0'], /--mlp-experts expects an integer ≥ 1, got "0"/],
+    ['bad number', ['--lr', 'fast'], /--lr expects a positive number, got "fast"/],
+    ['bad duration', ['--time', '10 parsecs'], /cannot read the duration "10 parsecs"/],
+    ['two budgets', ['--steps', '5', '--time', '1m'], /give one budget/],
+    ['cuda', ['--device', 'cuda'], /the CUDA backend is not available in this build/],
+    ['missing data', ['--data', 'nope.txt'], /data input not found: nope.txt/],
+    ['unsupported data', ['--data', 'tokenizer.json'], /unsupported data file extension ".json"/],
+    ['missing config file', ['--config', 'nope.json'], /cannot read the config file nope.json: not found/],
+  ])('%s', (_what, args, re) => {
+    const r = dsmoe('train', ...args);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(re);
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+  });
+
+  test('empty data file', () => {
+    fs.writeFileSync(path.join(fx.dir, 'empty.txt'), '');
+    const r = dsmoe('train', '--data', 'empty.txt');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/data file .*empty.txt is empty/);
+  });
+
+  test('in-process main() returns the code and prints one line', async () => {
+    const err = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      expect(await main(['node', 'dsmoe', 'train', '--preset', 'tiny', '--kv-heads', '3'])).toBe(1);
+      expect(err.mock.calls.map((c) => String(c[0])).join('')).toMatch(/attention.n_heads \(--att-heads\): 2 query heads per expert cannot be shared evenly over 3 kv heads/);
+    } finally {
+      err.mockRestore();
+    }
+  });
+});
+
+describe('dsmoe train with the fake model (in-process)', () => {
+  test('--json prints one record per step and eval on stdout; people read stderr', async () => {
+    const out = path.join(fx.dir, 'cli-json');
+    const stdout = sink(), stderr = sink();
+    const code = await runTrain(cli(out, { json: true }), { backend: fakeBackend(), stdout, stderr });
+    expect(code).toBe(0);
+    const records = stdout.text().trim().split('\n').map((l) => JSON.parse(l));
+    const types = records.map((r) => r.type);
+    expect(types[0]).toBe('start');
+    expect(types.filter((t) => t === 'step')).toHaveLength(8);
+    expect(types.filter((t) => t === 'eval')).toHaveLength(2);
+    expect(types[types.length - 1]).toBe('done');
+    const step = records.find((r) => r.type === 'step');
+    for (const k of ['step', 'loss', 'lm_loss', 'aux_loss', 'att_entropy', 'att_cond_entropy', 'mlp_entropy', 'mlp_cond_entropy', 'grad_norm', 'lr', 'tokens_per_s'])
+      expect(typeof step[k]).toBe('number');
+    expect(records[0]).toMatchObject({ total_params: expect.any(Number), non_embedding_params: expect.any(Number) });
+    expect(records[records.length - 1]).toMatchObject({ reason: 'budget', step: 8, exit_code: 0, val_ppl: expect.any(Number) });
+    const human = stderr.text();
+    expect(human).toMatch(/parameters, .* non-embedding/);
+    expect(human).toMatch(/validation loss [\d.]+, perplexity [\d.]+/);
+    expect(human).toMatch(/what to run next:/);
+  });
+
+  test('plain progress lines when stdout is not a TTY', async () => {
+    const out = path.join(fx.dir, 'cli-plain');
+    const stdout = sink(), stderr = sink();
+    expect(await runTrain(cli(out), { backend: fakeBackend(), stdout, stderr })).toBe(0);
+    const text = stdout.text();
+    expect(text).toMatch(/model: tiny \(dsmoe\) — [\d.]+K parameters, [\d.]+K non-embedding/);
+    expect(text).toMatch(/^step 1\/8 {2}loss [\d.]+ \(lm [\d.]+ mi /m);
+    expect(text).toMatch(/^step 8\/8 /m);
+    expect(text).toMatch(/eval @ step 4: val loss [\d.]+, perplexity [\d.]+ \(2 batches\) {2}H\(e\) att 1.30/);
+    expect(text).toMatch(/done: 8 steps, .*validation loss [\d.]+, perplexity [\d.]+/);
+    expect(text).not.toMatch(/\x1b\[/); // no terminal control codes
+    expect(stderr.text()).toBe('');
+  });
+
+  test('Ctrl-C (SIGINT) finishes the step, saves and returns 130', async () => {
+    const out = path.join(fx.dir, 'cli-sigint');
+    const stdout = sink(), stderr = sink();
+    const others = process.listeners('SIGINT');
+    for (const l of others) process.removeListener('SIGINT', l);
+    try {
+      const fake = fakeBackend({ stepMs: 5 });
+      const run = runTrain(cli(out, { steps: 1000, evalInterval: 0, saveInterval: 0 }), { backend: fake, stdout, stderr });
+      while (fake.steps < 3) await new Promise((r) => setTimeout(r, 5));
+      process.emit('SIGINT');
+      expect(await run).toBe(130);
+      expect(process.listenerCount('SIGINT')).toBe(0); // the handler removed itself
+      const saved = loadCheckpoint(out).trainerState!.step;
+      expect(saved).toBeGreaterThanOrEqual(3);
+      expect(saved).toBeLessThan(1000);
+      expect(fake.steps).toBe(saved);
+      expect(stdout.text()).toMatch(/Ctrl-C: finishing the current step/);
+      expect(stdout.text()).toMatch(/interrupted at step \d+; checkpoint saved/);
+      expect(stdout.text()).toMatch(/dsmoe train --resume/);
+    } finally {
+      for (const l of others) process.on('SIGINT', l);
+    }
+  });
+});
+
+describe('dsmoe tokenizer train', () => {
+  test('writes a loadable tokenizer.json', () => {
+    const out = path.join(fx.dir, 'tok', 'tokenizer.json');
+    const r = dsmoe('tokenizer', 'train', '--data', fx.corpus, '--vocab-size', '280', '--out', out);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/wrote .*tokenizer.json: vocabulary 280/);
+    expect(JSON.parse(fs.readFileSync(out, 'utf8')).model.type).toBe('BPE');
+  });
+
+  test('errors: no data, too small a vocabulary, token files', () => {
+    expect(dsmoe('tokenizer', 'train', '--vocab-size', '300').stderr).toMatch(/required option '--data <paths...>' not specified/);
+    expect(dsmoe('tokenizer', 'train', '--data', fx.corpus, '--vocab-size', '100').stderr).toMatch(/--vocab-size expects an integer ≥ 257/);
+    const binFile = path.join(fx.dir, 'x.bin');
+    fs.writeFileSync(binFile, Buffer.alloc(8));
+    expect(() => tokenizerTrain({ data: [binFile], vocabSize: 300, out: path.join(fx.dir, 't.json') }, sink())).toThrow(/\.bin token files hold no text/);
+  });
+});

@@ -1,0 +1,111 @@
+// A deterministic stand-in for the native model (NativeModel / ModelFunctions), for testing the
+// training loop without the addon. Its loss depends on the parameters and the tokens; a step
+// computes a gradient, clips it and applies AdamW to the caller's buffers, like the real one.
+import { layoutFromConfig } from '../../src/model/layout';
+import type { BatchArgs, ModelConfig, NativeModel, OptimArgs, StepStats } from '../../src/native/types/model';
+import type { ModelBackend } from '../../src/train/trainer';
+
+export interface FakeOptions {
+  /** At this AdamW step the loss is NaN and the parameters are corrupted, as a diverging run's would be. */
+  nanAtStep?: number;
+  /** Milliseconds each step takes. */
+  stepMs?: number;
+}
+
+export interface FakeBackend extends ModelBackend {
+  steps: number;
+  evals: number;
+  threads: number | undefined;
+}
+
+function lossAndGrad(params: Float32Array, grads: Float32Array | null, a: BatchArgs): { lm: number; n: number } {
+  const n = params.length;
+  const total = a.tokens.length;
+  let loss = 0, count = 0;
+  for (let j = 0; j < total; j++) {
+    if (a.targets[j] < 0) continue;
+    const idx = (Math.imul(a.tokens[j] + 1, 0x9e3779b1) ^ Math.imul(a.targets[j] + 7, 0x85ebca6b) ^ (j % a.seq)) >>> 0;
+    const i = idx % n;
+    const r = params[i] - (a.targets[j] % 13) * 0.01;
+    loss += r * r;
+    if (grads) grads[i] += 2 * r;
+    count++;
+  }
+  if (grads) for (let i = 0; i < n; i++) grads[i] /= Math.max(1, count);
+  return { lm: 1 + loss / Math.max(1, count), n: count };
+}
+
+function stats(lm: number, params: Float32Array, tokens: number, gradNorm: number): StepStats {
+  let aux = 0;
+  for (let i = 0; i < 16; i++) aux += params[i] * params[i];
+  aux *= 1e-3;
+  return {
+    loss: lm + aux, lmLoss: lm, auxLoss: aux, gradNorm, tokens,
+    attEntropy: 1.3, attCondEntropy: 0.4, mlpEntropy: 2.7, mlpCondEntropy: 0.9,
+  };
+}
+
+export function fakeBackend(opts: FakeOptions = {}): FakeBackend {
+  const b: FakeBackend = {
+    steps: 0,
+    evals: 0,
+    threads: undefined,
+    modelLayout: (config: ModelConfig) => layoutFromConfig(config),
+    initParams: ({ config, params, seed }) => {
+      const L = layoutFromConfig(config);
+      if (params.length !== L.totalParams) throw new RangeError('params: wrong length');
+      for (let i = 0; i < params.length; i++) params[i] = 0.02 * Math.sin(i * 0.731 + seed * 1.37);
+    },
+    setThreads: (t: number) => (b.threads = t),
+    versions: () => ({ addon_isa: 'fake' }),
+    createModel: ({ config, params, grads, adamM, adamV }): NativeModel => {
+      const n = layoutFromConfig(config).totalParams;
+      for (const [k, a] of Object.entries({ params, grads, adamM, adamV })) if (a.length !== n) throw new RangeError(`${k}: wrong length`);
+      const decay = new Uint8Array(n);
+      for (const t of layoutFromConfig(config).tensors) if (t.decay) decay.fill(1, t.offset, t.offset + t.size);
+      const evaluate = (a: BatchArgs) => {
+        const { lm, n: count } = lossAndGrad(params, null, a);
+        return stats(lm, params, count, 0);
+      };
+      const step = (a: BatchArgs & OptimArgs): StepStats => {
+        b.steps++;
+        grads.fill(0);
+        const { lm, n: count } = lossAndGrad(params, grads, a);
+        let norm = 0;
+        for (let i = 0; i < n; i++) norm += grads[i] * grads[i];
+        norm = Math.sqrt(norm);
+        const scale = a.clip > 0 && norm > a.clip ? a.clip / norm : 1;
+        const bc1 = 1 - a.beta1 ** a.step, bc2 = 1 - a.beta2 ** a.step;
+        for (let i = 0; i < n; i++) {
+          const g = grads[i] * scale;
+          adamM[i] = a.beta1 * adamM[i] + (1 - a.beta1) * g;
+          adamV[i] = a.beta2 * adamV[i] + (1 - a.beta2) * g * g;
+          const upd = adamM[i] / bc1 / (Math.sqrt(adamV[i] / bc2) + a.eps) + (decay[i] ? a.weightDecay * params[i] : 0);
+          params[i] -= a.lr * upd;
+        }
+        grads.fill(0);
+        if (opts.nanAtStep === a.step) {
+          params.fill(NaN, 0, 64);
+          return stats(NaN, params, count, NaN);
+        }
+        return stats(lm, params, count, norm);
+      };
+      const later = <T>(f: () => T) => new Promise<T>((resolve, reject) => {
+        const run = () => { try { resolve(f()); } catch (e) { reject(e); } };
+        if (opts.stepMs) setTimeout(run, opts.stepMs); else setImmediate(run);
+      });
+      return {
+        trainStepAsync: (a) => later(() => step(a)),
+        lossAndGrad: (a) => {
+          grads.fill(0);
+          const { lm, n: count } = lossAndGrad(params, grads, a);
+          return stats(lm, params, count, 0);
+        },
+        evaluate,
+        evaluateAsync: (a) => later(() => { b.evals++; return evaluate(a); }),
+        forward: () => { throw new Error('fake model: forward is not implemented'); },
+      };
+    },
+  };
+  return b;
+}
