@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { runKernelBench, type KernelBenchResult } from '../../bench/kernels';
+import { runTrainBench, type TrainBenchResult } from '../../bench/train';
 import { renderTable } from '../../util/table';
 
 export interface BenchKernelsCliOptions {
@@ -48,8 +49,17 @@ export async function benchKernels(opts: BenchKernelsCliOptions): Promise<Kernel
   return result;
 }
 
+export function formatTrainBench(r: TrainBenchResult): string {
+  const mib = (x: number) => `${x.toFixed(0)} MiB`;
+  return [`Training step, ${r.threads} thread(s); MFU = model FLOPs/token × tokens/s ÷ GEMM 2048³ (${r.gemmPeakGflops.toFixed(0)} GFLOP/s, same run)`,
+    renderTable(['preset', 'mode', 'params', 'non-emb', 'tokens/step', 'step s', 'tokens/s', 'GFLOP/s', 'MFU', 'step vs dense', 'peak RSS'],
+      r.rows.map((x) => [x.preset, x.mode, `${(x.totalParams / 1e6).toFixed(2)}M`, `${(x.nonEmbeddingParams / 1e6).toFixed(2)}M`,
+        x.tokensPerStep, x.stepSeconds, x.tokensPerSecond, x.gflops, `${(100 * x.mfu).toFixed(1)}%`,
+        x.vsDense === null ? null : `${x.vsDense.toFixed(2)}x`, mib(x.peakRssMiB)]))].join('\n');
+}
+
 export function benchCommand(): Command {
-  const bench = new Command('bench').description('benchmarks: kernel speed (more to come)');
+  const bench = new Command('bench').description('benchmarks: kernel speed and training throughput');
   bench
     .command('kernels')
     .description('GFLOP/s of the CPU GEMM and grouped expert GEMM against the FMA peak, a naive loop and OpenBLAS')
@@ -70,6 +80,30 @@ Example:
   dsmoe bench kernels --threads 1,2 --out bench-results/kernels.json`)
     .action(async (o: BenchKernelsCliOptions) => {
       await benchKernels(o);
+    });
+  bench
+    .command('train')
+    .description('training tokens/s, model-FLOPs utilisation and peak memory per preset and mode')
+    .option('--presets <list>', 'presets to measure, comma-separated', (v: string) => v.split(','), ['tiny', 'small', 'medium'])
+    .option('--modes <list>', 'training modes, comma-separated', (v: string) => v.split(','), ['dense', 'dsmoe', 'smoe'])
+    .option('--steps <n>', 'timed steps per configuration (median reported)', (v: string) => parseThreads(v)[0], 5)
+    .option('--threads <n>', 'kernel threads', (v: string) => parseThreads(v)[0], require('node:os').cpus().length)
+    .option('--out <file>', 'where to write the JSON results', 'bench-results/train.json')
+    .option('--json', 'print the JSON result on stdout instead of the table')
+    .addHelpText('after', `
+Each configuration trains on random tokens (batch 16 × the preset's sequence length) in its own
+process, one warm-up step then --steps timed steps; the median step is reported. "step vs dense"
+is the step time over the dense model of the same width (DS-MoE's premise: dense training of the
+MoE costs about as much as the dense model).
+
+Example:
+  dsmoe bench train --presets small,medium --modes dense,dsmoe`)
+    .action((o: { presets: string[]; modes: string[]; steps: number; threads: number; out: string; json?: boolean }) => {
+      const result = runTrainBench({ presets: o.presets, modes: o.modes, steps: o.steps, threads: o.threads,
+        log: o.json ? undefined : (l) => process.stderr.write(`  ${l}\n`) });
+      fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
+      fs.writeFileSync(o.out, JSON.stringify(result, null, 2) + '\n');
+      process.stdout.write(o.json ? JSON.stringify(result) + '\n' : formatTrainBench(result) + `\n\nJSON written to ${o.out}\n`);
     });
   return bench;
 }
