@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "../../core/aligned_buffer.h"
 #include "../../core/cpu_features.h"

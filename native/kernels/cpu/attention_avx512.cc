@@ -1,6 +1,7 @@
 // The AVX-512 build of attention_impl.inc (see attention.cc).
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "../../core/aligned_buffer.h"
 #include "../../core/threadpool.h"
