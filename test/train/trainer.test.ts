@@ -114,14 +114,15 @@ describe('training loop', () => {
     expect(r.step).toBe(4); // 100 / 32 → 4 steps
     const logs: string[] = [];
     const c = collect();
-    const r2 = await train(base(path.join(fx.dir, 'run-time'), { steps: undefined, timeS: 0.4, warmup: 0, evalInterval: 0 }),
-      { ...c.hooks, onLog: (l) => logs.push(l) }, { backend: fakeBackend({ stepMs: 40 }) });
+    // A wall-clock budget: wide margins (1.5 s of 20 ms steps) so a loaded CI machine cannot flake it.
+    const r2 = await train(base(path.join(fx.dir, 'run-time'), { steps: undefined, timeS: 1.5, warmup: 0, evalInterval: 0 }),
+      { ...c.hooks, onLog: (l) => logs.push(l) }, { backend: fakeBackend({ stepMs: 20 }) });
     expect(r2.exitCode).toBe(0);
-    expect(r2.step).toBeGreaterThanOrEqual(3);
-    expect(r2.step).toBeLessThanOrEqual(12);
+    expect(r2.step).toBeGreaterThanOrEqual(4);
+    expect(r2.step).toBeLessThanOrEqual(75);
     expect(c.steps[0].total_steps).toBeNull();
     expect(c.steps[c.steps.length - 1].total_steps).not.toBeNull();
-    expect(logs.join('\n')).toMatch(/time budget 0.4s at .*s\/step: about \d+ steps/);
+    expect(logs.join('\n')).toMatch(/time budget 1.5s at .*s\/step: about \d+ steps/);
   });
 
   test('user errors are clear and happen before any work', async () => {
