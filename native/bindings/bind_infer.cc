@@ -229,6 +229,9 @@ Napi::Object make_session_object(Napi::Env env, SessionHandle* h) {
   method("reset", [](const Napi::CallbackInfo& i) {
     return quick(i, "reset", [&](Session& s) -> Napi::Value { s.reset(); return i.Env().Undefined(); });
   });
+  method("resetStats", [](const Napi::CallbackInfo& i) {
+    return quick(i, "resetStats", [&](Session& s) -> Napi::Value { s.reset_stats(); return i.Env().Undefined(); });
+  });
   method("stats", [](const Napi::CallbackInfo& i) {
     return quick(i, "stats", [&](Session& s) { return stats_to_js(i.Env(), s); });
   });

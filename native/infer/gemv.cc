@@ -28,7 +28,7 @@ Kernels kernels() {
 }
 
 struct Task {
-  int64_t e, r0, r1;
+  int64_t job, e, r0, r1;
 };
 
 }  // namespace
@@ -65,45 +65,60 @@ void gemv_bf16_generic(const uint16_t* w, int64_t rows, int64_t k, const float* 
     }
 }
 
-void expert_gemv(int64_t E, const int32_t* offsets, const float* x, const void* w, cpu::DType dt, int64_t n,
-                 int64_t k, float* y) {
+void gemv_batch(const GemvJob* jobs, int64_t count) {
   const Kernels kern = kernels();
-  const bool bf16 = dt == cpu::DType::BF16;
-  const int64_t P = offsets[E];
-  if (P == 0 || n == 0) return;
-  // The native bf16 dot multiplies bf16 pairs: round the activations once per call, not per row.
-  // (thread_local buffers are named only outside the parallel body, which runs on other threads.)
+  // The native bf16 dot multiplies bf16 pairs: round each job's activations once, not per row
+  // (serially: decode has a few rows). thread_local buffers are named only outside the parallel
+  // body, which runs on other threads.
   static thread_local std::vector<uint16_t> xb;
-  if (bf16 && kern.needs_xb) {
-    xb.resize(static_cast<size_t>(P * k));
-    uint16_t* xbw = xb.data();
-    parallel_for(P, [&](int64_t i, int) {
-      for (int64_t j = 0; j < k; ++j) xbw[i * k + j] = f32_to_bf16(x[i * k + j]);
-    });
-  }
-  // Blocks of ~32 KiB of weights: small enough to balance 2..64 threads on one expert, large
-  // enough that the per-task overhead is noise next to the memory traffic.
-  const int64_t row_bytes = k * (bf16 ? 2 : 4);
-  const int64_t block = std::max<int64_t>(1, (int64_t(32) << 10) / std::max<int64_t>(row_bytes, 1));
+  static thread_local std::vector<size_t> xb_at;
   static thread_local std::vector<Task> tasks;
+  xb_at.assign(static_cast<size_t>(count), 0);
+  size_t need = 0;
+  for (int64_t j = 0; j < count; ++j)
+    if (jobs[j].w_dtype == cpu::DType::BF16 && kern.needs_xb) {
+      xb_at[static_cast<size_t>(j)] = need;
+      need += static_cast<size_t>(jobs[j].offsets[jobs[j].n_experts] * jobs[j].k);
+    }
+  xb.resize(need);
   tasks.clear();
-  for (int64_t e = 0; e < E; ++e) {
-    if (offsets[e + 1] == offsets[e]) continue;
-    for (int64_t r0 = 0; r0 < n; r0 += block) tasks.push_back({e, r0, std::min(n, r0 + block)});
+  for (int64_t j = 0; j < count; ++j) {
+    const GemvJob& g = jobs[j];
+    const bool bf16 = g.w_dtype == cpu::DType::BF16;
+    const int64_t P = g.offsets[g.n_experts];
+    if (P == 0 || g.n == 0) continue;
+    if (bf16 && kern.needs_xb)
+      for (int64_t i = 0; i < P * g.k; ++i) xb[xb_at[static_cast<size_t>(j)] + static_cast<size_t>(i)] = f32_to_bf16(g.x[i]);
+    // Blocks of ~32 KiB of weights: small enough to balance 2..64 threads on one expert, large
+    // enough that the per-task overhead is noise next to the memory traffic.
+    const int64_t row_bytes = g.k * (bf16 ? 2 : 4);
+    const int64_t block = std::max<int64_t>(1, (int64_t(32) << 10) / std::max<int64_t>(row_bytes, 1));
+    for (int64_t e = 0; e < g.n_experts; ++e) {
+      if (g.offsets[e + 1] == g.offsets[e]) continue;
+      for (int64_t r0 = 0; r0 < g.n; r0 += block) tasks.push_back({j, e, r0, std::min(g.n, r0 + block)});
+    }
   }
   const Task* tk = tasks.data();
   const uint16_t* xbd = xb.data();
+  const size_t* xat = xb_at.data();
   parallel_for(static_cast<int64_t>(tasks.size()), [&](int64_t t, int) {
     const Task& task = tk[t];
-    const int64_t row0 = offsets[task.e], m = offsets[task.e + 1] - row0;
-    const int64_t wrow = task.e * n + task.r0;  // first weight row of the block
-    float* yb = y + row0 * n + task.r0;
-    if (bf16)
-      kern.bf16(static_cast<const uint16_t*>(w) + wrow * k, task.r1 - task.r0, k, x + row0 * k,
-                kern.needs_xb ? xbd + row0 * k : nullptr, m, yb, n);
+    const GemvJob& g = jobs[task.job];
+    const int64_t row0 = g.offsets[task.e], m = g.offsets[task.e + 1] - row0;
+    const int64_t wrow = task.e * g.n + task.r0;  // first weight row of the block
+    float* yb = g.y + row0 * g.n + task.r0;
+    if (g.w_dtype == cpu::DType::BF16)
+      kern.bf16(static_cast<const uint16_t*>(g.w) + wrow * g.k, task.r1 - task.r0, g.k, g.x + row0 * g.k,
+                kern.needs_xb ? xbd + xat[task.job] + row0 * g.k : nullptr, m, yb, g.n);
     else
-      kern.f32(static_cast<const float*>(w) + wrow * k, task.r1 - task.r0, k, x + row0 * k, m, yb, n);
+      kern.f32(static_cast<const float*>(g.w) + wrow * g.k, task.r1 - task.r0, g.k, g.x + row0 * g.k, m, yb, g.n);
   });
+}
+
+void expert_gemv(int64_t E, const int32_t* offsets, const float* x, const void* w, cpu::DType dt, int64_t n,
+                 int64_t k, float* y) {
+  const GemvJob job{E, offsets, x, w, dt, n, k, y};
+  gemv_batch(&job, 1);
 }
 
 }  // namespace dsmoe::infer

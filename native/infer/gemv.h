@@ -13,6 +13,21 @@
 
 namespace dsmoe::infer {
 
+// One product of a batch: Y[rows of e] = X[rows of e] · W[e]ᵀ for every expert e with rows.
+struct GemvJob {
+  int64_t n_experts = 1;
+  const int32_t* offsets = nullptr;  // [E+1]
+  const float* x = nullptr;          // [P, k]
+  const void* w = nullptr;           // [E, n, k]
+  cpu::DType w_dtype = cpu::DType::F32;
+  int64_t n = 0, k = 0;
+  float* y = nullptr;                // [P, n]
+};
+
+// Independent products in one parallel_for (e.g. Q, K and V of a decode step): the pool is woken
+// once, which matters when each product is a few microseconds of memory traffic.
+void gemv_batch(const GemvJob* jobs, int64_t count);
+
 // Y[rows of e] = X[rows of e] · W[e]ᵀ for every expert e with rows; experts without rows are not
 // read. Rows of X/Y are grouped by expert: group e = rows [offsets[e], offsets[e+1]).
 // One parallel_for over (expert, block of output rows) tasks.

@@ -16,34 +16,55 @@ namespace {
 
 inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh&>(v); }
 
-template <int MB>
-void rows_block(const uint16_t* w, int64_t rows, int64_t k, const uint16_t* xb, float* y, int64_t ldy) {
-  const int64_t k64 = k & ~int64_t(63), k32 = k & ~int64_t(31);
-  const __mmask32 tail = static_cast<__mmask32>((uint64_t(1) << (k - k32)) - 1u);
-  for (int64_t r = 0; r < rows; ++r) {
-    const uint16_t* wr = w + r * k;
-    __m512 a0[MB], a1[MB];
-    for (int i = 0; i < MB; ++i) a0[i] = a1[i] = _mm512_setzero_ps();
-    int64_t j = 0;
-    for (; j < k64; j += 64) {
-      const __m512i w0 = _mm512_loadu_si512(wr + j), w1 = _mm512_loadu_si512(wr + j + 32);
+// RB weight rows × MB activation rows per pass, two 32-pair halves each: 2·RB·MB independent
+// vdpbf16ps chains (its latency is longer than an FMA's, so one row at a time was latency-bound).
+template <int RB, int MB>
+void block(const uint16_t* w, int64_t k, const uint16_t* xb, float* y, int64_t ldy) {
+  const int64_t k64 = k & ~int64_t(63), rem = k - k64;
+  __m512 a0[RB][MB], a1[RB][MB];
+  #pragma GCC unroll 4
+  for (int r = 0; r < RB; ++r)
+    #pragma GCC unroll 4
+    for (int i = 0; i < MB; ++i) a0[r][i] = a1[r][i] = _mm512_setzero_ps();
+  for (int64_t j = 0; j < k64; j += 64) {
+    __m512i x0[MB], x1[MB];
+    #pragma GCC unroll 4
+    for (int i = 0; i < MB; ++i) { x0[i] = _mm512_loadu_si512(xb + i * k + j); x1[i] = _mm512_loadu_si512(xb + i * k + j + 32); }
+    #pragma GCC unroll 4
+    for (int r = 0; r < RB; ++r) {
+      const __m512i w0 = _mm512_loadu_si512(w + r * k + j), w1 = _mm512_loadu_si512(w + r * k + j + 32);
+      #pragma GCC unroll 4
       for (int i = 0; i < MB; ++i) {
-        a0[i] = _mm512_dpbf16_ps(a0[i], as_bh(w0), as_bh(_mm512_loadu_si512(xb + i * k + j)));
-        a1[i] = _mm512_dpbf16_ps(a1[i], as_bh(w1), as_bh(_mm512_loadu_si512(xb + i * k + j + 32)));
+        a0[r][i] = _mm512_dpbf16_ps(a0[r][i], as_bh(w0), as_bh(x0[i]));
+        a1[r][i] = _mm512_dpbf16_ps(a1[r][i], as_bh(w1), as_bh(x1[i]));
       }
     }
-    if (j < k32) {
-      const __m512i w0 = _mm512_loadu_si512(wr + j);
-      for (int i = 0; i < MB; ++i) a0[i] = _mm512_dpbf16_ps(a0[i], as_bh(w0), as_bh(_mm512_loadu_si512(xb + i * k + j)));
-      j += 32;
-    }
-    if (j < k) {  // masked lanes load as +0, adding nothing
-      const __m512i w0 = _mm512_maskz_loadu_epi16(tail, wr + j);
-      for (int i = 0; i < MB; ++i)
-        a1[i] = _mm512_dpbf16_ps(a1[i], as_bh(w0), as_bh(_mm512_maskz_loadu_epi16(tail, xb + i * k + j)));
-    }
-    for (int i = 0; i < MB; ++i) y[i * ldy + r] = _mm512_reduce_add_ps(_mm512_add_ps(a0[i], a1[i]));
   }
+  if (rem) {  // masked lanes load as +0 and add nothing
+    const __mmask32 m0 = static_cast<__mmask32>(rem >= 32 ? 0xffffffffu : (uint32_t(1) << rem) - 1u);
+    const __mmask32 m1 = static_cast<__mmask32>(rem > 32 ? (uint32_t(1) << (rem - 32)) - 1u : 0u);
+    #pragma GCC unroll 4
+    for (int r = 0; r < RB; ++r) {
+      const __m512i w0 = _mm512_maskz_loadu_epi16(m0, w + r * k + k64), w1 = _mm512_maskz_loadu_epi16(m1, w + r * k + k64 + 32);
+      #pragma GCC unroll 4
+      for (int i = 0; i < MB; ++i) {
+        a0[r][i] = _mm512_dpbf16_ps(a0[r][i], as_bh(w0), as_bh(_mm512_maskz_loadu_epi16(m0, xb + i * k + k64)));
+        a1[r][i] = _mm512_dpbf16_ps(a1[r][i], as_bh(w1), as_bh(_mm512_maskz_loadu_epi16(m1, xb + i * k + k64 + 32)));
+      }
+    }
+  }
+  #pragma GCC unroll 4
+  for (int r = 0; r < RB; ++r)
+    #pragma GCC unroll 4
+    for (int i = 0; i < MB; ++i) y[i * ldy + r] = _mm512_reduce_add_ps(_mm512_add_ps(a0[r][i], a1[r][i]));
+}
+
+template <int MB>
+void rows_mb(const uint16_t* w, int64_t rows, int64_t k, const uint16_t* xb, float* y, int64_t ldy) {
+  constexpr int RB = MB >= 4 ? 1 : 4 / MB;
+  int64_t r = 0;
+  for (; r + RB <= rows; r += RB) block<RB, MB>(w + r * k, k, xb, y + r, ldy);
+  for (; r < rows; ++r) block<1, MB>(w + r * k, k, xb, y + r, ldy);
 }
 
 }  // namespace
@@ -54,10 +75,10 @@ void gemv_bf16_dot_avx512(const uint16_t* w, int64_t rows, int64_t k, const floa
     const uint16_t* xi = xb + i * k;
     float* yi = y + i * ldy;
     switch (m - i < 4 ? m - i : 4) {
-      case 1: rows_block<1>(w, rows, k, xi, yi, ldy); break;
-      case 2: rows_block<2>(w, rows, k, xi, yi, ldy); break;
-      case 3: rows_block<3>(w, rows, k, xi, yi, ldy); break;
-      default: rows_block<4>(w, rows, k, xi, yi, ldy); break;
+      case 1: rows_mb<1>(w, rows, k, xi, yi, ldy); break;
+      case 2: rows_mb<2>(w, rows, k, xi, yi, ldy); break;
+      case 3: rows_mb<3>(w, rows, k, xi, yi, ldy); break;
+      default: rows_mb<4>(w, rows, k, xi, yi, ldy); break;
     }
   }
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 
 #include "../core/bf16.h"
@@ -36,6 +37,10 @@ Session::Session(std::shared_ptr<const Weights> w, int64_t batch, int64_t max_le
 void Session::reset() {
   std::fill(len_.begin(), len_.end(), 0);
   started_ = false;
+  reset_stats();
+}
+
+void Session::reset_stats() {
   stats_ = InferStats{};
   stats_.att_usage.assign(static_cast<size_t>(c_.n_layers * c_.att_experts), 0);
   stats_.mlp_usage.assign(static_cast<size_t>(c_.n_layers * c_.mlp_experts), 0);
@@ -93,12 +98,21 @@ void Session::run(bool decode) {
   float* att = grow(att_, N * QD);
   float* lse = grow(lse_, N * Ea * H);
 
+  // Decode works on a handful of rows: its row-wise steps (norms, routing, gathers, RoPE, combine)
+  // take microseconds, less than waking the thread pool, so they run serially on this thread (a
+  // parallel_for of one task runs nested parallel_for calls serially); only weight reads go wide.
+  auto section = [&](const std::function<void()>& fn) {
+    if (decode) parallel_for(1, [&](int64_t, int) { fn(); });
+    else fn();
+  };
   // Embedding rows.
   const WeightRef emb = w_->embed;
-  parallel_for(N, [&](int64_t t, int) {
-    const int64_t row = int64_t(tok_[static_cast<size_t>(t)]) * D;
-    if (emb.dtype == DType::F32) std::memcpy(h + t * D, emb.f32() + row, sizeof(float) * static_cast<size_t>(D));
-    else for (int64_t j = 0; j < D; ++j) h[t * D + j] = bf16_to_f32(emb.bf16()[row + j]);
+  section([&] {
+    parallel_for(N, [&](int64_t t, int) {
+      const int64_t row = int64_t(tok_[static_cast<size_t>(t)]) * D;
+      if (emb.dtype == DType::F32) std::memcpy(h + t * D, emb.f32() + row, sizeof(float) * static_cast<size_t>(D));
+      else for (int64_t j = 0; j < D; ++j) h[t * D + j] = bf16_to_f32(emb.bf16()[row + j]);
+    });
   });
 
   AttentionShape ash;
@@ -106,59 +120,78 @@ void Session::run(bool decode) {
   ash.scale = static_cast<float>(1.0 / std::sqrt(double(dh)));
   const int64_t cache_seq = max_len_ * KV, cache_layer = B_ * cache_seq;
 
+  const int32_t* one = one_offsets_.data();
   for (int64_t l = 0; l < L; ++l) {
     const LayerWeights& lw = w_->layers[static_cast<size_t>(l)];
     // ---- MoA
-    rmsnorm_forward(N, D, h, lw.attn_norm, eps, x, nullptr);
-    int64_t P = route(l, true, x, decode);
+    int64_t P = 0;
+    float *xg = nullptr, *yg = nullptr;
+    section([&] {
+      rmsnorm_forward(N, D, h, lw.attn_norm, eps, x, nullptr);
+      P = route(l, true, x, decode);
+      xg = grow(xg_, P * std::max(D, HD));
+      yg = grow(yg_, P * std::max(D, HD));
+      gather_rows(P, D, x, pair_token_.data(), order_.data(), xg);
+    });
     const int32_t *off = offsets_.data(), *order = order_.data(), *pt = pair_token_.data(), *pe = pair_expert_.data();
-    float* xg = grow(xg_, P * std::max(D, HD));
-    float* yg = grow(yg_, P * std::max(D, HD));
     // Q projections only for active (token, expert) pairs. The attention core below still runs
     // every query head; heads of unselected experts see Q = 0 and their output is never projected
     // (weight 0), so they cost a little attention arithmetic but no weight reads.
-    gather_rows(P, D, x, pt, order, xg);
-    matmul(Ea, off, xg, lw.q, HD, D, yg, decode);
-    std::fill(q, q + N * QD, 0.f);
-    parallel_for(P, [&](int64_t i, int) {
-      const int32_t p = order[i];
-      std::memcpy(q + int64_t(pt[p]) * QD + int64_t(pe[p]) * HD, yg + i * HD, sizeof(float) * static_cast<size_t>(HD));
-    });
-    // K and V once for the G shared heads, then into the cache at each row's position.
-    matmul(1, one_offsets_.data(), x, lw.k, KV, D, k, decode);
-    matmul(1, one_offsets_.data(), x, lw.v, KV, D, v, decode);
-    rope_forward(N, Ea * H, dh, c_.rope_theta, pos_.data(), q, q);
-    rope_forward(N, G, dh, c_.rope_theta, pos_.data(), k, k);
+    // K and V once for the G shared heads.
+    if (decode) {
+      const GemvJob jobs[3] = {{Ea, off, xg, lw.q.data, lw.q.dtype, HD, D, yg},
+                               {1, one, x, lw.k.data, lw.k.dtype, KV, D, k},
+                               {1, one, x, lw.v.data, lw.v.dtype, KV, D, v}};
+      gemv_batch(jobs, 3);
+    } else {
+      matmul(Ea, off, xg, lw.q, HD, D, yg, false);
+      matmul(1, one, x, lw.k, KV, D, k, false);
+      matmul(1, one, x, lw.v, KV, D, v, false);
+    }
     float* kc = kcache_.data() + l * cache_layer;
     float* vc = vcache_.data() + l * cache_layer;
+    section([&] {
+      std::fill(q, q + N * QD, 0.f);
+      parallel_for(P, [&](int64_t i, int) {
+        const int32_t p = order[i];
+        std::memcpy(q + int64_t(pt[p]) * QD + int64_t(pe[p]) * HD, yg + i * HD, sizeof(float) * static_cast<size_t>(HD));
+      });
+      rope_forward(N, Ea * H, dh, c_.rope_theta, pos_.data(), q, q);
+      rope_forward(N, G, dh, c_.rope_theta, pos_.data(), k, k);
+      for (const Segment& s : segs_) {  // K (post-RoPE) and V into the cache at each row's position
+        const size_t bytes = sizeof(float) * static_cast<size_t>(s.count * KV);
+        std::memcpy(kc + s.b * cache_seq + s.pos0 * KV, k + s.row0 * KV, bytes);
+        std::memcpy(vc + s.b * cache_seq + s.pos0 * KV, v + s.row0 * KV, bytes);
+      }
+    });
     for (const Segment& s : segs_) {
-      const size_t bytes = sizeof(float) * static_cast<size_t>(s.count * KV);
-      std::memcpy(kc + s.b * cache_seq + s.pos0 * KV, k + s.row0 * KV, bytes);
-      std::memcpy(vc + s.b * cache_seq + s.pos0 * KV, v + s.row0 * KV, bytes);
       // Queries are the last `count` of the pos0 + count cached positions.
       ash.tq = s.count;
       ash.tk = s.pos0 + s.count;
       attention_forward(ash, q + s.row0 * QD, kc + s.b * cache_seq, vc + s.b * cache_seq, att + s.row0 * QD, lse);
     }
     // O projections only for active pairs: gather each pair's HD slice of the attention output.
-    parallel_for(P, [&](int64_t i, int) {
-      const int32_t p = order[i];
-      std::memcpy(xg + i * HD, att + int64_t(pt[p]) * QD + int64_t(pe[p]) * HD, sizeof(float) * static_cast<size_t>(HD));
+    section([&] {
+      parallel_for(P, [&](int64_t i, int) {
+        const int32_t p = order[i];
+        std::memcpy(xg + i * HD, att + int64_t(pt[p]) * QD + int64_t(pe[p]) * HD, sizeof(float) * static_cast<size_t>(HD));
+      });
     });
     matmul(Ea, off, xg, lw.o, D, HD, yg, decode);
-    combine(N, P, D, yg, pt, pair_weight_.data(), position_.data(), h, 1.f);
 
     // ---- MoE MLP
-    rmsnorm_forward(N, D, h, lw.mlp_norm, eps, x, nullptr);
-    P = route(l, false, x, decode);
-    off = offsets_.data(); order = order_.data(); pt = pair_token_.data();
-    xg = grow(xg_, P * std::max(D, F));
-    yg = grow(yg_, P * std::max(D, F));
-    gather_rows(P, D, x, pt, order, xg);
-    matmul(c_.mlp_experts, off, xg, lw.up, F, D, yg, decode);
-    gelu_forward(P * F, yg, yg, gelu);
-    matmul(c_.mlp_experts, off, yg, lw.down, D, F, xg, decode);
-    combine(N, P, D, xg, pt, pair_weight_.data(), position_.data(), h, 1.f);
+    section([&] {
+      combine(N, P, D, yg, pt, pair_weight_.data(), position_.data(), h, 1.f);
+      rmsnorm_forward(N, D, h, lw.mlp_norm, eps, x, nullptr);
+      P = route(l, false, x, decode);
+      xg = grow(xg_, P * std::max(D, F));
+      yg = grow(yg_, P * std::max(D, F));
+      gather_rows(P, D, x, pair_token_.data(), order_.data(), xg);
+    });
+    matmul(c_.mlp_experts, offsets_.data(), xg, lw.up, F, D, yg, decode);
+    section([&] { gelu_forward(P * F, yg, yg, gelu); });
+    matmul(c_.mlp_experts, offsets_.data(), yg, lw.down, D, F, xg, decode);
+    section([&] { combine(N, P, D, xg, pair_token_.data(), pair_weight_.data(), position_.data(), h, 1.f); });
   }
   for (const Segment& s : segs_) len_[static_cast<size_t>(s.b)] = s.pos0 + s.count;
   stats_.tokens += N;

@@ -59,7 +59,8 @@ class Session {
   // One token per sequence at position lengths()[b]; needs a prefill first and room in the cache.
   //   tokens [B], logits [B, V]
   void decode(const int32_t* tokens, float* logits);
-  void reset();  // empty caches and zero counters
+  void reset();        // empty caches and zero counters
+  void reset_stats();  // zero counters, keep the caches (e.g. to measure decode after a prefill)
 
   const InferStats& stats() const { return stats_; }
   ActiveSummary summary() const;

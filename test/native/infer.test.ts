@@ -217,6 +217,11 @@ describe('routing statistics and active parameters', () => {
     expect(t.mlpExpertsPerToken).toBe(1);
     expect(t.attUsage.map((u) => u.reduce((a, b) => a + b, 0))).toEqual([10, 10]);
     expect(t.routing).toEqual({ attention: 'topk:1', mlp: 'topk:1' });
+    // resetStats keeps the cache: decode continues, counting only itself.
+    top1.resetStats();
+    top1.decode({ tokens: Int32Array.of(1, 2), logits: new Float32Array(2 * V) });
+    expect(top1.stats().tokens).toBe(2);
+    expect(top1.lengths()).toEqual([6, 6]);
   });
 });
 

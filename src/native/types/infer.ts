@@ -83,7 +83,9 @@ export interface InferenceSession {
   decodeAsync(args: DecodeArgs): Promise<void>;
   /** Empties the caches and zeroes the counters. */
   reset(): void;
-  /** Counters since the last reset. */
+  /** Zeroes the counters but keeps the caches (to measure decode apart from its prefill). */
+  resetStats(): void;
+  /** Counters since the last reset / resetStats. */
   stats(): InferStats;
   /** Cached positions per sequence. */
   lengths(): number[];
