@@ -13,6 +13,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_attention(env, exports);
   register_bench(env, exports);
   register_model(env, exports);
+  register_infer(env, exports);
   return exports;
 }
 }  // namespace

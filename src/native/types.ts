@@ -7,6 +7,7 @@ import type { NnKernels } from './types/nn';
 import type { AttentionKernels } from './types/attention';
 import type { BenchFunctions, BenchKernels } from './types/bench';
 import type { ModelFunctions } from './types/model';
+import type { InferFunctions } from './types/infer';
 
 export * from './types/gemm';
 export * from './types/routing';
@@ -14,6 +15,7 @@ export * from './types/nn';
 export * from './types/attention';
 export * from './types/bench';
 export * from './types/model';
+export * from './types/infer';
 
 export type Isa = 'avx512' | 'avx2' | 'generic';
 
@@ -42,6 +44,7 @@ export type WithAsync<T> = T & {
 
 export type NativeAddon = CoreFunctions &
   ModelFunctions &
+  InferFunctions &
   BenchFunctions &
   WithAsync<BenchKernels> &
   WithAsync<GemmKernels> &

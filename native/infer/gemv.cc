@@ -1,0 +1,124 @@
+#include "gemv.h"
+
+#include <algorithm>
+#include <atomic>
+#include <vector>
+
+#include "../core/bf16.h"
+#include "../core/cpu_features.h"
+#include "../core/threadpool.h"
+
+namespace dsmoe::infer {
+namespace {
+
+std::atomic<bool> g_bf16_dot_allowed{true};
+
+struct Kernels {
+  GemvF32 f32;
+  GemvBf16 bf16;
+  bool needs_xb;  // the bf16 kernel reads x rounded to bf16
+};
+
+Kernels kernels() {
+  if (active_isa() == Isa::Avx512) {
+    if (bf16_dot_active()) return {gemv_f32_avx512, gemv_bf16_dot_avx512, true};
+    return {gemv_f32_avx512, gemv_bf16_widen_avx512, false};
+  }
+  return {gemv_f32_generic, gemv_bf16_generic, false};
+}
+
+struct Task {
+  int64_t job, e, r0, r1;
+};
+
+}  // namespace
+
+bool set_bf16_dot(bool allowed) {
+  g_bf16_dot_allowed = allowed;
+  return bf16_dot_active();
+}
+
+bool bf16_dot_active() {
+  return g_bf16_dot_allowed && active_isa() == Isa::Avx512 && cpu_has_avx512_bf16();
+}
+
+void gemv_f32_generic(const float* w, int64_t rows, int64_t k, const float* x, int64_t m, float* y, int64_t ldy) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < m; ++i) {
+      const float* wr = w + r * k;
+      const float* xi = x + i * k;
+      float acc = 0.f;
+      for (int64_t j = 0; j < k; ++j) acc += wr[j] * xi[j];
+      y[i * ldy + r] = acc;
+    }
+}
+
+void gemv_bf16_generic(const uint16_t* w, int64_t rows, int64_t k, const float* x, const uint16_t*, int64_t m,
+                       float* y, int64_t ldy) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < m; ++i) {
+      const uint16_t* wr = w + r * k;
+      const float* xi = x + i * k;
+      float acc = 0.f;
+      for (int64_t j = 0; j < k; ++j) acc += bf16_to_f32(wr[j]) * xi[j];
+      y[i * ldy + r] = acc;
+    }
+}
+
+void gemv_batch(const GemvJob* jobs, int64_t count) {
+  const Kernels kern = kernels();
+  // The native bf16 dot multiplies bf16 pairs: round each job's activations once, not per row
+  // (serially: decode has a few rows). thread_local buffers are named only outside the parallel
+  // body, which runs on other threads.
+  static thread_local std::vector<uint16_t> xb;
+  static thread_local std::vector<size_t> xb_at;
+  static thread_local std::vector<Task> tasks;
+  xb_at.assign(static_cast<size_t>(count), 0);
+  size_t need = 0;
+  for (int64_t j = 0; j < count; ++j)
+    if (jobs[j].w_dtype == cpu::DType::BF16 && kern.needs_xb) {
+      xb_at[static_cast<size_t>(j)] = need;
+      need += static_cast<size_t>(jobs[j].offsets[jobs[j].n_experts] * jobs[j].k);
+    }
+  xb.resize(need);
+  tasks.clear();
+  for (int64_t j = 0; j < count; ++j) {
+    const GemvJob& g = jobs[j];
+    const bool bf16 = g.w_dtype == cpu::DType::BF16;
+    const int64_t P = g.offsets[g.n_experts];
+    if (P == 0 || g.n == 0) continue;
+    if (bf16 && kern.needs_xb)
+      for (int64_t i = 0; i < P * g.k; ++i) xb[xb_at[static_cast<size_t>(j)] + static_cast<size_t>(i)] = f32_to_bf16(g.x[i]);
+    // Blocks of ~32 KiB of weights: small enough to balance 2..64 threads on one expert, large
+    // enough that the per-task overhead is noise next to the memory traffic.
+    const int64_t row_bytes = g.k * (bf16 ? 2 : 4);
+    const int64_t block = std::max<int64_t>(1, (int64_t(32) << 10) / std::max<int64_t>(row_bytes, 1));
+    for (int64_t e = 0; e < g.n_experts; ++e) {
+      if (g.offsets[e + 1] == g.offsets[e]) continue;
+      for (int64_t r0 = 0; r0 < g.n; r0 += block) tasks.push_back({j, e, r0, std::min(g.n, r0 + block)});
+    }
+  }
+  const Task* tk = tasks.data();
+  const uint16_t* xbd = xb.data();
+  const size_t* xat = xb_at.data();
+  parallel_for(static_cast<int64_t>(tasks.size()), [&](int64_t t, int) {
+    const Task& task = tk[t];
+    const GemvJob& g = jobs[task.job];
+    const int64_t row0 = g.offsets[task.e], m = g.offsets[task.e + 1] - row0;
+    const int64_t wrow = task.e * g.n + task.r0;  // first weight row of the block
+    float* yb = g.y + row0 * g.n + task.r0;
+    if (g.w_dtype == cpu::DType::BF16)
+      kern.bf16(static_cast<const uint16_t*>(g.w) + wrow * g.k, task.r1 - task.r0, g.k, g.x + row0 * g.k,
+                kern.needs_xb ? xbd + xat[task.job] + row0 * g.k : nullptr, m, yb, g.n);
+    else
+      kern.f32(static_cast<const float*>(g.w) + wrow * g.k, task.r1 - task.r0, g.k, g.x + row0 * g.k, m, yb, g.n);
+  });
+}
+
+void expert_gemv(int64_t E, const int32_t* offsets, const float* x, const void* w, cpu::DType dt, int64_t n,
+                 int64_t k, float* y) {
+  const GemvJob job{E, offsets, x, w, dt, n, k, y};
+  gemv_batch(&job, 1);
+}
+
+}  // namespace dsmoe::infer

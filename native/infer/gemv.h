@@ -1,0 +1,65 @@
+// Matrix-vector products for decode: each weight row is read once from memory and dotted with the
+// few activation rows that need it (the B tokens of a decode step routed to that expert). Decode is
+// memory-bound, so the work is "read exactly the selected experts' weights, once".
+//
+// Weights may be F32 or BF16. BF16 uses vdpbf16ps (AVX512-BF16; activations are rounded to bf16,
+// products summed in fp32) when the CPU has it and it is allowed, else widens each weight to fp32
+// and uses FMA (exact products). Every output element is computed by one task in a fixed order, so
+// results do not depend on the thread count.
+#pragma once
+#include <cstdint>
+
+#include "../kernels/cpu/gemm.h"
+
+namespace dsmoe::infer {
+
+// One product of a batch: Y[rows of e] = X[rows of e] · W[e]ᵀ for every expert e with rows.
+struct GemvJob {
+  int64_t n_experts = 1;
+  const int32_t* offsets = nullptr;  // [E+1]
+  const float* x = nullptr;          // [P, k]
+  const void* w = nullptr;           // [E, n, k]
+  cpu::DType w_dtype = cpu::DType::F32;
+  int64_t n = 0, k = 0;
+  float* y = nullptr;                // [P, n]
+};
+
+// Independent products in one parallel_for (e.g. Q, K and V of a decode step): the pool is woken
+// once, which matters when each product is a few microseconds of memory traffic.
+void gemv_batch(const GemvJob* jobs, int64_t count);
+
+// Y[rows of e] = X[rows of e] · W[e]ᵀ for every expert e with rows; experts without rows are not
+// read. Rows of X/Y are grouped by expert: group e = rows [offsets[e], offsets[e+1]).
+// One parallel_for over (expert, block of output rows) tasks.
+void expert_gemv(int64_t n_experts,
+                 const int32_t* offsets,  // [E+1]
+                 const float* x,          // [P, k]
+                 const void* w,           // [E, n, k] fp32 or bf16
+                 cpu::DType w_dtype,
+                 int64_t n, int64_t k,
+                 float* y);               // [P, n]
+
+// Allows (default) or forbids the AVX512-BF16 dot product; returns whether it is now in use
+// (false when the CPU lacks it or the active ISA is below AVX-512). Tests force the fallback.
+bool set_bf16_dot(bool allowed);
+bool bf16_dot_active();
+
+// Row kernels, one per ISA (gemv.cc: generic; gemv_avx512.cc; gemv_avx512bf16.cc):
+//   y[i·ldy + r] = Σ_j w[r·k + j] · x[i·k + j]   for r < rows, i < m
+// w points at the first row of the block, y at its first output column.
+using GemvF32 = void (*)(const float* w /*[rows, k]*/, int64_t rows, int64_t k, const float* x /*[m, k]*/,
+                         int64_t m, float* y /*[m, ldy]*/, int64_t ldy);
+// xb: x rounded to bf16 (used by the native dot only; may be null otherwise).
+using GemvBf16 = void (*)(const uint16_t* w /*[rows, k]*/, int64_t rows, int64_t k, const float* x /*[m, k]*/,
+                          const uint16_t* xb /*[m, k]*/, int64_t m, float* y /*[m, ldy]*/, int64_t ldy);
+
+void gemv_f32_generic(const float* w, int64_t rows, int64_t k, const float* x, int64_t m, float* y, int64_t ldy);
+void gemv_bf16_generic(const uint16_t* w, int64_t rows, int64_t k, const float* x, const uint16_t* xb, int64_t m,
+                       float* y, int64_t ldy);
+void gemv_f32_avx512(const float* w, int64_t rows, int64_t k, const float* x, int64_t m, float* y, int64_t ldy);
+void gemv_bf16_widen_avx512(const uint16_t* w, int64_t rows, int64_t k, const float* x, const uint16_t* xb,
+                            int64_t m, float* y, int64_t ldy);
+void gemv_bf16_dot_avx512(const uint16_t* w, int64_t rows, int64_t k, const float* x, const uint16_t* xb,
+                          int64_t m, float* y, int64_t ldy);
+
+}  // namespace dsmoe::infer

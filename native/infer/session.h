@@ -1,0 +1,95 @@
+// The inference engine (DESIGN.md §1.1, §1.3): prefill and token-by-token decode of B sequences
+// with a KV cache, routing chosen at run time per layer kind, computing only the active experts.
+//
+// Per block, for the tokens of a call (N rows):
+//   x = rmsnorm(h);  S = softmax(x·Rᵀ);  active pairs (t, e) from the routing strategy
+//   MoA:  Q_e only for active pairs (grouped by expert); K, V once with the G shared kv heads,
+//         RoPE, appended to the cache; causal attention; O_e only for active pairs;
+//         h += Σ_{e active} S_e · O_e
+//   MLP:  h += Σ_{e active} S_e · down_e(gelu(up_e(x)))
+// Prefill runs the grouped expert GEMM over the rows of each expert; decode runs GEMV kernels that
+// read only the selected experts' weights. Active experts are weighted by the raw S_e.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "routing_spec.h"
+#include "weights.h"
+
+namespace dsmoe::infer {
+
+// Counters since the last reset.
+struct InferStats {
+  int64_t tokens = 0;                   // tokens processed (prefill + decode)
+  std::vector<int64_t> att_usage, mlp_usage;  // [layers, E]: tokens that activated expert e in layer l
+};
+
+// Derived from InferStats and the model shape (DESIGN.md §1.3 "active parameters").
+struct ActiveSummary {
+  double att_experts_per_token = 0, mlp_experts_per_token = 0;  // mean active experts per token per layer
+  double active_params_per_token = 0;   // routers + k/v + active q/o + active up/down (norms excluded)
+  double active_expert_share = 0;       // mean active expert params / all expert params
+  double active_weight_bytes_per_token = 0;  // the same, in bytes of the stored dtypes, + the LM head
+  int64_t expert_params = 0;            // all q/o/up/down params
+  int64_t shared_params = 0;            // routers + k/v: touched by every token
+  int64_t embedding_params = 0, lm_head_params = 0;  // lm_head 0 when tied
+};
+
+class Session {
+ public:
+  // max_len ≤ config.max_seq_len: cache positions per sequence.
+  Session(std::shared_ptr<const Weights> w, int64_t batch, int64_t max_len, RoutingSpec att, RoutingSpec mlp);
+
+  int64_t batch() const { return B_; }
+  int64_t max_len() const { return max_len_; }
+  const std::vector<int64_t>& lengths() const { return len_; }  // cached positions per sequence
+  bool started() const { return started_; }
+  const Weights& weights() const { return *w_; }
+  void set_routing(RoutingSpec att, RoutingSpec mlp) { att_route_ = std::move(att); mlp_route_ = std::move(mlp); }
+  const RoutingSpec& att_routing() const { return att_route_; }
+  const RoutingSpec& mlp_routing() const { return mlp_route_; }
+
+  // Appends the prompts to the sequences (a fresh session or after reset(): the whole prompt).
+  // Row b of tokens holds lengths[b] valid tokens (1 ≤ lengths[b] ≤ tp; the rest is padding) and
+  // needs lengths()[b] + lengths[b] ≤ max_len (the bindings check it).
+  //   tokens [B, tp], lengths [B], logits [B, V] at each sequence's last prompt token,
+  //   all_logits [B, tp, V] or null (padding positions are zero).
+  void prefill(const int32_t* tokens, int64_t tp, const int32_t* lengths, float* logits, float* all_logits);
+  // One token per sequence at position lengths()[b]; needs a prefill first and room in the cache.
+  //   tokens [B], logits [B, V]
+  void decode(const int32_t* tokens, float* logits);
+  void reset();        // empty caches and zero counters
+  void reset_stats();  // zero counters, keep the caches (e.g. to measure decode after a prefill)
+
+  const InferStats& stats() const { return stats_; }
+  ActiveSummary summary() const;
+
+ private:
+  struct Segment { int64_t b, row0, count, pos0; };  // rows of one sequence in this call
+  void run(bool decode);                              // the blocks over rows_ / segs_
+  int64_t route(int64_t l, bool att, const float* x, bool decode);  // returns P, fills pairs and offsets
+  void matmul(int64_t E, const int32_t* offsets, const float* x, WeightRef w, int64_t n, int64_t k, float* y,
+              bool decode);
+  void logits_rows(const std::vector<int64_t>& rows, float* out, bool decode);  // out [rows.size(), V]
+
+  std::shared_ptr<const Weights> w_;
+  model::Config c_;
+  int64_t B_, max_len_;
+  RoutingSpec att_route_, mlp_route_;
+  std::vector<int64_t> len_;
+  bool started_ = false;
+  InferStats stats_;
+  std::vector<float> kcache_, vcache_;  // [L, B, max_len, G, dh] each (post-RoPE K, and V)
+
+  // Rows of the current call.
+  std::vector<int32_t> tok_, pos_;
+  std::vector<Segment> segs_;
+  int64_t N_ = 0;
+  // Workspace, grown on demand.
+  std::vector<float> h_, x_, probs_, q_, k_, v_, att_, lse_, xg_, yg_, hf_;
+  std::vector<int32_t> pair_token_, pair_expert_, order_, position_, offsets_, one_offsets_;
+  std::vector<float> pair_weight_;
+};
+
+}  // namespace dsmoe::infer

@@ -1,0 +1,140 @@
+#include "weights.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+
+#include "../core/bf16.h"
+
+namespace dsmoe::infer {
+
+Weights::Weights(const model::Config& c) : cfg_(c), layout_(model::make_layout(c)) {}
+
+Weights::~Weights() {
+  if (map_) munmap(map_, map_size_);
+}
+
+const float* Weights::as_f32(WeightRef r, int64_t n) {
+  if (r.dtype == DType::F32 && reinterpret_cast<uintptr_t>(r.data) % alignof(float) == 0) return r.f32();
+  auto copy = std::make_unique<float[]>(static_cast<size_t>(n));
+  if (r.dtype == DType::F32) std::memcpy(copy.get(), r.data, sizeof(float) * static_cast<size_t>(n));
+  else for (int64_t i = 0; i < n; ++i) copy[static_cast<size_t>(i)] = bf16_to_f32(r.bf16()[i]);
+  owned_.push_back(std::move(copy));
+  return owned_.back().get();
+}
+
+template <typename Resolve>
+void Weights::assign(Resolve resolve) {
+  // Tensor indices follow make_layout's order; offsets identify them.
+  std::map<int64_t, size_t> by_offset;
+  for (size_t i = 0; i < layout_.tensors.size(); ++i) by_offset[layout_.tensors[i].offset] = i;
+  auto ref = [&](int64_t offset) -> WeightRef {
+    if (offset < 0) return {};
+    return resolve(by_offset.at(offset));
+  };
+  const int64_t D = cfg_.d_model;
+  embed = ref(layout_.embed);
+  lm_head = ref(layout_.lm_head);
+  final_norm = as_f32(ref(layout_.final_norm), D);
+  for (const model::LayerOffsets& o : layout_.layers) {
+    LayerWeights w;
+    w.attn_norm = as_f32(ref(o.attn_norm), D);
+    w.att_router = ref(o.att_router);
+    w.q = ref(o.q); w.k = ref(o.k); w.v = ref(o.v); w.o = ref(o.o);
+    w.mlp_norm = as_f32(ref(o.mlp_norm), D);
+    w.mlp_router = ref(o.mlp_router);
+    w.up = ref(o.up); w.down = ref(o.down);
+    layers.push_back(w);
+  }
+}
+
+std::shared_ptr<Weights> Weights::from_buffer(const model::Config& c, const void* data, DType dtype) {
+  std::shared_ptr<Weights> w(new Weights(c));
+  const char* base = static_cast<const char*>(data);
+  w->assign([&](size_t i) {
+    return WeightRef{base + w->layout_.tensors[i].offset * dtype_bytes(dtype), dtype};
+  });
+  return w;
+}
+
+namespace {
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+}  // namespace
+
+std::shared_ptr<Weights> Weights::from_file(const model::Config& c, const std::string& path,
+                                            const std::vector<FileTensor>& tensors, int64_t data_offset) {
+  std::shared_ptr<Weights> w(new Weights(c));
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("cannot open '" + path + "': " + std::strerror(errno));
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    throw std::runtime_error("'" + path + "' is not a regular file");
+  }
+  const int64_t file_size = st.st_size;
+  if (file_size > 0) {
+    // MAP_PRIVATE read-only: pages come from the page cache on first touch; nothing is copied.
+    void* p = mmap(nullptr, static_cast<size_t>(file_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      close(fd);
+      throw std::runtime_error("cannot map '" + path + "': " + std::strerror(errno));
+    }
+    w->map_ = p;
+    w->map_size_ = static_cast<size_t>(file_size);
+  }
+  close(fd);  // the mapping stays valid
+  if (data_offset < 0 || data_offset > file_size)
+    throw std::out_of_range("dataOffset " + std::to_string(data_offset) + " is outside the file (" +
+                            std::to_string(file_size) + " bytes)");
+  std::map<std::string, const FileTensor*> by_name;
+  for (const FileTensor& t : tensors) by_name[t.name] = &t;
+  const char* base = static_cast<const char*>(w->map_) + data_offset;
+  const int64_t data_size = file_size - data_offset;
+  w->assign([&](size_t i) {
+    const model::Tensor& want = w->layout_.tensors[i];
+    auto it = by_name.find(want.name);
+    if (it == by_name.end()) throw std::out_of_range("tensor " + want.name + " is missing from '" + path + "'");
+    const FileTensor& t = *it->second;
+    DType dt;
+    if (t.dtype == "F32") dt = DType::F32;
+    else if (t.dtype == "BF16") dt = DType::BF16;
+    else throw std::out_of_range("tensor " + want.name + " has dtype " + t.dtype + " (F32 or BF16 expected)");
+    if (t.shape != want.shape)
+      throw std::out_of_range("tensor " + want.name + " has shape " + shape_str(t.shape) + ", the config needs " +
+                              shape_str(want.shape));
+    const int64_t bytes = want.size * dtype_bytes(dt);
+    if (t.begin < 0 || t.end < t.begin || t.end - t.begin != bytes)
+      throw std::out_of_range("tensor " + want.name + " spans bytes [" + std::to_string(t.begin) + ", " +
+                              std::to_string(t.end) + "), its shape needs " + std::to_string(bytes) + " bytes");
+    if (t.end > data_size)
+      throw std::out_of_range("tensor " + want.name + " ends at byte " + std::to_string(t.end) +
+                              " of the data section, past the end of the file (" + std::to_string(data_size) +
+                              " data bytes)");
+    WeightRef r{base + t.begin, dt};
+    // Kernels read elements through float*/uint16_t*: a tensor the file stores misaligned (legal in
+    // safetensors, rare in practice) is copied once to fp32 rather than read through a bad pointer.
+    if (reinterpret_cast<uintptr_t>(r.data) % dtype_bytes(dt) != 0) {
+      auto copy = std::make_unique<float[]>(static_cast<size_t>(want.size));
+      for (int64_t j = 0; j < want.size; ++j) {
+        if (dt == DType::F32) std::memcpy(&copy[static_cast<size_t>(j)], base + t.begin + 4 * j, 4);
+        else { uint16_t h; std::memcpy(&h, base + t.begin + 2 * j, 2); copy[static_cast<size_t>(j)] = bf16_to_f32(h); }
+      }
+      w->owned_.push_back(std::move(copy));
+      r = WeightRef{w->owned_.back().get(), DType::F32};
+    }
+    return r;
+  });
+  return w;
+}
+
+}  // namespace dsmoe::infer

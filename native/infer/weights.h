@@ -1,0 +1,78 @@
+// Inference weights: one pointer and dtype per tensor, from a caller-owned flat buffer laid out by
+// make_layout() (F32 or BF16), or from a memory-mapped safetensors file. Matrices are used in place
+// (never copied), so the experts a run never selects are never read and, when mapped, never paged
+// in. Only the [D] norm weights are copied (to fp32, for the RMSNorm kernel).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../kernels/cpu/gemm.h"
+#include "../model/config.h"
+#include "../model/layout.h"
+
+namespace dsmoe::infer {
+
+using cpu::DType;
+
+struct WeightRef {
+  const void* data = nullptr;  // float* or uint16_t* (bf16), row-major as in DESIGN.md §3
+  DType dtype = DType::F32;
+  const float* f32() const { return static_cast<const float*>(data); }
+  const uint16_t* bf16() const { return static_cast<const uint16_t*>(data); }
+};
+
+inline int64_t dtype_bytes(DType t) { return t == DType::BF16 ? 2 : 4; }
+
+struct LayerWeights {
+  const float* attn_norm = nullptr;  // [D]
+  WeightRef att_router;              // [E_att, D]            (data null when E_att = 1)
+  WeightRef q, k, v, o;              // [E_att, H·dh, D], [G·dh, D], [G·dh, D], [E_att, D, H·dh]
+  const float* mlp_norm = nullptr;   // [D]
+  WeightRef mlp_router;              // [E_mlp, D]            (data null when E_mlp = 1)
+  WeightRef up, down;                // [E_mlp, F, D], [E_mlp, D, F]
+};
+
+// One tensor of a safetensors file as the TS side read it from the header: byte range
+// [begin, end) relative to the data section, which starts at data_offset in the file.
+struct FileTensor {
+  std::string name, dtype;  // dtype "F32" or "BF16"
+  std::vector<int64_t> shape;
+  int64_t begin = 0, end = 0;
+};
+
+class Weights {
+ public:
+  // data: the flat buffer [layout.total] of F32 or BF16 elements; must outlive the Weights.
+  static std::shared_ptr<Weights> from_buffer(const model::Config& c, const void* data, DType dtype);
+  // Maps `path` read-only (MAP_PRIVATE) and checks every tensor of the layout against the entries
+  // and the file size; throws std::out_of_range naming the tensor on any mismatch.
+  static std::shared_ptr<Weights> from_file(const model::Config& c, const std::string& path,
+                                            const std::vector<FileTensor>& tensors, int64_t data_offset);
+  ~Weights();
+  Weights(const Weights&) = delete;
+  Weights& operator=(const Weights&) = delete;
+
+  const model::Config& config() const { return cfg_; }
+  const model::Layout& layout() const { return layout_; }
+  std::vector<LayerWeights> layers;
+  WeightRef embed, lm_head;           // [V, D] each (the same tensor when tied)
+  const float* final_norm = nullptr;  // [D]
+  int64_t mapped_bytes() const { return static_cast<int64_t>(map_size_); }
+
+ private:
+  explicit Weights(const model::Config& c);
+  // Builds the per-layer view from a resolver tensor index -> WeightRef.
+  template <typename Resolve>
+  void assign(Resolve resolve);
+  const float* as_f32(WeightRef r, int64_t n);  // norms: fp32 view, copied when bf16
+
+  model::Config cfg_;
+  model::Layout layout_;
+  std::vector<std::unique_ptr<float[]>> owned_;  // fp32 copies (norms, misaligned tensors)
+  void* map_ = nullptr;
+  size_t map_size_ = 0;
+};
+
+}  // namespace dsmoe::infer

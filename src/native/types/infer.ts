@@ -1,0 +1,102 @@
+// The native inference engine (native/infer): sessions that prefill prompts and decode token by
+// token with a KV cache, computing only the experts the routing strategy selects
+// (DESIGN.md §1.3). Weights come from a typed array laid out by modelLayout (fp32 or bf16) or
+// from a memory-mapped safetensors file.
+import type { ModelConfig } from './model';
+
+/** 'dense' | 'topk:K' | 'threshold:ε' | 'threshold-topk:ε' */
+export type RoutingStrategy = string;
+
+export interface Routing {
+  attention: RoutingStrategy;
+  mlp: RoutingStrategy;
+}
+
+export interface SessionOptions {
+  config: ModelConfig;
+  /** sequences served together (rows of prefill / decode) */
+  batch: number;
+  /** cache positions per sequence; default and maximum config.max_seq_len */
+  maxLen?: number;
+  /** default: config.routing, else dense */
+  routing?: Partial<Routing>;
+}
+
+/** One tensor of a safetensors file: byte range [begin, end) of the data section. */
+export interface FileTensorEntry {
+  name: string;
+  dtype: 'F32' | 'BF16' | string;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+export interface PrefillArgs {
+  /** [batch, len] token ids; row b holds lengths[b] tokens, the rest is padding (not read) */
+  tokens: Int32Array;
+  batch: number;
+  len: number;
+  /** [batch] prompt lengths, each in [1, len]; default all len */
+  lengths?: Int32Array;
+  /** out: [batch, vocab] logits at each sequence's last prompt token */
+  logits: Float32Array;
+  /** out (optional): [batch, len, vocab] logits at every position; padding positions are 0 */
+  allLogits?: Float32Array;
+}
+
+export interface DecodeArgs {
+  /** [batch] the next token of each sequence */
+  tokens: Int32Array;
+  /** out: [batch, vocab] */
+  logits: Float32Array;
+}
+
+export interface InferStats {
+  /** tokens processed since the last reset (prefill + decode) */
+  tokens: number;
+  /** mean active experts per token per layer */
+  attExpertsPerToken: number;
+  mlpExpertsPerToken: number;
+  /** routers + k/v + active q/o + active up/down, mean per token (norms, embedding, LM head excluded) */
+  activeParamsPerToken: number;
+  /** mean active expert (q/o/up/down) parameters / all expert parameters */
+  activeExpertShare: number;
+  /** bytes of weights a token reads: the active parameters in their stored dtypes plus the LM head */
+  activeWeightBytesPerToken: number;
+  /** all q/o/up/down parameters */
+  expertParams: number;
+  /** routers + k/v, touched by every token */
+  sharedParams: number;
+  embeddingParams: number;
+  /** 0 when tied */
+  lmHeadParams: number;
+  /** [layers][E]: tokens that activated each expert */
+  attUsage: number[][];
+  mlpUsage: number[][];
+  routing: Routing;
+}
+
+export interface InferenceSession {
+  prefill(args: PrefillArgs): void;
+  prefillAsync(args: PrefillArgs): Promise<void>;
+  decode(args: DecodeArgs): void;
+  decodeAsync(args: DecodeArgs): Promise<void>;
+  /** Empties the caches and zeroes the counters. */
+  reset(): void;
+  /** Zeroes the counters but keeps the caches (to measure decode apart from its prefill). */
+  resetStats(): void;
+  /** Counters since the last reset / resetStats. */
+  stats(): InferStats;
+  /** Cached positions per sequence. */
+  lengths(): number[];
+  setRouting(routing: Routing): void;
+}
+
+export interface InferFunctions {
+  /** weights: Float32Array or Uint16Array (bf16) of modelLayout(config).totalParams, used in place. */
+  createSession(args: SessionOptions & { weights: Float32Array | Uint16Array }): InferenceSession;
+  /** Maps `path` read-only; tensors/dataOffset as validated from its safetensors header. */
+  createSessionFromFile(args: SessionOptions & { path: string; tensors: FileTensorEntry[]; dataOffset: number }): InferenceSession;
+  /** Allows or forbids the AVX512-BF16 dot product in decode; returns whether it is in use. */
+  setBf16Dot(args: { enabled: boolean }): boolean;
+}
