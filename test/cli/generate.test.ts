@@ -110,6 +110,19 @@ describe('dsmoe generate (child process)', () => {
   });
 });
 
+describe('dsmoe bench decode (child process)', () => {
+  test('is a bench subcommand next to kernels and train, with its options', () => {
+    const top = dsmoe(['bench', '--help']);
+    expect(top.stdout).toMatch(/kernels[^]*train[^]*decode/);
+    const h = dsmoe(['bench', 'decode', '--help']);
+    expect(h.code).toBe(0);
+    expect(h.stdout).toMatch(/--routings <list>[^]*--prompt-len <n>[^]*--decode-tokens <n>/);
+    const bad = dsmoe(['bench', 'decode', '--rounds', '0']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--rounds expects an integer ≥ 1, got "0"/);
+  });
+});
+
 describe('handlers in-process', () => {
   test('runGenerate: streamed stdout equals the JSON text; same seed, same text', async () => {
     const out = sink(), err = sink();
