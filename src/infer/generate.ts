@@ -7,9 +7,10 @@
 //   - text that could be the beginning of a stop string is held back until it is known not to be.
 // A sequence ends at EOS (not shown), at a stop string (cut before it), after maxTokens, or when its
 // cache fills the context. In a batch every row decodes every step (finished rows are fed EOS and
-// ignored); the batch ends when all rows are finished or the longest row fills the context.
+// ignored); when one row fills the context, the rows still generating go on in a new session (so
+// a batch gives what each prompt alone gives, except under threshold-topk, whose K is per call).
 import { Rng } from '../data/rng';
-import type { InferStats } from '../native/addon';
+import type { InferenceSession, InferStats } from '../native/addon';
 import type { InferenceModel } from './load';
 import type { Routing } from './routing';
 import { checkSampling, sampleToken, type SamplingOptions } from './sample';
@@ -148,6 +149,32 @@ export function encodePrompts(model: InferenceModel, prompts: string[]): number[
   });
 }
 
+/** Prefill of right-padded sequences; returns the [rows, V] logits at each one's last token. */
+async function prefillRows(session: InferenceSession, seqs: number[][], V: number): Promise<Float32Array> {
+  const B = seqs.length, len = Math.max(...seqs.map((x) => x.length));
+  const tokens = new Int32Array(B * len);
+  seqs.forEach((x, b) => tokens.set(x, b * len));
+  const logits = new Float32Array(B * V);
+  await session.prefillAsync({ tokens, batch: B, len, lengths: Int32Array.from(seqs.map((x) => x.length)), logits });
+  return logits;
+}
+
+/** The counters of several sessions as one: means weighted by tokens, usage summed. */
+export function mergeStats(parts: InferStats[]): InferStats {
+  if (parts.length === 1) return parts[0];
+  const last = parts[parts.length - 1];
+  const tokens = parts.reduce((a, p) => a + p.tokens, 0);
+  const mean = (f: (p: InferStats) => number) => (tokens ? parts.reduce((a, p) => a + f(p) * p.tokens, 0) / tokens : 0);
+  const sum = (f: (p: InferStats) => number[][]) => f(last).map((row, l) => row.map((_, e) => parts.reduce((a, p) => a + (f(p)[l]?.[e] ?? 0), 0)));
+  return {
+    ...last, tokens,
+    attExpertsPerToken: mean((p) => p.attExpertsPerToken), mlpExpertsPerToken: mean((p) => p.mlpExpertsPerToken),
+    activeParamsPerToken: mean((p) => p.activeParamsPerToken), activeExpertShare: mean((p) => p.activeExpertShare),
+    activeWeightBytesPerToken: mean((p) => p.activeWeightBytesPerToken),
+    attUsage: sum((p) => p.attUsage), mlpUsage: sum((p) => p.mlpUsage),
+  };
+}
+
 /** Generates a completion for every prompt, as one batch. */
 export async function generate(model: InferenceModel, prompts: string[], o: GenerateOptions): Promise<GenerateResult> {
   checkSampling(o);
@@ -156,7 +183,7 @@ export async function generate(model: InferenceModel, prompts: string[], o: Gene
   const ids = encodePrompts(model, prompts);
   const B = ids.length, V = model.config.vocab_size, maxLen = model.config.max_seq_len;
   const eos = model.tokenizer.eosId;
-  const session = model.createSession({ batch: B, maxLen, routing: o.routing });
+  const first = model.createSession({ batch: B, maxLen, routing: o.routing });
   const rngs = ids.map((_, i) => new Rng(seed + i));
   const decodeText = (x: number[]) => model.tokenizer.decode(x);
   const streams = ids.map(() => new TextStream(decodeText, o.stop ?? []));
@@ -179,42 +206,53 @@ export async function generate(model: InferenceModel, prompts: string[], o: Gene
     if (finish) { c.finish = finish; done[i] = true; }
   };
 
-  // Prefill: right-padded [B, len].
-  const len = Math.max(...lens);
-  const tokens = new Int32Array(B * len);
-  ids.forEach((x, b) => tokens.set(x, b * len));
-  const logits = new Float32Array(B * V);
   const t0 = now();
-  await session.prefillAsync({ tokens, batch: B, len, lengths: Int32Array.from(lens), logits });
+  const logits = await prefillRows(first, ids, V);
   const prefillSeconds = now() - t0;
   for (let i = 0; i < B; i++) take(i, logits.subarray(i * V, (i + 1) * V));
   const ttftSeconds = now() - t0;
 
-  // Decode.
-  const step = new Int32Array(B);
+  // Decode. All rows of a session advance together; when one row fills the context, the rows
+  // still generating continue in a fresh session that prefills their prompt and tokens so far
+  // (the logits at its last position are what decode would have returned).
+  let session = first, rows = ids.map((_, i) => i);
+  let step = new Int32Array(B);
+  const parts: InferStats[] = [];
   let decodeSeconds = 0, decodeSampled = 0;
   for (;;) {
-    if (done.every(Boolean)) break;
+    if (rows.every((i) => done[i])) break;
     if (o.signal?.aborted) {
       for (let i = 0; i < B; i++) if (!done[i]) { completions[i].finish = 'interrupted'; done[i] = true; }
       break;
     }
-    // Room for one more position in every row (all rows advance together).
     const cached = session.lengths();
     if (cached.some((n) => n >= maxLen)) {
-      for (let i = 0; i < B; i++) if (!done[i]) { completions[i].finish = 'context'; done[i] = true; }
-      break;
+      const cont: number[] = [];
+      rows.forEach((i, r) => {
+        if (done[i]) return;
+        if (cached[r] >= maxLen) { completions[i].finish = 'context'; done[i] = true; } else cont.push(i);
+      });
+      if (cont.length === 0) break;
+      parts.push(session.stats());
+      session = model.createSession({ batch: cont.length, maxLen, routing: o.routing });
+      rows = cont;
+      step = new Int32Array(cont.length);
+      const t1 = now();
+      const out = await prefillRows(session, cont.map((i) => [...ids[i], ...completions[i].tokens]), V);
+      decodeSeconds += now() - t1;
+      cont.forEach((i, r) => take(i, out.subarray(r * V, (r + 1) * V)));
+      decodeSampled += cont.length;
+      continue;
     }
-    for (let i = 0; i < B; i++) {
-      const c = completions[i];
-      step[i] = done[i] ? eos : c.tokens[c.tokens.length - 1];
-    }
-    const active = done.map((d) => !d);
+    rows.forEach((i, r) => { const c = completions[i]; step[r] = done[i] ? eos : c.tokens[c.tokens.length - 1]; });
+    const active = rows.map((i) => !done[i]);
+    const logits = new Float32Array(rows.length * V);
     const t1 = now();
     await session.decodeAsync({ tokens: step, logits });
     decodeSeconds += now() - t1;
-    for (let i = 0; i < B; i++) if (active[i]) { take(i, logits.subarray(i * V, (i + 1) * V)); decodeSampled++; }
+    rows.forEach((i, r) => { if (active[r]) { take(i, logits.subarray(r * V, (r + 1) * V)); decodeSampled++; } });
   }
+  parts.push(session.stats());
   for (let i = 0; i < B; i++) {
     const rest = streams[i].flush();
     if (rest) o.onText?.(i, rest);
@@ -226,6 +264,6 @@ export async function generate(model: InferenceModel, prompts: string[], o: Gene
     completions, seed, routing: o.routing, promptTokens, generatedTokens, prefillSeconds, decodeSeconds,
     prefillTokensPerS: promptTokens / prefillSeconds,
     decodeTokensPerS: decodeSeconds > 0 ? decodeSampled / decodeSeconds : 0,
-    ttftSeconds, stats: session.stats(),
+    ttftSeconds, stats: mergeStats(parts),
   };
 }

@@ -94,6 +94,23 @@ describe('generate', () => {
     expect(batch.generatedTokens).toBe(batch.completions.reduce((a, c) => a + c.tokens.length, 0));
   });
 
+  test('rows of a batch go on after another row fills the context, as they would alone', async () => {
+    const prompts = ['the model of the router and the key of the value', 'a'];
+    let continued = 0;
+    for (const seed of [11, 12, 13, 14, 15, 16]) {
+      const batch = await generate(model, prompts, opts({ maxTokens: 100, temperature: 1, seed, routing: { attention: 'topk:2', mlp: 'threshold:0.48' } }));
+      for (let i = 0; i < prompts.length; i++) {
+        const alone = await gen1(prompts[i], { maxTokens: 100, temperature: 1, seed: seed + i, routing: { attention: 'topk:2', mlp: 'threshold:0.48' } });
+        expect(batch.completions[i].tokens).toEqual(alone.tokens);
+        expect(batch.completions[i].finish).toBe(alone.finish);
+      }
+      const [long, short] = batch.completions;
+      // The long prompt's row filled the context while the short one kept going.
+      if (long.finish === 'context' && short.tokens.length > long.tokens.length) continued++;
+    }
+    expect(continued).toBeGreaterThan(0);
+  });
+
   test('dense routing touches exactly the non-embedding parameters less the norms', async () => {
     const r = await generate(model, ['the model'], opts({ maxTokens: 4 }));
     const pc = paramCount(model.config);
