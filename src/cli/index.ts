@@ -1,6 +1,8 @@
 // The dsmoe command line: one command per file in ./commands, each exporting its handler.
 import { Command } from 'commander';
 import { benchCommand } from './commands/bench';
+import { evalCommand } from './commands/eval';
+import { generateCommand } from './commands/generate';
 import { tokenizerCommand } from './commands/tokenizer';
 import { trainCommand } from './commands/train';
 
@@ -20,6 +22,8 @@ export function buildProgram(ctx: CliContext = { exitCode: 0 }): Command {
   program.addCommand(trainCommand(ctx));
   program.addCommand(tokenizerCommand());
   program.addCommand(benchCommand());
+  program.addCommand(generateCommand(ctx));
+  program.addCommand(evalCommand(ctx));
   return program;
 }
 

@@ -1,10 +1,12 @@
-// `dsmoe bench …`: benchmarks. For now: `dsmoe bench kernels`.
+// `dsmoe bench …`: benchmarks: `dsmoe bench kernels`, `dsmoe bench train`, `dsmoe bench decode`.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
+import { formatDecodeBench, runDecodeBench } from '../../bench/decode';
 import { runKernelBench, type KernelBenchResult } from '../../bench/kernels';
 import { runTrainBench, type TrainBenchResult } from '../../bench/train';
 import { renderTable } from '../../util/table';
+import { intArg } from '../args';
 
 export interface BenchKernelsCliOptions {
   threads: number[];
@@ -59,7 +61,7 @@ export function formatTrainBench(r: TrainBenchResult): string {
 }
 
 export function benchCommand(): Command {
-  const bench = new Command('bench').description('benchmarks: kernel speed and training throughput');
+  const bench = new Command('bench').description('benchmarks: kernel speed, training throughput, decode speed');
   bench
     .command('kernels')
     .description('GFLOP/s of the CPU GEMM and grouped expert GEMM against the FMA peak, a naive loop and OpenBLAS')
@@ -104,6 +106,33 @@ Example:
       fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
       fs.writeFileSync(o.out, JSON.stringify(result, null, 2) + '\n');
       process.stdout.write(o.json ? JSON.stringify(result) + '\n' : formatTrainBench(result) + `\n\nJSON written to ${o.out}\n`);
+    });
+  bench
+    .command('decode')
+    .description('decode and prefill tokens/s with dense vs sparse routing on a synthetic bf16 model, against bytes read per token')
+    .option('--routings <list>', 'routings to compare, comma-separated; ATT/MLP for different kinds', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean),
+      ['dense', 'topk:2', 'topk:1', 'threshold:0.48'])
+    .option('--prompt-len <n>', 'prompt tokens (prefill, time to first token)', intArg('--prompt-len'), 128)
+    .option('--decode-tokens <n>', 'timed decode tokens per round', intArg('--decode-tokens'), 24)
+    .option('--rounds <n>', 'interleaved rounds; each routing keeps its best', intArg('--rounds'), 3)
+    .option('--layers <n>', 'layers of the synthetic model (default 8)', intArg('--layers'))
+    .option('--threads <n>', 'kernel threads', intArg('--threads'))
+    .option('--out <file>', 'where to write the JSON results', 'bench-results/decode.json')
+    .option('--json', 'print the JSON result on stdout instead of the table')
+    .addHelpText('after', `
+A synthetic bf16 DS-MoE model (D 1024, 8 layers, 8 attention × 32 MLP experts, ~300M parameters)
+with peaked routers decodes at batch 1 under each routing. In the memory-bound regime the sparse
+speed-up should approach (bytes read dense) / (bytes read sparse), and dense decode should read its
+weights at a good share of the streaming bandwidth measured in the same run.
+
+Example:
+  dsmoe bench decode --routings dense,topk:1,dense/threshold:0.48 --threads 2`)
+    .action(async (o: { routings: string[]; promptLen: number; decodeTokens: number; rounds: number; layers?: number; threads?: number; out: string; json?: boolean }) => {
+      const result = await runDecodeBench({ routings: o.routings, promptLen: o.promptLen, decodeTokens: o.decodeTokens, rounds: o.rounds,
+        threads: o.threads, config: o.layers ? { n_layers: o.layers } : undefined, log: o.json ? undefined : (l) => process.stderr.write(`  ${l}\n`) });
+      fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
+      fs.writeFileSync(o.out, JSON.stringify(result, null, 2) + '\n');
+      process.stdout.write(o.json ? JSON.stringify(result) + '\n' : formatDecodeBench(result) + `\n\nJSON written to ${o.out}\n`);
     });
   return bench;
 }

@@ -1,0 +1,17 @@
+// Option-value parsers shared by the inference commands (generate, eval): each throws commander's
+// InvalidArgumentError with a message naming the flag and the value.
+import { InvalidArgumentError } from 'commander';
+
+export const intArg = (flag: string, min = 1) => (v: string): number => {
+  const n = Number(v);
+  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${flag} expects an integer ≥ ${min}, got "${v}"`);
+  return n;
+};
+
+export const numArg = (flag: string, check: (n: number) => boolean, what: string) => (v: string): number => {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || !check(n)) throw new InvalidArgumentError(`${flag} expects ${what}, got "${v}"`);
+  return n;
+};
+
+export const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v];

@@ -1,0 +1,144 @@
+// `dsmoe eval`: held-out loss and perplexity of a checkpoint under any routing, with the active
+// parameters and per-layer expert usage.
+import * as path from 'node:path';
+import { Command } from 'commander';
+import { formatCount } from '../../model/config';
+import { loadAddon } from '../../native/addon';
+import { evaluateCheckpoint, type EvalResult } from '../../infer/eval';
+import { loadInferenceModel } from '../../infer/load';
+import { formatRouting, parseRouting } from '../../infer/routing';
+import { renderTable } from '../../util/table';
+import { intArg } from '../args';
+import { Reporter, formatRate } from '../progress';
+
+export interface EvalCliOptions {
+  data?: string[];
+  seqLen?: number;
+  maxWindows?: number;
+  batchSize: number;
+  routing?: string;
+  threads?: number;
+  tokenizer?: string;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+export interface EvalCliDeps {
+  stdout?: NodeJS.WriteStream;
+  stderr?: NodeJS.WriteStream;
+  signal?: AbortSignal;
+  cacheDir?: string;
+}
+
+/** The JSON record of an eval (snake_case, like the rest of dsmoe's JSON). */
+export function evalRecord(r: EvalResult, extra: Record<string, unknown> = {}) {
+  const u = r.usage;
+  return {
+    ...extra,
+    loss: r.loss, ppl: r.ppl, tokens: r.tokens, windows: r.windows, seq_len: r.seqLen, batch_size: r.batchSize, routing: r.routing,
+    data: r.data, seconds: r.seconds, tokens_per_s: r.tokensPerS, interrupted: r.interrupted,
+    active_params_per_token: u.activeParamsPerToken, active_expert_share: u.activeExpertShare,
+    att_experts_per_token: u.attExpertsPerToken, mlp_experts_per_token: u.mlpExpertsPerToken,
+    expert_params: u.expertParams, shared_params: u.sharedParams, embedding_params: u.embeddingParams, lm_head_params: u.lmHeadParams,
+    mi: { attention: null, mlp: null, available: false, note: r.miNote },
+    usage: { attention: u.attUsage, mlp: u.mlpUsage },
+    notes: r.notes,
+  };
+}
+
+function usageTable(kind: string, usage: number[][], tokens: number): string {
+  const E = usage[0]?.length ?? 0;
+  const head = ['layer', ...Array.from({ length: E }, (_, e) => `e${e}`), 'experts/token'];
+  return `${kind} expert usage (share of ${tokens} tokens that activated each expert)\n` + renderTable(head,
+    usage.map((row, l) => [l, ...row.map((c) => `${((100 * c) / Math.max(1, tokens)).toFixed(0)}%`), row.reduce((a, b) => a + b, 0) / Math.max(1, tokens)]));
+}
+
+/** Runs `dsmoe eval`; resolves to the exit code. Never calls process.exit. */
+export async function runEval(checkpoint: string, o: EvalCliOptions, deps: EvalCliDeps = {}): Promise<number> {
+  const stdout = deps.stdout ?? process.stdout, stderr = deps.stderr ?? process.stderr;
+  // Progress only on a terminal: in logs and pipes stderr carries notes and errors alone.
+  const rep = new Reporter({ stream: stderr, quiet: o.quiet || o.json || !stderr.isTTY });
+  const model = loadInferenceModel(checkpoint, { tokenizer: o.tokenizer });
+  const routing = parseRouting(o.routing, model.config);
+  if (o.seqLen !== undefined && o.seqLen > model.config.max_seq_len)
+    throw new Error(`--seq-len ${o.seqLen} is longer than the model's context (max_seq_len ${model.config.max_seq_len})`);
+  if (o.threads !== undefined) loadAddon().setThreads({ threads: o.threads });
+  for (const n of model.notes) if (!o.json && !o.quiet) stderr.write(`note: ${n}\n`);
+  const ac = new AbortController();
+  deps.signal?.addEventListener('abort', () => ac.abort(), { once: true });
+  const onSigint = () => ac.abort();
+  process.once('SIGINT', onSigint);
+  let r: EvalResult;
+  try {
+    void rep.spin('loading the data');
+    r = await evaluateCheckpoint(model, {
+      data: o.data, seqLen: o.seqLen, maxWindows: o.maxWindows, batchSize: o.batchSize, routing, signal: ac.signal, cacheDir: deps.cacheDir,
+      onData: (p) => void rep.spin(p.phase === 'tokenize' ? `tokenizing ${p.done}/${p.total} documents` : `reading the data (${p.phase})`),
+      onProgress: (done, total) => void rep.spin(`evaluating: ${done}/${total} windows`),
+    });
+    rep.spinDone(`evaluated ${r.windows} windows`);
+  } catch (e) {
+    rep.spinDone(undefined, false);
+    throw e;
+  } finally {
+    rep.stop();
+    process.removeListener('SIGINT', onSigint);
+  }
+  for (const n of r.notes) if (!o.json && !o.quiet) stderr.write(`note: ${n}\n`);
+  const c = model.config;
+  if (o.json) {
+    stdout.write(JSON.stringify(evalRecord(r, { checkpoint: model.dir, dtype: model.dtype })) + '\n');
+    return r.interrupted ? 130 : 0;
+  }
+  const u = r.usage;
+  const src = r.data.source === 'files' ? r.data.inputs.map((f) => path.basename(f)).join(', ')
+    : r.data.source === 'held-out' ? `the held-out split of its training data (${r.data.inputs.map((f) => path.basename(f)).join(', ')})`
+      : 'the held-out split of the built-in corpus';
+  const lines = [
+    `${model.dir} (${model.dtype}) on ${src}: ${r.windows} windows × ${r.seqLen} = ${r.tokens} tokens${r.interrupted ? ' (interrupted)' : ''}`,
+    `loss ${r.loss.toFixed(4)}, perplexity ${r.ppl.toFixed(3)}  (${formatRate(r.tokensPerS)} tok/s)`,
+    `routing ${formatRouting(r.routing)}: ${formatCount(u.activeParamsPerToken)} active parameters per token (${(100 * u.activeExpertShare).toFixed(1)}% of the `
+      + `${formatCount(u.expertParams)} expert parameters); experts per token per layer: attention ${u.attExpertsPerToken.toFixed(2)} of ${c.attention.n_experts}, `
+      + `MLP ${u.mlpExpertsPerToken.toFixed(2)} of ${c.mlp.n_experts}`,
+    `not counted above: embedding ${formatCount(u.embeddingParams)}, LM head ${u.lmHeadParams ? formatCount(u.lmHeadParams) : '(tied)'}`,
+    `MI loss: unavailable — ${r.miNote}`,
+    '',
+    usageTable('attention', u.attUsage, u.tokens),
+    '',
+    usageTable('MLP', u.mlpUsage, u.tokens),
+  ];
+  stdout.write(lines.join('\n') + '\n');
+  return r.interrupted ? 130 : 0;
+}
+
+const HELP = `
+Data: --data text (.txt .md .jsonl), folders or .bin token files, all of their tokens; default:
+the held-out split of the checkpoint's training data (as recorded in trainer_state.json), else
+the held-out 5 % of the built-in corpus. Windows of --seq-len tokens (default the model's
+max_seq_len) follow each other without overlap; --max-windows caps them.
+
+Routing as for generate: dense | topk:K | threshold:ε | threshold-topk:ε, per layer kind.
+
+Examples:
+  dsmoe eval runs/small-dsmoe
+  dsmoe eval runs/small-dsmoe --routing attention=dense,mlp=threshold:0.48
+  dsmoe eval runs/small-dsmoe --data notes/ --seq-len 64 --max-windows 200 --json`;
+
+export function evalCommand(ctx: { exitCode: number } = { exitCode: 0 }, deps: EvalCliDeps = {}): Command {
+  return new Command('eval')
+    .description('held-out loss, perplexity and router usage of a checkpoint under any routing')
+    .argument('<checkpoint>', 'checkpoint folder (training or inference)')
+    .option('--data <paths...>', 'text or token files (default: the checkpoint\'s held-out split)')
+    .option('--seq-len <n>', 'window length (≤ max_seq_len; default max_seq_len)', intArg('--seq-len'))
+    .option('--max-windows <n>', 'evaluate at most N windows', intArg('--max-windows'))
+    .option('--batch-size <n>', 'windows per prefill', intArg('--batch-size'), 8)
+    .option('--routing <spec>', 'e.g. topk:2 or attention=dense,mlp=threshold:0.48 (default: config.json)')
+    .option('--threads <n>', 'CPU threads', intArg('--threads'))
+    .option('--tokenizer <file>', "tokenizer.json (default: the checkpoint's)")
+    .option('--json', 'one JSON object on stdout')
+    .option('--quiet', 'no progress on stderr')
+    .addHelpText('after', HELP)
+    .action(async (checkpoint: string, o: EvalCliOptions) => {
+      ctx.exitCode = await runEval(checkpoint, o, deps);
+    });
+}

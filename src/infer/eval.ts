@@ -1,0 +1,214 @@
+// Held-out loss and perplexity of a checkpoint under any routing, with the inference engine:
+// sequential non-overlapping windows of seqLen + 1 tokens (the trainer's evalBatches), a batched
+// prefill that returns every position's logits, cross-entropy in TypeScript (float64 sums).
+//
+// Data: --data files (all their tokens), else the held-out split recorded in trainer_state.json
+// (same inputs, split seed, share and sequence length, so the same documents), else the held-out
+// split of the built-in corpus (seed 0, 5 %) — both through loadDataset with the checkpoint's
+// tokenizer.
+//
+// Router statistics: the engine counts, per layer and expert, the tokens that activated it; it
+// does not expose router probabilities, so the MI loss (−H(e) + H(e|X)) cannot be computed here
+// and is reported as unavailable rather than estimated.
+import { BUILTIN_CORPUS } from '../data/corpus';
+import { loadDataset, type DataProgress, type TokenArray } from '../data/dataset';
+import { countEvalWindows, evalBatches } from '../data/sampler';
+import type { InferenceSession } from '../native/addon';
+import type { InferenceModel } from './load';
+import type { Routing } from './routing';
+
+export const DEFAULT_EVAL_VAL_SHARE = 0.05;
+/** Largest all-logits buffer (floats) a batch may need; the batch shrinks to fit. */
+export const MAX_LOGIT_FLOATS = 64 * 2 ** 20;
+export const MI_UNAVAILABLE = 'the inference engine does not expose router probabilities, so the MI loss (−H(e) + H(e|X)) is unavailable; per-layer expert usage is reported instead';
+
+export interface EvalOptions {
+  data?: string[];
+  seqLen?: number;
+  maxWindows?: number;
+  batchSize?: number;
+  routing: Routing;
+  cacheDir?: string;
+  onData?: (p: DataProgress) => void;
+  onProgress?: (windowsDone: number, windowsTotal: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface EvalData {
+  /** 'files': --data; 'held-out': the checkpoint's recorded split; 'builtin-held-out': the built-in corpus's */
+  source: 'files' | 'held-out' | 'builtin-held-out';
+  inputs: string[];
+  tokens: TokenArray;
+}
+
+export interface UsageStats {
+  tokens: number;
+  activeParamsPerToken: number;
+  activeExpertShare: number;
+  attExpertsPerToken: number;
+  mlpExpertsPerToken: number;
+  activeWeightBytesPerToken: number;
+  expertParams: number;
+  sharedParams: number;
+  embeddingParams: number;
+  lmHeadParams: number;
+  /** [layers][E] tokens that activated each expert */
+  attUsage: number[][];
+  mlpUsage: number[][];
+}
+
+export interface EvalResult {
+  loss: number;
+  ppl: number;
+  /** predicted tokens */
+  tokens: number;
+  windows: number;
+  seqLen: number;
+  batchSize: number;
+  routing: Routing;
+  data: { source: EvalData['source']; inputs: string[]; tokens: number };
+  usage: UsageStats;
+  /** always null: see MI_UNAVAILABLE */
+  mi: null;
+  miNote: string;
+  seconds: number;
+  tokensPerS: number;
+  interrupted: boolean;
+  notes: string[];
+}
+
+/** The tokens to evaluate on (see the file comment). */
+export async function evalData(model: InferenceModel, o: Pick<EvalOptions, 'data' | 'seqLen' | 'cacheDir' | 'onData'>): Promise<EvalData> {
+  const tokenizer = model.tokenizer;
+  if (o.data !== undefined) {
+    if (o.data.length === 0) throw new Error('--data needs at least one file or folder');
+    const ds = await loadDataset(o.data, { tokenizer, valShare: 0, cacheDir: o.cacheDir, onProgress: o.onData });
+    return { source: 'files', inputs: ds.files, tokens: ds.train };
+  }
+  const state = model.trainerState();
+  if (state) {
+    let ds;
+    try {
+      ds = await loadDataset(state.data.inputs, {
+        tokenizer, seed: state.data.seed, valShare: state.data.val_share, seqLen: state.batch.seq_len, cacheDir: o.cacheDir, onProgress: o.onData,
+      });
+    } catch (e) {
+      throw new Error(`cannot rebuild the held-out split recorded in ${model.dir}/trainer_state.json: ${(e as Error).message}; give the text with --data`);
+    }
+    return { source: 'held-out', inputs: state.data.inputs, tokens: ds.val };
+  }
+  const seqLen = o.seqLen ?? model.config.max_seq_len;
+  const ds = await loadDataset([BUILTIN_CORPUS], { tokenizer, seed: 0, valShare: DEFAULT_EVAL_VAL_SHARE, seqLen, cacheDir: o.cacheDir, onProgress: o.onData });
+  return { source: 'builtin-held-out', inputs: [BUILTIN_CORPUS], tokens: ds.val };
+}
+
+/** Σ over rows of (logsumexp(z) − z[target]) for [rows, V] logits. */
+export function crossEntropySum(logits: Float32Array, targets: Int32Array, V: number): number {
+  let sum = 0;
+  for (let r = 0; r < targets.length; r++) {
+    const o = r * V;
+    let max = -Infinity;
+    for (let v = 0; v < V; v++) if (logits[o + v] > max) max = logits[o + v];
+    let s = 0;
+    for (let v = 0; v < V; v++) s += Math.exp(logits[o + v] - max);
+    sum += max + Math.log(s) - logits[o + targets[r]];
+  }
+  return sum;
+}
+
+class UsageAccumulator {
+  private n = 0;
+  private w = { params: 0, share: 0, att: 0, mlp: 0, bytes: 0 };
+  private last?: ReturnType<InferenceSession['stats']>;
+  private att: number[][] = [];
+  private mlp: number[][] = [];
+
+  add(st: ReturnType<InferenceSession['stats']>): void {
+    const t = st.tokens;
+    if (t === 0) return;
+    this.n += t;
+    this.w.params += st.activeParamsPerToken * t;
+    this.w.share += st.activeExpertShare * t;
+    this.w.att += st.attExpertsPerToken * t;
+    this.w.mlp += st.mlpExpertsPerToken * t;
+    this.w.bytes += st.activeWeightBytesPerToken * t;
+    const addTo = (acc: number[][], u: number[][]) => u.forEach((row, l) => { acc[l] ??= new Array(row.length).fill(0); row.forEach((c, e) => { acc[l][e] += c; }); });
+    addTo(this.att, st.attUsage);
+    addTo(this.mlp, st.mlpUsage);
+    this.last = st;
+  }
+
+  result(): UsageStats {
+    const n = this.n || 1, s = this.last;
+    return {
+      tokens: this.n, activeParamsPerToken: this.w.params / n, activeExpertShare: this.w.share / n,
+      attExpertsPerToken: this.w.att / n, mlpExpertsPerToken: this.w.mlp / n, activeWeightBytesPerToken: this.w.bytes / n,
+      expertParams: s?.expertParams ?? 0, sharedParams: s?.sharedParams ?? 0, embeddingParams: s?.embeddingParams ?? 0, lmHeadParams: s?.lmHeadParams ?? 0,
+      attUsage: this.att, mlpUsage: this.mlp,
+    };
+  }
+}
+
+const now = () => Number(process.hrtime.bigint()) / 1e9;
+
+/** Loss and perplexity over the tokens, in windows of seqLen, under the given routing. */
+export async function evaluateTokens(model: InferenceModel, tokens: TokenArray, o: EvalOptions, data: Omit<EvalData, 'tokens'>): Promise<EvalResult> {
+  const { config } = model;
+  const V = config.vocab_size, notes: string[] = [];
+  const seqLen = o.seqLen ?? config.max_seq_len;
+  if (!(Number.isInteger(seqLen) && seqLen >= 1 && seqLen <= config.max_seq_len))
+    throw new RangeError(`--seq-len must be in 1..${config.max_seq_len} (the model's max_seq_len), got ${seqLen}`);
+  let batchSize = o.batchSize ?? 8;
+  if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new RangeError(`--batch-size must be an integer ≥ 1, got ${batchSize}`);
+  const fit = Math.max(1, Math.floor(MAX_LOGIT_FLOATS / (seqLen * V)));
+  if (batchSize > fit) {
+    notes.push(`batch size lowered from ${batchSize} to ${fit} so that one batch's logits (${seqLen}×${V} per window) stay under ${(MAX_LOGIT_FLOATS * 4 / 2 ** 20).toFixed(0)} MiB`);
+    batchSize = fit;
+  }
+  const where = data.source === 'files' ? `the data (${data.inputs.join(', ')})` : `the held-out data (${data.inputs.join(', ')})`;
+  const available = countEvalWindows(tokens.length, seqLen);
+  if (available === 0)
+    throw new Error(`${where} has ${tokens.length} tokens, fewer than one window of ${seqLen} + 1; give a smaller --seq-len or more data`);
+  const windows = o.maxWindows !== undefined ? Math.min(o.maxWindows, available) : available;
+  const used = tokens.subarray(0, windows * seqLen + 1);
+
+  const sessions = new Map<number, InferenceSession>();
+  const sessionFor = (b: number) => {
+    let s = sessions.get(b);
+    if (!s) { s = model.createSession({ batch: b, maxLen: seqLen, routing: o.routing }); sessions.set(b, s); }
+    return s;
+  };
+  sessionFor(batchSize);  // bad routing / file problems before any work
+  const usage = new UsageAccumulator();
+  let sum = 0, count = 0, done = 0, interrupted = false;
+  const t0 = now();
+  let logits = new Float32Array(0), all = new Float32Array(0);
+  for (const b of evalBatches(used, { batchSize, seqLen, name: where })) {
+    if (o.signal?.aborted) { interrupted = true; break; }
+    const B = b.batchSize;
+    if (all.length !== B * seqLen * V) { all = new Float32Array(B * seqLen * V); logits = new Float32Array(B * V); }
+    const s = sessionFor(B);
+    s.reset();
+    await s.prefillAsync({ tokens: b.inputs, batch: B, len: seqLen, logits, allLogits: all });
+    usage.add(s.stats());
+    sum += crossEntropySum(all, b.targets, V);
+    count += b.targets.length;
+    done += B;
+    o.onProgress?.(done, windows);
+  }
+  const seconds = now() - t0;
+  if (count === 0) throw new Error('evaluation was interrupted before the first batch');
+  const loss = sum / count;
+  if (!Number.isFinite(loss)) throw new Error(`the loss is not finite (${loss}): the checkpoint's weights may be corrupt`);
+  return {
+    loss, ppl: Math.exp(loss), tokens: count, windows: done, seqLen, batchSize, routing: o.routing,
+    data: { source: data.source, inputs: data.inputs, tokens: tokens.length }, usage: usage.result(),
+    mi: null, miNote: MI_UNAVAILABLE, seconds, tokensPerS: count / seconds, interrupted, notes,
+  };
+}
+
+/** evalData + evaluateTokens. */
+export async function evaluateCheckpoint(model: InferenceModel, o: EvalOptions): Promise<EvalResult> {
+  const d = await evalData(model, o);
+  return evaluateTokens(model, d.tokens, o, { source: d.source, inputs: d.inputs });
+}
