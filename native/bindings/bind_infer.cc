@@ -211,6 +211,24 @@ Napi::Value stats_to_js(Napi::Env env, const Session& s) {
   o.Set("lmHeadParams", num(env, double(a.lm_head_params)));
   o.Set("attUsage", usage_to_js(env, st.att_usage, c.n_layers, c.att_experts));
   o.Set("mlpUsage", usage_to_js(env, st.mlp_usage, c.n_layers, c.mlp_experts));
+  // Router sums for the MI loss: probSum [layers][E] = Σ_x S_e(x), entropySum [layers] = Σ_x H(S(x)).
+  auto router = [&](const std::vector<double>& ps, const std::vector<double>& es, int64_t E) -> Napi::Value {
+    if (ps.empty()) return env.Null();
+    Napi::Object r = Napi::Object::New(env);
+    Napi::Array rows = Napi::Array::New(env, static_cast<size_t>(c.n_layers));
+    Napi::Array ent = Napi::Array::New(env, static_cast<size_t>(c.n_layers));
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      Napi::Array row = Napi::Array::New(env, static_cast<size_t>(E));
+      for (int64_t e = 0; e < E; ++e) row.Set(static_cast<uint32_t>(e), num(env, ps[static_cast<size_t>(l * E + e)]));
+      rows.Set(static_cast<uint32_t>(l), row);
+      ent.Set(static_cast<uint32_t>(l), num(env, es[static_cast<size_t>(l)]));
+    }
+    r.Set("probSum", rows);
+    r.Set("entropySum", ent);
+    return r;
+  };
+  o.Set("attRouter", router(st.att_prob_sum, st.att_entropy_sum, c.att_experts));
+  o.Set("mlpRouter", router(st.mlp_prob_sum, st.mlp_entropy_sum, c.mlp_experts));
   Napi::Object r = Napi::Object::New(env);
   r.Set("attention", s.att_routing().text);
   r.Set("mlp", s.mlp_routing().text);

@@ -44,6 +44,14 @@ void Session::reset_stats() {
   stats_ = InferStats{};
   stats_.att_usage.assign(static_cast<size_t>(c_.n_layers * c_.att_experts), 0);
   stats_.mlp_usage.assign(static_cast<size_t>(c_.n_layers * c_.mlp_experts), 0);
+  if (c_.att_experts > 1) {
+    stats_.att_prob_sum.assign(static_cast<size_t>(c_.n_layers * c_.att_experts), 0.0);
+    stats_.att_entropy_sum.assign(static_cast<size_t>(c_.n_layers), 0.0);
+  }
+  if (c_.mlp_experts > 1) {
+    stats_.mlp_prob_sum.assign(static_cast<size_t>(c_.n_layers * c_.mlp_experts), 0.0);
+    stats_.mlp_entropy_sum.assign(static_cast<size_t>(c_.n_layers), 0.0);
+  }
 }
 
 // Prefill: the grouped expert GEMM (each expert's rows at once). Decode: GEMV over exactly the
@@ -69,6 +77,17 @@ int64_t Session::route(int64_t l, bool att, const float* x, bool decode) {
     float* probs = grow(probs_, N * E);
     matmul(1, one_offsets_.data(), x, att ? lw.att_router : lw.mlp_router, E, D, probs, decode);
     router_softmax(N, E, probs, probs);
+    {  // router statistics for the MI loss (S·log S taken as 0 at S = 0, as in mi_loss)
+      double* psum = (att ? stats_.att_prob_sum : stats_.mlp_prob_sum).data() + l * E;
+      double ent = 0;
+      for (int64_t t = 0; t < N; ++t)
+        for (int64_t e = 0; e < E; ++e) {
+          const double p = probs[t * E + e];
+          psum[e] += p;
+          if (p > 0) ent -= p * std::log(p);
+        }
+      (att ? stats_.att_entropy_sum : stats_.mlp_entropy_sum)[static_cast<size_t>(l)] += ent;
+    }
     switch (spec.kind) {
       case RoutingSpec::Kind::Dense: route_topk(N, E, probs, E, pt, pe, pw); P = N * E; break;
       case RoutingSpec::Kind::TopK: route_topk(N, E, probs, spec.k, pt, pe, pw); P = N * spec.k; break;

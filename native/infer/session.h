@@ -23,6 +23,10 @@ namespace dsmoe::infer {
 struct InferStats {
   int64_t tokens = 0;                   // tokens processed (prefill + decode)
   std::vector<int64_t> att_usage, mlp_usage;  // [layers, E]: tokens that activated expert e in layer l
+  // Router statistics for the MI loss (DESIGN.md §1.2), over the tokens routed since the reset:
+  // Σ_x S_e(x) per [layer, expert] (→ p(e)) and Σ_x −Σ_e S_e(x)·log S_e(x) per layer (→ H(e|X)).
+  // Empty for a layer kind with one expert (no router).
+  std::vector<double> att_prob_sum, mlp_prob_sum, att_entropy_sum, mlp_entropy_sum;
 };
 
 // Derived from InferStats and the model shape (DESIGN.md §1.3 "active parameters").

@@ -7,9 +7,11 @@
 // split of the built-in corpus (seed 0, 5 %) — both through loadDataset with the checkpoint's
 // tokenizer.
 //
-// Router statistics: the engine counts, per layer and expert, the tokens that activated it; it
-// does not expose router probabilities, so the MI loss (−H(e) + H(e|X)) cannot be computed here
-// and is reported as unavailable rather than estimated.
+// Router statistics: the engine counts, per layer and expert, the tokens that activated it, and
+// sums the router probabilities (Σ_x S_e(x)) and their entropies (Σ_x H(S(x))). From those, per
+// layer: p(e) = mean S_e, H(e) = −Σ p log p, H(e|X) = mean H(S(x)), and the MI loss −H(e) + H(e|X)
+// (DESIGN.md §1.2) over all evaluated tokens. (Training computes it per micro-batch: H(e|X) is the
+// same mean; H(e) over the whole set is ≥ the per-batch average, since entropy is concave.)
 import { BUILTIN_CORPUS } from '../data/corpus';
 import { loadDataset, type DataProgress, type TokenArray } from '../data/dataset';
 import { countEvalWindows, evalBatches } from '../data/sampler';
@@ -20,7 +22,20 @@ import type { Routing } from './routing';
 export const DEFAULT_EVAL_VAL_SHARE = 0.05;
 /** Largest all-logits buffer (floats) a batch may need; the batch shrinks to fit. */
 export const MAX_LOGIT_FLOATS = 64 * 2 ** 20;
-export const MI_UNAVAILABLE = 'the inference engine does not expose router probabilities, so the MI loss (−H(e) + H(e|X)) is unavailable; per-layer expert usage is reported instead';
+
+/** MI loss terms of one layer kind (nats); the means are over layers. */
+export interface KindMi {
+  loss: number;
+  entropy: number;
+  condEntropy: number;
+  perLayer: Array<{ loss: number; entropy: number; condEntropy: number }>;
+}
+
+export interface MiStats {
+  /** null for a layer kind with one expert (no router) */
+  attention: KindMi | null;
+  mlp: KindMi | null;
+}
 
 export interface EvalOptions {
   data?: string[];
@@ -68,9 +83,8 @@ export interface EvalResult {
   routing: Routing;
   data: { source: EvalData['source']; inputs: string[]; tokens: number };
   usage: UsageStats;
-  /** always null: see MI_UNAVAILABLE */
-  mi: null;
-  miNote: string;
+  /** the MI loss per layer kind over the evaluated tokens (see the file comment) */
+  mi: MiStats;
   seconds: number;
   tokensPerS: number;
   interrupted: boolean;
@@ -114,6 +128,43 @@ export function crossEntropySum(logits: Float32Array, targets: Int32Array, V: nu
     sum += max + Math.log(s) - logits[o + targets[r]];
   }
   return sum;
+}
+
+type RouterSums = ReturnType<InferenceSession['stats']>['attRouter'];
+
+/** Sums the engine's router statistics over batches; result() turns them into MI loss terms. */
+class MiAccumulator {
+  private tokens = 0;
+  private att: { prob: number[][]; ent: number[] } | null = null;
+  private mlp: { prob: number[][]; ent: number[] } | null = null;
+
+  add(st: ReturnType<InferenceSession['stats']>): void {
+    this.tokens += st.tokens;
+    const acc = (into: { prob: number[][]; ent: number[] } | null, r: RouterSums) => {
+      if (!r) return null;
+      if (!into) return { prob: r.probSum.map((row) => [...row]), ent: [...r.entropySum] };
+      r.probSum.forEach((row, l) => row.forEach((v, e) => (into.prob[l][e] += v)));
+      r.entropySum.forEach((v, l) => (into.ent[l] += v));
+      return into;
+    };
+    this.att = acc(this.att, st.attRouter);
+    this.mlp = acc(this.mlp, st.mlpRouter);
+  }
+
+  result(): MiStats {
+    const kind = (k: { prob: number[][]; ent: number[] } | null): KindMi | null => {
+      if (!k || this.tokens === 0) return null;
+      const perLayer = k.prob.map((row, l) => {
+        const entropy = -row.reduce((h, sum) => { const p = sum / this.tokens; return p > 0 ? h + p * Math.log(p) : h; }, 0);
+        const condEntropy = k.ent[l] / this.tokens;
+        return { loss: condEntropy - entropy, entropy, condEntropy };
+      });
+      const mean = (f: (x: { loss: number; entropy: number; condEntropy: number }) => number) =>
+        perLayer.reduce((a, x) => a + f(x), 0) / perLayer.length;
+      return { loss: mean((x) => x.loss), entropy: mean((x) => x.entropy), condEntropy: mean((x) => x.condEntropy), perLayer };
+    };
+    return { attention: kind(this.att), mlp: kind(this.mlp) };
+  }
 }
 
 class UsageAccumulator {
@@ -180,6 +231,7 @@ export async function evaluateTokens(model: InferenceModel, tokens: TokenArray, 
   };
   sessionFor(batchSize);  // bad routing / file problems before any work
   const usage = new UsageAccumulator();
+  const mi = new MiAccumulator();
   let sum = 0, count = 0, done = 0, interrupted = false;
   const t0 = now();
   let logits = new Float32Array(0), all = new Float32Array(0);
@@ -190,7 +242,9 @@ export async function evaluateTokens(model: InferenceModel, tokens: TokenArray, 
     const s = sessionFor(B);
     s.reset();
     await s.prefillAsync({ tokens: b.inputs, batch: B, len: seqLen, logits, allLogits: all });
-    usage.add(s.stats());
+    const st = s.stats();
+    usage.add(st);
+    mi.add(st);
     sum += crossEntropySum(all, b.targets, V);
     count += b.targets.length;
     done += B;
@@ -203,7 +257,7 @@ export async function evaluateTokens(model: InferenceModel, tokens: TokenArray, 
   return {
     loss, ppl: Math.exp(loss), tokens: count, windows: done, seqLen, batchSize, routing: o.routing,
     data: { source: data.source, inputs: data.inputs, tokens: tokens.length }, usage: usage.result(),
-    mi: null, miNote: MI_UNAVAILABLE, seconds, tokensPerS: count / seconds, interrupted, notes,
+    mi: mi.result(), seconds, tokensPerS: count / seconds, interrupted, notes,
   };
 }
 

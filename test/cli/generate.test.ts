@@ -145,7 +145,7 @@ describe('handlers in-process', () => {
     await expect(runGenerate(ck.checkpoint, undefined, base, { stdout: sink(), stderr: sink(), stdin: tty })).rejects.toThrow(/no prompt/);
   });
 
-  test('runEval --json: loss, ppl, usage per layer and expert, MI reported as unavailable', async () => {
+  test('runEval --json: loss, ppl, usage per layer and expert, MI loss terms per layer kind', async () => {
     const out = sink();
     expect(await runEval(ck.checkpoint, { batchSize: 4, maxWindows: 4, json: true, routing: 'attention=dense,mlp=topk:2' },
       { stdout: out, stderr: sink(), cacheDir: ck.cacheDir })).toBe(0);
@@ -156,11 +156,14 @@ describe('handlers in-process', () => {
     expect(o.usage.attention).toHaveLength(2);
     expect(o.usage.mlp[0]).toHaveLength(4);
     expect(o.mlp_experts_per_token).toBe(2);
-    expect(o.mi).toMatchObject({ available: false, attention: null, mlp: null });
+    for (const kind of [o.mi.attention, o.mi.mlp]) {
+      expect(kind.loss).toBeCloseTo(kind.condEntropy - kind.entropy, 10);
+      expect(kind.perLayer).toHaveLength(o.usage.attention.length);
+    }
     const txt = sink();
     await runEval(ck.checkpoint, { batchSize: 4, maxWindows: 2 }, { stdout: txt, stderr: sink(), cacheDir: ck.cacheDir });
     expect(txt.text()).toMatch(/loss \d+\.\d+, perplexity \d+\.\d+/);
-    expect(txt.text()).toMatch(/MI loss: unavailable/);
+    expect(txt.text()).toMatch(/MI loss −H\(e\) \+ H\(e\|X\) \(nats, mean over layers\): attention -?\d/);
     expect(txt.text()).toMatch(/attention expert usage/);
   });
 });

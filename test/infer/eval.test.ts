@@ -51,8 +51,19 @@ describe('eval', () => {
     // Dense: every token activates every expert of every layer.
     expect(r.usage.activeExpertShare).toBe(1);
     for (const row of [...r.usage.attUsage, ...r.usage.mlpUsage]) expect(row).toEqual(row.map(() => r.tokens));
-    expect(r.mi).toBeNull();
-    expect(r.miNote).toMatch(/unavailable/);
+    // MI terms: H(e|X) is the mean per-token router entropy, the same as the training model's
+    // evaluate (averaged over equal batches); H(e) over all tokens ≥ the per-batch average (concavity).
+    let attCond = 0, mlpCond = 0, attEnt = 0, rows = 0;
+    for (const b of evalBatches(tokens.subarray(0, maxWindows * seqLen + 1), { batchSize, seqLen })) {
+      const s = m.evaluate({ tokens: b.inputs, targets: b.targets, batch: b.batchSize, seq: seqLen });
+      attCond += s.attCondEntropy * b.batchSize; mlpCond += s.mlpCondEntropy * b.batchSize;
+      attEnt += s.attEntropy * b.batchSize; rows += b.batchSize;
+    }
+    const batches = rows;
+    expect(r.mi.attention!.condEntropy).toBeCloseTo(attCond / batches, 4);
+    expect(r.mi.mlp!.condEntropy).toBeCloseTo(mlpCond / batches, 4);
+    expect(r.mi.attention!.entropy).toBeGreaterThanOrEqual(attEnt / batches - 1e-6);
+    expect(r.mi.attention!.loss).toBeCloseTo(r.mi.attention!.condEntropy - r.mi.attention!.entropy, 12);
   });
 
   test('default data: the held-out split recorded in trainer_state.json (= the trainer\'s last eval)', async () => {

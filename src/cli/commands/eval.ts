@@ -40,10 +40,14 @@ export function evalRecord(r: EvalResult, extra: Record<string, unknown> = {}) {
     active_params_per_token: u.activeParamsPerToken, active_expert_share: u.activeExpertShare,
     att_experts_per_token: u.attExpertsPerToken, mlp_experts_per_token: u.mlpExpertsPerToken,
     expert_params: u.expertParams, shared_params: u.sharedParams, embedding_params: u.embeddingParams, lm_head_params: u.lmHeadParams,
-    mi: { attention: null, mlp: null, available: false, note: r.miNote },
+    mi: r.mi,
     usage: { attention: u.attUsage, mlp: u.mlpUsage },
     notes: r.notes,
   };
+}
+
+function miLine(kind: string, m: EvalResult['mi']['attention']): string {
+  return m ? `${kind} ${m.loss.toFixed(4)} (H(e) ${m.entropy.toFixed(3)}, H(e|X) ${m.condEntropy.toFixed(3)})` : `${kind} — (one expert, no router)`;
 }
 
 function usageTable(kind: string, usage: number[][], tokens: number): string {
@@ -101,7 +105,7 @@ export async function runEval(checkpoint: string, o: EvalCliOptions, deps: EvalC
       + `${formatCount(u.expertParams)} expert parameters); experts per token per layer: attention ${u.attExpertsPerToken.toFixed(2)} of ${c.attention.n_experts}, `
       + `MLP ${u.mlpExpertsPerToken.toFixed(2)} of ${c.mlp.n_experts}`,
     `not counted above: embedding ${formatCount(u.embeddingParams)}, LM head ${u.lmHeadParams ? formatCount(u.lmHeadParams) : '(tied)'}`,
-    `MI loss: unavailable — ${r.miNote}`,
+    `MI loss −H(e) + H(e|X) (nats, mean over layers): ${miLine('attention', r.mi.attention)}; ${miLine('MLP', r.mi.mlp)}`,
     '',
     usageTable('attention', u.attUsage, u.tokens),
     '',

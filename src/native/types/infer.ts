@@ -73,6 +73,9 @@ export interface InferStats {
   /** [layers][E]: tokens that activated each expert */
   attUsage: number[][];
   mlpUsage: number[][];
+  /** Router sums for the MI loss (null with one expert): probSum [layers][E] = Σ_x S_e(x), entropySum [layers] = Σ_x H(S(x)) */
+  attRouter: { probSum: number[][]; entropySum: number[] } | null;
+  mlpRouter: { probSum: number[][]; entropySum: number[] } | null;
   routing: Routing;
 }
 
