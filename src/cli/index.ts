@@ -1,6 +1,8 @@
 // The dsmoe command line: one command per file in ./commands, each exporting its handler.
 import { Command } from 'commander';
 import { benchCommand } from './commands/bench';
+import { convertCommand } from './commands/convert';
+import { infoCommand } from './commands/info';
 import { tokenizerCommand } from './commands/tokenizer';
 import { trainCommand } from './commands/train';
 
@@ -20,6 +22,8 @@ export function buildProgram(ctx: CliContext = { exitCode: 0 }): Command {
   program.addCommand(trainCommand(ctx));
   program.addCommand(tokenizerCommand());
   program.addCommand(benchCommand());
+  program.addCommand(infoCommand());
+  program.addCommand(convertCommand());
   return program;
 }
 
