@@ -253,7 +253,7 @@ export function readJsonFile(file: string, what: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+    throw new Error(`${file}: not valid JSON (${(e as Error).message.replace(/\s+/g, ' ')})`);
   }
 }
 
@@ -346,6 +346,9 @@ export function loadCheckpoint(dir: string, opts: LoadOptions = {}): LoadedCheck
   };
 }
 
+/** A value in an error message (a missing field says so, not "undefined"). */
+const show = (v: unknown): string => (v === undefined ? 'nothing (the field is missing)' : JSON.stringify(v));
+
 /** Checks trainer_state.json's fields; errors name the field. */
 export function validateTrainerState(value: unknown, source: string): TrainerState {
   const fail = (field: string, msg: string): never => {
@@ -359,14 +362,14 @@ export function validateTrainerState(value: unknown, source: string): TrainerSta
   const nonNeg = (o: Record<string, unknown>, k: string, prefix = '', integer = true) => {
     const v = o[k];
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (integer && !Number.isInteger(v)))
-      fail(prefix + k, `must be a non-negative ${integer ? 'integer' : 'number'}, got ${JSON.stringify(v)}`);
+      fail(prefix + k, `must be a non-negative ${integer ? 'integer' : 'number'}, got ${show(v)}`);
   };
   nonNeg(s, 'format_version');
   if ((s.format_version as number) > TRAINER_STATE_VERSION) fail('format_version', `${s.format_version} is newer than this dsmoe understands`);
   nonNeg(s, 'step');
   nonNeg(s, 'tokens_seen');
   nonNeg(s, 'elapsed_s', '', false);
-  if (!Number.isSafeInteger(s.seed)) fail('seed', `must be an integer, got ${JSON.stringify(s.seed)}`);
+  if (!Number.isSafeInteger(s.seed)) fail('seed', `must be an integer, got ${show(s.seed)}`);
   const data = obj(s.data, 'data');
   if (!Array.isArray(data.inputs) || data.inputs.some((x) => typeof x !== 'string')) fail('data.inputs', 'must be a list of paths');
   for (const k of ['train_tokens', 'val_tokens']) nonNeg(data, k, 'data.');
@@ -390,13 +393,13 @@ export function validateTrainerState(value: unknown, source: string): TrainerSta
   (s.last_losses as unknown[]).forEach((r, i) => {
     const rec = obj(r, `last_losses[${i}]`);
     for (const k of ['step', 'loss', 'lm_loss', 'aux_loss'])
-      if (typeof rec[k] !== 'number' || !Number.isFinite(rec[k])) fail(`last_losses[${i}].${k}`, `must be a finite number, got ${JSON.stringify(rec[k])}`);
+      if (typeof rec[k] !== 'number' || !Number.isFinite(rec[k])) fail(`last_losses[${i}].${k}`, `must be a finite number, got ${show(rec[k])}`);
   });
   if (s.last_eval !== null) {
     const le = obj(s.last_eval, 'last_eval');
     // (ppl may be null: JSON has no Infinity)
     for (const k of ['step', 'loss', 'ppl'])
-      if (typeof le[k] !== 'number' && !(k === 'ppl' && le[k] === null)) fail(`last_eval.${k}`, `must be a number, got ${JSON.stringify(le[k])}`);
+      if (typeof le[k] !== 'number' && !(k === 'ppl' && le[k] === null)) fail(`last_eval.${k}`, `must be a number, got ${show(le[k])}`);
   }
   nonNeg(s, 'threads');
   obj(s.versions, 'versions');
