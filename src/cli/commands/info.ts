@@ -10,7 +10,7 @@ const num = (n: number) => `${formatCount(n)} (${n})`;
 /** The human-readable report. */
 export function formatInfo(i: CheckpointInfo): string {
   const s = i.shape, p = i.params, a = i.active, out: string[] = [];
-  const row = (k: string, v: string) => out.push(`  ${k.padEnd(20)} ${v}`);
+  const row = (k: string, v: string) => out.push(`  ${k.padEnd(22)} ${v}`);
   out.push(`${i.dir}: ${i.kind} checkpoint, mode ${i.mode}${i.training ? `, step ${i.training.step}` : ''}, weights ${i.dtype}`);
   out.push('shape');
   row('layers', String(s.layers));
@@ -36,7 +36,7 @@ export function formatInfo(i: CheckpointInfo): string {
       + ` (${a.attExpertsPerToken}/${s.attention.experts} attention, ${a.mlpExpertsPerToken}/${s.mlp.experts} MLP experts per layer)`);
     row('active experts', `${pct(a.activeExpertShare!)} of expert parameters`);
   } else {
-    row('active per token', `depends on the data (${a.note})`);
+    row('active per token', a.note ?? 'depends on the data');
     row('bounds', `${formatCount(a.minParamsPerToken)} (one expert per thresholded layer) … ${formatCount(a.maxParamsPerToken)} (all)`);
   }
   out.push(`files (${formatBytes(i.bytes)})`);
