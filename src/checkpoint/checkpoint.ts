@@ -211,7 +211,7 @@ export interface LoadedCheckpoint {
   tokenizerPath?: string;
   optimizer?: { m: Float32Array; v: Float32Array };
   trainerState?: TrainerState;
-  /** 'training' when it has optimizer state and trainer state. */
+  /** 'training' when it has trainer state and optimizer state (or is at step 0, where a fresh optimizer starts). */
   kind: 'training' | 'inference';
   /** model.safetensors metadata. */
   metadata: Record<string, string>;
@@ -237,9 +237,15 @@ export function allocParams(n: number, what: string): Float32Array {
   }
 }
 
-function readJson(file: string, what: string): unknown {
+/** Largest config.json / trainer_state.json read (they are a few KB; a bigger one is not ours). */
+export const MAX_JSON_BYTES = 16 << 20;
+
+/** Reads a JSON file (size-checked before reading); errors name the file. */
+export function readJsonFile(file: string, what: string): unknown {
   let text: string;
   try {
+    const size = fs.statSync(file).size;
+    if (size > MAX_JSON_BYTES) throw new Error(`${size} bytes, more than the ${MAX_JSON_BYTES}-byte limit for this file`);
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
     throw new Error(`cannot read ${what} ${file}: ${(e as Error).message}`);
@@ -247,12 +253,12 @@ function readJson(file: string, what: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+    throw new Error(`${file}: not valid JSON (${(e as Error).message.replace(/\s+/g, ' ')})`);
   }
 }
 
 /** Checks that a safetensors file holds exactly the layout's tensors (with `prefixes`), shapes equal. */
-function checkTensors(r: SafetensorsReader, layout: ModelLayout, prefixes: string[], file: string, onlyF32: boolean): void {
+export function checkTensors(r: SafetensorsReader, layout: ModelLayout, prefixes: string[], file: string, onlyF32: boolean): void {
   const expected = new Set<string>();
   for (const p of prefixes) {
     for (const t of layout.tensors) {
@@ -268,8 +274,14 @@ function checkTensors(r: SafetensorsReader, layout: ModelLayout, prefixes: strin
   for (const n of r.names) if (!expected.has(n)) throw new Error(`${file}: unexpected tensor "${n}" (not in the layout of config.json)`);
 }
 
+/** Reads the layout's tensors into `dst`; a NaN or infinite value is an error naming the tensor (a corrupt file). */
 function readInto(layout: ModelLayout, prefix: string, dst: Float32Array, r: SafetensorsReader): void {
-  for (const t of layout.tensors) r.readFloat32Into(prefix + t.name, dst.subarray(t.offset, t.offset + t.size));
+  for (const t of layout.tensors) {
+    const part = dst.subarray(t.offset, t.offset + t.size);
+    r.readFloat32Into(prefix + t.name, part);
+    for (let i = 0; i < part.length; i++)
+      if (!Number.isFinite(part[i])) throw new Error(`${r.file}: tensor "${prefix + t.name}" holds ${part[i]} at element ${i} (a corrupt or diverged checkpoint)`);
+  }
 }
 
 /** Loads and checks a checkpoint folder (training or inference). */
@@ -280,18 +292,21 @@ export function loadCheckpoint(dir: string, opts: LoadOptions = {}): LoadedCheck
   if (!fs.statSync(abs).isDirectory()) throw new Error(`checkpoint ${dir} is not a folder`);
   const cfgFile = path.join(abs, CONFIG_FILE);
   if (!fs.existsSync(cfgFile)) throw new Error(`checkpoint ${dir} has no ${CONFIG_FILE}`);
-  const config = validateConfig(readJson(cfgFile, 'config'), cfgFile);
+  const config = validateConfig(readJsonFile(cfgFile, 'config'), cfgFile);
   if (opts.expectShape && !sameShape(config, opts.expectShape))
     throw new Error(`checkpoint ${dir} has a different model shape than this run: ${shapeDifferences(config, opts.expectShape).join(', ')}`);
   const layout = layoutFromConfig(config);
 
   const modelFile = path.join(abs, MODEL_FILE);
   if (!fs.existsSync(modelFile)) throw new Error(`checkpoint ${dir} has no ${MODEL_FILE}`);
-  const params = allocParams(layout.totalParams, 'the model parameters');
   let metadata: Record<string, string>;
+  let params: Float32Array;
   const r = SafetensorsReader.open(modelFile);
   try {
+    // The header is checked against the layout (and the file's size) before anything is allocated
+    // from config.json's numbers: a config that claims a huge model fails here, not in an allocation.
     checkTensors(r, layout, [''], modelFile, false);
+    params = allocParams(layout.totalParams, 'the model parameters');
     readInto(layout, '', params, r);
     metadata = r.metadata;
   } finally {
@@ -301,32 +316,38 @@ export function loadCheckpoint(dir: string, opts: LoadOptions = {}): LoadedCheck
   const optFile = path.join(abs, OPTIMIZER_FILE);
   const stateFile = path.join(abs, TRAINER_STATE_FILE);
   const hasOpt = fs.existsSync(optFile), hasState = fs.existsSync(stateFile);
-  if (opts.requireTraining && (!hasOpt || !hasState))
+  let trainerState: TrainerState | undefined;
+  if (hasState) trainerState = validateTrainerState(readJsonFile(stateFile, 'trainer state'), stateFile);
+  // A checkpoint at step 0 (e.g. `dsmoe convert --from-dense`) may have no optimizer state: resuming
+  // it starts a fresh AdamW, which is exactly what zero moments at step 0 would give.
+  const freshOptimizer = !hasOpt && trainerState?.step === 0;
+  if (opts.requireTraining && !freshOptimizer && (!hasOpt || !hasState))
     throw new Error(`checkpoint ${dir} is not a training checkpoint (missing ${[!hasOpt && OPTIMIZER_FILE, !hasState && TRAINER_STATE_FILE].filter(Boolean).join(' and ')}); it cannot be resumed`);
-  if (hasOpt !== hasState)
+  if (hasOpt !== hasState && !freshOptimizer)
     throw new Error(`checkpoint ${dir} is incomplete: it has ${hasOpt ? OPTIMIZER_FILE : TRAINER_STATE_FILE} but no ${hasOpt ? TRAINER_STATE_FILE : OPTIMIZER_FILE}`);
   let optimizer: LoadedCheckpoint['optimizer'];
   if (hasOpt && (opts.optimizer ?? true)) {
-    const m = allocParams(layout.totalParams, 'AdamW m'), v = allocParams(layout.totalParams, 'AdamW v');
     const o = SafetensorsReader.open(optFile);
     try {
       checkTensors(o, layout, ['m.', 'v.'], optFile, true);
+      const m = allocParams(layout.totalParams, 'AdamW m'), v = allocParams(layout.totalParams, 'AdamW v');
+      optimizer = { m, v };
       readInto(layout, 'm.', m, o);
-      readInto(layout, 'v.', v, o);
+      readInto(layout, 'v.', optimizer.v, o);
     } finally {
       o.close();
     }
-    optimizer = { m, v };
   }
-  let trainerState: TrainerState | undefined;
-  if (hasState) trainerState = validateTrainerState(readJson(stateFile, 'trainer state'), stateFile);
   const tokFile = path.join(abs, TOKENIZER_FILE);
   return {
     dir: abs, config, layout, params, optimizer, trainerState, metadata, recoveredFrom,
     tokenizerPath: fs.existsSync(tokFile) ? tokFile : undefined,
-    kind: hasOpt && hasState ? 'training' : 'inference',
+    kind: hasState && (hasOpt || freshOptimizer) ? 'training' : 'inference',
   };
 }
+
+/** A value in an error message (a missing field says so, not "undefined"). */
+const show = (v: unknown): string => (v === undefined ? 'nothing (the field is missing)' : JSON.stringify(v));
 
 /** Checks trainer_state.json's fields; errors name the field. */
 export function validateTrainerState(value: unknown, source: string): TrainerState {
@@ -341,14 +362,14 @@ export function validateTrainerState(value: unknown, source: string): TrainerSta
   const nonNeg = (o: Record<string, unknown>, k: string, prefix = '', integer = true) => {
     const v = o[k];
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (integer && !Number.isInteger(v)))
-      fail(prefix + k, `must be a non-negative ${integer ? 'integer' : 'number'}, got ${JSON.stringify(v)}`);
+      fail(prefix + k, `must be a non-negative ${integer ? 'integer' : 'number'}, got ${show(v)}`);
   };
   nonNeg(s, 'format_version');
   if ((s.format_version as number) > TRAINER_STATE_VERSION) fail('format_version', `${s.format_version} is newer than this dsmoe understands`);
   nonNeg(s, 'step');
   nonNeg(s, 'tokens_seen');
   nonNeg(s, 'elapsed_s', '', false);
-  if (!Number.isSafeInteger(s.seed)) fail('seed', `must be an integer, got ${JSON.stringify(s.seed)}`);
+  if (!Number.isSafeInteger(s.seed)) fail('seed', `must be an integer, got ${show(s.seed)}`);
   const data = obj(s.data, 'data');
   if (!Array.isArray(data.inputs) || data.inputs.some((x) => typeof x !== 'string')) fail('data.inputs', 'must be a list of paths');
   for (const k of ['train_tokens', 'val_tokens']) nonNeg(data, k, 'data.');
@@ -369,7 +390,17 @@ export function validateTrainerState(value: unknown, source: string): TrainerSta
   const ev = obj(s.eval, 'eval');
   for (const k of ['interval', 'batches']) nonNeg(ev, k, 'eval.');
   if (!Array.isArray(s.last_losses)) fail('last_losses', 'must be a list');
-  if (s.last_eval !== null) obj(s.last_eval, 'last_eval');
+  (s.last_losses as unknown[]).forEach((r, i) => {
+    const rec = obj(r, `last_losses[${i}]`);
+    for (const k of ['step', 'loss', 'lm_loss', 'aux_loss'])
+      if (typeof rec[k] !== 'number' || !Number.isFinite(rec[k])) fail(`last_losses[${i}].${k}`, `must be a finite number, got ${show(rec[k])}`);
+  });
+  if (s.last_eval !== null) {
+    const le = obj(s.last_eval, 'last_eval');
+    // (ppl may be null: JSON has no Infinity)
+    for (const k of ['step', 'loss', 'ppl'])
+      if (typeof le[k] !== 'number' && !(k === 'ppl' && le[k] === null)) fail(`last_eval.${k}`, `must be a number, got ${show(le[k])}`);
+  }
   nonNeg(s, 'threads');
   obj(s.versions, 'versions');
   return JSON.parse(JSON.stringify(s)) as TrainerState;

@@ -240,7 +240,7 @@ export function readSafetensorsHeaderFd(fd: number, file: string): SafetensorsHe
   try {
     json = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${file}: header is not valid JSON (${(e as Error).message})`);
+    throw new Error(`${file}: header is not valid JSON (${(e as Error).message.replace(/\s+/g, ' ')})`);
   }
   if (!isObject(json)) throw new Error(`${file}: header is not a JSON object`);
   const dataStart = 8 + n;
@@ -265,6 +265,8 @@ export function readSafetensorsHeaderFd(fd: number, file: string): SafetensorsHe
         ? `${where}: dtype ${dtype} is not supported (dsmoe reads F32, F16 and BF16)`
         : `${where}: unknown dtype ${JSON.stringify(dtype)} (dsmoe reads F32, F16 and BF16)`);
     }
+    if (shape === undefined) throw new Error(`${where}: "shape" is missing`);
+    if (offsets === undefined) throw new Error(`${where}: "data_offsets" is missing`);
     if (!Array.isArray(shape) || shape.some((d) => typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0))
       throw new Error(`${where}: "shape" must be a list of non-negative integers, got ${JSON.stringify(shape)}`);
     if (!Array.isArray(offsets) || offsets.length !== 2 || offsets.some((o) => typeof o !== 'number' || !Number.isSafeInteger(o) || o < 0))

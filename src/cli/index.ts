@@ -3,6 +3,8 @@ import { Command } from 'commander';
 import { benchCommand } from './commands/bench';
 import { evalCommand } from './commands/eval';
 import { generateCommand } from './commands/generate';
+import { convertCommand } from './commands/convert';
+import { infoCommand } from './commands/info';
 import { tokenizerCommand } from './commands/tokenizer';
 import { trainCommand } from './commands/train';
 
@@ -24,6 +26,8 @@ export function buildProgram(ctx: CliContext = { exitCode: 0 }): Command {
   program.addCommand(benchCommand());
   program.addCommand(generateCommand(ctx));
   program.addCommand(evalCommand(ctx));
+  program.addCommand(infoCommand());
+  program.addCommand(convertCommand());
   return program;
 }
 

@@ -235,6 +235,7 @@ const ROUTING_RE = /^(dense|topk:(\d+)|threshold:(\d+(?:\.\d+)?|\.\d+)|threshold
 
 /** Checks a routing strategy string against a layer's expert count; returns an error message or undefined. */
 export function routingError(s: unknown, experts: number): string | undefined {
+  if (s === undefined) return 'missing';
   if (typeof s !== 'string') return `must be a string such as "dense", "topk:2", "threshold:0.48", got ${JSON.stringify(s)}`;
   const m = ROUTING_RE.exec(s);
   if (!m) return `"${s}" is not a routing strategy (dense, topk:K, threshold:ε, threshold-topk:ε)`;
@@ -289,6 +290,7 @@ export function validateConfig(value: unknown, source?: string): ModelConfig {
   int('max_seq_len', 1, 1 << 20);
   num('norm_eps', 0, true);
   num('rope_theta', 0, true);
+  if (c.tie_embeddings === undefined) fail('tie_embeddings', 'missing');
   if (typeof c.tie_embeddings !== 'boolean') fail('tie_embeddings', `must be true or false, got ${JSON.stringify(c.tie_embeddings)}`);
 
   const eAtt = int('attention.n_experts', 1, 4096);

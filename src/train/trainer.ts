@@ -384,8 +384,10 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
   const n = layout.totalParams;
   const params = ck ? ck.params : allocParams(n, 'the model parameters');
   const grads = allocParams(n, 'the gradients');
-  const adamM = ck ? ck.optimizer!.m : allocParams(n, 'AdamW m');
-  const adamV = ck ? ck.optimizer!.v : allocParams(n, 'AdamW v');
+  // A step-0 checkpoint without optimizer state (an upcycled one) starts a fresh AdamW.
+  if (ck && !ck.optimizer) log(`${ck.dir} has no optimizer state (step 0): starting a fresh AdamW`);
+  const adamM = ck?.optimizer ? ck.optimizer.m : allocParams(n, 'AdamW m');
+  const adamV = ck?.optimizer ? ck.optimizer.v : allocParams(n, 'AdamW v');
   if (!ck) backend.initParams({ config, params, seed });
   const model = backend.createModel({ config, params, grads, adamM, adamV });
 

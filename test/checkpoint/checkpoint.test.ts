@@ -166,3 +166,20 @@ describe('atomic saves: a crash never destroys the last good checkpoint', () => 
     expect(loadCheckpoint(dir).trainerState!.step).toBe(5);
   });
 });
+
+describe('step-0 checkpoints without optimizer state', () => {
+  test('load as training checkpoints (a fresh AdamW on resume); later steps still need the optimizer file', () => {
+    const c = config();
+    const n = layoutFromConfig(c).totalParams;
+    const dir = path.join(tmp(), 'up');
+    saveCheckpoint(dir, { config: c, params: filled(n, 1), trainerState: state(0) });
+    const ck = loadCheckpoint(dir, { requireTraining: true });
+    expect(ck.kind).toBe('training');
+    expect(ck.optimizer).toBeUndefined();
+    const later = path.join(tmp(), 'later');
+    saveCheckpoint(later, { config: c, params: filled(n, 1), trainerState: state(5) });
+    expect(() => loadCheckpoint(later)).toThrow(/is incomplete: it has trainer_state\.json but no optimizer\.safetensors/);
+    expect(() => loadCheckpoint(later, { requireTraining: true })).toThrow(/missing optimizer\.safetensors/);
+  });
+});
+
