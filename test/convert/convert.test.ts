@@ -190,7 +190,7 @@ describe('dsmoe convert', () => {
     expect(() => convertCheckpoint(t.dsmoe, t.dsmoe, { force: true })).toThrow(/is the input folder/);
     expect(() => convertCheckpoint(t.dsmoe, path.join(t.dsmoe, '..', path.basename(t.dsmoe)), { force: true })).toThrow(/is the input folder/);
     expect(() => convertCheckpoint(t.dsmoe, out('z'), { dtype: 'int8' })).toThrow(/unknown dtype "int8"/);
-    expect(() => runConvert([t.dsmoe, out('z')], { calibrate: true, targetActive: 0.4 })).toThrow(/calibration needs the inference engine \(dsmoe generate\/eval\), not in this build yet/);
+    expect(() => runConvert([t.dsmoe, out('z')], { targetActive: 0.4 })).toThrow(/--target-active and --data go with --calibrate/);
     expect(() => runConvert([t.dsmoe], {})).toThrow(/needs an input and an output folder/);
     expect(() => runConvert([t.dsmoe, out('z')], { attentionExperts: 2 })).toThrow(/go with --from-dense/);
     expect(fs.existsSync(out('z'))).toBe(false);

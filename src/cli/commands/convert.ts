@@ -2,7 +2,8 @@
 // dense checkpoint → a DS-MoE one that computes the same function (--from-dense, upcycling).
 import { Command, InvalidArgumentError } from 'commander';
 import { formatBytes } from '../../checkpoint/info';
-import { convertCheckpoint, type ConvertResult } from '../../convert/convert';
+import { calibrate, type CalibrateResult } from '../../convert/calibrate';
+import { checkOutput, convertCheckpoint, type ConvertResult } from '../../convert/convert';
 import { upcycleCheckpoint, type UpcycleResult } from '../../convert/upcycle';
 import { describeShape } from '../../model/config';
 
@@ -17,6 +18,8 @@ export interface ConvertCliOptions {
   targetActive?: number;
   data?: string[];
   json?: boolean;
+  /** tokenized-data cache (tests); default DSMOE_CACHE_DIR or ~/.cache/dsmoe */
+  cacheDir?: string;
 }
 
 const intArg = (flag: string) => (v: string): number => {
@@ -38,11 +41,8 @@ const ratio = (a: number, b: number) => `${formatBytes(a)} → ${formatBytes(b)}
 
 /** Runs `dsmoe convert`; returns what was written. Throws on bad input (the CLI prints one line). */
 export function runConvert(args: string[], o: ConvertCliOptions, stdout: NodeJS.WritableStream = process.stdout): ConvertResult | UpcycleResult {
-  // ---- Calibration (--calibrate --target-active X [--data …]): the main engineer wires this to the
-  // inference engine (dsmoe generate/eval) once it is in the tree. The flags are parsed above.
-  if (o.calibrate || o.targetActive !== undefined || o.data !== undefined)
-    throw new Error('calibration needs the inference engine (dsmoe generate/eval), not in this build yet');
-  // ---- end of the calibration placeholder
+  if (o.calibrate) throw new Error('--calibrate runs through runCalibratedConvert (it evaluates the model)');
+  if (o.targetActive !== undefined || o.data !== undefined) throw new Error('--target-active and --data go with --calibrate');
 
   if (o.fromDense !== undefined) {
     if (args.length !== 1) throw new Error(`--from-dense takes one folder to write: dsmoe convert --from-dense <dense> --attention-experts N --mlp-experts M <out> (got ${args.length})`);
@@ -74,6 +74,34 @@ export function runConvert(args: string[], o: ConvertCliOptions, stdout: NodeJS.
   return r;
 }
 
+/** `dsmoe convert <in> <out> --calibrate --target-active X [--data …]`: calibrate, then convert. */
+export async function runCalibratedConvert(args: string[], o: ConvertCliOptions, stdout: NodeJS.WritableStream = process.stdout,
+  stderr: NodeJS.WritableStream = process.stderr): Promise<ConvertResult & { calibration: CalibrateResult }> {
+  if (o.fromDense !== undefined) throw new Error('--calibrate does not apply to --from-dense (train the upcycled model first)');
+  if (o.routing !== undefined) throw new Error('--calibrate chooses the routing; do not give --routing with it');
+  if (o.targetActive === undefined) throw new Error('--calibrate needs --target-active X (a share of expert parameters, e.g. 0.35 or 35%)');
+  if (args.length !== 2) throw new Error(`convert needs an input and an output folder: dsmoe convert <in> <out> (got ${args.length})`);
+  checkOutput(args[0], args[1], o.force);  // fail before minutes of calibration
+  const cal = await calibrate(args[0], { targetActive: o.targetActive, data: o.data, cacheDir: o.cacheDir,
+    log: o.json ? undefined : (l) => stderr.write(`calibrate: ${l}\n`) });
+  const r = convertCheckpoint(args[0], args[1], { dtype: o.dtype, routing: `attention=${cal.routing.attention},mlp=${cal.routing.mlp}`, force: o.force });
+  if (o.json) stdout.write(JSON.stringify({ type: 'convert', ...r, calibration: cal }) + '\n');
+  else {
+    const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
+    const line = (name: string, e: CalibrateResult['before']) => `  ${name.padEnd(34)} perplexity ${e.ppl.toFixed(3)}, active expert share ${pct(e.activeExpertShare)}` +
+      ` (attention ${pct(e.attShare)}, MLP ${pct(e.mlpShare)}), ${(e.activeParamsPerToken / 1e6).toFixed(2)}M active params/token`;
+    stdout.write(`calibrated for ${pct(cal.target)} active expert parameters (${cal.evaluations} evaluations on ${cal.calibrationTokens} tokens):\n`);
+    stdout.write(`  routing attention ${cal.routing.attention}, MLP ${cal.routing.mlp}\n`);
+    stdout.write(`on ${cal.reportTokens} held-out tokens not used for calibration:\n`);
+    stdout.write(line('before (dense routing)', cal.before) + '\n');
+    stdout.write(line('after (calibrated thresholds)', cal.after) + '\n');
+    stdout.write(`  perplexity cost ${(100 * (cal.after.ppl / cal.before.ppl - 1)).toFixed(2)} %\n`);
+    stdout.write(`converted ${r.input} → ${r.out}: ${r.dtype}, model.safetensors ${ratio(r.modelBytesBefore, r.modelBytesAfter)}\n`);
+    for (const n of r.notes) stdout.write(`note: ${n}\n`);
+  }
+  return { ...r, calibration: cal };
+}
+
 export function convertCommand(): Command {
   return new Command('convert')
     .description('make an inference checkpoint (bf16/f16/f32, default routing), or upcycle a dense checkpoint into DS-MoE (--from-dense)')
@@ -84,7 +112,7 @@ export function convertCommand(): Command {
     .option('--from-dense <dir>', 'upcycle this dense checkpoint into a DS-MoE training checkpoint')
     .option('--attention-experts <n>', 'with --from-dense: attention experts per layer (divides the query heads)', intArg('--attention-experts'))
     .option('--mlp-experts <n>', 'with --from-dense: MLP experts per layer (divides the MLP width)', intArg('--mlp-experts'))
-    .option('--calibrate', 'choose threshold routing for a target active share (needs the inference engine; not in this build yet)')
+    .option('--calibrate', 'choose threshold routing per layer kind for --target-active on calibration text; report perplexity before/after on held-out text')
     .option('--target-active <x>', 'with --calibrate: share of expert parameters active per token (0.4 or 40%)', shareArg)
     .option('--data <paths...>', 'with --calibrate: text to calibrate on')
     .option('--json', 'print one JSON object')
@@ -93,9 +121,11 @@ Examples:
   dsmoe convert runs/small-dsmoe models/small                 # bf16 inference checkpoint
   dsmoe convert runs/small-dsmoe models/small-top2 --routing attention=dense,mlp=topk:2
   dsmoe convert runs/small-dsmoe models/small-f32 --dtype f32 --force
+  dsmoe convert runs/small-dsmoe models/small-35 --calibrate --target-active 35%   # thresholds for 35 % active experts
   dsmoe convert --from-dense runs/small-dense --attention-experts 8 --mlp-experts 16 runs/upcycled
   dsmoe train --resume runs/upcycled --steps 200              # keep training it as a DS-MoE`)
-    .action((folders: string[], o: ConvertCliOptions) => {
-      runConvert(folders, o);
+    .action(async (folders: string[], o: ConvertCliOptions) => {
+      if (o.calibrate) await runCalibratedConvert(folders, o);
+      else runConvert(folders, o);
     });
 }
