@@ -132,34 +132,29 @@ class StatsWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
 };
 
-template <typename Fn>
-Napi::Value run_async(const Napi::CallbackInfo& info, const char* name, Fn make) {
-  try {
-    ModelHandle* h = handle_of(info);
-    Args args(info, name);
-    std::function<model::StepStats()> work = make(args, h);
-    bool expected = false;
-    if (!h->busy.compare_exchange_strong(expected, true))
-      throw std::runtime_error("the model is busy with another call (await it first)");
-    auto* worker = new StatsWorker(info.Env(), h, info.This().As<Napi::Object>(), std::move(work));
-    Napi::Promise p = worker->promise();
-    worker->Queue();
-    return p;
-  } catch (...) {
-    throw_js(info.Env(), name);
-    return info.Env().Undefined();
-  }
+// One call at a time per model: a second call while one runs (e.g. an un-awaited trainStepAsync)
+// would race on the same buffers.
+void claim(ModelHandle* h) {
+  bool expected = false;
+  if (!h->busy.compare_exchange_strong(expected, true))
+    throw std::runtime_error("the model is busy with another call (await it first)");
 }
 
+// Checks the arguments (make), claims the model, then runs the work on a worker thread (async)
+// or here (sync); either way the model is released when the work ends.
 template <typename Fn>
-Napi::Value run_sync(const Napi::CallbackInfo& info, const char* name, Fn make) {
+Napi::Value run_call(const Napi::CallbackInfo& info, const char* name, bool async, Fn make) {
   try {
     ModelHandle* h = handle_of(info);
     Args args(info, name);
     std::function<model::StepStats()> work = make(args, h);
-    bool expected = false;
-    if (!h->busy.compare_exchange_strong(expected, true))
-      throw std::runtime_error("the model is busy with another call (await it first)");
+    claim(h);
+    if (async) {
+      auto* worker = new StatsWorker(info.Env(), h, info.This().As<Napi::Object>(), std::move(work));
+      Napi::Promise p = worker->promise();
+      worker->Queue();
+      return p;
+    }
     model::StepStats s;
     try { s = work(); } catch (...) { h->busy = false; throw; }
     h->busy = false;
@@ -207,9 +202,7 @@ Napi::Value forward(const Napi::CallbackInfo& info) {
     Batch b = read_batch(args, c, false);
     if (b.micro != 1) range_error("forward: micro must be 1");
     auto logits = args.f32("logits", checked_mul(b.batch * b.seq, c.vocab_size, "forward: logits"));
-    bool expected = false;
-    if (!h->busy.compare_exchange_strong(expected, true))
-      throw std::runtime_error("the model is busy with another call (await it first)");
+    claim(h);
     try { h->model->forward_logits(b.tokens.data(), b.batch, b.seq, logits.data); } catch (...) { h->busy = false; throw; }
     h->busy = false;
   } catch (...) {
@@ -237,10 +230,10 @@ Napi::Value create_model(const Napi::CallbackInfo& info) {
   // The handle lives as long as the JS object; its methods receive it as their data pointer.
   o.Set("_native", Napi::External<ModelHandle>::New(env, h, [](Napi::Env, ModelHandle* p) { delete p; }));
   auto method = [&](const char* name, Napi::Function::Callback cb) { o.Set(name, Napi::Function::New(env, cb, name)); };
-  method("trainStepAsync", [](const Napi::CallbackInfo& i) { return run_async(i, "trainStep", make_train); });
-  method("lossAndGrad", [](const Napi::CallbackInfo& i) { return run_sync(i, "lossAndGrad", make_grad); });
-  method("evaluate", [](const Napi::CallbackInfo& i) { return run_sync(i, "evaluate", make_eval); });
-  method("evaluateAsync", [](const Napi::CallbackInfo& i) { return run_async(i, "evaluate", make_eval); });
+  method("trainStepAsync", [](const Napi::CallbackInfo& i) { return run_call(i, "trainStep", true, make_train); });
+  method("lossAndGrad", [](const Napi::CallbackInfo& i) { return run_call(i, "lossAndGrad", false, make_grad); });
+  method("evaluate", [](const Napi::CallbackInfo& i) { return run_call(i, "evaluate", false, make_eval); });
+  method("evaluateAsync", [](const Napi::CallbackInfo& i) { return run_call(i, "evaluate", true, make_eval); });
   method("forward", forward);
   return o;
 }

@@ -40,35 +40,8 @@ export function hashFile(file: string): string {
   return h.digest('hex');
 }
 
-/**
- * Writes `data` to `file` atomically: into a temporary file in the same folder, then rename.
- * Creates the folder when needed. `data` may be a list of chunks written in order.
- */
-export function atomicWrite(file: string, data: string | Uint8Array | Uint8Array[]): void {
-  const dir = path.dirname(file);
-  fs.mkdirSync(dir, { recursive: true });
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(6).toString('hex')}.tmp`);
-  const fd = fs.openSync(tmp, 'w');
-  try {
-    const chunks = typeof data === 'string' ? [Buffer.from(data, 'utf8')] : Array.isArray(data) ? data : [data];
-    for (const c of chunks) {
-      let off = 0;
-      while (off < c.byteLength) off += fs.writeSync(fd, c, off, c.byteLength - off);
-    }
-    fs.fsyncSync(fd);
-  } catch (e) {
-    fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
-  fs.closeSync(fd);
-  try {
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
-}
+/** Atomic write (temp file, fsync, rename): one implementation for the whole package. */
+export { atomicWrite } from '../checkpoint/fsutil';
 
 /** Reads a whole file into a fresh, 8-byte-aligned buffer (typed-array views can start at 0). */
 export function readAligned(file: string): Uint8Array {
