@@ -529,11 +529,15 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
   // 8. The end: evaluate (unless interrupted), save, say what to do next.
   if (reason === 'budget' && step > startStep) await runEval();
   if (savedStep !== step) save();
-  const rel = path.relative(process.cwd(), outDir) || '.';
+  // Relative to where the user is, unless that means climbing out of it (then the absolute path).
+  const relPath = path.relative(process.cwd(), outDir) || '.';
+  const rel = relPath.startsWith('..') ? outDir : relPath;
   const nextSteps = reason === 'interrupted'
     ? [`continue where it stopped:  dsmoe train --resume ${rel}`]
     : [
       `train longer (same run):    dsmoe train --resume ${rel} --steps ${Math.max(step * 2, step + 1)}`,
+      `generate text sparsely:     dsmoe generate ${rel} "Once upon a time" --max-tokens 40`,
+      `perplexity vs sparsity:     dsmoe eval ${rel} --routing threshold:0.48   (or dense, topk:2)`,
       `the checkpoint is in ${rel}/ (config.json, model.safetensors, tokenizer.json; optimizer state for resuming)`,
       ...(config.training.mode === 'dsmoe' && !ck ? [`compare with the dense baseline: dsmoe train --preset ${presetName} --mode dense${o.data ? ` --data ${o.data.join(' ')}` : ''}${o.tokenizer ? ` --tokenizer ${o.tokenizer}` : ''}`] : []),
     ];
