@@ -9,6 +9,12 @@
 //          so top-2 touches the same share of the experts as it would in the preset's shape.
 //   dsmoe  the preset (dense training, MI loss), the dense model's size
 //
+// Equal time: before each model trains, a probe (one warm-up step and three timed steps on random
+// tokens, same shape and batch) measures its step time, and the model trains for the number of
+// steps that fit its share, so that its learning-rate schedule runs its full course. (The
+// trainer's own --time estimate includes the slow first step and tends to end runs early.) The
+// table reports the steps, tokens and seconds each model actually trained.
+//
 // Then all three are evaluated on the same held-out windows through the inference engine
 // (compare.ts): dense under dense routing, smoe under its training routing (top-2), DS-MoE under
 // dense routing and under threshold:ε with ε fixed in advance (0.48, the paper's layer-use
@@ -16,7 +22,10 @@
 // strategies (in the JSON and the chart).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { buildConfig, paramCount, type ConfigOverrides, type ModelConfig } from '../model/config';
+import { buildConfig, getPreset, paramCount, type ConfigOverrides, type ModelConfig } from '../model/config';
+import { loadAddon } from '../native/addon';
+import { defaultTokenizer } from '../tokenizer/default';
+import { loadTokenizer } from '../tokenizer/tokenizer';
 import { formatDuration } from '../train/schedule';
 import { train, type TrainResult } from '../train/trainer';
 import { renderTable } from '../util/table';
@@ -63,6 +72,8 @@ export interface ReproduceModel {
   steps: number;
   tokensSeen: number;
   trainSeconds: number;
+  /** measured seconds per step before training (the step count = share / this) */
+  probeStepSeconds: number;
   /** the trainer's own final validation (its eval batches) */
   trainerValPpl: number | null;
 }
@@ -106,6 +117,26 @@ export function reproduceSetups(preset: string, overrides: ConfigOverrides = {})
   ];
 }
 
+/** Seconds per optimizer step of `config` (median of 3 timed steps after a warm-up, random tokens). */
+export async function probeStepSeconds(config: ModelConfig, batchSize: number, gradAccum: number, seed = 0): Promise<number> {
+  const addon = loadAddon();
+  const n = addon.modelLayout(config).totalParams;
+  const params = new Float32Array(n);
+  addon.initParams({ config, params, seed });
+  const model = addon.createModel({ config, params, grads: new Float32Array(n), adamM: new Float32Array(n), adamV: new Float32Array(n) });
+  const T = config.max_seq_len, N = batchSize * gradAccum * T;
+  const tokens = new Int32Array(N), targets = new Int32Array(N);
+  for (let i = 0; i < N; i++) { tokens[i] = (i * 7919 + 13) % config.vocab_size; targets[i] = (i * 104729 + 7) % config.vocab_size; }
+  const times: number[] = [];
+  for (let s = 0; s < 4; s++) {
+    const t0 = performance.now();
+    await model.trainStepAsync({ tokens, targets, batch: batchSize, seq: T, micro: gradAccum, lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0, clip: 1, step: s + 1 });
+    if (s > 0) times.push((performance.now() - t0) / 1000);
+  }
+  times.sort((a, b) => a - b);
+  return times[1];
+}
+
 function row(mode: ReproduceMode, r: CompareRow, m: ReproduceModel, denseActive: number): ReproduceRow {
   const c = m.config;
   return {
@@ -126,14 +157,22 @@ export async function runReproduce(o: ReproduceOptions): Promise<ReproduceResult
   const share = o.budgetS / setups.length;
   const t0 = performance.now();
   const models: ReproduceModel[] = [];
+  const tokenizerFile = o.tokenizer ?? defaultTokenizer({ cacheDir: o.cacheDir });
+  const vocab = loadTokenizer(tokenizerFile).vocabSize;
+  const presetTrain = getPreset(preset).train;
+  const batchSize = o.batchSize ?? presetTrain.batchSize;
+  if (o.threads !== undefined) loadAddon().setThreads({ threads: o.threads });
   for (const s of setups) {
     const dir = path.join(o.out, s.mode);
-    log(`training ${s.mode} for ${formatDuration(share)} → ${dir}`);
-    let lastLog = performance.now(), trainStart = 0;
+    const cfg0 = buildConfig({ preset, mode: s.mode, overrides: s.overrides, tokenizerVocab: vocab });
+    const perStep = await probeStepSeconds(cfg0, batchSize, presetTrain.gradAccum, o.seed ?? 0);
+    const steps = Math.max(1, Math.floor(share / perStep));
+    log(`training ${s.mode} for ${formatDuration(share)}: ${perStep.toFixed(2)}s/step → ${steps} steps → ${dir}`);
+    let lastLog = performance.now(), trainStart = 0, trainEnd = 0;
     let info: { config: ModelConfig } | undefined;
     const r: TrainResult = await train({
-      preset, mode: s.mode, overrides: s.overrides, data: o.data, tokenizer: o.tokenizer, cacheDir: o.cacheDir, timeS: share,
-      seed: o.seed ?? 0, out: dir, evalInterval: 0, evalBatches: 4, saveInterval: 0, threads: o.threads, batchSize: o.batchSize,
+      preset, mode: s.mode, overrides: s.overrides, data: o.data, tokenizer: tokenizerFile, cacheDir: o.cacheDir, steps,
+      seed: o.seed ?? 0, out: dir, evalInterval: 0, evalBatches: 4, saveInterval: 0, threads: o.threads, batchSize,
     }, {
       onPrepare: (p) => { if (p.kind !== 'data') log(`  ${p.text}`); },
       onStart: (i) => {
@@ -142,6 +181,7 @@ export async function runReproduce(o: ReproduceOptions): Promise<ReproduceResult
         log(`  ${s.mode}: ${(i.params.total / 1e6).toFixed(2)}M params (${(i.params.nonEmbedding / 1e6).toFixed(2)}M non-embedding), ${i.tokensPerStep} tokens/step`);
       },
       onStep: (st) => {
+        trainEnd = performance.now();
         if (performance.now() - lastLog > 15000) {
           lastLog = performance.now();
           log(`  ${s.mode}: step ${st.step}${st.total_steps ? `/${st.total_steps}` : ''}, loss ${st.lm_loss.toFixed(3)}, ${Math.round(st.tokens_per_s)} tok/s`);
@@ -152,10 +192,10 @@ export async function runReproduce(o: ReproduceOptions): Promise<ReproduceResult
     const pc = paramCount(cfg);
     models.push({
       mode: s.mode, dir: r.outDir, config: cfg, totalParams: pc.total, hiddenParams: pc.nonEmbedding, mlpParams: pc.mlp,
-      steps: r.step, tokensSeen: r.tokensSeen, trainSeconds: (performance.now() - trainStart) / 1000,
+      probeStepSeconds: perStep, steps: r.step, tokensSeen: r.tokensSeen, trainSeconds: ((trainEnd || performance.now()) - trainStart) / 1000,
       trainerValPpl: r.finalEval?.ppl ?? null,
     });
-    log(`  ${s.mode}: ${r.step} steps, ${r.tokensSeen} tokens, validation ppl ${r.finalEval ? r.finalEval.ppl.toFixed(2) : '—'}`);
+    log(`  ${s.mode}: ${r.step} steps in ${formatDuration(models[models.length - 1].trainSeconds)}, ${r.tokensSeen} tokens, validation ppl ${r.finalEval ? r.finalEval.ppl.toFixed(2) : '—'}`);
   }
 
   log('evaluating the three models on the same held-out windows');
@@ -187,8 +227,8 @@ export async function runReproduce(o: ReproduceOptions): Promise<ReproduceResult
   if (dst) findings.push(`DS-MoE under threshold:${eps}: ${(100 * dst.attActiveShare).toFixed(0)}% of attention experts and ${(100 * dst.mlpActiveShare).toFixed(0)}% of MLP experts active per token (paper: attention > 60%, MLP much sparser).`);
   if (sm && d) findings.push(`SMoE (top-2, 2× MLP parameters): perplexity ${sm.ppl.toFixed(2)} vs dense ${d.ppl.toFixed(2)} (${rel(sm.ppl, d.ppl)})${dst ? ` and DS-MoE threshold ${dst.ppl.toFixed(2)}` : ''}, `
     + `${(100 * sm.activeShareOfHidden).toFixed(0)}% of its hidden parameters active.`);
-  const steps = models.map((m) => `${m.mode} ${m.steps} steps / ${(m.tokensSeen / 1e6).toFixed(2)}M tokens`).join(', ');
-  findings.push(`Equal time, not equal tokens: ${steps}. These are tiny models trained for minutes; the paper's models saw 100B+ tokens.`);
+  const steps = models.map((m) => `${m.mode} ${m.steps} steps / ${(m.tokensSeen / 1e6).toFixed(2)}M tokens in ${m.trainSeconds.toFixed(0)}s`).join(', ');
+  findings.push(`Equal time (${share.toFixed(0)}s share each), not equal tokens: ${steps}. These are tiny models trained for minutes; the paper's models saw 100B+ tokens.`);
 
   const result: ReproduceResult = {
     date: new Date().toISOString(), budgetS: o.budgetS, shareS: share, preset, threshold: eps,
@@ -207,8 +247,8 @@ export function formatReproduce(r: ReproduceResult): string {
     `DS-MoE reproduction in miniature: preset ${r.preset}, ${formatDuration(r.shareS)} of training each, ${formatDuration(r.wallSeconds)} in all`,
     `Evaluation: ${r.compare.data.windows} held-out windows × ${r.compare.data.seqLen} tokens (${r.compare.data.description})`,
     '',
-    renderTable(['model', 'routing', 'steps', 'train tokens', 'total params', 'hidden params', 'active hidden', 'active %', 'att experts', 'MLP experts', 'val ppl', 'decode speed-up'],
-      r.table.map((t) => [t.model, t.routing, m(t.model).steps, M(m(t.model).tokensSeen), M(t.totalParams), M(t.hiddenParams), M(t.activeParamsPerToken),
+    renderTable(['model', 'routing', 'steps', 'train s', 'train tokens', 'total params', 'hidden params', 'active hidden', 'active %', 'att experts', 'MLP experts', 'val ppl', 'decode speed-up'],
+      r.table.map((t) => [t.model, t.routing, m(t.model).steps, Math.round(m(t.model).trainSeconds), M(m(t.model).tokensSeen), M(t.totalParams), M(t.hiddenParams), M(t.activeParamsPerToken),
         `${(100 * t.activeShareOfHidden).toFixed(0)}%`, `${(100 * t.attActiveShare).toFixed(0)}%`, `${(100 * t.mlpActiveShare).toFixed(0)}%`,
         Number(t.ppl.toFixed(3)), `${t.decodeSpeedup.toFixed(2)}x`])),
     '',
