@@ -12,7 +12,9 @@
 // Equal time: before each model trains, a probe (one warm-up step and three timed steps on random
 // tokens, same shape and batch) measures its step time, and the model trains for the number of
 // steps that fit its share, so that its learning-rate schedule runs its full course. (The
-// trainer's own --time estimate includes the slow first step and tends to end runs early.) The
+// trainer's own --time estimate includes the slow first step and tends to end runs early.) On a
+// shared machine the speed drifts, so the share is also a hard cap: a run still going when its
+// share is over is stopped after the current step (as Ctrl-C would) and evaluated as it is. The
 // table reports the steps, tokens and seconds each model actually trained.
 //
 // Then all three are evaluated on the same held-out windows through the inference engine
@@ -74,6 +76,9 @@ export interface ReproduceModel {
   trainSeconds: number;
   /** measured seconds per step before training (the step count = share / this) */
   probeStepSeconds: number;
+  plannedSteps: number;
+  /** stopped by the time cap before plannedSteps */
+  capped: boolean;
   /** the trainer's own final validation (its eval batches) */
   trainerValPpl: number | null;
 }
@@ -170,7 +175,10 @@ export async function runReproduce(o: ReproduceOptions): Promise<ReproduceResult
     log(`training ${s.mode} for ${formatDuration(share)}: ${perStep.toFixed(2)}s/step → ${steps} steps → ${dir}`);
     let lastLog = performance.now(), trainStart = 0, trainEnd = 0;
     let info: { config: ModelConfig } | undefined;
+    const ac = new AbortController();
+    let cap: NodeJS.Timeout | undefined;
     const r: TrainResult = await train({
+      signal: ac.signal,
       preset, mode: s.mode, overrides: s.overrides, data: o.data, tokenizer: tokenizerFile, cacheDir: o.cacheDir, steps,
       seed: o.seed ?? 0, out: dir, evalInterval: 0, evalBatches: 4, saveInterval: 0, threads: o.threads, batchSize,
     }, {
@@ -178,6 +186,7 @@ export async function runReproduce(o: ReproduceOptions): Promise<ReproduceResult
       onStart: (i) => {
         info = i;
         trainStart = performance.now();
+        cap = setTimeout(() => ac.abort(), share * 1000);
         log(`  ${s.mode}: ${(i.params.total / 1e6).toFixed(2)}M params (${(i.params.nonEmbedding / 1e6).toFixed(2)}M non-embedding), ${i.tokensPerStep} tokens/step`);
       },
       onStep: (st) => {
@@ -188,11 +197,13 @@ export async function runReproduce(o: ReproduceOptions): Promise<ReproduceResult
         }
       },
     });
+    clearTimeout(cap);
+    if (r.reason === 'interrupted') log(`  ${s.mode}: its ${formatDuration(share)} share ran out at step ${r.step} of ${steps}`);
     const cfg = info!.config;
     const pc = paramCount(cfg);
     models.push({
       mode: s.mode, dir: r.outDir, config: cfg, totalParams: pc.total, hiddenParams: pc.nonEmbedding, mlpParams: pc.mlp,
-      probeStepSeconds: perStep, steps: r.step, tokensSeen: r.tokensSeen, trainSeconds: ((trainEnd || performance.now()) - trainStart) / 1000,
+      probeStepSeconds: perStep, plannedSteps: steps, capped: r.reason === 'interrupted', steps: r.step, tokensSeen: r.tokensSeen, trainSeconds: ((trainEnd || performance.now()) - trainStart) / 1000,
       trainerValPpl: r.finalEval?.ppl ?? null,
     });
     log(`  ${s.mode}: ${r.step} steps in ${formatDuration(models[models.length - 1].trainSeconds)}, ${r.tokensSeen} tokens, validation ppl ${r.finalEval ? r.finalEval.ppl.toFixed(2) : '—'}`);
@@ -227,7 +238,7 @@ export async function runReproduce(o: ReproduceOptions): Promise<ReproduceResult
   if (dst) findings.push(`DS-MoE under threshold:${eps}: ${(100 * dst.attActiveShare).toFixed(0)}% of attention experts and ${(100 * dst.mlpActiveShare).toFixed(0)}% of MLP experts active per token (paper: attention > 60%, MLP much sparser).`);
   if (sm && d) findings.push(`SMoE (top-2, 2× MLP parameters): perplexity ${sm.ppl.toFixed(2)} vs dense ${d.ppl.toFixed(2)} (${rel(sm.ppl, d.ppl)})${dst ? ` and DS-MoE threshold ${dst.ppl.toFixed(2)}` : ''}, `
     + `${(100 * sm.activeShareOfHidden).toFixed(0)}% of its hidden parameters active.`);
-  const steps = models.map((m) => `${m.mode} ${m.steps} steps / ${(m.tokensSeen / 1e6).toFixed(2)}M tokens in ${m.trainSeconds.toFixed(0)}s`).join(', ');
+  const steps = models.map((m) => `${m.mode} ${m.steps}${m.capped ? ` of ${m.plannedSteps} planned (time cap)` : ''} steps / ${(m.tokensSeen / 1e6).toFixed(2)}M tokens in ${m.trainSeconds.toFixed(0)}s`).join(', ');
   findings.push(`Equal time (${share.toFixed(0)}s share each), not equal tokens: ${steps}. These are tiny models trained for minutes; the paper's models saw 100B+ tokens.`);
 
   const result: ReproduceResult = {

@@ -231,8 +231,12 @@ share of --budget each, then evaluates all three on the same held-out windows (T
   dsmoe  the preset itself, dense training with the MI loss; evaluated under dense routing and
          under threshold:ε (default ε = 0.48, the paper's layer-use threshold; fixed, not tuned)
 
+Equal time: each model first times a few training steps (a probe on random tokens), then trains
+for the steps that fit its share, so its learning-rate schedule runs its full course; the table
+shows the steps, tokens and seconds each model actually trained.
+
 Checkpoints, bench.json and the charts go to runs/reproduce-<date>/. The budget covers training;
-data preparation and the bounded evaluation come on top (typically well under a minute).
+the probes, data preparation and the bounded evaluation come on top (about a minute on 2 cores).
 
 Example:
   dsmoe bench reproduce --budget 6m
