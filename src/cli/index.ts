@@ -20,7 +20,10 @@ export function buildProgram(ctx: CliContext = { exitCode: 0 }): Command {
   const program = new Command('dsmoe')
     .description('DS-MoE language models: dense training, sparse inference.')
     .version(version)
-    .showHelpAfterError('(run with --help for usage)');
+    .showHelpAfterError('(run with --help for usage)')
+    // Options belong to the command they follow: `dsmoe bench --threads 2 <ckpt>` (bench's own) and
+    // `dsmoe bench kernels --threads 1,2` (the subcommand's) do not collide.
+    .enablePositionalOptions();
   program.addCommand(trainCommand(ctx));
   program.addCommand(tokenizerCommand());
   program.addCommand(benchCommand());

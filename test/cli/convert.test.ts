@@ -57,7 +57,8 @@ describe('dsmoe info / convert (child process)', () => {
     ['indivisible experts', ['convert', '--from-dense', 'dense', '--attention-experts', '3', '--mlp-experts', '4', 'x'], /cannot be split into 3 equal experts/],
     ['kv heads', ['convert', '--from-dense', 'dense', '--attention-experts', '8', '--mlp-experts', '4', 'x'], /not a multiple of the 2 shared kv heads/],
     ['not dense', ['convert', '--from-dense', 'dsmoe', '--attention-experts', '2', '--mlp-experts', '2', 'x'], /needs a dense checkpoint/],
-    ['calibration', ['convert', 'dsmoe', 'x', '--calibrate', '--target-active', '0.4'], /calibration needs the inference engine/],
+    ['calibration without a target', ['convert', 'dsmoe', 'x', '--calibrate'], /--calibrate needs --target-active/],
+    ['target without calibration', ['convert', 'dsmoe', 'x', '--target-active', '0.4'], /--target-active and --data go with --calibrate/],
   ])('%s: exit 1 and one line', (_n, args, re) => {
     const r = dsmoe(...args);
     expect(r.code).toBe(1);

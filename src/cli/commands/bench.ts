@@ -1,7 +1,14 @@
-// `dsmoe bench …`: benchmarks: `dsmoe bench kernels`, `dsmoe bench train`, `dsmoe bench decode`.
+// `dsmoe bench …`: benchmarks. `dsmoe bench <checkpoint…>` compares checkpoints and routing
+// strategies (quality, speed, active parameters, charts); `bench reproduce` runs the paper's central
+// comparison in miniature; `bench kernels`, `bench train` and `bench decode` measure the kernels,
+// training and decoding.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
+import { formatCompare, runCompare, writeCompareOutputs, DEFAULT_DECODE_PROMPTS, DEFAULT_DECODE_TOKENS, DEFAULT_EVAL_BATCH,
+  DEFAULT_HEATMAP_ROUTING, DEFAULT_MAX_WINDOWS, DEFAULT_ROUNDS, DEFAULT_THRESHOLDS } from '../../bench/compare';
+import { formatReproduce, runReproduce, DEFAULT_REPRODUCE_BUDGET_S } from '../../bench/reproduce';
+import { formatDuration, parseDuration } from '../../train/schedule';
 import { formatDecodeBench, runDecodeBench } from '../../bench/decode';
 import { runKernelBench, type KernelBenchResult } from '../../bench/kernels';
 import { runTrainBench, type TrainBenchResult } from '../../bench/train';
@@ -60,8 +67,103 @@ export function formatTrainBench(r: TrainBenchResult): string {
         x.vsDense === null ? null : `${x.vsDense.toFixed(2)}x`, mib(x.peakRssMiB)]))].join('\n');
 }
 
+function positiveInt(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${flag} must be a positive integer, got "${v}"`);
+    return n;
+  };
+}
+
+function durationArg(v: string): number {
+  try {
+    return parseDuration(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+
+const stamp = () => new Date().toISOString().replace(/[:.]/g, '-').replace(/-\d\dZ$/, 'Z');
+
+export interface BenchCompareCliOptions {
+  data?: string[];
+  routingSweep?: string;
+  maxWindows: number;
+  seqLen?: number;
+  batch: number;
+  decodePrompts: number;
+  decodeTokens: number;
+  heatmapRouting: string;
+  rounds: number;
+  threads?: number;
+  out?: string;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+export async function benchCompare(checkpoints: string[], o: BenchCompareCliOptions): Promise<void> {
+  if (checkpoints.length === 0)
+    throw new Error('give at least one checkpoint folder (dsmoe bench runs/small-dsmoe runs/small-dense), or a subcommand: kernels, train, reproduce');
+  const result = await runCompare({
+    checkpoints, data: o.data, sweep: o.routingSweep, maxWindows: o.maxWindows, seqLen: o.seqLen, batch: o.batch,
+    decodePrompts: o.decodePrompts, decodeTokens: o.decodeTokens, heatmapRouting: o.heatmapRouting, rounds: o.rounds, threads: o.threads,
+    log: o.quiet ? undefined : (l) => process.stderr.write(`  ${l}\n`),
+  });
+  const outDir = o.out ?? path.join('bench-results', `compare-${stamp()}`);
+  const files = writeCompareOutputs(result, outDir);
+  if (o.json) process.stdout.write(JSON.stringify(result) + '\n');
+  else {
+    process.stdout.write(formatCompare(result) + '\n\n');
+    process.stdout.write(`JSON: ${files.json}\nchart: ${files.chart}\n${files.heatmaps.map((h) => `expert usage: ${h}\n`).join('')}`);
+  }
+}
+
 export function benchCommand(): Command {
-  const bench = new Command('bench').description('benchmarks: kernel speed, training throughput, decode speed');
+  const bench = new Command('bench')
+    .description('compare checkpoints and routing strategies (quality, speed, active parameters); benchmarks of kernels and training')
+    .argument('[checkpoints...]', 'checkpoint folders to compare')
+    .enablePositionalOptions()
+    .option('--data <files...>', 'evaluate on these text/.bin files (all their tokens) instead of the held-out split')
+    .option('--routing-sweep <list>', 'routing strategies, comma-separated (see below)')
+    .option('--max-windows <n>', 'evaluation windows at most', positiveInt('--max-windows'), DEFAULT_MAX_WINDOWS)
+    .option('--seq-len <n>', 'window length (default: the training sequence length)', positiveInt('--seq-len'))
+    .option('--batch <n>', 'windows per prefill call', positiveInt('--batch'), DEFAULT_EVAL_BATCH)
+    .option('--decode-prompts <n>', 'prompts for the decode timing', positiveInt('--decode-prompts'), DEFAULT_DECODE_PROMPTS)
+    .option('--decode-tokens <n>', 'greedy decode steps per prompt', positiveInt('--decode-tokens'), DEFAULT_DECODE_TOKENS)
+    .option('--rounds <n>', 'timing rounds per routing, interleaved (tokens/s: the best)', positiveInt('--rounds'), DEFAULT_ROUNDS)
+    .option('--heatmap-routing <strategy>', 'routing of the expert-usage heat maps', DEFAULT_HEATMAP_ROUTING)
+    .option('--threads <n>', 'kernel threads', positiveInt('--threads'))
+    .option('--out <dir>', 'folder for bench.json and the SVG charts (default bench-results/compare-<time>)')
+    .option('--json', 'print the JSON result on stdout instead of the table')
+    .option('--quiet', 'no progress lines on stderr')
+    .addHelpText('after', `
+Every checkpoint runs under every routing of the sweep on the same held-out token windows, through
+the inference engine: perplexity (cross-entropy of the prefill logits at every position), mean
+active parameters per token and the active share of expert parameters (the engine's counters),
+prefill tokens/s, decode tokens/s (greedy, batch 1) and the decode speed-up over dense routing.
+
+Evaluation text: --data files if given; else the checkpoints' recorded held-out split when they
+share one tokenizer and one split; else the built-in corpus's held-out split, tokenized with the
+first checkpoint's tokenizer. The output says which.
+
+Routing sweep (default per model): dense, topk:K for K in {1, 2, E/4, E/2} (E = the larger expert
+count), threshold:ε for ε in {${DEFAULT_THRESHOLDS.join(', ')}}. Items: dense, topk:K, threshold:ε,
+threshold-topk:ε (both layer kinds), or mlp-only:<strategy> (attention stays dense). Per layer kind,
+topk:K with K ≥ E and threshold:0 are dense; duplicates are merged; dense is always included (the
+speed-up baseline); dense models (one expert) get only dense.
+
+Writes bench.json, ppl-vs-active.svg (perplexity vs active parameters, one curve per model) and
+experts-<model>.svg (per-layer expert usage under --heatmap-routing) into --out.
+
+Subcommands (a checkpoint folder with one of these names needs a ./ prefix): kernels, train, decode, reproduce.
+
+Examples:
+  dsmoe bench runs/small-dsmoe runs/small-dense
+  dsmoe bench runs/small-dsmoe --routing-sweep dense,topk:2,threshold:0.48,mlp-only:topk:1 --out bench-results/sweep
+  dsmoe bench runs/small-dsmoe --data notes/ --max-windows 64`)
+    .action(async (checkpoints: string[], o: BenchCompareCliOptions) => {
+      await benchCompare(checkpoints, o);
+    });
   bench
     .command('kernels')
     .description('GFLOP/s of the CPU GEMM and grouped expert GEMM against the FMA peak, a naive loop and OpenBLAS')
@@ -133,6 +235,55 @@ Example:
       fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
       fs.writeFileSync(o.out, JSON.stringify(result, null, 2) + '\n');
       process.stdout.write(o.json ? JSON.stringify(result) + '\n' : formatDecodeBench(result) + `\n\nJSON written to ${o.out}\n`);
+    });
+  bench
+    .command('reproduce')
+    .description("the paper's central comparison in miniature: dense vs sparse-trained MoE (2x MLP) vs DS-MoE, same data and time")
+    .option('--budget <duration>', 'total training time, split evenly over the three models (90s, 6m, 1h)', durationArg, DEFAULT_REPRODUCE_BUDGET_S)
+    .option('--preset <name>', 'the DS-MoE shape; the dense and smoe models derive from it', 'small')
+    .option('--threshold <eps>', 'the threshold of the DS-MoE sparse row', (v: string) => {
+      const x = Number(v);
+      if (!Number.isFinite(x) || x < 0) throw new InvalidArgumentError(`--threshold must be a non-negative number, got "${v}"`);
+      return x;
+    }, 0.48)
+    .option('--max-windows <n>', 'held-out evaluation windows', positiveInt('--max-windows'), 32)
+    .option('--seed <n>', 'initialisation and batch-order seed (the same for all three)', (v: string) => Number(v), 0)
+    .option('--threads <n>', 'kernel threads', positiveInt('--threads'))
+    .option('--out <dir>', 'output folder (default runs/reproduce-<date>)')
+    .option('--json', 'print the JSON result on stdout instead of the table')
+    .addHelpText('after', `
+Trains three models on the built-in corpus with the same tokenizer, seed, batch order and an equal
+share of --budget each, then evaluates all three on the same held-out windows (Table 3 style):
+
+  dense  the preset's dense counterpart (one expert; E·H heads, MLP width E·F)
+  smoe   top-2 sparse training with the switch loss, the preset's shape with 2x the expert width
+         (2x MLP parameters, same expert count, so top-2 touches the same share of experts)
+  dsmoe  the preset itself, dense training with the MI loss; evaluated under dense routing and
+         under threshold:ε (default ε = 0.48, the paper's layer-use threshold; fixed, not tuned)
+
+Equal time: each model first times a few training steps (a probe on random tokens), then trains
+for the steps that fit its share, so its learning-rate schedule runs its full course; the table
+shows the steps, tokens and seconds each model actually trained.
+
+Checkpoints, bench.json and the charts go to runs/reproduce-<date>/. The budget covers training;
+the probes, data preparation and the bounded evaluation come on top (about a minute on 2 cores).
+
+Example:
+  dsmoe bench reproduce --budget 6m
+  npm run bench:reproduce`)
+    .action(async (o: { budget: number; preset: string; threshold: number; maxWindows: number; seed: number; threads?: number; out?: string; json?: boolean }) => {
+      let out = o.out;
+      if (out === undefined) {
+        const base = path.join('runs', `reproduce-${new Date().toISOString().slice(0, 10)}`);
+        out = base;
+        for (let i = 2; fs.existsSync(out); i++) out = `${base}-${i}`;
+      }
+      const result = await runReproduce({
+        budgetS: o.budget, preset: o.preset, threshold: o.threshold, maxWindows: o.maxWindows, seed: o.seed, threads: o.threads, out,
+        log: o.json ? undefined : (l) => process.stderr.write(`  ${l}\n`),
+      });
+      if (o.json) process.stdout.write(JSON.stringify(result) + '\n');
+      else process.stdout.write(formatReproduce(result) + `\n\nbudget ${formatDuration(o.budget)}; outputs in ${out}/ (reproduce.json, ppl-vs-active.svg, experts-*.svg, checkpoints)\n`);
     });
   return bench;
 }

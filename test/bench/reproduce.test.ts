@@ -1,0 +1,92 @@
+// `dsmoe bench reproduce` end to end on the tiny preset with a budget of seconds, and the CLI
+// surface of `dsmoe bench` (help, subcommands, errors).
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { formatReproduce, reproduceSetups, runReproduce } from '../../src/bench/reproduce';
+import { buildConfig, paramCount } from '../../src/model/config';
+import { makeFixture, type Fixture } from '../train/fixtures';
+
+let fx: Fixture;
+beforeAll(() => {
+  fx = makeFixture();
+});
+
+const bin = path.join(__dirname, '..', '..', 'bin', 'dsmoe.js');
+function dsmoe(...args: string[]) {
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, DSMOE_THREADS: '2' } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('dsmoe bench reproduce', () => {
+  test('the smoe setup has twice the MLP parameters of the dsmoe one; dense is the same width', () => {
+    const [dense, smoe, dsmoe] = reproduceSetups('small').map((s) => buildConfig({ preset: 'small', mode: s.mode, overrides: s.overrides }));
+    expect(dense.training.mode).toBe('dense');
+    const mlpExperts = (c: typeof smoe) => paramCount(c).perLayer.upProj + paramCount(c).perLayer.downProj;
+    expect(mlpExperts(smoe)).toBe(2 * mlpExperts(dsmoe));
+    expect(smoe.mlp.n_experts).toBe(dsmoe.mlp.n_experts);
+    expect(smoe.training).toMatchObject({ mode: 'smoe', top_k: 2 });
+    expect(paramCount(dense).expertParams).toBe(paramCount(dsmoe).expertParams);
+  });
+
+  test('a tiny budget on the tiny preset runs end to end and prints the table', async () => {
+    const out = path.join(fx.dir, 'repro');
+    const lines: string[] = [];
+    const r = await runReproduce({
+      budgetS: 1.5, preset: 'tiny', out, data: [fx.corpus], tokenizer: fx.tokenizer, cacheDir: fx.cacheDir,
+      overrides: { seq_len: 16 }, batchSize: 4, maxWindows: 4, decodePrompts: 1, decodeTokens: 2, threads: 2, log: (l) => lines.push(l),
+    });
+    expect(r.models.map((m) => m.mode)).toEqual(['dense', 'smoe', 'dsmoe']);
+    for (const m of r.models) {
+      expect(m.steps).toBeGreaterThan(0);
+      expect(fs.existsSync(path.join(m.dir, 'model.safetensors'))).toBe(true);
+    }
+    expect(r.table.map((t) => `${t.model} ${t.routing}`)).toEqual(['dense dense', 'smoe topk:2', 'dsmoe dense', 'dsmoe threshold:0.48']);
+    expect(r.compare.data.source).toBe('checkpoint-split');
+    const dsDense = r.table[2], dsSparse = r.table[3];
+    expect(dsDense.activeShareOfHidden).toBeCloseTo(1, 9);
+    expect(dsSparse.activeShareOfHidden).toBeLessThanOrEqual(1);
+    expect(r.table[1].mlpActiveShare).toBeCloseTo(0.5, 9); // top-2 of 4 experts
+    const text = formatReproduce(r);
+    expect(text).toMatch(/dsmoe\s+threshold:0\.48/);
+    expect(text).toMatch(/Findings:/);
+    for (const f of [r.files.reproduce, r.files.json, r.files.chart, ...r.files.heatmaps]) expect(fs.existsSync(f)).toBe(true);
+    expect(r.files.heatmaps.map((h) => path.basename(h))).toEqual(['experts-smoe.svg', 'experts-dsmoe.svg']);
+    expect(lines.some((l) => /training smoe/.test(l))).toBe(true);
+  });
+
+  test('a bad budget is refused', async () => {
+    await expect(runReproduce({ budgetS: 0, out: path.join(fx.dir, 'x') })).rejects.toThrow(/--budget must be positive/);
+  });
+});
+
+describe('dsmoe bench CLI', () => {
+  test('--help shows the comparison and the subcommands; kernels and train keep their help', () => {
+    const h = dsmoe('bench', '--help');
+    expect(h.code).toBe(0);
+    expect(h.stdout).toMatch(/\[checkpoints\.\.\.\]/);
+    expect(h.stdout).toMatch(/--routing-sweep/);
+    for (const c of ['kernels', 'train', 'reproduce']) expect(h.stdout).toMatch(new RegExp(`\\n\\s+${c}\\b`));
+    expect(dsmoe('bench', 'kernels', '--help').stdout).toMatch(/--no-peer/);
+    expect(dsmoe('bench', 'train', '--help').stdout).toMatch(/--presets/);
+    expect(dsmoe('bench', 'reproduce', '--help').stdout).toMatch(/--budget/);
+  });
+
+  test('errors: no checkpoint, a missing folder, a bad sweep, a bad budget; subcommand options stay theirs', () => {
+    const none = dsmoe('bench');
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/give at least one checkpoint folder/);
+    const missing = dsmoe('bench', path.join(fx.dir, 'missing'));
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/checkpoint folder not found/);
+    const sweep = dsmoe('bench', fx.dir, '--routing-sweep', 'dense,topk:two');
+    expect(sweep.code).toBe(1);
+    expect(sweep.stderr).toMatch(/--routing-sweep item "topk:two"/);
+    const budget = dsmoe('bench', 'reproduce', '--budget', 'soon');
+    expect(budget.code).not.toBe(0);
+    expect(budget.stderr).toMatch(/--budget/);
+    // bench's own --threads must not swallow the kernels subcommand's list syntax
+    const k = dsmoe('bench', 'kernels', '--threads', '0,x');
+    expect(k.stderr).toMatch(/expected a comma-separated list of thread counts/);
+  });
+});
