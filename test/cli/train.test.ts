@@ -60,7 +60,9 @@ describe('dsmoe train: argument errors (child process)', () => {
     ['bad number', ['--lr', 'fast'], /--lr expects a positive number, got "fast"/],
     ['bad duration', ['--time', '10 parsecs'], /cannot read the duration "10 parsecs"/],
     ['two budgets', ['--steps', '5', '--time', '1m'], /give one budget/],
-    ['cuda', ['--device', 'cuda'], /the CUDA backend is not available in this build/],
+    // Never a silent CPU run: no usable GPU here (its reason), or on a GPU machine no CUDA training path yet.
+    ['cuda', ['--device', 'cuda'], /--device cuda: (no usable CUDA device: .+|the CUDA training path is not implemented in this build)/],
+    ['unknown device', ['--device', 'tpu'], /unknown device "tpu" \(expected one of cpu, cuda, auto\)/],
     ['missing data', ['--data', 'nope.txt'], /data input not found: nope.txt/],
     ['unsupported data', ['--data', 'tokenizer.json'], /unsupported data file extension ".json"/],
     ['missing config file', ['--config', 'nope.json'], /cannot read the config file nope.json: not found/],
