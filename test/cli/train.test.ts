@@ -114,6 +114,15 @@ describe('dsmoe train with the fake model (in-process)', () => {
     expect(human).toMatch(/what to run next:/);
   });
 
+  test('--device auto trains on the CPU and says why in one line on stderr', async () => {
+    const out = path.join(fx.dir, 'cli-auto');
+    const stdout = sink(), stderr = sink();
+    expect(await runTrain(cli(out, { device: 'auto', steps: 2, evalInterval: 0 }), { backend: fakeBackend(), stdout, stderr })).toBe(0);
+    // No GPU: its reason; a GPU: the CUDA training path is not implemented yet. Either way the CPU, said once.
+    expect(stderr.text()).toMatch(/^dsmoe: (no usable GPU \(.+\); using the CPU|found .+, but the CUDA training path is not implemented in this build; using the CPU)\n/);
+    expect(stderr.text().match(/using the CPU/g)).toHaveLength(1);
+  });
+
   test('plain progress lines when stdout is not a TTY', async () => {
     const out = path.join(fx.dir, 'cli-plain');
     const stdout = sink(), stderr = sink();
