@@ -5,6 +5,8 @@
 //   DSMOE_BUILD=cmake|gyp   force one build system
 //   DSMOE_BUILD_DIR=dir     output folder (default build/)
 //   DSMOE_SANITIZE=1        ASan + UBSan build (cmake only)
+//   DSMOE_CUDA=auto|on|off  CUDA backend (cmake only): auto (default) builds it when nvcc is found,
+//                           on fails without nvcc; the node-gyp build is always CPU-only
 'use strict';
 const { spawnSync } = require('node:child_process');
 const path = require('node:path');
@@ -29,6 +31,13 @@ function run(cmd, args) {
 function cmakeBuild() {
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [root] });
   const args = [cmakeJs, 'compile', '--out', outDir, '--parallel', String(Math.max(2, require('node:os').cpus().length))];
+  // Always passed, so a cached value from an earlier build never sticks.
+  const cuda = (process.env.DSMOE_CUDA || 'auto').toLowerCase();
+  if (!['auto', 'on', 'off'].includes(cuda)) {
+    console.error(`[dsmoe] DSMOE_CUDA must be auto, on or off (got "${process.env.DSMOE_CUDA}")`);
+    return false;
+  }
+  args.push(`--CDDSMOE_CUDA=${cuda}`);
   if (process.env.DSMOE_SANITIZE === '1') args.push('--CDDSMOE_SANITIZE=ON', '--config', 'RelWithDebInfo');
   return run(process.execPath, args);
 }

@@ -14,6 +14,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_bench(env, exports);
   register_model(env, exports);
   register_infer(env, exports);
+  register_cuda(env, exports);
   return exports;
 }
 }  // namespace

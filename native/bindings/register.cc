@@ -87,16 +87,24 @@ void export_kernel(Napi::Env env, Napi::Object exports, const char* name, Binder
   }, async_name, data));
 }
 
+namespace {
+struct FunctionData {
+  std::string name;
+  ValueFn fn;
+};
+}  // namespace
+
 void export_function(Napi::Env env, Napi::Object exports, const char* name, ValueFn fn) {
+  auto* data = new FunctionData{name, fn};  // lives as long as the addon
   exports.Set(name, Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-    auto f = reinterpret_cast<ValueFn>(info.Data());
+    auto* d = static_cast<FunctionData*>(info.Data());
     try {
-      return f(info);
+      return d->fn(info);
     } catch (...) {
-      throw_js(info.Env(), "dsmoe");
+      throw_js(info.Env(), d->name);  // errors other than argument errors are prefixed with the function's name
       return info.Env().Undefined();
     }
-  }, name, reinterpret_cast<void*>(fn)));
+  }, name, data));
 }
 
 }  // namespace dsmoe::bind

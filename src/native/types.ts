@@ -8,6 +8,7 @@ import type { AttentionKernels } from './types/attention';
 import type { BenchFunctions, BenchKernels } from './types/bench';
 import type { ModelFunctions } from './types/model';
 import type { InferFunctions } from './types/infer';
+import type { CudaFunctions, CudaKernels } from './types/cuda';
 
 export * from './types/gemm';
 export * from './types/routing';
@@ -16,6 +17,7 @@ export * from './types/attention';
 export * from './types/bench';
 export * from './types/model';
 export * from './types/infer';
+export * from './types/cuda';
 
 export type Isa = 'avx512' | 'avx2' | 'generic';
 
@@ -50,4 +52,6 @@ export type NativeAddon = CoreFunctions &
   WithAsync<GemmKernels> &
   WithAsync<RoutingKernels> &
   WithAsync<NnKernels> &
-  WithAsync<AttentionKernels>;
+  WithAsync<AttentionKernels> &
+  CudaFunctions &
+  WithAsync<CudaKernels>;

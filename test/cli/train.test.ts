@@ -60,7 +60,9 @@ describe('dsmoe train: argument errors (child process)', () => {
     ['bad number', ['--lr', 'fast'], /--lr expects a positive number, got "fast"/],
     ['bad duration', ['--time', '10 parsecs'], /cannot read the duration "10 parsecs"/],
     ['two budgets', ['--steps', '5', '--time', '1m'], /give one budget/],
-    ['cuda', ['--device', 'cuda'], /the CUDA backend is not available in this build/],
+    // Never a silent CPU run: no usable GPU here (its reason), or on a GPU machine no CUDA training path yet.
+    ['cuda', ['--device', 'cuda'], /--device cuda: (no usable CUDA device: .+|the CUDA training path is not implemented in this build)/],
+    ['unknown device', ['--device', 'tpu'], /unknown device "tpu" \(expected one of cpu, cuda, auto\)/],
     ['missing data', ['--data', 'nope.txt'], /data input not found: nope.txt/],
     ['unsupported data', ['--data', 'tokenizer.json'], /unsupported data file extension ".json"/],
     ['missing config file', ['--config', 'nope.json'], /cannot read the config file nope.json: not found/],
@@ -110,6 +112,15 @@ describe('dsmoe train with the fake model (in-process)', () => {
     expect(human).toMatch(/parameters, .* non-embedding/);
     expect(human).toMatch(/validation loss [\d.]+, perplexity [\d.]+/);
     expect(human).toMatch(/what to run next:/);
+  });
+
+  test('--device auto trains on the CPU and says why in one line on stderr', async () => {
+    const out = path.join(fx.dir, 'cli-auto');
+    const stdout = sink(), stderr = sink();
+    expect(await runTrain(cli(out, { device: 'auto', steps: 2, evalInterval: 0 }), { backend: fakeBackend(), stdout, stderr })).toBe(0);
+    // No GPU: its reason; a GPU: the CUDA training path is not implemented yet. Either way the CPU, said once.
+    expect(stderr.text()).toMatch(/^dsmoe: (no usable GPU \(.+\); using the CPU|found .+, but the CUDA training path is not implemented in this build; using the CPU)\n/);
+    expect(stderr.text().match(/using the CPU/g)).toHaveLength(1);
   });
 
   test('plain progress lines when stdout is not a TTY', async () => {

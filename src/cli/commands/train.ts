@@ -5,6 +5,7 @@ import { MODES, PRESET_NAMES, formatCount, type ConfigOverrides } from '../../mo
 import { formatDuration, parseDuration } from '../../train/schedule';
 import { train, type ModelBackend, type StepRecord, type TrainOptions, type TrainResult } from '../../train/trainer';
 import { Reporter, barCells, formatRate } from '../progress';
+import { parseDeviceRequest, resolveDevice, type DeviceChoice } from '../../native/device';
 
 export interface TrainCliOptions {
   preset?: string;
@@ -94,12 +95,14 @@ const seedArg = (v: string): number => {
   return n;
 };
 
+/** --device for training: cpu; cuda is an error (no GPU, or no CUDA training path yet); auto picks the CPU with a notice. */
+export function trainDevice(o: Pick<TrainCliOptions, 'device'>): DeviceChoice {
+  return resolveDevice(parseDeviceRequest(o.device), { what: 'training', cudaImplemented: false });
+}
+
 /** Maps CLI options to trainer options (checks --device). */
 export function toTrainOptions(o: TrainCliOptions): TrainOptions {
-  const device = (o.device ?? 'cpu').toLowerCase();
-  if (device === 'cuda' || device === 'gpu' || device.startsWith('cuda:'))
-    throw new Error('the CUDA backend is not available in this build; use --device cpu');
-  if (device !== 'cpu') throw new Error(`unknown device "${o.device}" (this build supports: cpu)`);
+  trainDevice(o);
   const overrides: ConfigOverrides = {
     d_model: o.dModel, n_layers: o.layers, att_experts: o.attExperts, att_heads: o.attHeads, kv_heads: o.kvHeads, head_dim: o.headDim,
     mlp_experts: o.mlpExperts, expert_dim: o.expertDim, seq_len: o.seqLen, mi_alpha_att: o.miAlphaAtt, mi_alpha_mlp: o.miAlphaMlp, top_k: o.topK,
@@ -117,9 +120,11 @@ const fAux = (x: number) => (Number.isFinite(x) ? (Math.abs(x) < 0.01 ? x.toExpo
 
 /** Runs `dsmoe train`; resolves to the exit code (0, or 130 after Ctrl-C). Never calls process.exit. */
 export async function runTrain(o: TrainCliOptions, deps: TrainCliDeps = {}): Promise<number> {
+  const { notice } = trainDevice(o);
   const opts = toTrainOptions(o);
   const stdout = deps.stdout ?? process.stdout;
   const stderr = deps.stderr ?? process.stderr;
+  if (notice && !o.quiet) stderr.write(`dsmoe: ${notice}\n`);
   const json = !!o.json;
   // Human output goes to stdout, or to stderr when stdout carries JSON records.
   const rep = new Reporter({ stream: json ? stderr : stdout, quiet: o.quiet });
@@ -292,7 +297,7 @@ export function trainCommand(ctx: { exitCode: number } = { exitCode: 0 }, deps: 
     .option('--out <dir>', 'checkpoint folder (default runs/<preset>-<mode>)')
     .option('--resume <dir>', 'continue training from this checkpoint')
     .option('--threads <n>', 'CPU threads', intArg('--threads'))
-    .addOption(new Option('--device <device>', 'compute device').default('cpu'))
+    .addOption(new Option('--device <device>', 'compute device: cpu, cuda or auto (GPU when usable, else CPU)').default('cpu'))
     .option('--json', 'print one JSON record per step / eval / save on stdout')
     .option('--quiet', 'no progress output (results and errors only)')
     .addHelpText('after', HELP)

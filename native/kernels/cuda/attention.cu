@@ -1,0 +1,141 @@
+// Fused causal attention forward for the MoA layout, the CUDA counterpart of cpu::attention_forward
+// (kernels/cpu/attention.h): query head h uses kv head (h % H) / (H / G); the Tq queries sit at the
+// last Tq of Tk positions (Tq = 1 is decode against a cache of Tk).
+//
+// Memory-efficient (flash-style): one block per (batch, head, 16 queries); 8 warps, 2 queries each.
+// Keys and values stream through shared memory in tiles of 32; each lane scores one key of the tile
+// against the warp's query (dot product over d from shared memory, K rows padded by one float so the
+// 32 lanes hit 32 banks), then the online softmax updates the running max m, the sum l and the output
+// accumulator (lane owns dimensions lane, lane + 32, ...; the weights are broadcast by shuffles). The
+// T x T score matrix never exists. lse = m + log l, as the CPU kernel saves it for the backward.
+// Tiles past the last position any query of the block may see are never loaded.
+#include "../../cuda/device.h"
+
+namespace dsmoe::cuda {
+namespace {
+
+constexpr int kWarps = 8, kQPerWarp = 2, BQ = kWarps * kQPerWarp, BKV = 32;
+constexpr int kMaxR = static_cast<int>(kMaxAttentionHeadDim / 32);  // output dims per lane
+
+struct Shape {
+  int64_t B, Tq, Tk, Hq, H, G, dh;
+  float scale;
+};
+
+__global__ void __launch_bounds__(kWarps * 32) attention_forward_kernel(Shape s, const float* __restrict__ q,
+                                                                         const float* __restrict__ k,
+                                                                         const float* __restrict__ v,
+                                                                         float* __restrict__ out,
+                                                                         float* __restrict__ lse) {
+  extern __shared__ float smem[];
+  const int64_t dh = s.dh;
+  float* Qs = smem;                  // [BQ][dh]
+  float* Ks = Qs + BQ * dh;          // [BKV][dh + 1]
+  float* Vs = Ks + BKV * (dh + 1);   // [BKV][dh]
+
+  const int64_t q0 = static_cast<int64_t>(blockIdx.x) * BQ, h = blockIdx.y, b = blockIdx.z;
+  const int64_t g = (h % s.H) / (s.H / s.G);
+  const int64_t offset = s.Tk - s.Tq;  // absolute position of query i is offset + i
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+
+  for (int64_t idx = tid; idx < BQ * dh; idx += blockDim.x) {
+    const int64_t qi = q0 + idx / dh, d = idx % dh;
+    Qs[idx] = qi < s.Tq ? q[((b * s.Tq + qi) * s.Hq + h) * dh + d] : 0.f;
+  }
+
+  float m[kQPerWarp], l[kQPerWarp], acc[kQPerWarp][kMaxR];
+#pragma unroll
+  for (int u = 0; u < kQPerWarp; ++u) {
+    m[u] = -INFINITY;
+    l[u] = 0.f;
+#pragma unroll
+    for (int r = 0; r < kMaxR; ++r) acc[u][r] = 0.f;
+  }
+
+  const int64_t last_q = min(q0 + BQ, s.Tq) - 1;
+  const int64_t key_end = offset + last_q + 1;  // keys [0, key_end) are visible to some query here
+  for (int64_t j0 = 0; j0 < key_end; j0 += BKV) {
+    __syncthreads();  // Q loaded / the previous tile consumed
+    for (int64_t idx = tid; idx < BKV * dh; idx += blockDim.x) {
+      const int64_t j = idx / dh, d = idx % dh, key = j0 + j;
+      const int64_t src = ((b * s.Tk + key) * s.G + g) * dh + d;
+      Ks[j * (dh + 1) + d] = key < s.Tk ? k[src] : 0.f;
+      Vs[j * dh + d] = key < s.Tk ? v[src] : 0.f;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int u = 0; u < kQPerWarp; ++u) {
+      const int qq = warp * kQPerWarp + u;
+      const int64_t qi = q0 + qq;
+      if (qi >= s.Tq) continue;  // warp-uniform
+      const int64_t key = j0 + lane;
+      float sc = -INFINITY;
+      if (key <= offset + qi && key < s.Tk) {
+        const float* qr = Qs + qq * dh;
+        const float* kr = Ks + lane * (dh + 1);
+        float dot = 0.f;
+        for (int64_t d = 0; d < dh; ++d) dot += qr[d] * kr[d];
+        sc = s.scale * dot;
+      }
+      float mt = sc;
+      for (int o = 16; o > 0; o >>= 1) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
+      const float m_new = fmaxf(m[u], mt);
+      if (m_new == -INFINITY) continue;  // nothing visible yet (cannot happen: key 0 is in the first tile)
+      const float p = expf(sc - m_new);  // 0 for masked keys
+      const float corr = expf(m[u] - m_new);
+      float ps = p;
+      for (int o = 16; o > 0; o >>= 1) ps += __shfl_xor_sync(0xffffffffu, ps, o);
+      l[u] = l[u] * corr + ps;
+#pragma unroll
+      for (int r = 0; r < kMaxR; ++r) acc[u][r] *= corr;
+      for (int jj = 0; jj < BKV; ++jj) {
+        const float pj = __shfl_sync(0xffffffffu, p, jj);
+#pragma unroll
+        for (int r = 0; r < kMaxR; ++r) {
+          const int64_t d = lane + 32 * r;
+          if (d < dh) acc[u][r] += pj * Vs[jj * dh + d];
+        }
+      }
+      m[u] = m_new;
+    }
+  }
+
+#pragma unroll
+  for (int u = 0; u < kQPerWarp; ++u) {
+    const int64_t qi = q0 + warp * kQPerWarp + u;
+    if (qi >= s.Tq) continue;
+    const float inv = 1.f / l[u];
+    float* o = out + ((b * s.Tq + qi) * s.Hq + h) * dh;
+#pragma unroll
+    for (int r = 0; r < kMaxR; ++r) {
+      const int64_t d = lane + 32 * r;
+      if (d < dh) o[d] = acc[u][r] * inv;
+    }
+    if (lane == 0) lse[(b * s.Hq + h) * s.Tq + qi] = m[u] + logf(l[u]);
+  }
+}
+
+}  // namespace
+
+void attention_forward(const AttentionShape& sh, const float* q, const float* k, const float* v, float* out,
+                       float* lse) {
+  require_device();
+  const Shape s{sh.batch, sh.tq, sh.tk, sh.n_heads_total, sh.heads_per_expert, sh.kv_heads, sh.head_dim, sh.scale};
+  const int64_t nq = s.B * s.Tq * s.Hq * s.dh, nkv = s.B * s.Tk * s.G * s.dh, nl = s.B * s.Hq * s.Tq;
+  if (nq == 0) return;
+  if (s.dh > kMaxAttentionHeadDim) throw std::runtime_error("attention: head_dim > 256 is not supported on CUDA");
+  if (s.Hq > 65535 || s.B > 65535) throw std::runtime_error("attention: more than 65535 heads or batches");
+  DeviceBuffer<float> dq(q, nq), dk(k, nkv), dv(v, nkv), dout(nq), dlse(nl);
+  const size_t smem = static_cast<size_t>(BQ * s.dh + BKV * (s.dh + 1) + BKV * s.dh) * sizeof(float);
+  if (smem > 48 * 1024)
+    DSMOE_CUDA_CHECK(cudaFuncSetAttribute(attention_forward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(smem)));
+  const dim3 grid(static_cast<unsigned>((s.Tq + BQ - 1) / BQ), static_cast<unsigned>(s.Hq),
+                  static_cast<unsigned>(s.B));
+  attention_forward_kernel<<<grid, kWarps * 32, smem>>>(s, dq.get(), dk.get(), dv.get(), dout.get(), dlse.get());
+  DSMOE_CUDA_CHECK_LAUNCH("attention_forward_kernel");
+  dout.download(out, nq);
+  dlse.download(lse, nl);
+}
+
+}  // namespace dsmoe::cuda

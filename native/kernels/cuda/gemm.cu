@@ -1,0 +1,326 @@
+// GEMM and grouped expert GEMM on bf16 tensor cores (WMMA 16x16x16, fp32 accumulation), the CUDA
+// counterparts of cpu::gemm / cpu::grouped_gemm (kernels/cpu/gemm.h).
+//
+// One kernel serves both: a block computes a 128x128 tile of C from 128x32 tiles of op(A) and 32x128
+// tiles of op(B), converted to bf16 while they are staged in shared memory (fp32 inputs are rounded to
+// nearest even; bf16 weights are used as they are). The next K-tile is loaded into registers while the
+// tensor cores work on the current one. 8 warps, each a 64x32 sub-tile (4x2 WMMA accumulators).
+// Every layout of the CPU gemm works (transA/transB, leading dimensions): the global loads are ordered
+// so that a warp reads consecutive addresses in each layout; op(B) with transB (the [out, in] weight
+// layout) is staged column-major so that its shared-memory stores do not conflict.
+//
+// Grouped form: the grid's x covers an upper bound of the M-tiles of all experts (ceil(R/128) + E);
+// a one-thread kernel first turns offsets into tile_start[e] (each expert's first M-tile) on the device,
+// and each block finds its expert by binary search; blocks past the last tile exit. Empty groups get
+// no tiles. So all experts run in one launch with no host round trip.
+//
+// Simple on purpose (correctness first): no cp.async/TMA pipeline, no wgmma. See native/cuda/README.md.
+#include <cuda_bf16.h>
+#include <mma.h>
+
+#include "../../cuda/device.h"
+
+namespace dsmoe::cuda {
+namespace {
+
+using bf16 = __nv_bfloat16;
+namespace wmma = nvcuda::wmma;
+
+constexpr int BM = 128, BN = 128, BK = 32, THREADS = 256;
+constexpr int A_LD = BK + 8;   // As [BM][A_LD]: op(A) row-major
+constexpr int B_LD = BN + 8;   // Bs [BK][B_LD]: op(B) row-major (transB = false)
+constexpr int BT_LD = BK + 8;  // Bs [BN][BT_LD]: op(B) column-major (transB = true)
+constexpr int B_SMEM = (BK * B_LD > BN * BT_LD) ? BK * B_LD : BN * BT_LD;
+constexpr int LOADS = BM * BK / THREADS;  // 16 elements of A and of B per thread per K-tile
+static_assert(BM * BK == BN * BK, "A and B tiles have the same element count");
+
+struct Problem {
+  const void* a;
+  int64_t lda;
+  const void* b;
+  int64_t ldb;
+  int64_t b_stride;  // elements between consecutive experts' B (grouped)
+  float* c;
+  int64_t ldc;
+  int64_t m, n, k;
+  float alpha, beta;
+  bool ta, tb;
+  const int32_t* offsets;     // grouped: [E+1] (device), else null
+  const int32_t* tile_start;  // grouped: [E+1] (device)
+  int experts;
+};
+
+__device__ __forceinline__ bf16 to_bf16(float x) { return __float2bfloat16_rn(x); }
+__device__ __forceinline__ bf16 to_bf16(bf16 x) { return x; }
+
+template <typename TA, typename TB>
+__global__ void __launch_bounds__(THREADS) gemm_kernel(Problem p) {
+  __shared__ __align__(128) bf16 As[BM * A_LD];
+  __shared__ __align__(128) bf16 Bs[B_SMEM];
+  __shared__ __align__(128) float Cs[THREADS / 32][16 * 16];
+
+  const TA* A = static_cast<const TA*>(p.a);
+  const TB* B = static_cast<const TB*>(p.b);
+  float* C = p.c;
+  int64_t m = p.m;
+  int64_t tile_m = blockIdx.x;
+  if (p.offsets) {
+    const int t = static_cast<int>(blockIdx.x);
+    if (t >= p.tile_start[p.experts]) return;
+    int lo = 0, hi = p.experts - 1;  // the last expert whose first tile is <= t (it has tiles)
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) / 2;
+      if (p.tile_start[mid] <= t) lo = mid;
+      else hi = mid - 1;
+    }
+    const int64_t r0 = p.offsets[lo];
+    m = p.offsets[lo + 1] - r0;
+    tile_m = t - p.tile_start[lo];
+    A += r0 * p.lda;
+    C += r0 * p.ldc;
+    B += static_cast<int64_t>(lo) * p.b_stride;
+  }
+  const int64_t row0 = tile_m * BM, col0 = static_cast<int64_t>(blockIdx.y) * BN;
+  const int64_t n = p.n, K = p.k, lda = p.lda, ldb = p.ldb;
+  const bool ta = p.ta, tb = p.tb;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int wm = warp / 4, wn = warp % 4;  // warp tile: rows wm*64 .. +64, cols wn*32 .. +32
+
+  bf16 ra[LOADS], rb[LOADS];
+  auto load = [&](int64_t k0) {
+#pragma unroll
+    for (int i = 0; i < LOADS; ++i) {
+      const int idx = tid + i * THREADS;
+      int r, c;  // r: row of op(A) in the tile, c: k in the tile
+      if (!ta) { r = idx / BK; c = idx % BK; }
+      else { c = idx / BM; r = idx % BM; }
+      const int64_t gr = row0 + r, gk = k0 + c;
+      bf16 v = __float2bfloat16_rn(0.f);
+      if (gr < m && gk < K) v = to_bf16(ta ? A[gk * lda + gr] : A[gr * lda + gk]);
+      ra[i] = v;
+    }
+#pragma unroll
+    for (int i = 0; i < LOADS; ++i) {
+      const int idx = tid + i * THREADS;
+      int kk, nn;
+      if (!tb) { kk = idx / BN; nn = idx % BN; }
+      else { nn = idx / BK; kk = idx % BK; }
+      const int64_t gk = k0 + kk, gn = col0 + nn;
+      bf16 v = __float2bfloat16_rn(0.f);
+      if (gk < K && gn < n) v = to_bf16(tb ? B[gn * ldb + gk] : B[gk * ldb + gn]);
+      rb[i] = v;
+    }
+  };
+  auto store = [&]() {
+#pragma unroll
+    for (int i = 0; i < LOADS; ++i) {
+      const int idx = tid + i * THREADS;
+      int r, c;
+      if (!ta) { r = idx / BK; c = idx % BK; }
+      else { c = idx / BM; r = idx % BM; }
+      As[r * A_LD + c] = ra[i];
+    }
+#pragma unroll
+    for (int i = 0; i < LOADS; ++i) {
+      const int idx = tid + i * THREADS;
+      if (!tb) Bs[(idx / BN) * B_LD + idx % BN] = rb[i];
+      else Bs[(idx / BK) * BT_LD + idx % BK] = rb[i];
+    }
+  };
+
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[4][2];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.f);
+
+  if (K > 0) load(0);
+  for (int64_t k0 = 0; k0 < K; k0 += BK) {
+    __syncthreads();  // the previous tile has been read
+    store();
+    __syncthreads();
+    if (k0 + BK < K) load(k0 + BK);  // in flight while the tensor cores work
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += 16) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) wmma::load_matrix_sync(fa[i], As + (wm * 64 + i * 16) * A_LD + kk, A_LD);
+      if (tb) {
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> fb[2];
+#pragma unroll
+        for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], Bs + (wn * 32 + j * 16) * BT_LD + kk, BT_LD);
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+          for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+      } else {
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fb[2];
+#pragma unroll
+        for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], Bs + kk * B_LD + wn * 32 + j * 16, B_LD);
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+          for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+      }
+    }
+  }
+
+  // Epilogue through a per-warp 16x16 staging tile: bounds, alpha and beta (beta = 0 never reads C).
+  float* stage = Cs[warp];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      wmma::store_matrix_sync(stage, acc[i][j], 16, wmma::mem_row_major);
+      __syncwarp();
+      for (int e = lane; e < 256; e += 32) {
+        const int64_t gr = row0 + wm * 64 + i * 16 + e / 16, gc = col0 + wn * 32 + j * 16 + e % 16;
+        if (gr < m && gc < n) {
+          float v = p.alpha * stage[e];
+          if (p.beta != 0.f) v += p.beta * C[gr * p.ldc + gc];
+          C[gr * p.ldc + gc] = v;
+        }
+      }
+      __syncwarp();
+    }
+}
+
+// tile_start[e] = Σ_{f<e} ceil(rows_f / BM), tile_start[E] = the total. One thread: E is small.
+__global__ void tile_prefix_kernel(const int32_t* offsets, int experts, int32_t* tile_start) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  int32_t t = 0;
+  for (int e = 0; e < experts; ++e) {
+    tile_start[e] = t;
+    t += (offsets[e + 1] - offsets[e] + BM - 1) / BM;
+  }
+  tile_start[experts] = t;
+}
+
+// Random bf16 values in [-1, 1) for the benchmarks (a hash of the index: no host data).
+__global__ void fill_bf16_kernel(bf16* x, int64_t n, uint32_t seed) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed;
+    h ^= h >> 15; h *= 2246822519u; h ^= h >> 13; h *= 3266489917u; h ^= h >> 16;
+    x[i] = __float2bfloat16_rn(static_cast<float>(h) * (2.f / 4294967296.f) - 1.f);
+  }
+}
+
+constexpr int64_t kMaxGridX = 2147483647LL, kMaxGridY = 65535;
+
+template <typename TA, typename TB>
+void launch(const Problem& p, int64_t m_tiles) {
+  const int64_t n_tiles = (p.n + BN - 1) / BN;
+  if (m_tiles <= 0 || n_tiles <= 0) return;
+  if (m_tiles > kMaxGridX || n_tiles > kMaxGridY)
+    throw std::runtime_error("gemm too large for one launch (" + std::to_string(m_tiles) + " x " +
+                             std::to_string(n_tiles) + " tiles)");
+  gemm_kernel<TA, TB><<<dim3(static_cast<unsigned>(m_tiles), static_cast<unsigned>(n_tiles)), THREADS>>>(p);
+  DSMOE_CUDA_CHECK_LAUNCH("gemm_kernel");
+}
+
+// Grouped launch over device data; offsets/tile_start are device arrays of E+1.
+template <typename TA, typename TB>
+void launch_grouped(int64_t experts, int64_t rows, const int32_t* d_offsets, int32_t* d_tile_start, const TA* x,
+                    const TB* w, bool trans_w, int64_t n, int64_t k, float beta, float* y) {
+  tile_prefix_kernel<<<1, 1>>>(d_offsets, static_cast<int>(experts), d_tile_start);
+  DSMOE_CUDA_CHECK_LAUNCH("tile_prefix_kernel");
+  Problem p{};
+  p.a = x; p.lda = k; p.ta = false;
+  p.b = w; p.tb = trans_w; p.ldb = trans_w ? k : n; p.b_stride = n * k;
+  p.c = y; p.ldc = n;
+  p.m = 0; p.n = n; p.k = k; p.alpha = 1.f; p.beta = beta;
+  p.offsets = d_offsets; p.tile_start = d_tile_start; p.experts = static_cast<int>(experts);
+  launch<TA, TB>(p, (rows + BM - 1) / BM + experts);  // an upper bound of Σ_e ceil(rows_e / BM)
+}
+
+}  // namespace
+
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+          int64_t a_elems, const void* b, bool b_bf16, int64_t ldb, int64_t b_elems, float beta, float* c,
+          int64_t ldc, int64_t c_elems) {
+  require_device();
+  if (m == 0 || n == 0) return;
+  DeviceBuffer<float> da(a, a_elems), dc(c, c_elems);  // C round-trips: its gaps (ldc > n) stay as they were
+  Problem p{};
+  p.a = da.get(); p.lda = lda; p.ta = trans_a;
+  p.ldb = ldb; p.tb = trans_b; p.b_stride = 0;
+  p.c = dc.get(); p.ldc = ldc;
+  p.m = m; p.n = n; p.k = k; p.alpha = alpha; p.beta = beta;
+  const int64_t m_tiles = (m + BM - 1) / BM;
+  if (b_bf16) {
+    DeviceBuffer<bf16> db(static_cast<const bf16*>(b), b_elems);
+    p.b = db.get();
+    launch<float, bf16>(p, m_tiles);
+    dc.download(c, c_elems);
+  } else {
+    DeviceBuffer<float> db(static_cast<const float*>(b), b_elems);
+    p.b = db.get();
+    launch<float, float>(p, m_tiles);
+    dc.download(c, c_elems);
+  }
+}
+
+void grouped_gemm(int64_t experts, const int32_t* offsets, const float* x, const void* w, bool w_bf16,
+                  bool trans_w, int64_t n, int64_t k, float beta, float* y) {
+  require_device();
+  const int64_t rows = offsets[experts];
+  if (rows == 0 || n == 0) return;
+  DeviceBuffer<int32_t> doff(offsets, experts + 1), dtiles(experts + 1);
+  DeviceBuffer<float> dx(x, rows * k), dy(rows * n);
+  if (beta != 0.f) dy.upload(y, rows * n);
+  if (w_bf16) {
+    DeviceBuffer<bf16> dw(static_cast<const bf16*>(w), experts * n * k);
+    launch_grouped<float, bf16>(experts, rows, doff.get(), dtiles.get(), dx.get(), dw.get(), trans_w, n, k, beta,
+                                dy.get());
+    dy.download(y, rows * n);
+  } else {
+    DeviceBuffer<float> dw(static_cast<const float*>(w), experts * n * k);
+    launch_grouped<float, float>(experts, rows, doff.get(), dtiles.get(), dx.get(), dw.get(), trans_w, n, k, beta,
+                                 dy.get());
+    dy.download(y, rows * n);
+  }
+}
+
+double bench_gemm(int64_t m, int64_t n, int64_t k, int reps) {
+  require_device();
+  DeviceBuffer<bf16> da(m * k), db(n * k);
+  DeviceBuffer<float> dc(m * n);
+  fill_bf16_kernel<<<grid_for(m * k, 256), 256>>>(da.get(), m * k, 1);
+  DSMOE_CUDA_CHECK_LAUNCH("fill_bf16_kernel");
+  fill_bf16_kernel<<<grid_for(n * k, 256), 256>>>(db.get(), n * k, 2);
+  DSMOE_CUDA_CHECK_LAUNCH("fill_bf16_kernel");
+  Problem p{};
+  p.a = da.get(); p.lda = k; p.ta = false;
+  p.b = db.get(); p.ldb = k; p.tb = true;
+  p.c = dc.get(); p.ldc = n;
+  p.m = m; p.n = n; p.k = k; p.alpha = 1.f; p.beta = 0.f;
+  const int64_t m_tiles = (m + BM - 1) / BM;
+  launch<bf16, bf16>(p, m_tiles);  // warm-up
+  EventTimer t;
+  t.start();
+  for (int r = 0; r < reps; ++r) launch<bf16, bf16>(p, m_tiles);
+  return t.stop() / reps;
+}
+
+double bench_grouped_gemm(int64_t experts, const int32_t* offsets, int64_t n, int64_t k, int reps) {
+  require_device();
+  const int64_t rows = offsets[experts];
+  DeviceBuffer<int32_t> doff(offsets, experts + 1), dtiles(experts + 1);
+  DeviceBuffer<bf16> dx(rows * k), dw(experts * n * k);
+  DeviceBuffer<float> dy(rows * n);
+  fill_bf16_kernel<<<grid_for(rows * k, 256), 256>>>(dx.get(), rows * k, 3);
+  DSMOE_CUDA_CHECK_LAUNCH("fill_bf16_kernel");
+  fill_bf16_kernel<<<grid_for(experts * n * k, 256), 256>>>(dw.get(), experts * n * k, 4);
+  DSMOE_CUDA_CHECK_LAUNCH("fill_bf16_kernel");
+  if (rows == 0) return 0.0;
+  launch_grouped<bf16, bf16>(experts, rows, doff.get(), dtiles.get(), dx.get(), dw.get(), true, n, k, 0.f, dy.get());
+  EventTimer t;
+  t.start();
+  for (int r = 0; r < reps; ++r)
+    launch_grouped<bf16, bf16>(experts, rows, doff.get(), dtiles.get(), dx.get(), dw.get(), true, n, k, 0.f,
+                               dy.get());
+  return t.stop() / reps;
+}
+
+}  // namespace dsmoe::cuda
