@@ -440,6 +440,7 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
   let savedStep: number | null = ck && path.resolve(ck.dir) === outDir ? startStep : null;
   const t0 = performance.now();
   const sessionS = () => (performance.now() - t0) / 1000;
+  let firstStepEndS = 0;
 
   const trainerState = (): TrainerState => ({
     format_version: 1, step, tokens_seen: tokensSeen, elapsed_s: elapsedBefore + sessionS(), seed,
@@ -507,9 +508,12 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
     tokensSeen += stepTokens;
     lastLosses.push({ step, loss: stats.loss, lm_loss: stats.lmLoss, aux_loss: stats.auxLoss });
     if (lastLosses.length > 20) lastLosses.shift();
-    if (schedule.totalSteps === null && o.timeS !== undefined && step - startStep >= TIME_PROBE_STEPS) {
-      const perStep = sessionS() / (step - startStep);
-      schedule.totalSteps = Math.max(step, startStep + Math.floor(o.timeS / perStep));
+    if (step - startStep === 1) firstStepEndS = sessionS();
+    // The first step of a session is slow (workspace allocation, page faults): the per-step time
+    // that sizes a --time run comes from the steps after it.
+    if (schedule.totalSteps === null && o.timeS !== undefined && step - startStep >= TIME_PROBE_STEPS + 1) {
+      const perStep = (sessionS() - firstStepEndS) / (step - startStep - 1);
+      schedule.totalSteps = Math.max(step, startStep + 1 + Math.floor((o.timeS - firstStepEndS) / perStep));
       log(`time budget ${o.timeS}s at ${perStep.toFixed(2)}s/step: about ${schedule.totalSteps - startStep} steps; the learning rate decays to step ${schedule.totalSteps}`);
     }
     const sess = sessionS();

@@ -10,6 +10,8 @@ export interface FakeOptions {
   nanAtStep?: number;
   /** Milliseconds each step takes. */
   stepMs?: number;
+  /** Milliseconds the first step of each model takes instead (a real model's warm-up). */
+  firstStepMs?: number;
 }
 
 export interface FakeBackend extends ModelBackend {
@@ -90,12 +92,13 @@ export function fakeBackend(opts: FakeOptions = {}): FakeBackend {
         }
         return stats(lm, params, count, norm);
       };
-      const later = <T>(f: () => T) => new Promise<T>((resolve, reject) => {
+      let trainSteps = 0;
+      const later = <T>(f: () => T, ms = opts.stepMs) => new Promise<T>((resolve, reject) => {
         const run = () => { try { resolve(f()); } catch (e) { reject(e); } };
-        if (opts.stepMs) setTimeout(run, opts.stepMs); else setImmediate(run);
+        if (ms) setTimeout(run, ms); else setImmediate(run);
       });
       return {
-        trainStepAsync: (a) => later(() => step(a)),
+        trainStepAsync: (a) => later(() => step(a), trainSteps++ === 0 && opts.firstStepMs ? opts.firstStepMs : opts.stepMs),
         lossAndGrad: (a) => {
           grads.fill(0);
           const { lm, n: count } = lossAndGrad(params, grads, a);

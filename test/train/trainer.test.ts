@@ -125,6 +125,16 @@ describe('training loop', () => {
     expect(logs.join('\n')).toMatch(/time budget 1.5s at .*s\/step: about \d+ steps/);
   });
 
+  test('--time sizes the run from the steps after the slow first one', async () => {
+    const c = collect();
+    // First step 600 ms (warm-up), then ~20–50 ms steps (timer granularity): with a 1.2 s budget
+    // 11+ steps fit; an estimate that counted the first step would plan about 1.2 / (0.75 / 3) ≈ 5.
+    const r = await train(base(path.join(fx.dir, 'run-time-warm'), { steps: undefined, timeS: 1.2, warmup: 0, evalInterval: 0 }),
+      c.hooks, { backend: fakeBackend({ stepMs: 20, firstStepMs: 600 }) });
+    expect(r.exitCode).toBe(0);
+    expect(c.steps[c.steps.length - 1].total_steps!).toBeGreaterThanOrEqual(8);
+  });
+
   test('user errors are clear and happen before any work', async () => {
     const out = path.join(fx.dir, 'never');
     const fake = fakeBackend();
