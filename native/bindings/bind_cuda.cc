@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../cuda/api.h"
+#include "index_args.h"
 #include "register.h"
 
 #ifndef DSMOE_CUDA_OPTION
@@ -18,42 +19,7 @@
 namespace dsmoe::bind {
 namespace {
 
-using Index = std::shared_ptr<const std::vector<int32_t>>;
-constexpr int64_t kMaxPairs = std::numeric_limits<int32_t>::max();
 constexpr int64_t kMaxSize = std::numeric_limits<int64_t>::max() / 4;
-
-std::string at(const char* name, int64_t i) { return std::string(name) + "[" + std::to_string(i) + "]"; }
-
-Index indices(Args& args, const char* name, int64_t n, int64_t limit) {
-  auto v = args.i32(name, n);
-  auto copy = std::make_shared<std::vector<int32_t>>(v.data, v.data + n);
-  for (int64_t i = 0; i < n; ++i)
-    if ((*copy)[i] < 0 || (*copy)[i] >= limit)
-      range_error(args.fn() + ": " + at(name, i) + " = " + std::to_string((*copy)[i]) + " is out of range [0, " +
-                  std::to_string(limit) + ")");
-  return copy;
-}
-
-Index pair_tokens(Args& args, const char* name, int64_t P, int64_t T) {
-  Index idx = indices(args, name, P, T);
-  for (int64_t i = 1; i < P; ++i)
-    if ((*idx)[i] < (*idx)[i - 1])
-      range_error(args.where(name) + " must be non-decreasing (token-major pairs): " + at(name, i) + " = " +
-                  std::to_string((*idx)[i]) + " < " + at(name, i - 1) + " = " + std::to_string((*idx)[i - 1]));
-  return idx;
-}
-
-Index permutation(Args& args, const char* name, int64_t P) {
-  Index idx = indices(args, name, P, P);
-  std::vector<bool> seen(P, false);
-  for (int64_t i = 0; i < P; ++i) {
-    if (seen[(*idx)[i]])
-      range_error(args.where(name) + " must be a permutation of [0, " + std::to_string(P) + "): " +
-                  std::to_string((*idx)[i]) + " appears twice");
-    seen[(*idx)[i]] = true;
-  }
-  return idx;
-}
 
 // Offsets [E+1]: 0, non-decreasing; checked and copied. Returns the copy (rows = back()).
 Index group_offsets(Args& args, int64_t experts) {
