@@ -2,7 +2,7 @@
 // named arguments as their CPU counterparts (host typed arrays: copy in, run, copy out), and the
 // cudaBenchXxx timers. Compiled in every build: without DSMOE_WITH_CUDA, cuda_absent.cc supplies an
 // info() that says why and every kernel throws "no usable CUDA device: ...". The device check comes
-// first, then the same argument checks as the CPU bindings; index arrays are checked and copied.
+// first, then the same argument checks as the CPU bindings (op_args.h); index arrays are checked and copied.
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -10,6 +10,7 @@
 
 #include "../cuda/api.h"
 #include "index_args.h"
+#include "op_args.h"
 #include "register.h"
 
 #ifndef DSMOE_CUDA_OPTION
@@ -18,44 +19,6 @@
 
 namespace dsmoe::bind {
 namespace {
-
-constexpr int64_t kMaxSize = std::numeric_limits<int64_t>::max() / 4;
-
-// Offsets [E+1]: 0, non-decreasing; checked and copied. Returns the copy (rows = back()).
-Index group_offsets(Args& args, int64_t experts) {
-  auto off = args.i32("offsets", experts + 1);
-  auto copy = std::make_shared<std::vector<int32_t>>(off.data, off.data + experts + 1);
-  if ((*copy)[0] != 0) range_error(args.where("offsets") + "[0] must be 0, got " + std::to_string((*copy)[0]));
-  for (int64_t e = 0; e < experts; ++e)
-    if ((*copy)[e + 1] < (*copy)[e])
-      range_error(args.where("offsets") + " must be non-decreasing (offsets[" + std::to_string(e + 1) + "] = " +
-                  std::to_string((*copy)[e + 1]) + " < offsets[" + std::to_string(e) + "] = " +
-                  std::to_string((*copy)[e]) + ")");
-  return copy;
-}
-
-double positive(Args& args, const char* name) {
-  const double v = args.number(name);
-  if (!(v > 0)) range_error(args.where(name) + " must be > 0, got " + std::to_string(v));
-  return v;
-}
-double non_negative(Args& args, const char* name) {
-  const double v = args.number(name);
-  if (!(v >= 0)) range_error(args.where(name) + " must be >= 0, got " + std::to_string(v));
-  return v;
-}
-double beta_arg(Args& args, const char* name) {
-  const double v = args.number(name);
-  if (!(v >= 0 && v < 1)) range_error(args.where(name) + " must be in [0, 1), got " + std::to_string(v));
-  return v;
-}
-bool gelu_tanh(Args& args) {
-  if (!args.has("approximate")) return false;
-  const std::string s = args.string("approximate");
-  if (s == "erf") return false;
-  if (s == "tanh") return true;
-  range_error(args.where("approximate") + " must be 'erf' or 'tanh', got '" + s + "'");
-}
 
 // ---- info ---------------------------------------------------------------------------------------
 
@@ -82,237 +45,124 @@ Napi::Value cuda_info(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// ---- GEMM ---------------------------------------------------------------------------------------
+// ---- kernels: the CPU bindings' argument rules (op_args.h), then the CUDA kernel ------------------
+// The device check comes first: without a GPU every call says why, whatever its arguments.
 
 Work bind_gemm(Args& args) {
   cuda::require_device();
-  const bool ta = args.boolean_or("transA", false), tb = args.boolean_or("transB", false);
-  const int64_t m = args.integer("m", 0), n = args.integer("n", 0), k = args.integer("k", 0);
-  const float alpha = static_cast<float>(args.number_or("alpha", 1.0));
-  const float beta = static_cast<float>(args.number_or("beta", 0.0));
-  const int64_t a_rows = ta ? k : m, a_cols = ta ? m : k;
-  const int64_t b_rows = tb ? n : k, b_cols = tb ? k : n;
-  const int64_t lda = args.integer_or("lda", a_cols, 1), ldb = args.integer_or("ldb", b_cols, 1);
-  const int64_t ldc = args.integer_or("ldc", n, 1);
-  const int64_t a_elems = Args::matrix_elems(a_rows, a_cols, lda, args.where("a"));
-  const int64_t b_elems = Args::matrix_elems(b_rows, b_cols, ldb, args.where("b"));
-  const int64_t c_elems = Args::matrix_elems(m, n, ldc, args.where("c"));
-  auto a = args.f32_in("a", a_elems);
-  bool b_bf16 = false;
-  auto b = args.f32_or_bf16("b", b_elems, &b_bf16);
-  auto c = args.f32("c", c_elems);
+  const GemmArgs g = read_gemm(args);
   return [=] {
-    cuda::gemm(ta, tb, m, n, k, alpha, a.data, lda, a_elems, b.data, b_bf16, ldb, b_elems, beta, c.data, ldc, c_elems);
+    cuda::gemm(g.ta, g.tb, g.m, g.n, g.k, g.alpha, g.a.data, g.lda, g.a_elems, g.b.data, g.b_bf16, g.ldb, g.b_elems, g.beta,
+               g.c.data, g.ldc, g.c_elems);
   };
 }
 
 Work bind_grouped_gemm(Args& args) {
   cuda::require_device();
-  const int64_t experts = args.integer("experts", 1);
-  const int64_t n = args.integer("n", 0), k = args.integer("k", 0);
-  const bool trans_w = args.boolean_or("transW", true);
-  const float beta = static_cast<float>(args.number_or("beta", 0.0));
-  Index off = group_offsets(args, experts);
-  const int64_t rows = off->back();
-  auto x = args.f32_in("x", checked_mul(rows, k, args.where("x")));
-  bool bf16 = false;
-  auto w = args.f32_or_bf16("w", checked_mul(experts, checked_mul(n, k, args.where("w")), args.where("w")), &bf16);
-  auto y = args.f32("y", checked_mul(rows, n, args.where("y")));
-  return [=] { cuda::grouped_gemm(experts, off->data(), x.data, w.data, bf16, trans_w, n, k, beta, y.data); };
-}
-
-// ---- routing ------------------------------------------------------------------------------------
-
-int64_t score_elems(Args& args, int64_t T, int64_t E) {
-  const int64_t n = checked_mul(T, E, args.where("t·experts"));
-  if (n > kMaxPairs) range_error(args.where("t·experts") + " = " + std::to_string(n) + " exceeds 2^31 − 1");
-  return n;
+  const GroupedGemmArgs g = read_grouped_gemm(args);
+  return [=] { cuda::grouped_gemm(g.experts, g.offsets->data(), g.x.data, g.w.data, g.w_bf16, g.trans_w, g.n, g.k, g.beta, g.y.data); };
 }
 
 Work bind_router_softmax(Args& args) {
   cuda::require_device();
-  const int64_t T = args.integer("t", 0), E = args.integer("experts", 1);
-  const int64_t n = checked_mul(T, E, args.where("probs"));
-  auto logits = args.f32_in("logits", n);
-  auto probs = args.f32("probs", n);
-  return [=] { cuda::router_softmax(T, E, logits.data, probs.data); };
+  const RouterSoftmaxArgs r = read_router_softmax(args);
+  return [=] { cuda::router_softmax(r.t, r.experts, r.logits.data, r.probs.data); };
 }
 
 Work bind_route_topk(Args& args) {
   cuda::require_device();
-  const int64_t T = args.integer("t", 0), E = args.integer("experts", 1);
-  const int64_t n = score_elems(args, T, E);
-  const int64_t k = args.integer("k", 1, E);
-  auto probs = args.f32_in("probs", n);
-  auto tok = args.i32("pairToken", T * k);
-  auto ex = args.i32("pairExpert", T * k);
-  auto w = args.f32("pairWeight", T * k);
-  return [=] { cuda::route_topk(T, E, probs.data, k, tok.data, ex.data, w.data); };
+  const RouteTopkArgs r = read_route_topk(args);
+  return [=] { cuda::route_topk(r.t, r.experts, r.probs.data, r.k, r.out.token.data, r.out.expert.data, r.out.weight.data); };
 }
 
 Work bind_group_by_expert(Args& args) {
   cuda::require_device();
-  const int64_t P = args.integer("pairs", 0, kMaxPairs), E = args.integer("experts", 1);
-  Index pe = indices(args, "pairExpert", P, E);
-  auto offsets = args.i32("offsets", E + 1);
-  auto order = args.i32("order", P);
-  auto position = args.i32("position", P);
-  return [=] { cuda::group_by_expert(P, E, pe->data(), offsets.data, order.data, position.data); };
+  const GroupByExpertArgs g = read_group_by_expert(args);
+  return [=] { cuda::group_by_expert(g.pairs, g.experts, g.pair_expert->data(), g.offsets.data, g.order.data, g.position.data); };
 }
 
 Work bind_gather_rows(Args& args) {
   cuda::require_device();
-  const int64_t T = args.integer("t", 0), P = args.integer("pairs", 0, kMaxPairs), D = args.integer("d", 0);
-  auto x = args.f32_in("x", checked_mul(T, D, args.where("x")));
-  Index tok = pair_tokens(args, "pairToken", P, T);
-  Index order = indices(args, "order", P, P);
-  auto xg = args.f32("xg", checked_mul(P, D, args.where("xg")));
-  return [=] { cuda::gather_rows(T, P, D, x.data, tok->data(), order->data(), xg.data); };
+  const GatherRowsArgs g = read_gather_rows(args);
+  return [=] { cuda::gather_rows(g.t, g.pairs, g.d, g.x.data, g.pair_token->data(), g.order->data(), g.xg.data); };
 }
 
 Work bind_combine(Args& args) {
   cuda::require_device();
-  const int64_t T = args.integer("t", 0), P = args.integer("pairs", 0, kMaxPairs), N = args.integer("n", 0);
-  const float beta = static_cast<float>(args.number_or("beta", 0.0));
-  auto yg = args.f32_in("yg", checked_mul(P, N, args.where("yg")));
-  Index tok = pair_tokens(args, "pairToken", P, T);
-  auto w = args.f32_in("pairWeight", P);
-  Index pos = permutation(args, "position", P);
-  auto y = args.f32("y", checked_mul(T, N, args.where("y")));
-  return [=] { cuda::combine(T, P, N, yg.data, tok->data(), w.data, pos->data(), y.data, beta); };
+  const CombineArgs c = read_combine(args);
+  return [=] {
+    cuda::combine(c.t, c.pairs, c.n, c.yg.data, c.pair_token->data(), c.weight.data, c.position->data(), c.y.data, c.beta);
+  };
 }
-
-// ---- nn -----------------------------------------------------------------------------------------
 
 Work bind_rmsnorm_forward(Args& args) {
   cuda::require_device();
-  const int64_t rows = args.integer("rows", 0), dim = args.integer("dim", 1);
-  const float eps = static_cast<float>(positive(args, "eps"));
-  const int64_t n = checked_mul(rows, dim, args.where("x"));
-  auto x = args.f32_in("x", n);
-  auto w = args.f32_in("w", dim);
-  auto y = args.f32("y", n);
-  auto rstd = args.f32_opt("rstd", rows);
-  return [=] { cuda::rmsnorm_forward(rows, dim, x.data, w.data, eps, y.data, rstd.data); };
+  const RmsnormForwardArgs a = read_rmsnorm_forward(args);
+  return [=] { cuda::rmsnorm_forward(a.rows, a.dim, a.x.data, a.w.data, a.eps, a.y.data, a.rstd.data); };
 }
 
 Work bind_rmsnorm_backward(Args& args) {
   cuda::require_device();
-  const int64_t rows = args.integer("rows", 0), dim = args.integer("dim", 1);
-  const int64_t n = checked_mul(rows, dim, args.where("x"));
-  auto x = args.f32_in("x", n);
-  auto w = args.f32_in("w", dim);
-  auto rstd = args.f32_in("rstd", rows);
-  auto dy = args.f32_in("dy", n);
-  auto dx = args.f32("dx", n);
-  auto dw = args.f32("dw", dim);
-  const bool acc = args.boolean_or("accumulateDw", false);
-  return [=] { cuda::rmsnorm_backward(rows, dim, x.data, w.data, rstd.data, dy.data, dx.data, dw.data, acc); };
+  const RmsnormBackwardArgs a = read_rmsnorm_backward(args);
+  return [=] {
+    cuda::rmsnorm_backward(a.rows, a.dim, a.x.data, a.w.data, a.rstd.data, a.dy.data, a.dx.data, a.dw.data, a.accumulate_dw);
+  };
 }
 
 Work bind_rope_forward(Args& args) {
   cuda::require_device();
-  const int64_t rows = args.integer("rows", 0), heads = args.integer("heads", 0), hd = args.integer("headDim", 2);
-  if (hd % 2 != 0) range_error(args.where("headDim") + " must be even, got " + std::to_string(hd));
-  const double theta = positive(args, "theta");
-  const int64_t elems = checked_mul(rows, checked_mul(heads, hd, args.where("x")), args.where("x"));
-  auto pos = args.i32("positions", rows);
-  for (int64_t r = 0; r < rows; ++r)
-    if (pos.data[r] < 0)
-      range_error(args.where("positions") + "[" + std::to_string(r) + "] must be >= 0, got " +
-                  std::to_string(pos.data[r]));
-  auto x = args.f32("x", elems);
-  auto out = args.has("out") ? args.f32("out", elems) : x;
-  return [=] { cuda::rope_forward(rows, heads, hd, theta, pos.data, x.data, out.data); };
+  const RopeShape s = read_rope_shape(args);
+  auto x = args.f32("x", s.elems);
+  auto out = args.has("out") ? args.f32("out", s.elems) : x;
+  return [=] { cuda::rope_forward(s.rows, s.heads, s.head_dim, s.theta, s.positions.data, x.data, out.data); };
 }
 
 Work bind_gelu_forward(Args& args) {
   cuda::require_device();
-  const int64_t n = args.integer("n", 0, kMaxSize);
-  const bool t = gelu_tanh(args);
-  auto x = args.f32_in("x", n);
-  auto y = args.f32("y", n);
-  return [=] { cuda::gelu_forward(n, x.data, y.data, t); };
+  const GeluArgs g = read_gelu(args, false);
+  return [=] { cuda::gelu_forward(g.n, g.x.data, g.out.data, g.tanh); };
 }
 
 Work bind_gelu_backward(Args& args) {
   cuda::require_device();
-  const int64_t n = args.integer("n", 0, kMaxSize);
-  const bool t = gelu_tanh(args);
-  auto x = args.f32_in("x", n);
-  auto dy = args.f32_in("dy", n);
-  auto dx = args.f32("dx", n);
-  return [=] { cuda::gelu_backward(n, x.data, dy.data, dx.data, t); };
+  const GeluArgs g = read_gelu(args, true);
+  return [=] { cuda::gelu_backward(g.n, g.x.data, g.dy.data, g.out.data, g.tanh); };
 }
 
 Work bind_adamw_update(Args& args) {
   cuda::require_device();
-  const int64_t n = args.integer("n", 0, kMaxSize);
-  const float lr = static_cast<float>(non_negative(args, "lr"));
-  const float b1 = static_cast<float>(beta_arg(args, "beta1")), b2 = static_cast<float>(beta_arg(args, "beta2"));
-  const float eps = static_cast<float>(positive(args, "eps"));
-  const float wd = static_cast<float>(args.has("weightDecay") ? non_negative(args, "weightDecay") : 0.0);
-  const int64_t step = args.integer("step", 1, std::numeric_limits<int64_t>::max() / 2);
-  auto param = args.f32("param", n);
-  auto grad = args.f32_in("grad", n);
-  auto m = args.f32("m", n);
-  auto v = args.f32("v", n);
-  return [=] { cuda::adamw_update(n, param.data, grad.data, m.data, v.data, lr, b1, b2, eps, wd, step); };
+  const AdamwArgs a = read_adamw(args);
+  return [=] {
+    cuda::adamw_update(a.n, a.param.data, a.grad.data, a.m.data, a.v.data, a.lr, a.beta1, a.beta2, a.eps, a.weight_decay, a.step);
+  };
 }
 
 Napi::Value cuda_cross_entropy(const Napi::CallbackInfo& info) {
   Args args(info, "cudaCrossEntropy");
   cuda::require_device();
-  const int64_t rows = args.integer("rows", 0), vocab = args.integer("vocab", 1);
-  const int64_t n = checked_mul(rows, vocab, args.where("logits"));
-  auto logits = args.f32_in("logits", n);
-  auto targets = args.i32("targets", rows);
-  auto dlogits = args.f32_opt("dlogits", n);
-  auto losses = args.f32_opt("losses", rows);
-  const float scale = static_cast<float>(args.number_or("gradScale", 1.0));
-  for (int64_t r = 0; r < rows; ++r)
-    if (targets.data[r] >= vocab)
-      range_error(args.where("targets") + "[" + std::to_string(r) + "] = " + std::to_string(targets.data[r]) +
-                  " is out of range for vocab " + std::to_string(vocab));
-  const double loss = cuda::cross_entropy(rows, vocab, logits.data, targets.data, dlogits.data, losses.data, scale);
+  const CrossEntropyArgs c = read_cross_entropy(args);
+  const double loss = cuda::cross_entropy(c.rows, c.vocab, c.logits.data, c.targets.data, c.dlogits.data, c.losses.data,
+                                          c.grad_scale);
   return Napi::Number::New(info.Env(), loss);
 }
 
-// ---- attention ----------------------------------------------------------------------------------
-
 Work bind_attention_forward(Args& args) {
   cuda::require_device();
-  cuda::AttentionShape s;
-  s.batch = args.integer("batch", 1);
-  s.tq = args.integer("tq", 1);
-  s.tk = args.integer("tk", 1);
-  if (s.tk < s.tq)
-    range_error(args.where("tk") + " (" + std::to_string(s.tk) + ") must be at least tq (" + std::to_string(s.tq) +
-                "): the queries are the last tq of the tk positions");
-  s.n_heads_total = args.integer("nHeads", 1);
-  s.heads_per_expert = args.integer("headsPerExpert", 1);
-  s.kv_heads = args.integer("kvHeads", 1);
-  s.head_dim = args.integer("headDim", 1, cuda::kMaxAttentionHeadDim);
-  if (s.n_heads_total % s.heads_per_expert != 0)
-    range_error(args.where("headsPerExpert") + " (" + std::to_string(s.heads_per_expert) + ") must divide nHeads (" +
-                std::to_string(s.n_heads_total) + ")");
-  if (s.heads_per_expert % s.kv_heads != 0)
-    range_error(args.where("kvHeads") + " (" + std::to_string(s.kv_heads) + ") must divide headsPerExpert (" +
-                std::to_string(s.heads_per_expert) + ")");
-  if (s.n_heads_total > 65535 || s.batch > 65535)
+  const AttentionShapes sh = read_attention_shapes(args);
+  // Device limits on top of the shared rules: the head is one tile, grid y/z are ≤ 65535.
+  if (sh.s.head_dim > cuda::kMaxAttentionHeadDim)
+    range_error(args.where("headDim") + " must be at most " + std::to_string(cuda::kMaxAttentionHeadDim) + " on CUDA, got " +
+                std::to_string(sh.s.head_dim));
+  if (sh.s.n_heads_total > 65535 || sh.s.batch > 65535)
     range_error(args.where("nHeads") + " and batch must be at most 65535 on CUDA");
-  const double scale = args.number_or("scale", 1.0 / std::sqrt(static_cast<double>(s.head_dim)));
-  s.scale = static_cast<float>(scale);
-  if (!std::isfinite(s.scale)) range_error(args.where("scale") + " must be finite in fp32");
-  const std::string wq = args.where("q"), wk = args.where("k"), wl = args.where("lse");
-  const int64_t nq = checked_mul(checked_mul(checked_mul(s.batch, s.tq, wq), s.n_heads_total, wq), s.head_dim, wq);
-  const int64_t nkv = checked_mul(checked_mul(checked_mul(s.batch, s.tk, wk), s.kv_heads, wk), s.head_dim, wk);
-  const int64_t nl = checked_mul(checked_mul(s.batch, s.n_heads_total, wl), s.tq, wl);
-  auto q = args.f32_in("q", nq);
-  auto k = args.f32_in("k", nkv);
-  auto v = args.f32_in("v", nkv);
-  auto out = args.f32("out", nq);
-  auto lse = args.f32("lse", nl);
+  cuda::AttentionShape s;
+  s.batch = sh.s.batch; s.tq = sh.s.tq; s.tk = sh.s.tk; s.n_heads_total = sh.s.n_heads_total;
+  s.heads_per_expert = sh.s.heads_per_expert; s.kv_heads = sh.s.kv_heads; s.head_dim = sh.s.head_dim; s.scale = sh.s.scale;
+  auto q = args.f32_in("q", sh.q_elems);
+  auto k = args.f32_in("k", sh.kv_elems);
+  auto v = args.f32_in("v", sh.kv_elems);
+  auto out = args.f32("out", sh.q_elems);
+  auto lse = args.f32("lse", sh.lse_elems);
   return [=] { cuda::attention_forward(s, q.data, k.data, v.data, out.data, lse.data); };
 }
 

@@ -7,99 +7,33 @@
 #include <vector>
 
 #include "../kernels/cpu/nn.h"
+#include "op_args.h"
 #include "register.h"
 
 namespace dsmoe::bind {
 namespace {
 
-constexpr int64_t kMaxSize = std::numeric_limits<int64_t>::max() / 4;
-
-// Shortest form of a double for messages (to_string would print 1e-8 as 0.000000).
-std::string num(double v) {
-  std::ostringstream os;
-  os << v;
-  return os.str();
-}
-
-// Range-checked numbers; errors name the argument.
-double positive(Args& args, const char* name) {
-  const double v = args.number(name);
-  if (!(v > 0)) range_error(args.where(name) + " must be > 0, got " + num(v));
-  return v;
-}
-
-double non_negative(Args& args, const char* name) {
-  const double v = args.number(name);
-  if (!(v >= 0)) range_error(args.where(name) + " must be >= 0, got " + num(v));
-  return v;
-}
-
-double beta(Args& args, const char* name) {
-  const double v = args.number(name);
-  if (!(v >= 0 && v < 1)) range_error(args.where(name) + " must be in [0, 1), got " + num(v));
-  return v;
-}
-
-cpu::GeluKind gelu_kind(Args& args) {
-  if (!args.has("approximate")) return cpu::GeluKind::Erf;
-  const std::string s = args.string("approximate");
-  if (s == "erf") return cpu::GeluKind::Erf;
-  if (s == "tanh") return cpu::GeluKind::Tanh;
-  range_error(args.where("approximate") + " must be 'erf' or 'tanh', got '" + s + "'");
-}
-
-// head_dim even and ≥ 2, positions [rows] all ≥ 0.
-struct RopeShape {
-  int64_t rows, heads, head_dim, elems;
-  double theta;
-  View<int32_t> positions;
-};
-
-RopeShape rope_shape(Args& args) {
-  RopeShape s;
-  s.rows = args.integer("rows", 0);
-  s.heads = args.integer("heads", 0);
-  s.head_dim = args.integer("headDim", 2);
-  if (s.head_dim % 2 != 0) range_error(args.where("headDim") + " must be even, got " + std::to_string(s.head_dim));
-  s.theta = positive(args, "theta");
-  s.elems = checked_mul(s.rows, checked_mul(s.heads, s.head_dim, args.where("x")), args.where("x"));
-  s.positions = args.i32("positions", s.rows);
-  for (int64_t r = 0; r < s.rows; ++r)
-    if (s.positions.data[r] < 0)
-      range_error(args.where("positions") + "[" + std::to_string(r) + "] must be >= 0, got " +
-                  std::to_string(s.positions.data[r]));
-  return s;
-}
+// Every op's arguments are read by op_args.h (shared with the CUDA bindings); these binders run
+// the CPU kernels on them.
+cpu::GeluKind gelu_kind(bool tanh) { return tanh ? cpu::GeluKind::Tanh : cpu::GeluKind::Erf; }
 
 // rmsnormForward({rows, dim, x [rows, dim], w [dim], eps, y [rows, dim], rstd? [rows]})
 Work bind_rmsnorm_forward(Args& args) {
-  const int64_t rows = args.integer("rows", 0), dim = args.integer("dim", 1);
-  const float eps = static_cast<float>(positive(args, "eps"));
-  const int64_t n = checked_mul(rows, dim, args.where("x"));
-  auto x = args.f32_in("x", n);
-  auto w = args.f32_in("w", dim);
-  auto y = args.f32("y", n);
-  auto rstd = args.f32_opt("rstd", rows);
-  return [=] { cpu::rmsnorm_forward(rows, dim, x.data, w.data, eps, y.data, rstd.data); };
+  const RmsnormForwardArgs a = read_rmsnorm_forward(args);
+  return [=] { cpu::rmsnorm_forward(a.rows, a.dim, a.x.data, a.w.data, a.eps, a.y.data, a.rstd.data); };
 }
 
 // rmsnormBackward({rows, dim, x, w, rstd, dy, dx, dw, accumulateDw=false})
 Work bind_rmsnorm_backward(Args& args) {
-  const int64_t rows = args.integer("rows", 0), dim = args.integer("dim", 1);
-  const int64_t n = checked_mul(rows, dim, args.where("x"));
-  auto x = args.f32_in("x", n);
-  auto w = args.f32_in("w", dim);
-  auto rstd = args.f32_in("rstd", rows);
-  auto dy = args.f32_in("dy", n);
-  auto dx = args.f32("dx", n);
-  auto dw = args.f32("dw", dim);
-  const bool acc = args.boolean_or("accumulateDw", false);
-  return [=] { cpu::rmsnorm_backward(rows, dim, x.data, w.data, rstd.data, dy.data, dx.data, dw.data, acc); };
+  const RmsnormBackwardArgs a = read_rmsnorm_backward(args);
+  return [=] {
+    cpu::rmsnorm_backward(a.rows, a.dim, a.x.data, a.w.data, a.rstd.data, a.dy.data, a.dx.data, a.dw.data, a.accumulate_dw);
+  };
 }
 
 // ropeForward({rows, heads, headDim, theta, positions [rows], x [rows, heads, headDim], out?})
 Work bind_rope_forward(Args& args) {
-  const RopeShape s = rope_shape(args);
+  const RopeShape s = read_rope_shape(args);
   auto x = args.f32("x", s.elems);
   auto out = args.has("out") ? args.f32("out", s.elems) : x;  // in place by default
   return [=] { cpu::rope_forward(s.rows, s.heads, s.head_dim, s.theta, s.positions.data, x.data, out.data); };
@@ -107,7 +41,7 @@ Work bind_rope_forward(Args& args) {
 
 // ropeBackward({rows, heads, headDim, theta, positions, dy, dx?})
 Work bind_rope_backward(Args& args) {
-  const RopeShape s = rope_shape(args);
+  const RopeShape s = read_rope_shape(args);
   auto dy = args.f32("dy", s.elems);
   auto dx = args.has("dx") ? args.f32("dx", s.elems) : dy;
   return [=] { cpu::rope_backward(s.rows, s.heads, s.head_dim, s.theta, s.positions.data, dy.data, dx.data); };
@@ -115,55 +49,32 @@ Work bind_rope_backward(Args& args) {
 
 // geluForward({n, x, y, approximate='erf'})
 Work bind_gelu_forward(Args& args) {
-  const int64_t n = args.integer("n", 0, kMaxSize);
-  const cpu::GeluKind kind = gelu_kind(args);
-  auto x = args.f32_in("x", n);
-  auto y = args.f32("y", n);
-  return [=] { cpu::gelu_forward(n, x.data, y.data, kind); };
+  const GeluArgs g = read_gelu(args, false);
+  return [=] { cpu::gelu_forward(g.n, g.x.data, g.out.data, gelu_kind(g.tanh)); };
 }
 
 // geluBackward({n, x, dy, dx, approximate='erf'})
 Work bind_gelu_backward(Args& args) {
-  const int64_t n = args.integer("n", 0, kMaxSize);
-  const cpu::GeluKind kind = gelu_kind(args);
-  auto x = args.f32_in("x", n);
-  auto dy = args.f32_in("dy", n);
-  auto dx = args.f32("dx", n);
-  return [=] { cpu::gelu_backward(n, x.data, dy.data, dx.data, kind); };
+  const GeluArgs g = read_gelu(args, true);
+  return [=] { cpu::gelu_backward(g.n, g.x.data, g.dy.data, g.out.data, gelu_kind(g.tanh)); };
 }
 
 // adamwUpdate({n, param, grad, m, v, lr, beta1, beta2, eps, weightDecay=0, step})
 Work bind_adamw_update(Args& args) {
-  const int64_t n = args.integer("n", 0, kMaxSize);
-  const float lr = static_cast<float>(non_negative(args, "lr"));
-  const float b1 = static_cast<float>(beta(args, "beta1")), b2 = static_cast<float>(beta(args, "beta2"));
-  const float eps = static_cast<float>(positive(args, "eps"));
-  const float wd = static_cast<float>(args.has("weightDecay") ? non_negative(args, "weightDecay") : 0.0);
-  const int64_t step = args.integer("step", 1, std::numeric_limits<int64_t>::max() / 2);
-  auto param = args.f32("param", n);
-  auto grad = args.f32_in("grad", n);
-  auto m = args.f32("m", n);
-  auto v = args.f32("v", n);
-  return [=] { cpu::adamw_update(n, param.data, grad.data, m.data, v.data, lr, b1, b2, eps, wd, step); };
+  const AdamwArgs a = read_adamw(args);
+  return [=] {
+    cpu::adamw_update(a.n, a.param.data, a.grad.data, a.m.data, a.v.data, a.lr, a.beta1, a.beta2, a.eps, a.weight_decay, a.step);
+  };
 }
 
 // crossEntropy({rows, vocab, logits [rows, vocab], targets [rows], dlogits?, losses? [rows],
-//               gradScale=1}) -> mean loss over targets >= 0
+//               gradScale=1}) -> mean loss over targets >= 0 (targets are checked before running:
+//               an out-of-range one would read outside its row)
 Napi::Value cross_entropy(const Napi::CallbackInfo& info) {
   Args args(info, "crossEntropy");
-  const int64_t rows = args.integer("rows", 0), vocab = args.integer("vocab", 1);
-  const int64_t n = checked_mul(rows, vocab, args.where("logits"));
-  auto logits = args.f32_in("logits", n);
-  auto targets = args.i32("targets", rows);
-  auto dlogits = args.f32_opt("dlogits", n);
-  auto losses = args.f32_opt("losses", rows);
-  const float scale = static_cast<float>(args.number_or("gradScale", 1.0));
-  // Checked before running: an out-of-range target would read outside the row.
-  for (int64_t r = 0; r < rows; ++r)
-    if (targets.data[r] >= vocab)
-      range_error(args.where("targets") + "[" + std::to_string(r) + "] = " + std::to_string(targets.data[r]) +
-                  " is out of range for vocab " + std::to_string(vocab));
-  const double loss = cpu::cross_entropy(rows, vocab, logits.data, targets.data, dlogits.data, losses.data, scale);
+  const CrossEntropyArgs c = read_cross_entropy(args);
+  const double loss = cpu::cross_entropy(c.rows, c.vocab, c.logits.data, c.targets.data, c.dlogits.data, c.losses.data,
+                                         c.grad_scale);
   return Napi::Number::New(info.Env(), loss);
 }
 

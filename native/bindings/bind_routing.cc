@@ -12,30 +12,21 @@
 
 #include "../kernels/cpu/routing.h"
 #include "index_args.h"
+#include "op_args.h"
 #include "register.h"
 
 namespace dsmoe::bind {
 namespace {
 
 
-int64_t tokens(Args& args) { return args.integer("t", 0); }
-int64_t experts(Args& args) { return args.integer("experts", 1); }
-int64_t pairs(Args& args) { return args.integer("pairs", 0, kMaxPairs); }
-
-// t·experts, the size of a score matrix and the most pairs a routing can make (must fit int32).
-int64_t score_elems(Args& args, int64_t T, int64_t E) {
-  const int64_t n = checked_mul(T, E, args.where("t·experts"));
-  if (n > kMaxPairs) range_error(args.where("t·experts") + " = " + std::to_string(n) + " exceeds 2^31 − 1 (pair indices are int32)");
-  return n;
-}
+// Readers of the arguments shared with the CUDA bindings are in op_args.h.
+int64_t tokens(Args& args) { return read_tokens(args); }
+int64_t experts(Args& args) { return read_experts(args); }
 
 // routerSoftmax({t, experts, logits [t, E], probs [t, E]})
 Work bind_router_softmax(Args& args) {
-  const int64_t T = tokens(args), E = experts(args);
-  const int64_t n = checked_mul(T, E, args.where("probs"));
-  auto logits = args.f32_in("logits", n);
-  auto probs = args.f32("probs", n);
-  return [=] { cpu::router_softmax(T, E, logits.data, probs.data); };
+  const RouterSoftmaxArgs r = read_router_softmax(args);
+  return [=] { cpu::router_softmax(r.t, r.experts, r.logits.data, r.probs.data); };
 }
 
 // routerSoftmaxBackward({t, experts, probs, dprobs, dlogits})   all [t, E]
@@ -48,22 +39,10 @@ Work bind_router_softmax_backward(Args& args) {
   return [=] { cpu::router_softmax_backward(T, E, probs.data, dprobs.data, dlogits.data); };
 }
 
-struct PairOutputs {
-  View<int32_t> token, expert;
-  View<float> weight;
-};
-PairOutputs pair_outputs(Args& args, int64_t n) {
-  return {args.i32("pairToken", n), args.i32("pairExpert", n), args.f32("pairWeight", n)};
-}
-
 // routeTopk({t, experts, probs [t, E], k in [1, E], pairToken, pairExpert, pairWeight [t·k]})
 Work bind_route_topk(Args& args) {
-  const int64_t T = tokens(args), E = experts(args);
-  const int64_t n = score_elems(args, T, E);
-  const int64_t k = args.integer("k", 1, E);
-  auto probs = args.f32_in("probs", n);
-  auto out = pair_outputs(args, T * k);
-  return [=] { cpu::route_topk(T, E, probs.data, k, out.token.data, out.expert.data, out.weight.data); };
+  const RouteTopkArgs r = read_route_topk(args);
+  return [=] { cpu::route_topk(r.t, r.experts, r.probs.data, r.k, r.out.token.data, r.out.expert.data, r.out.weight.data); };
 }
 
 // routeThreshold({t, experts, probs, eps, pairToken, pairExpert, pairWeight [t·E], out: Int32Array [1]})
@@ -98,27 +77,19 @@ Work bind_route_threshold_topk(Args& args) {
 
 // groupByExpert({pairs, experts, pairExpert [P], offsets [E+1], order [P], position [P]})
 Work bind_group_by_expert(Args& args) {
-  const int64_t P = pairs(args), E = experts(args);
-  Index pe = indices(args, "pairExpert", P, E);
-  auto offsets = args.i32("offsets", E + 1);
-  auto order = args.i32("order", P);
-  auto position = args.i32("position", P);
-  return [=] { cpu::group_by_expert(P, E, pe->data(), offsets.data, order.data, position.data); };
+  const GroupByExpertArgs g = read_group_by_expert(args);
+  return [=] { cpu::group_by_expert(g.pairs, g.experts, g.pair_expert->data(), g.offsets.data, g.order.data, g.position.data); };
 }
 
 // gatherRows({t, pairs, d, x [t, d], pairToken [P], order [P], xg [P, d]})
 Work bind_gather_rows(Args& args) {
-  const int64_t T = tokens(args), P = pairs(args), D = args.integer("d", 0);
-  auto x = args.f32_in("x", checked_mul(T, D, args.where("x")));
-  Index tok = pair_tokens(args, "pairToken", P, T);
-  Index order = indices(args, "order", P, P);
-  auto xg = args.f32("xg", checked_mul(P, D, args.where("xg")));
-  return [=] { cpu::gather_rows(P, D, x.data, tok->data(), order->data(), xg.data); };
+  const GatherRowsArgs g = read_gather_rows(args);
+  return [=] { cpu::gather_rows(g.pairs, g.d, g.x.data, g.pair_token->data(), g.order->data(), g.xg.data); };
 }
 
 // gatherRowsBackward({t, pairs, d, dxg [P, d], pairToken, position, dx [t, d], beta=0})
 Work bind_gather_rows_backward(Args& args) {
-  const int64_t T = tokens(args), P = pairs(args), D = args.integer("d", 0);
+  const int64_t T = tokens(args), P = read_pairs(args), D = args.integer("d", 0);
   const float beta = static_cast<float>(args.number_or("beta", 0.0));
   auto dxg = args.f32_in("dxg", checked_mul(P, D, args.where("dxg")));
   Index tok = pair_tokens(args, "pairToken", P, T);
@@ -129,19 +100,15 @@ Work bind_gather_rows_backward(Args& args) {
 
 // combine({t, pairs, n, yg [P, n], pairToken, pairWeight [P], position, y [t, n], beta=0})
 Work bind_combine(Args& args) {
-  const int64_t T = tokens(args), P = pairs(args), N = args.integer("n", 0);
-  const float beta = static_cast<float>(args.number_or("beta", 0.0));
-  auto yg = args.f32_in("yg", checked_mul(P, N, args.where("yg")));
-  Index tok = pair_tokens(args, "pairToken", P, T);
-  auto w = args.f32_in("pairWeight", P);
-  Index pos = permutation(args, "position", P);
-  auto y = args.f32("y", checked_mul(T, N, args.where("y")));
-  return [=] { cpu::combine(T, P, N, yg.data, tok->data(), w.data, pos->data(), y.data, beta); };
+  const CombineArgs c = read_combine(args);
+  return [=] {
+    cpu::combine(c.t, c.pairs, c.n, c.yg.data, c.pair_token->data(), c.weight.data, c.position->data(), c.y.data, c.beta);
+  };
 }
 
 // combineBackward({t, pairs, n, dy [t, n], yg [P, n], pairToken, pairWeight, position, dyg [P, n], dweight [P]})
 Work bind_combine_backward(Args& args) {
-  const int64_t T = tokens(args), P = pairs(args), N = args.integer("n", 0);
+  const int64_t T = tokens(args), P = read_pairs(args), N = args.integer("n", 0);
   auto dy = args.f32_in("dy", checked_mul(T, N, args.where("dy")));
   auto yg = args.f32_in("yg", checked_mul(P, N, args.where("yg")));
   Index tok = pair_tokens(args, "pairToken", P, T);
@@ -189,7 +156,7 @@ Work bind_mi_loss(Args& args) {
 // switchLoss({t, experts, probs [t, E], pairs, pairExpert [P], gradScale=1, dprobs? [t, E],
 //             accumulate=false, out: Float64Array [1]})   out[0] = loss
 Work bind_switch_loss(Args& args) {
-  const int64_t T = tokens(args), E = experts(args), P = pairs(args);
+  const int64_t T = tokens(args), E = experts(args), P = read_pairs(args);
   const int64_t n = checked_mul(T, E, args.where("probs"));
   auto probs = args.f32_in("probs", n);
   Index pe = indices(args, "pairExpert", P, E);
