@@ -3,17 +3,8 @@ import { loadAddon, type Isa, type NativeAddon } from '../src/native/addon';
 
 export const addon: NativeAddon = loadAddon();
 
-/** mulberry32: a small seeded PRNG so every test sees the same data on every run. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from './rng';
+import { rng } from './rng';
 
 /** Uniform values in [-scale, scale). */
 export function randArray(n: number, seed: number, scale = 1): Float32Array {

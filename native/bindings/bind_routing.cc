@@ -45,34 +45,18 @@ Work bind_route_topk(Args& args) {
   return [=] { cpu::route_topk(r.t, r.experts, r.probs.data, r.k, r.out.token.data, r.out.expert.data, r.out.weight.data); };
 }
 
-// routeThreshold({t, experts, probs, eps, pairToken, pairExpert, pairWeight [t·E], out: Int32Array [1]})
-//   out[0] = P, the pairs written
-Work bind_route_threshold(Args& args) {
+// The threshold routings share their arguments: {t, experts, probs, eps, pairToken, pairExpert,
+// pairWeight [t·E], out: Int32Array [1]}. Route is route_threshold (out[0] = P, the pairs written)
+// or route_threshold_topk (out[0] = K; P = t·K).
+template <int64_t (*Route)(int64_t, int64_t, const float*, double, int32_t*, int32_t*, float*)>
+Work bind_threshold_routing(Args& args) {
   const int64_t T = tokens(args), E = experts(args);
   const int64_t n = score_elems(args, T, E);
   const double eps = args.number("eps");
   auto probs = args.f32_in("probs", n);
   auto pr = pair_outputs(args, n);
   auto out = args.i32("out", 1);
-  return [=] {
-    out.data[0] = static_cast<int32_t>(
-        cpu::route_threshold(T, E, probs.data, eps, pr.token.data, pr.expert.data, pr.weight.data));
-  };
-}
-
-// routeThresholdTopk({t, experts, probs, eps, pairToken, pairExpert, pairWeight [t·E], out: Int32Array [1]})
-//   out[0] = K (P = t·K pairs written)
-Work bind_route_threshold_topk(Args& args) {
-  const int64_t T = tokens(args), E = experts(args);
-  const int64_t n = score_elems(args, T, E);
-  const double eps = args.number("eps");
-  auto probs = args.f32_in("probs", n);
-  auto pr = pair_outputs(args, n);
-  auto out = args.i32("out", 1);
-  return [=] {
-    out.data[0] = static_cast<int32_t>(
-        cpu::route_threshold_topk(T, E, probs.data, eps, pr.token.data, pr.expert.data, pr.weight.data));
-  };
+  return [=] { out.data[0] = static_cast<int32_t>(Route(T, E, probs.data, eps, pr.token.data, pr.expert.data, pr.weight.data)); };
 }
 
 // groupByExpert({pairs, experts, pairExpert [P], offsets [E+1], order [P], position [P]})
@@ -173,8 +157,8 @@ void register_routing(Napi::Env env, Napi::Object exports) {
   export_kernel(env, exports, "routerSoftmax", bind_router_softmax);
   export_kernel(env, exports, "routerSoftmaxBackward", bind_router_softmax_backward);
   export_kernel(env, exports, "routeTopk", bind_route_topk);
-  export_kernel(env, exports, "routeThreshold", bind_route_threshold);
-  export_kernel(env, exports, "routeThresholdTopk", bind_route_threshold_topk);
+  export_kernel(env, exports, "routeThreshold", bind_threshold_routing<cpu::route_threshold>);
+  export_kernel(env, exports, "routeThresholdTopk", bind_threshold_routing<cpu::route_threshold_topk>);
   export_kernel(env, exports, "groupByExpert", bind_group_by_expert);
   export_kernel(env, exports, "gatherRows", bind_gather_rows);
   export_kernel(env, exports, "gatherRowsBackward", bind_gather_rows_backward);

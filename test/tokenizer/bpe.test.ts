@@ -11,17 +11,7 @@ import {
 } from '../../src/tokenizer/bpe-train';
 import { Tokenizer, loadTokenizer } from '../../src/tokenizer/tokenizer';
 import { defaultTokenizer, defaultTokenizerPath } from '../../src/tokenizer/default';
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from '../rng';
 
 /** Random valid Unicode strings (no lone surrogates) mixing ASCII, controls, Latin, CJK, emoji, combining marks. */
 function randomText(r: () => number, maxLen: number): string {
