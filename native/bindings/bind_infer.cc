@@ -7,6 +7,7 @@
 #include "../infer/gemv.h"
 #include "../infer/session.h"
 #include "config_reader.h"
+#include "op_args.h"
 #include "register.h"
 
 namespace dsmoe::bind {
@@ -370,7 +371,22 @@ Napi::Value set_bf16_dot(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+namespace {
+// expertGemv({experts, offsets [E+1], x [R, k], w [E, n, k] (f32|bf16), n, k, y [R, n]}): the decode
+// kernel alone, for tests against the grouped-GEMM reference (the same contract, transW only).
+Work bind_expert_gemv(Args& args) {
+  const GroupedGemmArgs g = read_grouped_gemm(args);
+  if (!g.trans_w) range_error(args.where("transW") + ": expertGemv takes weights [E, n, k] (transW true) only");
+  if (g.beta != 0.f) range_error(args.where("beta") + ": expertGemv overwrites y (beta 0) only");
+  return [=] {
+    infer::expert_gemv(g.experts, g.offsets->data(), g.x.data, g.w.data, g.w_bf16 ? cpu::DType::BF16 : cpu::DType::F32,
+                       g.n, g.k, g.y.data);
+  };
+}
+}  // namespace
+
 void register_infer(Napi::Env env, Napi::Object exports) {
+  export_kernel(env, exports, "expertGemv", bind_expert_gemv);
   export_function(env, exports, "createSession", create_session);
   export_function(env, exports, "createSessionFromFile", create_session_from_file);
   export_function(env, exports, "setBf16Dot", set_bf16_dot);

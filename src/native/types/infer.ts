@@ -102,4 +102,6 @@ export interface InferFunctions {
   createSessionFromFile(args: SessionOptions & { path: string; tensors: FileTensorEntry[]; dataOffset: number }): InferenceSession;
   /** Allows or forbids the AVX512-BF16 dot product in decode; returns whether it is in use. */
   setBf16Dot(args: { enabled: boolean }): boolean;
+  /** The decode GEMV alone: per expert e, y[rows of e] = x[rows of e] · w[e]ᵀ (w [E, n, k]); experts without rows are not read. */
+  expertGemv(args: { experts: number; offsets: Int32Array; x: Float32Array; w: Float32Array | Uint16Array; n: number; k: number; y: Float32Array }): void;
 }
