@@ -62,6 +62,7 @@ class ConfigReader {
     c.norm_eps = number(r, "norm_eps", "norm_eps", 1e-5);
     c.rope_theta = number(r, "rope_theta", "rope_theta", 10000.0);
     c.tie_embeddings = boolean(r, "tie_embeddings", "tie_embeddings", false);
+    c.router_hidden = integer(r, "router_hidden", "router_hidden", 0);  // absent: linear routers
     Napi::Object a = object(r, "attention", "attention");
     c.att_experts = integer(a, "n_experts", "attention.n_experts");
     c.att_heads = integer(a, "n_heads", "attention.n_heads");

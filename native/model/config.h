@@ -14,6 +14,9 @@ struct Config {
   bool tie_embeddings = false;
   int64_t att_experts = 1, att_heads = 1, kv_heads = 1, head_dim = 1;  // attention (MoA)
   int64_t mlp_experts = 1, expert_dim = 1;                              // MoE MLP
+  // Router of every layer with > 1 expert: 0 = linear (W_r [E, D]); h > 0 = two-layer,
+  // S = softmax(W_out · gelu(W_hidden · x)) with W_hidden [h, D], W_out [E, h] (gelu: erf form).
+  int64_t router_hidden = 0;
   bool gelu_tanh = false;
   Mode mode = Mode::DsMoe;
   double mi_alpha_att = 0, mi_alpha_mlp = 0, switch_alpha = 0.01;

@@ -16,9 +16,12 @@ struct Tensor {
   bool decay = true;  // AdamW weight decay (false for norms)
 };
 
-// Offsets of one block's tensors (-1 when absent, e.g. a router with one expert).
+// Offsets of one block's tensors (-1 when absent, e.g. a router with one expert). att_router and
+// mlp_router are the router's last (or only) weight, [E, K] with K = D for a linear router and
+// K = router_hidden for a two-layer one, whose first weight [h, D] is at *_router_hidden.
 struct LayerOffsets {
   int64_t attn_norm, att_router, q, k, v, o, mlp_norm, mlp_router, up, down;
+  int64_t att_router_hidden = -1, mlp_router_hidden = -1;
 };
 
 struct Layout {

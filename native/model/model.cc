@@ -21,6 +21,8 @@ struct Model::LayerCache {
   // MLP sub-layer: input h, rmsnorm, routing, up projection and its activation
   std::vector<float> h_mlp, rstd_mlp, xm, probs_m, w_m, up, act;
   std::vector<uint8_t> mask_m;
+  // two-layer routers (empty when linear): hidden pre-activation z and gelu(z), [N, router_hidden]
+  std::vector<float> rz_a, ra_a, rz_m, ra_m;
 };
 
 namespace {
@@ -83,6 +85,8 @@ void Model::ensure_workspace(int64_t batch, int64_t seq) {
   resize(logits_, N * cfg_.vocab_size); resize(scratch_, N * std::max(QD, FD));
   resize(dq_, N * QD); resize(dk_, N * KV); resize(dv_, N * KV);
   resize(router_logits_, N * Emax); resize(dprobs_, N * Emax);
+  const int64_t Rh = cfg_.router_hidden, RNa = Ea > 1 ? N * Rh : 0, RNm = Em > 1 ? N * Rh : 0;
+  resize(router_da_, std::max(RNa, RNm));
   resize(positions_, N);
   resize(pair_token_, N * Emax); resize(pair_expert_, N * Emax); resize(pair_weight_, N * Emax);
   for (int64_t t = 0; t < N; ++t) positions_[static_cast<size_t>(t)] = static_cast<int32_t>(t % seq);
@@ -93,20 +97,28 @@ void Model::ensure_workspace(int64_t batch, int64_t seq) {
     resize(c.v, N * KV); resize(c.att, N * QD); resize(c.lse, batch * Hq * seq);
     resize(c.h_mlp, N * D); resize(c.rstd_mlp, N); resize(c.xm, N * D); resize(c.probs_m, N * Em);
     resize(c.w_m, N * Em); resize(c.mask_m, N * Em); resize(c.up, N * FD); resize(c.act, N * FD);
+    resize(c.rz_a, RNa); resize(c.ra_a, RNa); resize(c.rz_m, RNm); resize(c.ra_m, RNm);
   }
 }
 
-// Router: probs = softmax(x · Rᵀ); weights = probs (dsmoe), probs on the top-k (smoe), 1 (one expert).
-void Model::route_forward(const float* x, int64_t router_off, int64_t E, float* logits_buf, float* probs,
-                          float* weights, uint8_t* mask) {
-  const int64_t N = n_, D = cfg_.d_model;
+// Router: probs = softmax(x · Rᵀ), or softmax(gelu(x · Whᵀ) · Woutᵀ) for a two-layer router;
+// weights = probs (dsmoe), probs on the top-k (smoe), 1 (one expert).
+void Model::route_forward(const float* x, const Router& r, float* logits_buf, float* probs, float* weights,
+                          uint8_t* mask) {
+  const int64_t N = n_, D = cfg_.d_model, E = r.E, Rh = cfg_.router_hidden;
   if (E == 1) {
     std::fill(probs, probs + N, 1.f);
     std::fill(weights, weights + N, 1.f);
     std::fill(mask, mask + N, uint8_t(1));
     return;
   }
-  gemm(false, true, N, E, D, 1.f, x, D, buf_.params + router_off, D, 0.f, logits_buf, E);
+  if (r.hidden_off < 0) {
+    gemm(false, true, N, E, D, 1.f, x, D, buf_.params + r.off, D, 0.f, logits_buf, E);
+  } else {  // z and gelu(z) stay in the layer cache for the backward
+    gemm(false, true, N, Rh, D, 1.f, x, D, buf_.params + r.hidden_off, D, 0.f, r.z, Rh);
+    gelu_forward(N * Rh, r.z, r.a, GeluKind::Erf);
+    gemm(false, true, N, E, Rh, 1.f, r.a, Rh, buf_.params + r.off, Rh, 0.f, logits_buf, E);
+  }
   router_softmax(N, E, logits_buf, probs);
   if (cfg_.mode == Mode::SMoe) {
     const int64_t k = std::min(cfg_.top_k, E);
@@ -125,11 +137,11 @@ void Model::route_forward(const float* x, int64_t router_off, int64_t E, float* 
 }
 
 // dweights holds dL/dW on entry. Adds the auxiliary loss gradient, goes back through the softmax
-// and the router, accumulating dR and dx (dx += dlogits · R).
-void Model::route_backward(const float* x, int64_t router_off, int64_t E, const float* probs, const uint8_t* mask,
+// and the router, accumulating dR and dx (dx += dlogits · R; two-layer: through Wout, gelu and Wh).
+void Model::route_backward(const float* x, const Router& r, const float* probs, const uint8_t* mask,
                            float* dweights, double alpha_scale, float* dx) {
+  const int64_t N = n_, D = cfg_.d_model, E = r.E, Rh = cfg_.router_hidden;
   if (E == 1) return;
-  const int64_t N = n_, D = cfg_.d_model;
   float* ds = dweights;
   if (cfg_.mode == Mode::SMoe) {
     int64_t P = 0;
@@ -142,8 +154,17 @@ void Model::route_backward(const float* x, int64_t router_off, int64_t E, const 
     mi_loss(N, E, probs, alpha_scale, ds, true);
   }
   router_softmax_backward(N, E, probs, ds, ds);
-  gemm(true, false, E, D, N, 1.f, ds, E, x, D, 1.f, buf_.grads + router_off, D);
-  gemm(false, false, N, D, E, 1.f, ds, E, buf_.params + router_off, D, 1.f, dx, D);
+  if (r.hidden_off < 0) {
+    gemm(true, false, E, D, N, 1.f, ds, E, x, D, 1.f, buf_.grads + r.off, D);
+    gemm(false, false, N, D, E, 1.f, ds, E, buf_.params + r.off, D, 1.f, dx, D);
+    return;
+  }
+  float* dz = router_da_.data();
+  gemm(true, false, E, Rh, N, 1.f, ds, E, r.a, Rh, 1.f, buf_.grads + r.off, Rh);       // dWout += dsᵀ·a
+  gemm(false, false, N, Rh, E, 1.f, ds, E, buf_.params + r.off, Rh, 0.f, dz, Rh);       // da = ds·Wout
+  gelu_backward(N * Rh, r.z, dz, dz, GeluKind::Erf);                                    // dz = da ⊙ gelu'(z)
+  gemm(true, false, Rh, D, N, 1.f, dz, Rh, x, D, 1.f, buf_.grads + r.hidden_off, D);   // dWh += dzᵀ·x
+  gemm(false, false, N, D, Rh, 1.f, dz, Rh, buf_.params + r.hidden_off, D, 1.f, dx, D);  // dx += dz·Wh
 }
 
 void Model::run_micro(const int32_t* tokens, const int32_t* targets, float grad_scale, StepStats* st, bool backward) {
@@ -185,7 +206,8 @@ void Model::run_micro(const int32_t* tokens, const int32_t* targets, float grad_
     // ---- MoA: h += Σ_e W[:, e] · (attention of expert e's query heads) · Wo[e]ᵀ
     std::memcpy(c.h_att.data(), h, sizeof(float) * static_cast<size_t>(N * D));
     rmsnorm_forward(N, D, h, P + o.attn_norm, eps, c.xa.data(), c.rstd_att.data());
-    route_forward(c.xa.data(), o.att_router, Ea, router_logits_.data(), c.probs_a.data(), c.w_a.data(), c.mask_a.data());
+    const Router ra{o.att_router, o.att_router_hidden, Ea, c.rz_a.data(), c.ra_a.data()};
+    route_forward(c.xa.data(), ra, router_logits_.data(), c.probs_a.data(), c.w_a.data(), c.mask_a.data());
     aux_forward(Ea, c.probs_a.data(), cfg_.mi_alpha_att, &st->att_entropy, &st->att_cond_entropy);
     gemm(false, true, N, QD, D, 1.f, c.xa.data(), D, P + o.q, D, 0.f, c.q.data(), QD);
     gemm(false, true, N, KV, D, 1.f, c.xa.data(), D, P + o.k, D, 0.f, c.k.data(), KV);
@@ -197,7 +219,8 @@ void Model::run_micro(const int32_t* tokens, const int32_t* targets, float grad_
     // ---- MoE MLP: h += Σ_e W[:, e] · gelu(x·Wup[e]ᵀ) · Wdown[e]ᵀ
     std::memcpy(c.h_mlp.data(), h, sizeof(float) * static_cast<size_t>(N * D));
     rmsnorm_forward(N, D, h, P + o.mlp_norm, eps, c.xm.data(), c.rstd_mlp.data());
-    route_forward(c.xm.data(), o.mlp_router, Em, router_logits_.data(), c.probs_m.data(), c.w_m.data(), c.mask_m.data());
+    const Router rm{o.mlp_router, o.mlp_router_hidden, Em, c.rz_m.data(), c.ra_m.data()};
+    route_forward(c.xm.data(), rm, router_logits_.data(), c.probs_m.data(), c.w_m.data(), c.mask_m.data());
     aux_forward(Em, c.probs_m.data(), cfg_.mi_alpha_mlp, &st->mlp_entropy, &st->mlp_cond_entropy);
     gemm(false, true, N, FD, D, 1.f, c.xm.data(), D, P + o.up, D, 0.f, c.up.data(), FD);
     gelu_forward(N * FD, c.up.data(), c.act.data(), gelu);
@@ -237,7 +260,8 @@ void Model::run_micro(const int32_t* tokens, const int32_t* targets, float grad_
     gelu_backward(N * FD, c.up.data(), S, S, gelu);
     gemm(true, false, FD, D, N, 1.f, S, FD, c.xm.data(), D, 1.f, Gr + o.up, D);
     gemm(false, false, N, D, FD, 1.f, S, FD, P + o.up, D, 0.f, dx, D);
-    route_backward(c.xm.data(), o.mlp_router, Em, c.probs_m.data(), c.mask_m.data(), dprobs_.data(), mlp_alpha, dx);
+    const Router rm{o.mlp_router, o.mlp_router_hidden, Em, c.rz_m.data(), c.ra_m.data()};
+    route_backward(c.xm.data(), rm, c.probs_m.data(), c.mask_m.data(), dprobs_.data(), mlp_alpha, dx);
     rmsnorm_backward(N, D, c.h_mlp.data(), P + o.mlp_norm, c.rstd_mlp.data(), dx, dx, Gr + o.mlp_norm, true);
     add_into_residual();
     // MoA. S = dres · Wo[e] per expert; dW and datt as above; then attention, RoPE, projections.
@@ -254,7 +278,8 @@ void Model::run_micro(const int32_t* tokens, const int32_t* targets, float grad_
     gemm(false, false, N, D, QD, 1.f, dq_.data(), QD, P + o.q, D, 0.f, dx, D);
     gemm(false, false, N, D, KV, 1.f, dk_.data(), KV, P + o.k, D, 1.f, dx, D);
     gemm(false, false, N, D, KV, 1.f, dv_.data(), KV, P + o.v, D, 1.f, dx, D);
-    route_backward(c.xa.data(), o.att_router, Ea, c.probs_a.data(), c.mask_a.data(), dprobs_.data(), att_alpha, dx);
+    const Router ra{o.att_router, o.att_router_hidden, Ea, c.rz_a.data(), c.ra_a.data()};
+    route_backward(c.xa.data(), ra, c.probs_a.data(), c.mask_a.data(), dprobs_.data(), att_alpha, dx);
     rmsnorm_backward(N, D, c.h_att.data(), P + o.attn_norm, c.rstd_att.data(), dx, dx, Gr + o.attn_norm, true);
     add_into_residual();
   }

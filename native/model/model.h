@@ -65,9 +65,14 @@ class Model {
   // One micro-batch: forward (filling caches) and the loss; if grad_scale > 0 also the backward.
   void run_micro(const int32_t* tokens, const int32_t* targets, float grad_scale, StepStats* stats,
                  bool backward);
-  void route_forward(const float* x, int64_t router_off, int64_t E, float* logits_buf, float* probs,
-                     float* weights, uint8_t* mask);
-  void route_backward(const float* x, int64_t router_off, int64_t E, const float* probs, const uint8_t* mask,
+  // A layer's router: the offsets of its weights (hidden_off < 0 for a linear router) and, for a
+  // two-layer router, the cached hidden pre-activation z and activation gelu(z), [N, router_hidden].
+  struct Router {
+    int64_t off, hidden_off, E;
+    float *z, *a;
+  };
+  void route_forward(const float* x, const Router& r, float* logits_buf, float* probs, float* weights, uint8_t* mask);
+  void route_backward(const float* x, const Router& r, const float* probs, const uint8_t* mask,
                       float* dweights /* in: dL/dW, becomes dL/dlogits */, double alpha_scale, float* dx);
 
   Config cfg_;
@@ -77,7 +82,7 @@ class Model {
   std::vector<LayerCache> caches_;
   std::vector<float> h_, dh_, dx_, hf_, rstd_f_, logits_, scratch_, dq_, dk_, dv_, router_logits_;
   std::vector<int32_t> positions_, pair_token_, pair_expert_;
-  std::vector<float> pair_weight_, dprobs_;
+  std::vector<float> pair_weight_, dprobs_, router_da_;  // router_da_: [N, router_hidden] backward scratch
 };
 
 }  // namespace dsmoe::model

@@ -1,6 +1,6 @@
 // The native DS-MoE model: gradients against finite differences for every parameter kind in all
-// three training modes, auxiliary losses, the dense/MoE equivalence, learning, determinism and
-// bad input.
+// three training modes (and two-layer routers), auxiliary losses, the dense/MoE equivalence,
+// learning, determinism and bad input.
 import type { ModelConfig, NativeModel, TrainingMode } from '../../src/native/addon';
 import { addon, expectNativeError } from '../helpers';
 
@@ -61,6 +61,42 @@ describe('model layout', () => {
     expect(dense.tensors.some((t) => t.name.includes('router'))).toBe(false);
     expect(dense.tensors.some((t) => t.name === 'lm_head.weight')).toBe(false);
   });
+
+  test('router_hidden: a two-layer router (hidden [h, D], output [E, h]) where router.weight was', () => {
+    const lin = addon.modelLayout(tinyConfig('dsmoe'));
+    expect(addon.modelLayout(tinyConfig('dsmoe', { router_hidden: 0 }))).toEqual(lin);  // 0 = absent = linear
+    const L = addon.modelLayout(tinyConfig('dsmoe', { router_hidden: 5 }));
+    expect(L.tensors.map((t) => t.name).slice(0, 13)).toEqual([
+      'embed.weight', 'layers.0.attn_norm.weight',
+      'layers.0.attn.router.hidden.weight', 'layers.0.attn.router.output.weight',
+      'layers.0.attn.q_proj.weight', 'layers.0.attn.k_proj.weight', 'layers.0.attn.v_proj.weight',
+      'layers.0.attn.o_proj.weight', 'layers.0.mlp_norm.weight',
+      'layers.0.mlp.router.hidden.weight', 'layers.0.mlp.router.output.weight',
+      'layers.0.mlp.up_proj.weight', 'layers.0.mlp.down_proj.weight']);
+    const shape = (n: string) => L.tensors.find((x) => x.name === n)!.shape;
+    for (const kind of ['attn', 'mlp'])
+      expect([shape(`layers.1.${kind}.router.hidden.weight`), shape(`layers.1.${kind}.router.output.weight`)])
+        .toEqual([[5, 8], [3, 5]]);
+    expect(L.tensors.filter((x) => x.name.includes('router')).every((x) => x.decay)).toBe(true);
+    expect(L.tensors.some((x) => x.name.endsWith('router.weight'))).toBe(false);
+    // Per layer and kind the linear E·D = 24 becomes h·D + E·h = 40 + 15.
+    expect(L.totalParams - lin.totalParams).toBe(2 * 2 * (55 - 24));
+    // One expert: no router, whatever router_hidden says.
+    expect(addon.modelLayout(tinyConfig('dense', { router_hidden: 5 })))
+      .toEqual(addon.modelLayout(tinyConfig('dense')));
+  });
+
+  test('initialisation: linear routers unchanged by router_hidden 0; two-layer routers ~ N(0, 0.02²)', () => {
+    const a = build(tinyConfig('dsmoe'), 9).params, b = build(tinyConfig('dsmoe', { router_hidden: 0 }), 9).params;
+    expect(b).toEqual(a);
+    const { params, layout } = build(tinyConfig('dsmoe', { router_hidden: 64 }), 9);
+    for (const t of layout.tensors.filter((x) => x.name.includes('router'))) {
+      const v = params.subarray(t.offset, t.offset + t.size);
+      const std = Math.sqrt(v.reduce((s, x) => s + x * x, 0) / v.length);
+      expect(std).toBeGreaterThan(0.015);
+      expect(std).toBeLessThan(0.025);
+    }
+  });
 });
 
 describe('model gradients', () => {
@@ -85,6 +121,43 @@ describe('model gradients', () => {
         if (!(Math.abs(fd - g[i]) <= ABS + REL * Math.abs(fd))) failures.push(`${t.name}[${j}]: grad ${g[i]} vs fd ${fd}`);
       }
     expect(failures).toEqual([]);
+  });
+
+  // Two-layer routers (router_hidden = 5, an awkward width): every element of layer 0's router
+  // tensors and three of every other tensor. The MLP uses gelu_tanh so that the router's exact-erf
+  // GELU is not the MLP's. Router weights get 4× more scale: through two layers of 0.16-std weights
+  // their gradients would sit near the finite-difference noise floor, and the check would say little.
+  test.each(['dsmoe', 'smoe', 'dense'] as const)('%s, router_hidden 5: gradients match finite differences', (m) => {
+    const cfg = tinyConfig(m, { router_hidden: 5 });
+    cfg.mlp.activation = 'gelu_tanh';
+    const { model, params, grads, layout } = build(cfg, 4, 8);
+    for (const t of layout.tensors.filter((x) => x.name.includes('router')))
+      for (let i = t.offset; i < t.offset + t.size; i++) params[i] *= 4;
+    expect(layout.tensors.filter((t) => t.name.includes('router')).length).toBe(m === 'dense' ? 0 : 8);
+    const base = model.lossAndGrad({ tokens, targets, batch: B, seq: T });
+    expect(Number.isFinite(base.loss)).toBe(true);
+    const g = Float32Array.from(grads);
+    const lossAt = () => model.evaluate({ tokens, targets, batch: B, seq: T }).loss;
+    const failures: string[] = [];
+    let routerChecks = 0, routerNonZero = 0;
+    for (const t of layout.tensors) {
+      const all = t.name.startsWith('layers.0.') && t.name.includes('router');
+      for (const j of all ? Array.from({ length: t.size }, (_, k) => k) : [0, Math.floor(t.size / 3), t.size - 1]) {
+        const i = t.offset + j, old = params[i];
+        params[i] = old + H; const lp = lossAt();
+        params[i] = old - H; const lm = lossAt();
+        params[i] = old;
+        const fd = (lp - lm) / (2 * H);
+        if (!(Math.abs(fd - g[i]) <= ABS + REL * Math.abs(fd))) failures.push(`${t.name}[${j}]: ${g[i]} vs fd ${fd}`);
+        if (all) { routerChecks++; if (Math.abs(fd) > 3 * ABS) routerNonZero++; }
+      }
+    }
+    expect(failures).toEqual([]);
+    if (m !== 'dense') {
+      expect(routerChecks).toBe(2 * (5 * 8 + 3 * 5));
+      // The comparison means something only if most router gradients are well above the noise floor.
+      expect(routerNonZero).toBeGreaterThan(routerChecks / 2);
+    }
   });
 
   test('the auxiliary loss is α times the MI loss −H(e) + H(e|X) summed over layers', () => {
@@ -148,6 +221,52 @@ describe('dense and MoE compute the same function when they should', () => {
     for (let i = 0; i < ld.length; i++) { maxDiff = Math.max(maxDiff, Math.abs(ld[i] - lm[i])); maxAbs = Math.max(maxAbs, Math.abs(ld[i])); }
     expect(maxDiff / maxAbs).toBeLessThan(1e-5);
   });
+
+  test('so does one whose two-layer routers have a zero output weight and a random hidden weight (upcycling)', () => {
+    const E = 3;
+    const d = build(tinyConfig('dense'), 11, 4), m = build(tinyConfig('dsmoe', { router_hidden: 6 }), 12, 4);
+    const get = (b: Built, name: string) => {
+      const t = b.layout.tensors.find((x) => x.name === name)!;
+      return b.params.subarray(t.offset, t.offset + t.size);
+    };
+    for (const t of m.layout.tensors) {
+      const dst = get(m, t.name);
+      if (t.name.endsWith('router.output.weight')) dst.fill(0);
+      else if (t.name.endsWith('router.hidden.weight')) expect(dst.some((x) => x !== 0)).toBe(true);
+      else if (/q_proj|o_proj|up_proj|down_proj/.test(t.name)) {
+        const src = get(d, t.name);
+        for (let e = 0; e < E; e++) dst.set(src, e * src.length);
+      } else dst.set(get(d, t.name));
+    }
+    const V = 17, ld = new Float32Array(B * T * V), lm = new Float32Array(B * T * V);
+    d.model.forward({ tokens, batch: B, seq: T, logits: ld });
+    m.model.forward({ tokens, batch: B, seq: T, logits: lm });
+    let maxDiff = 0, maxAbs = 0;
+    for (let i = 0; i < ld.length; i++) {
+      maxDiff = Math.max(maxDiff, Math.abs(ld[i] - lm[i]));
+      maxAbs = Math.max(maxAbs, Math.abs(ld[i]));
+    }
+    expect(maxDiff / maxAbs).toBeLessThan(1e-5);
+  });
+
+  test('a zero output weight still gets a gradient from a random hidden weight, not from a zero one', () => {
+    // Upcycled experts differ, so their outputs pull S apart: dL/dWout = dsᵀ·gelu(x·Whᵀ), which is
+    // zero when Wh = 0 (gelu(0) = 0), and dL/dWh goes through Wout = 0 in any case.
+    const maxAbs = (b: Built, suffix: string) => Math.max(...b.layout.tensors.filter((t) => t.name.endsWith(suffix))
+      .flatMap((t) => Array.from(b.grads.subarray(t.offset, t.offset + t.size), Math.abs)));
+    const run = (zeroHidden: boolean) => {
+      const b = build(tinyConfig('dsmoe', { router_hidden: 6 }), 12, 4);
+      for (const t of b.layout.tensors)
+        if (t.name.endsWith('router.output.weight') || (zeroHidden && t.name.endsWith('router.hidden.weight')))
+          b.params.fill(0, t.offset, t.offset + t.size);
+      b.model.lossAndGrad({ tokens, targets, batch: B, seq: T });
+      return b;
+    };
+    const random = run(false), zero = run(true);
+    expect(maxAbs(random, 'router.output.weight')).toBeGreaterThan(1e-4);
+    expect(maxAbs(random, 'router.hidden.weight')).toBe(0);
+    expect(maxAbs(zero, 'router.output.weight')).toBe(0);
+  });
 });
 
 describe('training', () => {
@@ -200,6 +319,8 @@ describe('model bad input', () => {
     ['unknown mode', { ...cfg, training: { ...cfg.training, mode: 'sparse' as TrainingMode } }, /training.mode must be 'dsmoe', 'smoe' or 'dense'/],
     ['dense mode with experts', { ...cfg, training: { ...cfg.training, mode: 'dense' as TrainingMode } }, /'dense' needs attention.n_experts = mlp.n_experts = 1/],
     ['unknown activation', { ...cfg, mlp: { ...cfg.mlp, activation: 'relu' as never } }, /mlp.activation must be 'gelu' or 'gelu_tanh'/],
+    ['negative router_hidden', { ...cfg, router_hidden: -1 }, /config.router_hidden must be in \[0, 65536\], got -1/],
+    ['huge router_hidden', { ...cfg, router_hidden: 65537 }, /config.router_hidden must be in \[0, 65536\]/],
   ])('%s', (_n, bad, message) => {
     expectNativeError(() => addon.modelLayout(bad as ModelConfig), 'RangeError', message);
   });
@@ -208,6 +329,9 @@ describe('model bad input', () => {
     const { d_model: _drop, ...noWidth } = cfg;
     expectNativeError(() => addon.modelLayout(noWidth as ModelConfig), 'TypeError', /config.d_model must be an integer/);
     expectNativeError(() => addon.modelLayout({ ...cfg, attention: 5 } as unknown as ModelConfig), 'TypeError', /config.attention must be an object/);
+    for (const bad of [2.5, '8'])
+      expectNativeError(() => addon.modelLayout({ ...cfg, router_hidden: bad as number }), 'TypeError',
+        /config.router_hidden must be an integer/);
   });
 
   test('token ids outside the vocabulary, sequences past max_seq_len and short buffers are RangeErrors', () => {

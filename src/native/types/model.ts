@@ -17,6 +17,12 @@ export interface ModelConfig {
   norm_eps: number;
   rope_theta: number;
   tie_embeddings: boolean;
+  /**
+   * Router of every layer with > 1 expert: absent or 0 = linear (`router.weight` [E, D]); h > 0 =
+   * two-layer, softmax(W_out · gelu(W_hidden · x)) with `router.hidden.weight` [h, D] and
+   * `router.output.weight` [E, h] (exact-erf GELU, no biases).
+   */
+  router_hidden?: number;
   attention: { n_experts: number; n_heads: number; n_kv_heads: number; head_dim: number };
   mlp: { n_experts: number; expert_dim: number; activation: Activation };
   training: {
