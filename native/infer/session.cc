@@ -75,7 +75,16 @@ int64_t Session::route(int64_t l, bool att, const float* x, bool decode) {
     for (int64_t t = 0; t < N; ++t) { pt[t] = static_cast<int32_t>(t); pe[t] = 0; pw[t] = 1.f; }
   } else {
     float* probs = grow(probs_, N * E);
-    matmul(1, one_offsets_.data(), x, att ? lw.att_router : lw.mlp_router, E, D, probs, decode);
+    const WeightRef router = att ? lw.att_router : lw.mlp_router;
+    if (c_.router_hidden > 0) {  // two-layer router: softmax(gelu(x · Whᵀ) · Woutᵀ), as in training
+      const int64_t Rh = c_.router_hidden;
+      float* a = grow(rhid_, N * Rh);
+      matmul(1, one_offsets_.data(), x, att ? lw.att_router_hidden : lw.mlp_router_hidden, Rh, D, a, decode);
+      gelu_forward(N * Rh, a, a, GeluKind::Erf);
+      matmul(1, one_offsets_.data(), a, router, E, Rh, probs, decode);
+    } else {
+      matmul(1, one_offsets_.data(), x, router, E, D, probs, decode);
+    }
     router_softmax(N, E, probs, probs);
     {  // router statistics for the MI loss (S·log S taken as 0 at S = 0, as in mi_loss)
       double* psum = (att ? stats_.att_prob_sum : stats_.mlp_prob_sum).data() + l * E;
@@ -280,7 +289,10 @@ ActiveSummary Session::summary() const {
   const int64_t L = c_.n_layers, D = c_.d_model, Ea = c_.att_experts, Em = c_.mlp_experts, KV = c_.kv_dim();
   const int64_t att_e = 2 * c_.expert_q_dim() * D, mlp_e = 2 * c_.expert_dim * D;  // q+o, up+down per expert
   s.expert_params = L * (Ea * att_e + Em * mlp_e);
-  s.shared_params = L * ((Ea > 1 ? Ea * D : 0) + (Em > 1 ? Em * D : 0) + 2 * KV * D);
+  // A router: E·D weights, or h·D + E·h for a two-layer one (router_hidden = h).
+  const int64_t Rh = c_.router_hidden;
+  auto router_params = [&](int64_t E) -> int64_t { return E == 1 ? 0 : Rh > 0 ? Rh * D + E * Rh : E * D; };
+  s.shared_params = L * (router_params(Ea) + router_params(Em) + 2 * KV * D);
   s.embedding_params = c_.vocab_size * D;
   s.lm_head_params = c_.tie_embeddings ? 0 : c_.vocab_size * D;
   const double T = static_cast<double>(stats_.tokens);
@@ -295,8 +307,13 @@ ActiveSummary Session::summary() const {
     expert_bytes += na * double(qo * (dtype_bytes(lw.q.dtype) + dtype_bytes(lw.o.dtype))) +
                     nm * double(ud * (dtype_bytes(lw.up.dtype) + dtype_bytes(lw.down.dtype)));
     shared_bytes += double(KV * D * (dtype_bytes(lw.k.dtype) + dtype_bytes(lw.v.dtype)));
-    if (Ea > 1) shared_bytes += double(Ea * D * dtype_bytes(lw.att_router.dtype));
-    if (Em > 1) shared_bytes += double(Em * D * dtype_bytes(lw.mlp_router.dtype));
+    auto router_bytes = [&](int64_t E, WeightRef out, WeightRef hidden) -> double {
+      if (E == 1) return 0;
+      if (Rh == 0) return double(E * D * dtype_bytes(out.dtype));
+      return double(Rh * D * dtype_bytes(hidden.dtype) + E * Rh * dtype_bytes(out.dtype));
+    };
+    shared_bytes += router_bytes(Ea, lw.att_router, lw.att_router_hidden);
+    shared_bytes += router_bytes(Em, lw.mlp_router, lw.mlp_router_hidden);
   }
   if (T > 0) {
     s.att_experts_per_token = att_sum / (T * double(L));

@@ -91,7 +91,7 @@ class Session {
   std::vector<Segment> segs_;
   int64_t N_ = 0;
   // Workspace, grown on demand.
-  std::vector<float> h_, x_, probs_, q_, k_, v_, att_, lse_, xg_, yg_, hf_;
+  std::vector<float> h_, x_, probs_, rhid_, q_, k_, v_, att_, lse_, xg_, yg_, hf_;  // rhid_: two-layer routers
   std::vector<int32_t> pair_token_, pair_expert_, order_, position_, offsets_, one_offsets_;
   std::vector<float> pair_weight_;
 };

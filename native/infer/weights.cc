@@ -45,9 +45,11 @@ void Weights::assign(Resolve resolve) {
   for (const model::LayerOffsets& o : layout_.layers) {
     LayerWeights w;
     w.attn_norm = as_f32(ref(o.attn_norm), D);
+    w.att_router_hidden = ref(o.att_router_hidden);  // layout order: a missing tensor is named in file order
     w.att_router = ref(o.att_router);
     w.q = ref(o.q); w.k = ref(o.k); w.v = ref(o.v); w.o = ref(o.o);
     w.mlp_norm = as_f32(ref(o.mlp_norm), D);
+    w.mlp_router_hidden = ref(o.mlp_router_hidden);  // layout order: a missing tensor is named in file order
     w.mlp_router = ref(o.mlp_router);
     w.up = ref(o.up); w.down = ref(o.down);
     layers.push_back(w);

@@ -27,10 +27,12 @@ inline int64_t dtype_bytes(DType t) { return t == DType::BF16 ? 2 : 4; }
 
 struct LayerWeights {
   const float* attn_norm = nullptr;  // [D]
-  WeightRef att_router;              // [E_att, D]            (data null when E_att = 1)
+  WeightRef att_router;              // [E_att, D], two-layer: [E_att, h]  (data null when E_att = 1)
+  WeightRef att_router_hidden;       // [h, D]                (data null unless router_hidden = h > 0)
   WeightRef q, k, v, o;              // [E_att, H·dh, D], [G·dh, D], [G·dh, D], [E_att, D, H·dh]
   const float* mlp_norm = nullptr;   // [D]
-  WeightRef mlp_router;              // [E_mlp, D]            (data null when E_mlp = 1)
+  WeightRef mlp_router;              // [E_mlp, D], two-layer: [E_mlp, h]  (data null when E_mlp = 1)
+  WeightRef mlp_router_hidden;       // [h, D]                (data null unless router_hidden = h > 0)
   WeightRef up, down;                // [E_mlp, F, D], [E_mlp, D, F]
 };
 

@@ -1,6 +1,7 @@
 // The inference engine: dense routing against the training forward, sparse routing against a
 // double-precision reference with zeroed scores, decode against prefill, routing statistics and
-// active parameters, bf16 weights (native dot and fallback), the mmap path and bad input.
+// active parameters, bf16 weights (native dot and fallback), the mmap path, two-layer routers
+// (router_hidden) and bad input.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -346,6 +347,123 @@ describe('memory-mapped safetensors', () => {
     const cut = path.join(dir, 'cut.safetensors');
     fs.writeFileSync(cut, fs.readFileSync(file).subarray(0, fs.statSync(file).size - 10));
     expect(() => readSafetensorsHeader(cut)).toThrow(/past the end/);
+  });
+});
+
+describe('two-layer routers (router_hidden)', () => {
+  // h = 5 (a width no kernel blocks evenly); the MLP uses gelu_tanh while routers always use the
+  // exact erf GELU, so a router that took the MLP's activation would miss the reference.
+  const cfg = tinyConfig({ router_hidden: 5, mlp: { n_experts: 4, expert_dim: 8, activation: 'gelu_tanh' } });
+  /** Router weights 4× larger again, so that two layers of them give peaked scores. */
+  const build2 = (seed = 5): Built => {
+    const b = build(cfg, seed);
+    for (const t of b.layout.tensors.filter((x) => x.name.includes('router')))
+      for (let i = t.offset; i < t.offset + t.size; i++) b.params[i] *= 4;
+    return b;
+  };
+  const V = cfg.vocab_size;
+
+  test('dense routing = createModel().forward = the double reference', () => {
+    const { config, layout, params } = build2();
+    const perLayer = ['attn.router.hidden', 'attn.router.output', 'mlp.router.hidden', 'mlp.router.output'];
+    expect(layout.tensors.filter((t) => t.name.includes('router')).map((t) => t.name))
+      .toEqual([0, 1].flatMap((l) => perLayer.map((n) => `layers.${l}.${n}.weight`)));
+    const n = layout.totalParams, B = 2, T = 7;
+    const model = addon.createModel({ config, params, grads: new Float32Array(n), adamM: new Float32Array(n),
+      adamV: new Float32Array(n) });
+    const seqs = seqsOf(B, T, V);
+    const ref = new Float32Array(B * T * V);
+    model.forward({ tokens: Int32Array.from(seqs.flat()), batch: B, seq: T, logits: ref });
+    const dense = { attention: 'dense', mlp: 'dense' };
+    const { all } = prefillAll(addon.createSession({ config, weights: params, batch: B, routing: dense }), V, seqs);
+    expect(relError(all, ref)).toBeLessThan(1e-5);
+    expect(relError(all, flat(referenceForward(config, layout, params, seqs, dense).logits))).toBeLessThan(1e-5);
+  });
+
+  test.each([['topk:1', 'topk:2'], ['threshold:0.9', 'threshold:0.48'], ['threshold-topk:1.2', 'topk:1']])(
+    'attention %s, mlp %s = the reference, with the same experts selected', (attention, mlp) => {
+      const { config, layout, params } = build2();
+      const seqs = [seqsOf(1, 7, V)[0], seqsOf(1, 4, V, 2)[0]];
+      const s = addon.createSession({ config, weights: params, batch: 2, routing: { attention, mlp } });
+      const got = prefillAll(s, V, seqs).all;
+      const ref = referenceForward(config, layout, params, seqs, { attention, mlp });
+      expect(relError(got, flat(ref.logits))).toBeLessThan(1e-5);
+      expect(s.stats().attUsage).toEqual(ref.attUsage);
+      expect(s.stats().mlpUsage).toEqual(ref.mlpUsage);
+      // The routers are peaked enough that thresholds select different numbers of experts per token.
+      if (attention.startsWith('threshold:')) {
+        const counts = new Set(ref.attProbs[0].map((p) => p.filter((x) => 4 * x > 0.9).length));
+        expect(counts.size).toBeGreaterThan(1);
+      }
+    });
+
+  test.each(['dense', 'topk:2', 'threshold:0.48'])('%s: decode (GEMV routers) = prefill of the whole sequence', (r) => {
+    const { config, params } = build2();
+    const routing = { attention: r, mlp: r }, prompts = [seqsOf(1, 5, V)[0], seqsOf(1, 2, V, 4)[0]];
+    const s = addon.createSession({ config, weights: params, batch: 2, routing });
+    prefillAll(s, V, prompts);
+    const seqs = prompts.map((p) => p.slice()), logits = new Float32Array(2 * V);
+    for (let step = 0; step < 3; step++) {
+      const next = seqs.map((q, b) => (q[q.length - 1] * 3 + b + step) % V);
+      next.forEach((t, b) => seqs[b].push(t));
+      s.decode({ tokens: Int32Array.from(next), logits });
+      const ref = prefillAll(addon.createSession({ config, weights: params, batch: 2, routing }), V, seqs).last;
+      expect(relError(logits, ref)).toBeLessThan(1e-5);
+    }
+  });
+
+  test('active parameters count h·D + E·h per router (hand count)', () => {
+    // D 16, 2 layers, h 5, E 4: a router is 5·16 + 4·5 = 100 (linear: 64); k + v = 128 per layer.
+    // shared = 2·(2·100 + 128) = 656; experts as in the linear hand count: 4096 in all, 512 per layer at topk:1.
+    const { config, params } = build2();
+    const seqs = seqsOf(2, 5, V);
+    const session = (weights: Float32Array | Uint16Array, r: string) =>
+      addon.createSession({ config, weights, batch: 2, routing: { attention: r, mlp: r } });
+    const dense = session(params, 'dense');
+    prefillAll(dense, V, seqs);
+    const d = dense.stats();
+    expect(d.sharedParams).toBe(656);
+    expect(d.expertParams).toBe(4096);
+    expect(d.activeParamsPerToken).toBe(656 + 4096);
+    expect(d.activeWeightBytesPerToken).toBe((656 + 4096) * 4 + 19 * 16 * 4);
+    const top1 = session(toBf16(params), 'topk:1');
+    prefillAll(top1, V, seqs);
+    const t = top1.stats();
+    expect(t.activeParamsPerToken).toBe(656 + 2 * 512);
+    expect(t.activeWeightBytesPerToken).toBe((656 + 2 * 512) * 2 + 19 * 16 * 2);  // bf16: 2 bytes a weight
+  });
+
+  test('bf16 weights, memory-mapped, = in-memory bf16 weights; a linear file does not load as two-layer', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dsmoe-infer-rh-'));
+    try {
+      const { config, layout, params } = build2();
+      const file = path.join(dir, 'm.safetensors');
+      writeSafetensors(file, layout.tensors.map((t) => ({ name: t.name, dtype: 'BF16' as const, shape: t.shape,
+        data: params.subarray(t.offset, t.offset + t.size) })));
+      const hdr = readSafetensorsHeader(file), seqs = seqsOf(2, 5, V);
+      const routing = { attention: 'topk:2', mlp: 'threshold:0.48' };
+      const open = (c: ModelConfig, h: typeof hdr, f: string, batch = 1) => addon.createSessionFromFile(
+        { config: c, path: f, tensors: h.tensors, dataOffset: h.dataOffset, batch, routing });
+      const mapped = open(config, hdr, file, 2);
+      addon.setBf16Dot({ enabled: false });  // exact widening on both sides
+      try {
+        const mem = addon.createSession({ config, weights: toBf16(params), batch: 2, routing });
+        expect(relError(prefillAll(mapped, V, seqs).all, prefillAll(mem, V, seqs).all)).toBeLessThan(1e-6);
+      } finally {
+        addon.setBf16Dot({ enabled: true });
+      }
+      // The same file read with a linear config: its router.weight tensors are missing.
+      const linear = { ...config, router_hidden: 0 };
+      expectNativeError(() => open(linear, hdr, file), 'RangeError', /layers\.0\.attn\.router\.weight is missing/);
+      const lin = build(tinyConfig());
+      const lfile = path.join(dir, 'linear.safetensors');
+      writeSafetensors(lfile, lin.layout.tensors.map((t) => ({ name: t.name, dtype: 'F32' as const, shape: t.shape,
+        data: lin.params.subarray(t.offset, t.offset + t.size) })));
+      const lh = readSafetensorsHeader(lfile);
+      expectNativeError(() => open(config, lh, lfile), 'RangeError', /layers\.0\.attn\.router\.hidden\.weight is miss/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -1,5 +1,6 @@
 // Plain double-precision reference of the DS-MoE forward with sparse routing (DESIGN.md §1.1, §1.3),
-// written for clarity: a model whose unselected experts' scores are zeroed. One call processes all
+// written for clarity: a model whose unselected experts' scores are zeroed. Routers are linear, or
+// two-layer (router_hidden = h: softmax(W_out · gelu_erf(W_hidden · x))). One call processes all
 // sequences together (as one prefill does), so threshold-topk's K is per call.
 import type { ModelConfig, ModelLayout } from '../../src/native/addon';
 
@@ -108,10 +109,16 @@ export function referenceForward(c: ModelConfig, layout: ModelLayout, params: Ar
   let h = toks.map((t) => Array.from({ length: D }, (_, j) => emb(t.id * D + j)));
   const res: RefResult = { logits: [], attUsage: [], mlpUsage: [], attProbs: [], mlpProbs: [] };
   // Router weights per token: S_e where selected, else 0; usage counts.
-  const route = (xs: number[][], E: number, routerName: string, strategy: string, usage: number[][], probsOut: number[][][]) => {
+  const Rh = c.router_hidden ?? 0;
+  const route = (xs: number[][], E: number, prefix: string, strategy: string, usage: number[][],
+    probsOut: number[][][]) => {
     if (E === 1) { usage.push([xs.length]); probsOut.push([]); return xs.map(() => [1]); }
-    const R = T(routerName);
-    const probs = xs.map((x) => softmax(matvec(R, 0, E, D, x)));
+    const logits = (x: number[]) => {
+      if (Rh === 0) return matvec(T(prefix + 'router.weight'), 0, E, D, x);
+      const a = matvec(T(prefix + 'router.hidden.weight'), 0, Rh, D, x).map((z) => gelu(z, false));
+      return matvec(T(prefix + 'router.output.weight'), 0, E, Rh, a);
+    };
+    const probs = xs.map((x) => softmax(logits(x)));
     probsOut.push(probs);
     const sel = select(probs, parseStrategy(strategy));
     const u = new Array(E).fill(0);
@@ -123,7 +130,7 @@ export function referenceForward(c: ModelConfig, layout: ModelLayout, params: Ar
     const pre = `layers.${l}.`;
     // MoA
     const xa = h.map((x) => rmsnorm(x, T(pre + 'attn_norm.weight')));
-    const wa = route(xa, Ea, pre + 'attn.router.weight', routing.attention, res.attUsage, res.attProbs);
+    const wa = route(xa, Ea, pre + 'attn.', routing.attention, res.attUsage, res.attProbs);
     const Wq = T(pre + 'attn.q_proj.weight'), Wk = T(pre + 'attn.k_proj.weight'), Wv = T(pre + 'attn.v_proj.weight');
     const Wo = T(pre + 'attn.o_proj.weight');
     const q = xa.map((x, i) => rope(matvec(Wq, 0, Ea * HD, D, x), Ea * H, toks[i].p));
@@ -148,7 +155,7 @@ export function referenceForward(c: ModelConfig, layout: ModelLayout, params: Ar
     });
     // MLP
     const xm = h.map((x) => rmsnorm(x, T(pre + 'mlp_norm.weight')));
-    const wm = route(xm, Em, pre + 'mlp.router.weight', routing.mlp, res.mlpUsage, res.mlpProbs);
+    const wm = route(xm, Em, pre + 'mlp.', routing.mlp, res.mlpUsage, res.mlpProbs);
     const Wu = T(pre + 'mlp.up_proj.weight'), Wd = T(pre + 'mlp.down_proj.weight');
     h = h.map((hrow, i) => {
       const out = hrow.slice();
