@@ -34,6 +34,9 @@ void init_params(const Config& c, const Layout& layout, float* params, uint64_t 
     }
     double std = 0.02;
     if (ends_with(t.name, "o_proj.weight") || ends_with(t.name, "down_proj.weight")) std *= out_scale;
+    // Two-layer router: unit-variance pre-activations (x is RMS-normalised), so GELU sees its
+    // curved range at any width; 0.02 would leave near-zero features when D is small.
+    if (ends_with(t.name, "router.hidden.weight")) std = 1.0 / std::sqrt(static_cast<double>(t.shape[1]));
     // Chunks of 4096 values, each from its own stream, so threads can fill in parallel.
     const int64_t chunks = (t.size + 4095) / 4096;
     parallel_for(chunks, [&](int64_t ch, int) {

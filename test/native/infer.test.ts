@@ -354,11 +354,11 @@ describe('two-layer routers (router_hidden)', () => {
   // h = 5 (a width no kernel blocks evenly); the MLP uses gelu_tanh while routers always use the
   // exact erf GELU, so a router that took the MLP's activation would miss the reference.
   const cfg = tinyConfig({ router_hidden: 5, mlp: { n_experts: 4, expert_dim: 8, activation: 'gelu_tanh' } });
-  /** Router weights 4× larger again, so that two layers of them give peaked scores. */
+  /** Hidden weights at their N(0, 1/D) initialisation, output weights 4× larger again: peaked scores. */
   const build2 = (seed = 5): Built => {
     const b = build(cfg, seed);
     for (const t of b.layout.tensors.filter((x) => x.name.includes('router')))
-      for (let i = t.offset; i < t.offset + t.size; i++) b.params[i] *= 4;
+      for (let i = t.offset; i < t.offset + t.size; i++) b.params[i] *= t.name.endsWith('hidden.weight') ? 1 / 6 : 4;
     return b;
   };
   const V = cfg.vocab_size;
