@@ -28,6 +28,8 @@ export interface CheckpointInfo {
     layers: number; d_model: number; vocab_size: number; max_seq_len: number; tie_embeddings: boolean;
     attention: { experts: number; heads_per_expert: number; kv_heads: number; head_dim: number };
     mlp: { experts: number; expert_dim: number; activation: string };
+    /** Hidden width of the two-layer routers; 0 = linear routers. */
+    router_hidden: number;
   };
   params: {
     total: number; non_embedding: number; embedding: number; lm_head: number; norms: number;
@@ -97,6 +99,7 @@ export function checkpointInfo(dir: string): CheckpointInfo {
       layers: L, d_model: config.d_model, vocab_size: config.vocab_size, max_seq_len: config.max_seq_len, tie_embeddings: config.tie_embeddings,
       attention: { experts: a.n_experts, heads_per_expert: a.n_heads, kv_heads: a.n_kv_heads, head_dim: a.head_dim },
       mlp: { experts: m.n_experts, expert_dim: m.expert_dim, activation: m.activation },
+      router_hidden: config.router_hidden ?? 0,
     },
     params: {
       total: p.total, non_embedding: p.nonEmbedding, embedding: p.embedding, lm_head: p.lmHead, norms: p.norms,

@@ -10,15 +10,24 @@
 //   expert e (kv group g = floor(j / r), i = j mod r, r = H/G) is dense head g·(H_total/G) + e·r + i,
 //   which uses the same kv head g. This needs H to be a multiple of G. o_proj is scaled by N.
 // - Routers start at zero (uniform softmax), everything else (embedding, norms, k/v, LM head) is copied.
+//   Two-layer routers (--router-hidden h): the output weight [E, h] is zero, so S is still uniform;
+//   the hidden weight [h, D] is drawn N(0, 1/D) from a seeded stream, as the model's initialisation
+//   does: a zero hidden weight would give gelu(0) = 0 features and leave the output gradient zero
+//   forever (and the hidden gradient, which goes through the zero output weight, with it).
 import * as path from 'node:path';
 import { loadCheckpoint, saveCheckpoint, type TrainerState } from '../checkpoint/checkpoint';
-import { DEFAULT_THRESHOLD, cloneConfig, validateConfig, type ModelConfig } from '../model/config';
+import { Rng } from '../data/rng';
+import { DEFAULT_THRESHOLD, cloneConfig, validateConfig, withRouterHidden, type ModelConfig } from '../model/config';
 import { layoutFromConfig, type ModelLayout } from '../model/layout';
 import { checkOutput, folderBytes, readTokenizerJson } from './convert';
 
 export interface UpcycleShape {
   attExperts: number;
   mlpExperts: number;
+  /** Two-layer routers of this hidden width (default 0: linear routers). */
+  routerHidden?: number;
+  /** Seed of the two-layer routers' hidden weights (default 1). */
+  seed?: number;
 }
 
 /** The dense head that becomes head j of attention expert e (see the file comment). */
@@ -43,7 +52,9 @@ export function upcycledConfig(dense: ModelConfig, s: UpcycleShape, source = 'th
     throw new Error(`--attention-experts ${N}: each expert would have ${H} query heads, not a multiple of the ${G} shared kv heads; `
       + `head j of every expert uses kv head floor(j/(H/G)), so every expert needs the same number of heads per kv head (${N} must divide ${Ht / G})`);
   if (Ft % M !== 0) throw new Error(`--mlp-experts ${M}: the MLP width ${Ft} of ${source} cannot be split into ${M} equal experts (${M} must divide ${Ft})`);
-  const c = cloneConfig(dense);
+  const Rh = s.routerHidden ?? 0;
+  if (!Number.isSafeInteger(Rh) || Rh < 0) throw new Error(`--router-hidden must be an integer ≥ 0, got ${Rh}`);
+  const c = withRouterHidden(cloneConfig(dense), Rh);
   c.attention = { ...c.attention, n_experts: N, n_heads: H };
   c.mlp = { ...c.mlp, n_experts: M, expert_dim: Ft / M };
   const moe = [N, M].filter((e) => e > 1);
@@ -59,18 +70,30 @@ const view = (L: ModelLayout, p: Float32Array, name: string): Float32Array => {
   return p.subarray(t.offset, t.offset + t.size);
 };
 
-/** The upcycled parameters (fresh buffer in the layout of `moe`). */
-export function upcycleParams(dense: ModelConfig, params: Float32Array, moe: ModelConfig): Float32Array {
+/** N(0, std²) values from `rng` (Box-Muller in double). */
+function fillNormal(dst: Float32Array, rng: Rng, std: number): void {
+  for (let i = 0; i < dst.length; i += 2) {
+    const u = 1 - rng.nextFloat(), v = rng.nextFloat(), r = Math.sqrt(-2 * Math.log(u)) * std;
+    dst[i] = r * Math.cos(2 * Math.PI * v);
+    if (i + 1 < dst.length) dst[i + 1] = r * Math.sin(2 * Math.PI * v);
+  }
+}
+
+/** The upcycled parameters (fresh buffer in the layout of `moe`); `seed` draws two-layer routers' hidden weights. */
+export function upcycleParams(dense: ModelConfig, params: Float32Array, moe: ModelConfig, seed = 1): Float32Array {
   const Ld = layoutFromConfig(dense), Lm = layoutFromConfig(moe);
   if (params.length !== Ld.totalParams) throw new Error(`dense parameters have ${params.length} values, the layout needs ${Ld.totalParams}`);
   const out = new Float32Array(Lm.totalParams);
   const D = dense.d_model, dh = dense.attention.head_dim, G = dense.attention.n_kv_heads, Ht = dense.attention.n_heads;
   const N = moe.attention.n_experts, H = moe.attention.n_heads, M = moe.mlp.n_experts, F = moe.mlp.expert_dim, Ft = dense.mlp.expert_dim;
+  const rng = new Rng(seed);
   for (const t of Lm.tensors) {
     const dst = view(Lm, out, t.name);
-    const m = /^layers\.(\d+)\.(attn|mlp)\.(\w+)\.weight$/.exec(t.name);
+    const m = /^layers\.(\d+)\.(attn|mlp)\.([\w.]+)\.weight$/.exec(t.name);
     const kind = m?.[3];
-    if (kind === 'router') dst.fill(0);
+    if (kind === 'router' || kind === 'router.output') dst.fill(0); // uniform S: the dense model's function
+    else if (kind === 'router.hidden') fillNormal(dst, rng, 1 / Math.sqrt(D)); // fan-in, as init.cc
+    else if (kind?.startsWith('router')) throw new Error(`internal: unknown router tensor ${t.name}`);
     else if (kind === 'q_proj') { // [N, H·dh, D] ← rows of dense [Ht·dh, D]
       const src = view(Ld, params, t.name);
       for (let e = 0; e < N; e++) for (let j = 0; j < H; j++) {
@@ -111,7 +134,7 @@ export function upcycleCheckpoint(denseDir: string, out: string, s: UpcycleShape
   checkOutput(denseDir, out, s.force);
   const ck = loadCheckpoint(denseDir, { optimizer: false });
   const config = upcycledConfig(ck.config, s, denseDir);
-  const params = upcycleParams(ck.config, ck.params, config);
+  const params = upcycleParams(ck.config, ck.params, config, s.seed);
   const notes: string[] = [];
   const tokenizerJson = readTokenizerJson(ck, notes);
   let trainerState: TrainerState | undefined;

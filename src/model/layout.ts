@@ -5,12 +5,15 @@
 //   per layer l:
 //     layers.{l}.attn_norm.weight     [D]
 //     layers.{l}.attn.router.weight   [E_att, D]          (absent when E_att = 1)
+//       or, with router_hidden = h > 0, a two-layer router in its place:
+//     layers.{l}.attn.router.hidden.weight [h, D]
+//     layers.{l}.attn.router.output.weight [E_att, h]
 //     layers.{l}.attn.q_proj.weight   [E_att, H·d_h, D]
 //     layers.{l}.attn.k_proj.weight   [G·d_h, D]
 //     layers.{l}.attn.v_proj.weight   [G·d_h, D]
 //     layers.{l}.attn.o_proj.weight   [E_att, D, H·d_h]
 //     layers.{l}.mlp_norm.weight      [D]
-//     layers.{l}.mlp.router.weight    [E_mlp, D]          (absent when E_mlp = 1)
+//     layers.{l}.mlp.router.weight    [E_mlp, D]          (absent when E_mlp = 1; two-layer as above)
 //     layers.{l}.mlp.up_proj.weight   [E_mlp, F, D]
 //     layers.{l}.mlp.down_proj.weight [E_mlp, D, F]
 //   final_norm.weight                 [D]
@@ -33,17 +36,27 @@ export function layoutFromConfig(c: ModelConfig): ModelLayout {
     tensors.push({ name, shape, offset, size, decay });
     offset += size;
   };
+  const Rh = c.router_hidden ?? 0;
+  // A layer's router where DESIGN.md §3 puts router.weight: linear, or hidden then output weight.
+  const router = (p: string, E: number) => {
+    if (E === 1) return;
+    if (Rh === 0) add(`${p}router.weight`, [E, D], true);
+    else {
+      add(`${p}router.hidden.weight`, [Rh, D], true);
+      add(`${p}router.output.weight`, [E, Rh], true);
+    }
+  };
   add('embed.weight', [V, D], true);
   for (let l = 0; l < c.n_layers; l++) {
     const p = `layers.${l}.`;
     add(`${p}attn_norm.weight`, [D], false);
-    if (Ea > 1) add(`${p}attn.router.weight`, [Ea, D], true);
+    router(`${p}attn.`, Ea);
     add(`${p}attn.q_proj.weight`, [Ea, H * dh, D], true);
     add(`${p}attn.k_proj.weight`, [G * dh, D], true);
     add(`${p}attn.v_proj.weight`, [G * dh, D], true);
     add(`${p}attn.o_proj.weight`, [Ea, D, H * dh], true);
     add(`${p}mlp_norm.weight`, [D], false);
-    if (Em > 1) add(`${p}mlp.router.weight`, [Em, D], true);
+    router(`${p}mlp.`, Em);
     add(`${p}mlp.up_proj.weight`, [Em, F, D], true);
     add(`${p}mlp.down_proj.weight`, [Em, D, F], true);
   }

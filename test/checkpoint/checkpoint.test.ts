@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import {
   CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, SimulatedCrash, TRAINER_STATE_FILE, loadCheckpoint, saveCheckpoint, type TrainerState,
 } from '../../src/checkpoint/checkpoint';
-import { writeSafetensors } from '../../src/checkpoint/safetensors';
+import { SafetensorsReader, writeSafetensors } from '../../src/checkpoint/safetensors';
 import { buildConfig, getPreset } from '../../src/model/config';
 import { layoutFromConfig } from '../../src/model/layout';
 
@@ -104,6 +104,44 @@ describe('checkpoint folders', () => {
     fs.writeFileSync(path.join(dir, CONFIG_FILE), '{oops');
     expect(() => loadCheckpoint(dir)).toThrow(/config.json: not valid JSON/);
     expect(() => loadCheckpoint(path.join(dir, 'nope'))).toThrow(/checkpoint folder not found/);
+  });
+
+  test('two-layer routers (router_hidden) round-trip; a linear checkpoint without the field loads unchanged', () => {
+    const root = tmp();
+    const c = buildConfig({ preset: 'tiny', tokenizerVocab: 50, overrides: { router_hidden: 12 } });
+    const L = layoutFromConfig(c), n = L.totalParams;
+    saveCheckpoint(path.join(root, 'rh'), {
+      config: c, params: filled(n, 2), optimizer: { m: filled(n, 3), v: filled(n, 4) }, trainerState: state(2),
+    });
+    const file = JSON.parse(fs.readFileSync(path.join(root, 'rh', CONFIG_FILE), 'utf8'));
+    expect(file.router_hidden).toBe(12);
+    const ck = loadCheckpoint(path.join(root, 'rh'), { requireTraining: true, expectShape: c });
+    expect(ck.config).toEqual(c);
+    expect(Array.from(ck.params)).toEqual(Array.from(filled(n, 2)));
+    expect(Array.from(ck.optimizer!.v)).toEqual(Array.from(filled(n, 4)));
+    const r = SafetensorsReader.open(path.join(root, 'rh', MODEL_FILE));
+    try {
+      expect(r.names.filter((x) => x.startsWith('layers.0.') && x.includes('router')).sort()).toEqual([
+        'layers.0.attn.router.hidden.weight', 'layers.0.attn.router.output.weight',
+        'layers.0.mlp.router.hidden.weight', 'layers.0.mlp.router.output.weight']);
+      expect(r.header.tensors.find((t) => t.name === 'layers.1.mlp.router.output.weight')!.shape).toEqual([4, 12]);
+    } finally {
+      r.close();
+    }
+    // Resuming with linear routers (or the other way round) is a shape mismatch naming router_hidden.
+    expect(() => loadCheckpoint(path.join(root, 'rh'), { expectShape: config() }))
+      .toThrow(/different model shape than this run: router_hidden 12 \(checkpoint\) vs 0/);
+    // A checkpoint written before router_hidden existed: no field in config.json, router.weight tensors.
+    const old = path.join(root, 'old');
+    save(old, 1);
+    const oldCfg = JSON.parse(fs.readFileSync(path.join(old, CONFIG_FILE), 'utf8'));
+    expect('router_hidden' in oldCfg).toBe(false);
+    const lin = loadCheckpoint(old, { expectShape: config() });
+    const routerNames = lin.layout.tensors.filter((t) => t.name.includes('router')).map((t) => t.name);
+    expect(routerNames.every((n) => n.endsWith('.router.weight'))).toBe(true);
+    // Its tensors do not satisfy a two-layer config: the first router tensor is named as missing.
+    fs.writeFileSync(path.join(old, CONFIG_FILE), JSON.stringify({ ...oldCfg, router_hidden: 12 }));
+    expect(() => loadCheckpoint(old)).toThrow(/safetensors: tensor "layers.0.attn.router.hidden.weight" is missing/);
   });
 
   test('optimizer state of the wrong shape or dtype is refused', () => {

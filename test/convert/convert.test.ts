@@ -9,10 +9,13 @@ import { SafetensorsReader, bf16BitsToF32, f32ToBf16Bits } from '../../src/check
 import { runConvert } from '../../src/cli/commands/convert';
 import { formatInfo, runInfo } from '../../src/cli/commands/info';
 import { convertCheckpoint } from '../../src/convert/convert';
+import { crossEntropySum } from '../../src/infer/eval';
+import { loadInferenceModel } from '../../src/infer/load';
+import { train } from '../../src/train/trainer';
 import { parseRoutingFlag } from '../../src/convert/routing';
 import { activeParams } from '../../src/model/active';
 import { paramCount } from '../../src/model/config';
-import { perplexity, trainTiny, windows, type Trained } from './trained';
+import { SEQ, perplexity, trainOptions, trainTiny, windows, type Trained } from './trained';
 
 let t: Trained;
 beforeAll(async () => {
@@ -91,6 +94,55 @@ describe('dsmoe info', () => {
     expect(ftext).toMatch(/active per token .*\(4\/4 attention, 2\/4 MLP experts per layer\)/);
     expect(ftext).toMatch(/active experts\s+\d+\.\d % of expert parameters/);
     expect(ftext).not.toMatch(/^training$/m);
+  });
+});
+
+describe('two-layer routers (router_hidden) through info, convert and the inference engine', () => {
+  // tiny: D 64, 2 layers, 4 attention and 4 MLP experts; h = 16: a router is 16·64 + 4·16 = 1088.
+  const H = 16, ROUTER = 16 * 64 + 4 * 16;
+  let dir: string;
+  beforeAll(async () => {
+    dir = out('rh');
+    await train(trainOptions(t.fx, dir, { steps: 12, overrides: { seq_len: SEQ, router_hidden: H } }));
+  });
+
+  test('info counts the two-layer routers and names their width; linear checkpoints say linear', () => {
+    const i = checkpointInfo(dir), ck = loadCheckpoint(dir);
+    expect(ck.config.router_hidden).toBe(H);
+    expect(i.shape.router_hidden).toBe(H);
+    expect(i.params.attention.router).toBe(2 * ROUTER);
+    expect(i.params.mlp.router).toBe(2 * ROUTER);
+    const p = i.params;
+    const a = p.attention;
+    expect(p.embedding + p.lm_head + p.norms + a.q + a.k + a.v + a.o + a.router + p.mlp.up + p.mlp.down + p.mlp.router)
+      .toBe(ck.layout.totalParams);
+    expect(i.active.sharedParams).toBe(2 * (2 * ROUTER + 2 * 2 * 8 * 64)); // routers + k + v
+    const text = formatInfo(i);
+    expect(text).toMatch(/routers\s+two-layer, hidden 16 \(Linear 64→16, GELU, Linear 16→E\)/);
+    expect(text).toMatch(/routers att\/mlp\s+2\.2K \/ 2\.2K/);
+    expect(formatInfo(checkpointInfo(t.dsmoe))).toMatch(/routers\s+linear \(64→E\)/);
+    expect(checkpointInfo(t.dsmoe).shape.router_hidden).toBe(0);
+    expect(formatInfo(checkpointInfo(t.dense))).not.toMatch(/^ {2}routers {3,}/m); // no routers, no router kind
+  });
+
+  test('bf16 conversion keeps the two-layer router tensors; the engine runs them as training does', async () => {
+    const dst = out('rh-bf16');
+    convertCheckpoint(dir, dst);
+    const f32 = loadCheckpoint(dir), b = loadCheckpoint(dst);
+    expect(b.config).toEqual(f32.config);
+    expect(b.layout.tensors.map((x) => x.name)).toEqual(f32.layout.tensors.map((x) => x.name));
+    const w = windows(t.fx, 4), V = f32.config.vocab_size;
+    const m = loadInferenceModel(dst);
+    expect(m.dtype).toBe('BF16');
+    const s = m.createSession({ batch: 4, routing: { attention: 'dense', mlp: 'dense' } });
+    const logits = new Float32Array(4 * V), allLogits = new Float32Array(4 * SEQ * V);
+    s.prefill({ tokens: w.tokens, batch: 4, len: SEQ, logits, allLogits });
+    const engine = Math.exp(crossEntropySum(allLogits, w.targets, V) / w.targets.length);
+    const p32 = perplexity(f32, w, 4), p16 = perplexity(b, w, 4);
+    console.log(`router_hidden ${H}: perplexity fp32 ${p32.toFixed(4)}, bf16 training forward ${p16.toFixed(4)}, `
+      + `bf16 engine ${engine.toFixed(4)}`);
+    expect(Math.abs(engine / p16 - 1)).toBeLessThan(1e-3); // same bf16-rounded weights, engine vs training forward
+    expect(Math.abs(p16 / p32 - 1)).toBeLessThan(0.01);
   });
 });
 

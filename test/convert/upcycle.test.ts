@@ -54,6 +54,31 @@ describe('upcycling a dense checkpoint', () => {
     expect(diff).toBeLessThan(1e-5);
   });
 
+  test('two-layer routers (--router-hidden): zero output, seeded random hidden weights, the same logits', () => {
+    const dst = out('up-rh');
+    const s = { write: () => true } as unknown as NodeJS.WritableStream;
+    runConvert([dst], { fromDense: t.dense, attentionExperts: 4, mlpExperts: 2, routerHidden: 12 }, s);
+    const dense = loadCheckpoint(t.dense), up = loadCheckpoint(dst, { requireTraining: true });
+    expect(up.config.router_hidden).toBe(12);
+    const routers = up.layout.tensors.filter((x) => x.name.includes('router'));
+    const perLayer = ['attn.router.hidden', 'attn.router.output', 'mlp.router.hidden', 'mlp.router.output'];
+    expect(routers.map((x) => x.name)).toEqual([0, 1].flatMap((l) => perLayer.map((n) => `layers.${l}.${n}.weight`)));
+    for (const tl of routers) {
+      const v = up.params.subarray(tl.offset, tl.offset + tl.size);
+      if (tl.name.endsWith('output.weight')) expect(v.every((x) => x === 0)).toBe(true);
+      else expect(Math.abs(Math.sqrt(v.reduce((a, x) => a + x * x, 0) / v.length) * 8 - 1)).toBeLessThan(0.1); // 1/√D
+    }
+    const w = windows(t.fx, 4);
+    expect(relDiff(logits(dense, w.tokens, 4, SEQ), logits(up, w.tokens, 4, SEQ))).toBeLessThan(1e-5);
+    // Seeded: the same seed gives the same weights, another seed other hidden weights.
+    const cfg = upcycledConfig(dense.config, { attExperts: 4, mlpExperts: 2, routerHidden: 12 });
+    expect(upcycleParams(dense.config, dense.params, cfg)).toEqual(up.params);
+    expect(upcycleParams(dense.config, dense.params, cfg, 2)).not.toEqual(up.params);
+    expect(() => upcycledConfig(dense.config, { attExperts: 4, mlpExperts: 2, routerHidden: -1 }))
+      .toThrow(/--router-hidden must be an integer ≥ 0/);
+    expect(() => runConvert([t.dsmoe, out('z')], { routerHidden: 8 })).toThrow(/--router-hidden go with --from-dense/);
+  });
+
   test('a contiguous head split would change the function (the regrouping matters when G > 1)', () => {
     const dense = loadCheckpoint(t.dense);
     const cfg = upcycledConfig(dense.config, { attExperts: 4, mlpExperts: 4 });
@@ -102,6 +127,29 @@ describe('upcycling a dense checkpoint', () => {
     expect(after.lmLoss).toBeLessThan(before.lmLoss);
     expect(after.attCondEntropy).toBeLessThan(before.attCondEntropy - 0.005);
     expect(after.mlpCondEntropy).toBeLessThan(before.mlpCondEntropy - 0.01);
+  });
+
+  // h = D = 64: AdamW moves each weight by about lr per step, so the router logits move about as fast
+  // as through a linear router's D inputs only when h ≈ D (h = 16 moved H(e|X) 5–10× less in 30 steps).
+  test('with two-layer routers, training from the upcycled checkpoint specialises the routers', async () => {
+    const dst = out('up-rh-train');
+    upcycleCheckpoint(t.dense, dst, { attExperts: 4, mlpExperts: 4, routerHidden: 64 });
+    const w = windows(t.fx, 8);
+    const stats = (dir: string) => {
+      const ck = loadCheckpoint(dir);
+      return nativeModel(ck.config, ck.params).evaluate({ tokens: w.tokens, targets: w.targets, batch: 8, seq: SEQ });
+    };
+    const before = stats(dst);
+    expect(before.mlpCondEntropy).toBeCloseTo(Math.log(4), 5); // zero output weights: uniform
+    await train({ resume: dst, steps: 30, cacheDir: t.fx.cacheDir, threads: 2 });
+    const after = stats(dst);
+    expect(loadCheckpoint(dst).config.router_hidden).toBe(64);
+    console.log(`upcycled 4×4 with router_hidden 64, 30 dsmoe steps: held-out LM loss ${before.lmLoss.toFixed(4)} → `
+      + `${after.lmLoss.toFixed(4)}; H(e|X) att ${after.attCondEntropy.toFixed(4)}, `
+      + `mlp ${after.mlpCondEntropy.toFixed(4)}`);
+    expect(after.lmLoss).toBeLessThan(before.lmLoss);
+    expect(after.attCondEntropy).toBeLessThan(before.attCondEntropy - 0.005);
+    expect(after.mlpCondEntropy).toBeLessThan(before.mlpCondEntropy - 0.005);
   });
 
   test('bad input: indivisible counts, kv heads, a non-dense checkpoint, out exists, missing folder', () => {

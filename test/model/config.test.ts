@@ -1,7 +1,8 @@
 // Model configs: presets, modes, validation errors naming the field, parameter counts and the
 // TypeScript layout (and its agreement with the native one, when the addon has it).
 import {
-  ConfigError, PRESET_NAMES, buildConfig, denseCounterpart, getPreset, paramCount, validateConfig, type ModelConfig,
+  ConfigError, PRESET_NAMES, buildConfig, denseCounterpart, describeShape, getPreset, paramCount, sameShape,
+  shapeDifferences, validateConfig, type ModelConfig,
 } from '../../src/model/config';
 import { layoutDifferences, layoutFromConfig } from '../../src/model/layout';
 import { loadAddon } from '../../src/native/addon';
@@ -54,6 +55,20 @@ describe('presets', () => {
   ])('%s non-embedding count is within the documented tolerance of Table 1', (name, paper, tol) => {
     const n = paramCount(getPreset(name as string).config).nonEmbedding;
     expect(Math.abs(n / (paper as number) - 1)).toBeLessThanOrEqual(tol as number);
+  });
+
+  // Two-layer routers of width 512 (ModuleFormer's) add h·D + E·h − E·D per routed layer kind and
+  // close the DS-MoE gaps: 1070.2M (+0.3 %), 2797.3M (−1.7 %), 6342.8M (−0.003 %) against Table 1.
+  test.each([
+    ['ds-moe-1b', 1067e6, 1070237696, 0.005], ['ds-moe-3b', 2846e6, 2797300736, 0.02],
+    ['ds-moe-6b', 6343e6, 6342823936, 0.001],
+  ])('%s with router_hidden 512 counts as documented (docs/presets.md)', (name, paper, count, tol) => {
+    const c = buildConfig({ preset: name as string, overrides: { router_hidden: 512 } });
+    const lin = getPreset(name as string).config, p = paramCount(c), D = c.d_model, L = c.n_layers;
+    const Ea = c.attention.n_experts, Em = c.mlp.n_experts;
+    expect(p.nonEmbedding - paramCount(lin).nonEmbedding).toBe(L * (2 * 512 * D + (Ea + Em) * 512 - (Ea + Em) * D));
+    expect(p.nonEmbedding).toBe(count);
+    expect(Math.abs(p.nonEmbedding / (paper as number) - 1)).toBeLessThanOrEqual(tol as number);
   });
 
   test('--mode dense on a DS-MoE paper preset is the matching dense preset', () => {
@@ -112,6 +127,15 @@ describe('validation names the field', () => {
     ['tie_embeddings not boolean', (c) => { c.tie_embeddings = 'yes'; }, /tie_embeddings: must be true or false/],
     ['newer format', (c) => { c.format_version = 99; }, /format_version: 99 is newer/],
     ['huge tensor', (c) => { c.vocab_size = 2 ** 30; }, /vocab_size: the embed.weight tensor would have/],
+    ['router_hidden < 0', (c) => { c.router_hidden = -1; },
+      /^router_hidden \(--router-hidden\): must be in 0\.\.65536, got -1$/],
+    ['router_hidden 2.5', (c) => { c.router_hidden = 2.5; }, /^router_hidden \(--router-hidden\): must be an integer/],
+    ['router_hidden big', (c) => { c.router_hidden = 65537; },
+      /^router_hidden \(--router-hidden\): must be in 0\.\.65536, got 65537$/],
+    ['router_hidden without routers', (c) => {
+      c.attention.n_experts = 1; c.mlp.n_experts = 1; c.training.mode = 'dense';
+      c.routing = { attention: 'dense', mlp: 'dense' }; c.router_hidden = 8;
+    }, /router_hidden \(--router-hidden\): 8 is set, but every layer has one expert/],
   ])('%s', (_what, edit, re) => {
     expect(errorOf(edit)).toMatch(re);
   });
@@ -154,6 +178,38 @@ describe('layout', () => {
     expect(layoutFromConfig(c).totalParams).toBe(paramCount(c).total);
   });
 
+  test('router_hidden: absent, 0 or h; two-layer routers in router.weight\'s place; counts and shapes follow', () => {
+    const lin = tiny();
+    expect('router_hidden' in lin).toBe(false);  // written only when > 0: old and new linear configs are the same file
+    expect(validateConfig({ ...lin, router_hidden: 0 })).toEqual(lin);
+    const c = buildConfig({ preset: 'tiny', overrides: { router_hidden: 32 } });
+    expect(c.router_hidden).toBe(32);
+    expect(Object.keys(c).indexOf('router_hidden')).toBe(Object.keys(c).indexOf('tie_embeddings') + 1);
+    expect(validateConfig(JSON.parse(JSON.stringify(c)))).toEqual(c);
+    const L = layoutFromConfig(c), names = L.tensors.map((t) => t.name);
+    expect(names.slice(1, 5)).toEqual(['layers.0.attn_norm.weight', 'layers.0.attn.router.hidden.weight',
+      'layers.0.attn.router.output.weight', 'layers.0.attn.q_proj.weight']);
+    expect(names.filter((n) => n.endsWith('router.weight'))).toEqual([]);
+    const shape = (n: string) => L.tensors.find((t) => t.name === n)!.shape;
+    expect([shape('layers.1.mlp.router.hidden.weight'), shape('layers.1.mlp.router.output.weight')])
+      .toEqual([[32, 64], [4, 32]]);
+    const p = paramCount(c);
+    expect(p.perLayer.attnRouter).toBe(32 * 64 + 4 * 32);
+    expect(p.routers).toBe(2 * 2 * (32 * 64 + 4 * 32));
+    expect([L.totalParams, L.nonEmbeddingParams]).toEqual([p.total, p.nonEmbedding]);
+    expect(sameShape(c, lin)).toBe(false);
+    expect(shapeDifferences(c, lin)).toEqual(['router_hidden 32 (checkpoint) vs 0']);
+    expect(describeShape(c)).toMatch(/two-layer routers \(hidden 32\)/);
+    expect(describeShape(lin)).not.toMatch(/router/);
+    // --router-hidden 0 over a config file that sets it: linear again, the field gone.
+    const back = buildConfig({ preset: 'tiny', file: { router_hidden: 16 }, overrides: { router_hidden: 0 } });
+    expect('router_hidden' in back).toBe(false);
+    // The dense counterpart has no routers, so no router_hidden; asking for both is an error naming the flag.
+    expect('router_hidden' in buildConfig({ preset: 'tiny', file: { router_hidden: 16 }, mode: 'dense' })).toBe(false);
+    expect(() => buildConfig({ preset: 'tiny', mode: 'dense', overrides: { router_hidden: 16 } }))
+      .toThrow(/router_hidden \(--router-hidden\): 16 is set, but every layer has one expert/);
+  });
+
   const native = (() => {
     try {
       const a = loadAddon() as unknown as Partial<ModelFunctions>;
@@ -175,5 +231,10 @@ describe('layout', () => {
     }
     const tied = buildConfig({ preset: 'tiny', overrides: { tie_embeddings: true } });
     expect(layoutDifferences(layoutFromConfig(tied), native!.modelLayout(tied))).toEqual([]);
+    for (const [preset, mode] of [['tiny', 'dsmoe'], ['small', 'smoe'], ['ds-moe-1b', 'dsmoe']]) {
+      const c = buildConfig({ preset, mode, overrides: { router_hidden: 24 } });
+      expect(layoutDifferences(layoutFromConfig(c), native!.modelLayout(c))).toEqual([]);
+      expect(native!.modelLayout(c).totalParams).toBe(paramCount(c).total);
+    }
   });
 });

@@ -14,6 +14,7 @@ export interface ConvertCliOptions {
   fromDense?: string;
   attentionExperts?: number;
   mlpExperts?: number;
+  routerHidden?: number;
   calibrate?: boolean;
   targetActive?: number;
   data?: string[];
@@ -22,9 +23,10 @@ export interface ConvertCliOptions {
   cacheDir?: string;
 }
 
-const intArg = (flag: string) => (v: string): number => {
+const intArg = (flag: string, min = 1) => (v: string): number => {
   const n = Number(v);
-  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${flag} expects an integer ≥ 1, got "${v}"`);
+  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min)
+    throw new InvalidArgumentError(`${flag} expects an integer ≥ ${min}, got "${v}"`);
   return n;
 };
 const shareArg = (v: string): number => {
@@ -49,11 +51,15 @@ export function runConvert(args: string[], o: ConvertCliOptions, stdout: NodeJS.
     if (o.attentionExperts === undefined || o.mlpExperts === undefined) throw new Error('--from-dense needs --attention-experts N and --mlp-experts M');
     if (o.dtype !== undefined && o.dtype !== 'f32') throw new Error('--from-dense writes an fp32 training checkpoint; --dtype does not apply (convert it afterwards)');
     if (o.routing !== undefined) throw new Error('--routing does not apply to --from-dense (the upcycled checkpoint is for training; set routing when converting it for inference)');
-    const r = upcycleCheckpoint(o.fromDense, args[0], { attExperts: o.attentionExperts, mlpExperts: o.mlpExperts, force: o.force });
+    const r = upcycleCheckpoint(o.fromDense, args[0],
+      { attExperts: o.attentionExperts, mlpExperts: o.mlpExperts, routerHidden: o.routerHidden, force: o.force });
     if (o.json) stdout.write(JSON.stringify({ type: 'upcycle', ...r }) + '\n');
     else {
       stdout.write(`upcycled ${r.input} → ${r.out}\n  ${describeShape(r.config)}\n`);
-      stdout.write(`  routers start at zero (uniform), o_proj × ${r.config.attention.n_experts}, down_proj × ${r.config.mlp.n_experts}: the same function as the dense model\n`);
+      const zero = r.config.router_hidden
+        ? 'router output weights start at zero (uniform; hidden weights random)' : 'routers start at zero (uniform)';
+      stdout.write(`  ${zero}, o_proj × ${r.config.attention.n_experts}, down_proj × ${r.config.mlp.n_experts}: `
+        + 'the same function as the dense model\n');
       if (r.headsPermuted) stdout.write(`  query heads regrouped so that each keeps its kv head (${r.config.attention.n_kv_heads} kv heads)\n`);
       stdout.write(`  size ${ratio(r.bytesBefore, r.bytesAfter)}\n`);
       for (const n of r.notes) stdout.write(`note: ${n}\n`);
@@ -61,7 +67,8 @@ export function runConvert(args: string[], o: ConvertCliOptions, stdout: NodeJS.
     }
     return r;
   }
-  if (o.attentionExperts !== undefined || o.mlpExperts !== undefined) throw new Error('--attention-experts and --mlp-experts go with --from-dense <dense checkpoint>');
+  if (o.attentionExperts !== undefined || o.mlpExperts !== undefined || o.routerHidden !== undefined)
+    throw new Error('--attention-experts, --mlp-experts and --router-hidden go with --from-dense <dense checkpoint>');
   if (args.length !== 2) throw new Error(`convert needs an input and an output folder: dsmoe convert <in> <out> (got ${args.length})`);
   const r = convertCheckpoint(args[0], args[1], { dtype: o.dtype, routing: o.routing, force: o.force });
   if (o.json) stdout.write(JSON.stringify({ type: 'convert', ...r }) + '\n');
@@ -112,6 +119,8 @@ export function convertCommand(): Command {
     .option('--from-dense <dir>', 'upcycle this dense checkpoint into a DS-MoE training checkpoint')
     .option('--attention-experts <n>', 'with --from-dense: attention experts per layer (divides the query heads)', intArg('--attention-experts'))
     .option('--mlp-experts <n>', 'with --from-dense: MLP experts per layer (divides the MLP width)', intArg('--mlp-experts'))
+    .option('--router-hidden <n>', 'with --from-dense: two-layer routers of this hidden width (default 0: linear)',
+      intArg('--router-hidden', 0))
     .option('--calibrate', 'choose threshold routing per layer kind for --target-active on calibration text; report perplexity before/after on held-out text')
     .option('--target-active <x>', 'with --calibrate: share of expert parameters active per token (0.4 or 40%)', shareArg)
     .option('--data <paths...>', 'with --calibrate: text to calibrate on')

@@ -18,6 +18,9 @@ export function formatInfo(i: CheckpointInfo): string {
   row('attention', `${s.attention.experts} expert${s.attention.experts > 1 ? 's' : ''} × ${s.attention.heads_per_expert} query heads × head_dim ${s.attention.head_dim}, `
     + `${s.attention.kv_heads} shared kv heads`);
   row('MLP', `${s.mlp.experts} expert${s.mlp.experts > 1 ? 's' : ''} × ${s.mlp.expert_dim} (${s.mlp.activation})`);
+  const h = s.router_hidden, D = s.d_model;
+  if (s.attention.experts > 1 || s.mlp.experts > 1)
+    row('routers', h > 0 ? `two-layer, hidden ${h} (Linear ${D}→${h}, GELU, Linear ${h}→E)` : `linear (${D}→E)`);
   row('vocabulary', String(s.vocab_size));
   row('max sequence', String(s.max_seq_len));
   out.push('parameters');

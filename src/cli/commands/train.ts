@@ -19,6 +19,7 @@ export interface TrainCliOptions {
   headDim?: number;
   mlpExperts?: number;
   expertDim?: number;
+  routerHidden?: number;
   seqLen?: number;
   data?: string[];
   tokenizer?: string;
@@ -106,6 +107,7 @@ export function toTrainOptions(o: TrainCliOptions): TrainOptions {
   const overrides: ConfigOverrides = {
     d_model: o.dModel, n_layers: o.layers, att_experts: o.attExperts, att_heads: o.attHeads, kv_heads: o.kvHeads, head_dim: o.headDim,
     mlp_experts: o.mlpExperts, expert_dim: o.expertDim, seq_len: o.seqLen, mi_alpha_att: o.miAlphaAtt, mi_alpha_mlp: o.miAlphaMlp, top_k: o.topK,
+    router_hidden: o.routerHidden,
   };
   return {
     preset: o.preset, mode: o.mode, configFile: o.config, overrides, data: o.data, tokenizer: o.tokenizer,
@@ -274,6 +276,7 @@ export function trainCommand(ctx: { exitCode: number } = { exitCode: 0 }, deps: 
     .option('--head-dim <n>', 'size of each head (even)', intArg('--head-dim'))
     .option('--mlp-experts <n>', 'MLP experts per layer', intArg('--mlp-experts'))
     .option('--expert-dim <n>', 'hidden width F of each MLP expert', intArg('--expert-dim'))
+    .option('--router-hidden <n>', 'two-layer routers, hidden width n (0: linear)', intArg('--router-hidden', 0))
     .option('--seq-len <n>', 'training sequence length (max_seq_len)', intArg('--seq-len'))
     .option('--data <paths...>', 'text (.txt .md .jsonl), folders or .bin token files (default: the built-in corpus)')
     .option('--tokenizer <file>', 'tokenizer.json (default: the built-in BPE; the checkpoint\'s when resuming)')
