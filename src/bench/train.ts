@@ -4,6 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import type { ModelConfig } from '../native/addon';
+import { paramCount } from '../model/config';
 import { loadAddon } from '../native/addon';
 import { timeBest } from '../util/timing';
 
@@ -46,7 +47,8 @@ export function modelFlopsPerToken(c: ModelConfig): number {
   const smoe = c.training.mode === 'smoe';
   const shareA = smoe ? Math.min(c.training.top_k, Ea) / Ea : 1;
   const shareM = smoe ? Math.min(c.training.top_k, Em) / Em : 1;
-  const routers = (Ea > 1 ? Ea * D : 0) + (Em > 1 ? Em * D : 0);
+  const { attnRouter, mlpRouter } = paramCount(c).perLayer;  // linear E·D, or two-layer h·D + E·h
+  const routers = attnRouter + mlpRouter;
   const qo = 2 * Ea * H * dh * D * shareA, kv = 2 * G * dh * D, mlp = 2 * Em * F * D * shareM;
   const perLayer = 6 * (routers + qo + kv + mlp) + 6 * (T + 1) * Ea * H * dh * shareA;
   return c.n_layers * perLayer + 6 * V * D;
