@@ -72,7 +72,8 @@ function main() {
     const row = {
       preset: o.preset, alpha_att: att, alpha_mlp: mlp, dir, train_s: done ? null : trainS,
       ppl_dense: dense.ppl, ppl_threshold: sparse.ppl, ppl_increase: sparse.ppl / dense.ppl - 1,
-      active_expert_share: sparse.active_expert_share, att_experts_per_token: sparse.att_experts_per_token,
+      active_expert_share: sparse.active_expert_share,
+      active_params_dense: dense.active_params_per_token, active_params_threshold: sparse.active_params_per_token, att_experts_per_token: sparse.att_experts_per_token,
       mlp_experts_per_token: sparse.mlp_experts_per_token,
       mi_att: dense.mi.attention, mi_mlp: dense.mi.mlp, tokens: dense.tokens,
     };
@@ -80,6 +81,14 @@ function main() {
     fs.writeFileSync(path.join(o.out, 'sweep.json'), JSON.stringify({ threshold: o.threshold, rows }, null, 2) + '\n');
     process.stderr.write(`${JSON.stringify(row)}\n`);
   }
+  // The chart: one curve per α pair from its dense-routing point to its threshold point.
+  const { perplexityChart } = require('../dist/bench/svg');
+  const series = rows.map((r) => ({ name: `α ${r.alpha_att} / ${r.alpha_mlp}`, points: [
+    { x: r.active_params_dense, y: r.ppl_dense, routing: 'dense' },
+    { x: r.active_params_threshold, y: r.ppl_threshold, routing: `threshold:${o.threshold}` }] }));
+  fs.writeFileSync(path.join(o.out, 'alpha-sweep.svg'), perplexityChart(series, {
+    title: `MI-loss weight α (attention / MLP), preset ${o.preset}`,
+    subtitle: `perplexity vs active parameters per token: dense routing (square) and threshold:${o.threshold} (circle)`, yScale: 'linear' }));
   const pct = (x) => `${(100 * x).toFixed(1)}%`;
   const head = ['α_att', 'α_mlp', 'ppl dense', `ppl threshold:${o.threshold}`, 'Δppl', 'active experts', 'H(e|X) att', 'H(e|X) mlp'];
   const body = rows.map((r) => [r.alpha_att, r.alpha_mlp, r.ppl_dense.toFixed(1), r.ppl_threshold.toFixed(1), `${r.ppl_increase >= 0 ? '+' : ''}${pct(r.ppl_increase)}`,

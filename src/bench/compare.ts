@@ -24,6 +24,7 @@ import { DEFAULT_THRESHOLD, paramCount, routingError } from '../model/config';
 import { loadAddon, type ModelConfig, type NativeAddon, type Routing } from '../native/addon';
 import { loadTokenizer } from '../tokenizer/tokenizer';
 import { renderTable } from '../util/table';
+import { routingLabel } from '../infer/routing';
 import { perplexityChart, usageHeatmap, type ChartSeries, type HeatmapPanel } from './svg';
 import { createEvalSessions, evaluateWindows, greedyDecode, median, tokenWindows, type TokenWindows, type WindowEval } from './evaluate';
 
@@ -50,6 +51,8 @@ export interface ResolvedRouting extends Routing {
 }
 
 const ITEM_RE = /^(mlp-only:)?(.+)$/;
+/** The sweep item that stands for each checkpoint's own default routing (config.json, e.g. calibrated). */
+export const DEFAULT_ITEM = 'default';
 
 /** Parses `dense,topk:2,threshold:0.48,mlp-only:topk:1`; throws naming the bad item. */
 export function parseSweep(text: string): SweepItem[] {
@@ -57,11 +60,12 @@ export function parseSweep(text: string): SweepItem[] {
   if (items.length === 0 || items.every((s) => s === '')) throw new Error('--routing-sweep is empty; give e.g. dense,topk:2,threshold:0.48');
   return items.map((raw) => {
     if (raw === '') throw new Error(`--routing-sweep "${text}" has an empty item`);
+    if (raw === DEFAULT_ITEM) return { strategy: DEFAULT_ITEM, mlpOnly: false };
     const m = ITEM_RE.exec(raw)!;
     const strategy = m[2];
     // K is checked against the model later (and capped); here only the syntax and K ≥ 1.
     const err = routingError(strategy, Number.MAX_SAFE_INTEGER);
-    if (err) throw new Error(`--routing-sweep item "${raw}": ${err}; items are dense, topk:K, threshold:ε, threshold-topk:ε, optionally prefixed by mlp-only:`);
+    if (err) throw new Error(`--routing-sweep item "${raw}": ${err}; items are dense, topk:K, threshold:ε, threshold-topk:ε, optionally prefixed by mlp-only:, or default (config.json's)`);
     return { strategy, mlpOnly: m[1] !== undefined };
   });
 }
@@ -92,8 +96,11 @@ export function resolveStrategy(strategy: string, experts: number): string {
   return strategy;
 }
 
-export function routingLabel(r: Routing): string {
-  return r.attention === r.mlp ? r.attention : `att ${r.attention} · mlp ${r.mlp}`;
+export { routingLabel };
+
+/** A checkpoint's default routing (config.json) as the per-kind strategies its layers compute. */
+export function defaultRoutingOf(config: ModelConfig): [attention: string, mlp: string] {
+  return [resolveStrategy(config.routing.attention, config.attention.n_experts), resolveStrategy(config.routing.mlp, config.mlp.n_experts)];
 }
 
 /** Resolves sweep items for a model, dense first, duplicates (same per-kind strategies) merged. */
@@ -108,7 +115,8 @@ export function resolveSweep(items: SweepItem[], config: ModelConfig): ResolvedR
   };
   add('dense', 'dense');
   for (const it of items) {
-    add(it.mlpOnly ? 'dense' : resolveStrategy(it.strategy, config.attention.n_experts), resolveStrategy(it.strategy, config.mlp.n_experts));
+    if (it.strategy === DEFAULT_ITEM) add(...defaultRoutingOf(config));
+    else add(it.mlpOnly ? 'dense' : resolveStrategy(it.strategy, config.attention.n_experts), resolveStrategy(it.strategy, config.mlp.n_experts));
   }
   return out;
 }

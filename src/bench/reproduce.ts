@@ -17,11 +17,14 @@
 // share is over is stopped after the current step (as Ctrl-C would) and evaluated as it is. The
 // table reports the steps, tokens and seconds each model actually trained.
 //
+// The DS-MoE run ends with `dsmoe train --target-active` (default 35 %): thresholds per layer kind
+// calibrated on the first half of its held-out windows and stored as its default routing.
+//
 // Then all three are evaluated on the same held-out windows through the inference engine
 // (compare.ts): dense under dense routing, smoe under its training routing (top-2), DS-MoE under
-// dense routing and under threshold:ε with ε fixed in advance (0.48, the paper's layer-use
-// threshold) — not tuned on these results. Every model is also evaluated under the other two
-// strategies (in the JSON and the chart).
+// dense routing, under threshold:ε with ε fixed in advance (0.48, the paper's layer-use threshold,
+// not tuned on these results) and under its calibrated routing. Every model is also evaluated
+// under the other strategies (in the JSON and the chart).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildConfig, getPreset, paramCount, type ConfigOverrides, type ModelConfig } from '../model/config';
@@ -31,9 +34,10 @@ import { loadTokenizer } from '../tokenizer/tokenizer';
 import { formatDuration } from '../train/schedule';
 import { train, type TrainResult } from '../train/trainer';
 import { renderTable } from '../util/table';
-import { formatCompare, runCompare, writeCompareOutputs, type CompareResult, type CompareRow, type WrittenFiles } from './compare';
+import { defaultRoutingOf, formatCompare, routingLabel, runCompare, writeCompareOutputs, type CompareResult, type CompareRow, type WrittenFiles } from './compare';
 
 export const DEFAULT_REPRODUCE_BUDGET_S = 600;
+export const DEFAULT_REPRODUCE_TARGET_ACTIVE = 0.35;
 export const REPRODUCE_MODES = ['dense', 'smoe', 'dsmoe'] as const;
 export type ReproduceMode = (typeof REPRODUCE_MODES)[number];
 
@@ -44,6 +48,8 @@ export interface ReproduceOptions {
   preset?: string;
   /** ε of the DS-MoE sparse row (default 0.48). */
   threshold?: number;
+  /** Share of expert parameters the DS-MoE's calibrated routing activates (default 0.35). */
+  targetActive?: number;
   maxWindows?: number;
   seed?: number;
   threads?: number;
@@ -91,6 +97,8 @@ export interface ReproduceRow {
   activeParamsPerToken: number;
   /** active / the model's dense-routing active count (its hidden parameters, norms excluded) */
   activeShareOfHidden: number;
+  /** share of the expert parameters (q/o, up/down) active per token (DESIGN §1.3) */
+  activeExpertShare: number;
   /** mean share of attention / MLP experts a token activates */
   attActiveShare: number;
   mlpActiveShare: number;
@@ -104,6 +112,9 @@ export interface ReproduceResult {
   shareS: number;
   preset: string;
   threshold: number;
+  targetActive: number;
+  /** the DS-MoE's calibrated routing label (as in the table) */
+  calibratedRouting: string;
   wallSeconds: number;
   models: ReproduceModel[];
   table: ReproduceRow[];
@@ -146,7 +157,7 @@ function row(mode: ReproduceMode, r: CompareRow, m: ReproduceModel, denseActive:
   const c = m.config;
   return {
     model: mode, routing: r.label, totalParams: m.totalParams, hiddenParams: m.hiddenParams, activeParamsPerToken: r.activeParamsPerToken,
-    activeShareOfHidden: r.activeParamsPerToken / denseActive,
+    activeShareOfHidden: r.activeParamsPerToken / denseActive, activeExpertShare: r.activeExpertShare,
     attActiveShare: r.attExpertsPerToken / c.attention.n_experts, mlpActiveShare: r.mlpExpertsPerToken / c.mlp.n_experts,
     ppl: r.ppl, decodeSpeedup: r.decodeSpeedup,
   };
@@ -157,6 +168,8 @@ export async function runReproduce(o: ReproduceOptions): Promise<ReproduceResult
   const preset = o.preset ?? 'small';
   const eps = o.threshold ?? 0.48;
   if (!(eps >= 0) || !Number.isFinite(eps)) throw new RangeError(`--threshold must be a non-negative number, got ${eps}`);
+  const targetActive = o.targetActive ?? DEFAULT_REPRODUCE_TARGET_ACTIVE;
+  if (!(targetActive > 0 && targetActive <= 1)) throw new RangeError(`--target-active must be a share in (0, 1], got ${targetActive}`);
   const log = o.log ?? (() => undefined);
   const setups = reproduceSetups(preset, o.overrides);
   const share = o.budgetS / setups.length;
@@ -181,8 +194,10 @@ export async function runReproduce(o: ReproduceOptions): Promise<ReproduceResult
       signal: ac.signal,
       preset, mode: s.mode, overrides: s.overrides, data: o.data, tokenizer: tokenizerFile, cacheDir: o.cacheDir, steps,
       seed: o.seed ?? 0, out: dir, evalInterval: 0, evalBatches: 4, saveInterval: 0, threads: o.threads, batchSize,
+      targetActive: s.mode === 'dsmoe' ? targetActive : undefined, calibrateWhenInterrupted: true,
     }, {
       onPrepare: (p) => { if (p.kind !== 'data') log(`  ${p.text}`); },
+      onLog: (l) => { if (l.startsWith('calibrat')) log(`  ${s.mode}: ${l}`); },
       onStart: (i) => {
         info = i;
         trainStart = performance.now();
@@ -199,7 +214,8 @@ export async function runReproduce(o: ReproduceOptions): Promise<ReproduceResult
     });
     clearTimeout(cap);
     if (r.reason === 'interrupted') log(`  ${s.mode}: its ${formatDuration(share)} share ran out at step ${r.step} of ${steps}`);
-    const cfg = info!.config;
+    // The calibrated routing is stored in the checkpoint after training: read it back from there.
+    const cfg = r.calibration ? { ...info!.config, routing: r.calibration.routing } : info!.config;
     const pc = paramCount(cfg);
     models.push({
       mode: s.mode, dir: r.outDir, config: cfg, totalParams: pc.total, hiddenParams: pc.nonEmbedding, mlpParams: pc.mlp,
@@ -211,7 +227,7 @@ export async function runReproduce(o: ReproduceOptions): Promise<ReproduceResult
 
   log('evaluating the three models on the same held-out windows');
   const compare = await runCompare({
-    checkpoints: models.map((m) => m.dir), sweep: `dense,topk:2,threshold:${eps}`, heatmapRouting: `threshold:${eps}`,
+    checkpoints: models.map((m) => m.dir), sweep: `dense,topk:2,threshold:${eps},default`, heatmapRouting: `threshold:${eps}`,
     maxWindows: o.maxWindows ?? 32, threads: o.threads, cacheDir: o.cacheDir, decodeTokens: o.decodeTokens, decodePrompts: o.decodePrompts,
     log: (l) => log(`  ${l}`),
   });
@@ -227,13 +243,21 @@ export async function runReproduce(o: ReproduceOptions): Promise<ReproduceResult
   add('smoe', 'topk:2');
   add('dsmoe', 'dense');
   add('dsmoe', `threshold:${eps}`);
+  const dsmoeConfig = models.find((m) => m.mode === 'dsmoe')!.config;
+  const [ca, cm] = defaultRoutingOf(dsmoeConfig);
+  const calibrated = routingLabel({ attention: ca, mlp: cm });
+  if (calibrated !== `threshold:${eps}` && calibrated !== 'dense') add('dsmoe', calibrated);
 
   const findings: string[] = [];
   const get = (m: ReproduceMode, label: string) => table.find((t) => t.model === m && t.routing === label);
   const d = get('dense', 'dense'), sm = get('smoe', 'topk:2'), dsd = get('dsmoe', 'dense'), dst = get('dsmoe', `threshold:${eps}`);
+  const dsc = get('dsmoe', calibrated);
   const rel = (a: number, b: number) => `${a < b ? '' : '+'}${(100 * (a / b - 1)).toFixed(1)}%`;
   if (d && dst) findings.push(`DS-MoE under threshold:${eps}: perplexity ${dst.ppl.toFixed(2)} vs dense ${d.ppl.toFixed(2)} (${rel(dst.ppl, d.ppl)}), `
-    + `activating ${(100 * dst.activeShareOfHidden).toFixed(0)}% of its hidden parameters (paper, 1B–6B: matches dense at 29–41%).`);
+    + `${(100 * dst.activeExpertShare).toFixed(0)}% of its expert parameters and ${(100 * dst.activeShareOfHidden).toFixed(0)}% of its hidden parameters active `
+    + '(paper, 1B–6B: matches dense at 29–41% of the hidden parameters).');
+  if (d && dsc) findings.push(`DS-MoE calibrated for ${(100 * targetActive).toFixed(0)}% (${calibrated}): perplexity ${dsc.ppl.toFixed(2)} vs dense ${d.ppl.toFixed(2)} `
+    + `(${rel(dsc.ppl, d.ppl)}), ${(100 * dsc.activeExpertShare).toFixed(0)}% of its expert parameters active.`);
   if (dsd && dst) findings.push(`DS-MoE dense routing → threshold:${eps}: perplexity ${dsd.ppl.toFixed(2)} → ${dst.ppl.toFixed(2)} (${rel(dst.ppl, dsd.ppl)}).`);
   if (dst) findings.push(`DS-MoE under threshold:${eps}: ${(100 * dst.attActiveShare).toFixed(0)}% of attention experts and ${(100 * dst.mlpActiveShare).toFixed(0)}% of MLP experts active per token (paper: attention > 60%, MLP much sparser).`);
   if (sm && d) findings.push(`SMoE (top-2, 2× MLP parameters): perplexity ${sm.ppl.toFixed(2)} vs dense ${d.ppl.toFixed(2)} (${rel(sm.ppl, d.ppl)})${dst ? ` and DS-MoE threshold ${dst.ppl.toFixed(2)}` : ''}, `
@@ -242,7 +266,7 @@ export async function runReproduce(o: ReproduceOptions): Promise<ReproduceResult
   findings.push(`Equal time (${share.toFixed(0)}s share each), not equal tokens: ${steps}. These are tiny models trained for minutes; the paper's models saw 100B+ tokens.`);
 
   const result: ReproduceResult = {
-    date: new Date().toISOString(), budgetS: o.budgetS, shareS: share, preset, threshold: eps,
+    date: new Date().toISOString(), budgetS: o.budgetS, shareS: share, preset, threshold: eps, targetActive, calibratedRouting: calibrated,
     wallSeconds: (performance.now() - t0) / 1000, models, table, findings, compare,
     files: { ...files, reproduce: path.join(o.out, 'reproduce.json') },
   };
@@ -258,13 +282,16 @@ export function formatReproduce(r: ReproduceResult): string {
     `DS-MoE reproduction in miniature: preset ${r.preset}, ${formatDuration(r.shareS)} of training each, ${formatDuration(r.wallSeconds)} in all`,
     `Evaluation: ${r.compare.data.windows} held-out windows × ${r.compare.data.seqLen} tokens (${r.compare.data.description})`,
     '',
-    renderTable(['model', 'routing', 'steps', 'train s', 'train tokens', 'total params', 'hidden params', 'active hidden', 'active %', 'att experts', 'MLP experts', 'val ppl', 'decode speed-up'],
-      r.table.map((t) => [t.model, t.routing, m(t.model).steps, Math.round(m(t.model).trainSeconds), M(m(t.model).tokensSeen), M(t.totalParams), M(t.hiddenParams), M(t.activeParamsPerToken),
-        `${(100 * t.activeShareOfHidden).toFixed(0)}%`, `${(100 * t.attActiveShare).toFixed(0)}%`, `${(100 * t.mlpActiveShare).toFixed(0)}%`,
+    renderTable(['model', 'routing', 'steps', 'train s', 'train tokens', 'total params', 'hidden params', 'active hidden', 'active %', 'active experts',
+      'att experts', 'MLP experts', 'val ppl', 'decode speed-up'],
+    r.table.map((t) => [t.model, t.routing, m(t.model).steps, Math.round(m(t.model).trainSeconds), M(m(t.model).tokensSeen), M(t.totalParams), M(t.hiddenParams),
+      M(t.activeParamsPerToken), `${(100 * t.activeShareOfHidden).toFixed(0)}%`, `${(100 * t.activeExpertShare).toFixed(0)}%`,
+      `${(100 * t.attActiveShare).toFixed(0)}%`, `${(100 * t.mlpActiveShare).toFixed(0)}%`,
         Number(t.ppl.toFixed(3)), `${t.decodeSpeedup.toFixed(2)}x`])),
     '',
     'hidden = non-embedding parameters; active hidden = mean per token (routers, k/v, active experts; norms excluded);',
-    'active % = active hidden / the model\'s dense-routing count; att/MLP experts = mean share of experts active per token.',
+    'active % = active hidden / the model\'s dense-routing count; active experts = share of expert parameters active per token;',
+    'att/MLP experts = mean share of experts active per token.',
     '',
     'Findings:',
     ...r.findings.map((f) => `  - ${f}`),

@@ -15,3 +15,11 @@ export const numArg = (flag: string, check: (n: number) => boolean, what: string
 };
 
 export const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v];
+
+/** A share in (0, 1] written as 0.35 or 35% (--target-active). */
+export const shareArg = (flag: string) => (v: string): number => {
+  const t = v.trim(), percent = t.endsWith('%');
+  const n = Number(percent ? t.slice(0, -1) : t) / (percent ? 100 : 1);
+  if (t === '' || !Number.isFinite(n) || n <= 0 || n > 1) throw new InvalidArgumentError(`${flag} expects a share in (0, 1] such as 0.35 or 35%, got "${v}"`);
+  return n;
+};

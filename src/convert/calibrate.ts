@@ -7,6 +7,9 @@
 // routers see), so the search runs attention, then MLP, then attention again with the MLP fixed.
 // Calibration and the reported perplexity use different text: --data (or the first half of the
 // held-out windows) to calibrate, the held-out windows (or their second half) to report.
+import * as path from 'node:path';
+import { CONFIG_FILE } from '../checkpoint/checkpoint';
+import { atomicWrite } from '../checkpoint/fsutil';
 import type { TokenArray } from '../data/dataset';
 import { evalData, evaluateTokens, type EvalResult } from '../infer/eval';
 import { loadInferenceModel, type InferenceModel } from '../infer/load';
@@ -126,4 +129,15 @@ export async function calibrate(dir: string, o: CalibrateOptions): Promise<Calib
   const after = report(await run(rep, routing), model);
   return { target: o.targetActive, attention: att, mlp, routing, evaluations, before, after,
     calibrationTokens: Math.min(calib.length - 1, windows * T), reportTokens: Math.min(rep.length - 1, windows * T) };
+}
+
+/**
+ * Calibrates a checkpoint folder and stores the thresholds as its default routing (config.json,
+ * rewritten atomically; the weights are untouched). `dsmoe train --target-active` ends with this.
+ */
+export async function calibrateInPlace(dir: string, o: CalibrateOptions): Promise<CalibrateResult> {
+  const r = await calibrate(dir, o);
+  const config = loadInferenceModel(dir).config;
+  atomicWrite(path.join(dir, CONFIG_FILE), JSON.stringify({ ...config, routing: r.routing }, null, 2) + '\n');
+  return r;
 }

@@ -202,8 +202,11 @@ class UsageAccumulator {
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 
+/** What evaluation needs of a model: its config and sessions (a checkpoint, or a trainer's live weights). */
+export type EngineModel = Pick<InferenceModel, 'config' | 'createSession'>;
+
 /** Loss and perplexity over the tokens, in windows of seqLen, under the given routing. */
-export async function evaluateTokens(model: InferenceModel, tokens: TokenArray, o: EvalOptions, data: Omit<EvalData, 'tokens'>): Promise<EvalResult> {
+export async function evaluateTokens(model: EngineModel, tokens: TokenArray, o: EvalOptions, data: Omit<EvalData, 'tokens'>): Promise<EvalResult> {
   const { config } = model;
   const V = config.vocab_size, notes: string[] = [];
   const seqLen = o.seqLen ?? config.max_seq_len;

@@ -67,3 +67,8 @@ export function parseRouting(value: string | undefined, config: ModelConfig): Ro
 export function formatRouting(r: Routing): string {
   return `attention=${r.attention},mlp=${r.mlp}`;
 }
+
+/** A short label: "threshold:0.48" when both kinds route alike, else "att … · mlp …" (tables, charts). */
+export function routingLabel(r: Routing): string {
+  return r.attention === r.mlp ? r.attention : `att ${r.attention} · mlp ${r.mlp}`;
+}

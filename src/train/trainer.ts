@@ -17,6 +17,10 @@ import {
   type ConfigOverrides, type ModelConfig, type ParamCount,
 } from '../model/config';
 import { layoutDifferences, layoutFromConfig } from '../model/layout';
+import { calibrateInPlace, type CalibrateResult } from '../convert/calibrate';
+import { evaluateTokens, type EngineModel } from '../infer/eval';
+import type { Routing } from '../infer/routing';
+import type { InferenceSession, SessionOptions } from '../native/types/infer';
 import type { ModelFunctions, NativeModel, StepStats } from '../native/types/model';
 import { defaultTokenizer } from '../tokenizer/default';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer';
@@ -41,6 +45,11 @@ export interface ModelBackend extends ModelFunctions {
   setThreads?(threads: number): number;
   /** Versions recorded in trainer_state.json (e.g. the addon's ISA and build system). */
   versions?(): Record<string, string>;
+  /**
+   * An inference session over the live fp32 parameters: evaluations then report the active share
+   * and perplexity under the model's default routing (absent in test fakes: those fields are null).
+   */
+  createSession?(args: SessionOptions & { weights: Float32Array }): InferenceSession;
 }
 
 export interface TrainOptions {
@@ -79,6 +88,14 @@ export interface TrainOptions {
   valShare?: number;
   /** Cache folder for tokens and the default tokenizer. */
   cacheDir?: string;
+  /**
+   * At the end of the run, choose threshold:ε per layer kind so that this share (0, 1] of expert
+   * parameters is active on held-out text (dsmoe convert --calibrate's code) and store it as the
+   * checkpoint's default routing.
+   */
+  targetActive?: number;
+  /** Calibrate (--target-active) also after an abort (bench reproduce's time cap is one). */
+  calibrateWhenInterrupted?: boolean;
   /** Aborting finishes the current step, saves and returns exit code 130. */
   signal?: AbortSignal;
 }
@@ -136,6 +153,19 @@ export interface EvalRecord {
   mlp_cond_entropy: number;
   batches: number;
   tokens: number;
+  /**
+   * The same windows through the inference engine under the checkpoint's default routing (null for
+   * a dense model, or when the backend has no engine): what `dsmoe eval` would report.
+   */
+  routing: Routing | null;
+  /** Perplexity under the default routing. */
+  routed_ppl: number | null;
+  /** Perplexity under dense routing (every expert). */
+  dense_ppl: number | null;
+  /** Share of expert parameters active per token under the default routing (DESIGN §1.3). */
+  active_expert_share: number | null;
+  att_active_share: number | null;
+  mlp_active_share: number | null;
 }
 
 export type DataPhase = { kind: 'tokenizer'; text: string } | { kind: 'data'; progress: DataProgress } | { kind: 'model'; text: string };
@@ -162,6 +192,8 @@ export interface TrainResult {
   /** The checkpoint step on disk in outDir (null when nothing was saved). */
   savedStep: number | null;
   finalEval: EvalRecord | null;
+  /** --target-active: the thresholds chosen and the perplexity before/after on unseen held-out text. */
+  calibration: CalibrateResult | null;
   nextSteps: string[];
 }
 
@@ -190,6 +222,7 @@ export function addonBackend(): ModelBackend {
     createModel: (a) => addon.createModel!(a),
     initParams: (a) => addon.initParams!(a),
     setThreads: (threads) => addon.setThreads({ threads }),
+    createSession: (a) => addon.createSession!(a),
     versions: () => {
       const info = addon.runtimeInfo();
       return { addon_isa: info.isa, addon_build: info.buildSystem };
@@ -234,6 +267,8 @@ function checkOptions(o: TrainOptions): void {
   positiveInt(o.evalBatches, '--eval-batches');
   positiveInt(o.saveInterval, '--save-interval', 0);
   positiveInt(o.threads, '--threads');
+  if (o.targetActive !== undefined && !(o.targetActive > 0 && o.targetActive <= 1))
+    throw new RangeError(`--target-active must be a share in (0, 1] such as 0.35 or 35%, got ${o.targetActive}`);
   if (o.seed !== undefined && (!Number.isSafeInteger(o.seed) || o.seed < 0)) throw new RangeError(`--seed must be a non-negative integer, got ${o.seed}`);
   if (o.lr !== undefined && o.minLr !== undefined && o.minLr > o.lr) throw new RangeError(`--min-lr (${o.minLr}) is larger than --lr (${o.lr})`);
   const budgets = [o.steps, o.tokens, o.timeS].filter((x) => x !== undefined).length;
@@ -274,6 +309,36 @@ async function evaluate(model: NativeModel, ds: Dataset, seqLen: number, batchSi
   return {
     type: 'eval', step, loss: sum.loss / w, lm_loss: lm, ppl: Math.exp(lm),
     att_entropy: sum.ae / w, att_cond_entropy: sum.ace / w, mlp_entropy: sum.me / w, mlp_cond_entropy: sum.mce / w, batches, tokens: w,
+    routing: null, routed_ppl: null, dense_ppl: null, active_expert_share: null, att_active_share: null, mlp_active_share: null,
+  };
+}
+
+/** The routing that the training forward computes (dsmoe: every expert; smoe: top-k; dense: one expert). */
+function trainingForwardRouting(c: ModelConfig): Routing {
+  return c.training.mode === 'smoe' ? { attention: `topk:${c.training.top_k}`, mlp: `topk:${c.training.top_k}` } : { attention: 'dense', mlp: 'dense' };
+}
+
+const sameRouting = (a: Routing, b: Routing) => a.attention === b.attention && a.mlp === b.mlp;
+
+/**
+ * Adds to an evaluation what inference will see: the same windows through the engine under the
+ * default routing (and under dense routing), over the live parameters. A routing that equals the
+ * training forward reuses its perplexity instead of a second pass.
+ */
+async function addRoutedEval(r: EvalRecord, engine: EngineModel, ds: Dataset, seqLen: number, batchSize: number, maxBatches: number): Promise<EvalRecord> {
+  const c = engine.config;
+  const forward = trainingForwardRouting(c);
+  const opts = { seqLen, batchSize, maxWindows: maxBatches * batchSize };
+  const run = (routing: Routing) => evaluateTokens(engine, ds.val, { ...opts, routing }, { source: 'held-out', inputs: [] });
+  const routing = { attention: c.routing.attention, mlp: c.routing.mlp };
+  const routed = await run(routing);
+  const dense: Routing = { attention: 'dense', mlp: 'dense' };
+  const densePpl = sameRouting(dense, forward) ? r.ppl : sameRouting(dense, routing) ? routed.ppl : (await run(dense)).ppl;
+  const u = routed.usage;
+  return {
+    ...r, routing, routed_ppl: routed.ppl, dense_ppl: densePpl,
+    active_expert_share: u.activeExpertShare,
+    att_active_share: u.attExpertsPerToken / c.attention.n_experts, mlp_active_share: u.mlpExpertsPerToken / c.mlp.n_experts,
   };
 }
 
@@ -339,6 +404,8 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
   } else {
     config = buildConfig({ preset: o.preset, mode: o.mode, file: fileConfig, fileName: o.configFile, overrides: o.overrides, tokenizerVocab: tokenizer.vocabSize });
   }
+  if (o.targetActive !== undefined && config.attention.n_experts === 1 && config.mlp.n_experts === 1)
+    throw new Error('--target-active calibrates the routing of experts, but this is a dense model (one expert per layer)');
   const preset = getPreset(presetName);
   const layout = layoutFromConfig(config);
   const counts = paramCount(config);
@@ -359,7 +426,8 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
     onProgress: (p) => hooks.onPrepare?.({ kind: 'data', progress: p }),
   });
   if (o.signal?.aborted) {
-    return { exitCode: 130, reason: 'interrupted', step: state?.step ?? 0, tokensSeen: state?.tokens_seen ?? 0, outDir: path.resolve(o.out ?? o.resume ?? '.'), savedStep: null, finalEval: null, nextSteps: [] };
+    return { exitCode: 130, reason: 'interrupted', step: state?.step ?? 0, tokensSeen: state?.tokens_seen ?? 0, outDir: path.resolve(o.out ?? o.resume ?? '.'),
+      savedStep: null, finalEval: null, calibration: null, nextSteps: [] };
   }
   const sampler = new BatchSampler(ds.train, { batchSize, seqLen, seed, name: `training data (${inputs.join(', ')})` });
   if (state) {
@@ -462,8 +530,14 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
     savedStep = step;
     hooks.onSave?.(outDir, step);
   };
+  const hasExperts = config.attention.n_experts > 1 || config.mlp.n_experts > 1;
+  const engine: EngineModel | null = backend.createSession && hasExperts ? {
+    config,
+    createSession: ({ batch, maxLen, routing }) => backend.createSession!({ config, batch, maxLen, routing, weights: params }),
+  } : null;
   const runEval = async () => {
-    const r = await evaluate(model, ds, seqLen, batchSize, evalMax, step);
+    let r = await evaluate(model, ds, seqLen, batchSize, evalMax, step);
+    if (r !== null && engine && finite(r.loss)) r = await addRoutedEval(r, engine, ds, seqLen, batchSize, evalMax);
     if (r === null) {
       if (!notes.some((l) => l.startsWith('no validation'))) log(`no validation windows (the held-out part has ${ds.val.length} tokens, fewer than ${seqLen + 1}); skipping evaluation`);
       return;
@@ -533,6 +607,14 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
   // 8. The end: evaluate (unless interrupted), save, say what to do next.
   if (reason === 'budget' && step > startStep) await runEval();
   if (savedStep !== step) save();
+  // --target-active: calibrate on the saved checkpoint (convert --calibrate's code), then store the
+  // thresholds as its default routing.
+  let calibration: CalibrateResult | null = null;
+  if (o.targetActive !== undefined && (reason === 'budget' || o.calibrateWhenInterrupted)) {
+    log(`calibrating threshold routing for ${(100 * o.targetActive).toFixed(1)} % active expert parameters on held-out text`);
+    calibration = await calibrateInPlace(outDir, { targetActive: o.targetActive, cacheDir: o.cacheDir, log: (l) => log(`calibrate: ${l}`) });
+    config = { ...config, routing: { ...calibration.routing } };
+  }
   // Relative to where the user is, unless that means climbing out of it (then the absolute path).
   const relPath = path.relative(process.cwd(), outDir) || '.';
   const rel = relPath.startsWith('..') ? outDir : relPath;
@@ -547,6 +629,6 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
     ];
   return {
     exitCode: reason === 'interrupted' ? 130 : 0, reason, step, tokensSeen, outDir, savedStep,
-    finalEval: lastEval, nextSteps,
+    finalEval: lastEval, calibration, nextSteps,
   };
 }

@@ -41,7 +41,14 @@ describe('dsmoe bench reproduce', () => {
       expect(m.steps).toBeGreaterThan(0);
       expect(fs.existsSync(path.join(m.dir, 'model.safetensors'))).toBe(true);
     }
-    expect(r.table.map((t) => `${t.model} ${t.routing}`)).toEqual(['dense dense', 'smoe topk:2', 'dsmoe dense', 'dsmoe threshold:0.48']);
+    expect(r.table.slice(0, 4).map((t) => `${t.model} ${t.routing}`)).toEqual(['dense dense', 'smoe topk:2', 'dsmoe dense', 'dsmoe threshold:0.48']);
+    // The fifth row: DS-MoE under the thresholds its training calibrated for 35 % (stored in its config.json).
+    const cal = r.table[4];
+    expect(cal).toMatchObject({ model: 'dsmoe', routing: r.calibratedRouting });
+    expect(cal.routing).toMatch(/^att threshold:[\d.]+ · mlp threshold:[\d.]+$/);
+    const stored = JSON.parse(fs.readFileSync(path.join(r.models[2].dir, 'config.json'), 'utf8')).routing;
+    expect(cal.routing).toBe(`att ${stored.attention} · mlp ${stored.mlp}`);
+    expect(cal.activeExpertShare).toBeLessThan(r.table[3].activeExpertShare);
     expect(r.compare.data.source).toBe('checkpoint-split');
     const dsDense = r.table[2], dsSparse = r.table[3];
     expect(dsDense.activeShareOfHidden).toBeCloseTo(1, 9);

@@ -114,6 +114,28 @@ describe('dsmoe train with the fake model (in-process)', () => {
     expect(human).toMatch(/what to run next:/);
   });
 
+  test('with the real model, evaluations and the summary show the sparsity of the default routing; --target-active calibrates', async () => {
+    const out = path.join(fx.dir, 'cli-sparsity');
+    const stdout = sink(), stderr = sink();
+    expect(await runTrain(cli(out, { targetActive: 0.5 }), { stdout, stderr })).toBe(0);
+    const text = stdout.text();
+    const pct = '[\\d.]+ % of expert parameters active, perplexity [\\d.]+ \\(dense routing [\\d.]+\\)';
+    expect(text).toMatch(new RegExp(`^ {2}under threshold:0\\.48: ${pct}$`, 'm'));  // after each eval line
+    expect(text).toMatch(new RegExp(`^under threshold:0\\.48: ${pct}$`, 'm'));      // the end-of-run summary
+    expect(text).toMatch(/^calibrated for 50\.0 % active expert parameters: default routing now attention=threshold:[\d.]+,mlp=threshold:[\d.]+$/m);
+    expect(text).toMatch(/^ {2}on \d+ held-out tokens not used for calibration: [\d.]+ % active, perplexity [\d.]+ \(dense routing [\d.]+\)$/m);
+
+    const json = sink();
+    expect(await runTrain(cli(path.join(fx.dir, 'cli-sparsity-json'), { json: true, quiet: true }), { stdout: json, stderr: sink() })).toBe(0);
+    const records = json.text().trim().split('\n').map((l) => JSON.parse(l));
+    const ev = records.filter((r) => r.type === 'eval');
+    for (const r of ev) {
+      expect(r.routing).toEqual({ attention: 'threshold:0.48', mlp: 'threshold:0.48' });
+      for (const k of ['routed_ppl', 'dense_ppl', 'active_expert_share', 'att_active_share', 'mlp_active_share']) expect(typeof r[k]).toBe('number');
+    }
+    expect(records[records.length - 1]).toMatchObject({ type: 'done', active_expert_share: ev[ev.length - 1].active_expert_share, calibration: null });
+  });
+
   test('--device auto trains on the CPU and says why in one line on stderr', async () => {
     const out = path.join(fx.dir, 'cli-auto');
     const stdout = sink(), stderr = sink();

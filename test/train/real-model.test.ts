@@ -2,8 +2,11 @@
 // every mode, a real process stopped by SIGINT, and the saved checkpoint's meaning.
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
+import * as fs from 'node:fs';
 import { loadCheckpoint } from '../../src/checkpoint/checkpoint';
-import { train, type StepRecord, type TrainOptions } from '../../src/train/trainer';
+import { evalData, evaluateTokens } from '../../src/infer/eval';
+import { loadInferenceModel } from '../../src/infer/load';
+import { train, type EvalRecord, type StepRecord, type TrainOptions } from '../../src/train/trainer';
 import { makeFixture, type Fixture } from './fixtures';
 
 let fx: Fixture;
@@ -60,5 +63,51 @@ describe('training with the native model', () => {
     expect(ck.trainerState!.step).toBeGreaterThanOrEqual(3);
     expect(ck.trainerState!.step).toBeLessThan(100000);
     expect(ck.params.every(Number.isFinite)).toBe(true);
+  });
+
+  test.each(['dsmoe', 'smoe'])('%s: each evaluation reports what dsmoe eval computes under the default and dense routing', async (mode) => {
+    const out = path.join(fx.dir, `routed-${mode}`);
+    const evals: EvalRecord[] = [];
+    await train(base(out, { mode, steps: 6, evalInterval: 3 }), { onEval: (r) => evals.push(r) });
+    expect(evals.map((e) => e.step)).toEqual([3, 6]);
+    const last = evals[evals.length - 1];
+    const model = loadInferenceModel(out);
+    expect(last.routing).toEqual(model.config.routing);
+    // The same windows as the trainer's evaluation, through the inference engine of `dsmoe eval`.
+    const tokens = (await evalData(model, { cacheDir: fx.cacheDir })).tokens;
+    const opts = { seqLen: 16, batchSize: 4, maxWindows: 2 * 4 };
+    const routed = await evaluateTokens(model, tokens, { ...opts, routing: model.config.routing }, { source: 'held-out', inputs: [] });
+    const dense = await evaluateTokens(model, tokens, { ...opts, routing: { attention: 'dense', mlp: 'dense' } }, { source: 'held-out', inputs: [] });
+    expect(routed.tokens).toBe(last.tokens);
+    expect(last.routed_ppl! / routed.ppl - 1).toBeCloseTo(0, 6);
+    expect(last.dense_ppl! / dense.ppl - 1).toBeCloseTo(0, 5);
+    expect(last.active_expert_share).toBeCloseTo(routed.usage.activeExpertShare, 9);
+    expect(last.att_active_share).toBeCloseTo(routed.usage.attExpertsPerToken / model.config.attention.n_experts, 9);
+    expect(last.mlp_active_share).toBeCloseTo(routed.usage.mlpExpertsPerToken / model.config.mlp.n_experts, 9);
+    if (mode === 'smoe') expect(last.mlp_active_share).toBeCloseTo(2 / model.config.mlp.n_experts, 9);  // top-2
+    // dsmoe trains with every expert: its training evaluation is the dense-routing perplexity.
+    if (mode === 'dsmoe') expect(last.dense_ppl).toBe(last.ppl);
+  });
+
+  test('--target-active calibrates the thresholds at the end and stores them as the default routing', async () => {
+    const out = path.join(fx.dir, 'target-active');
+    const logs: string[] = [];
+    const r = await train(base(out, { steps: 6, targetActive: 0.4 }), { onLog: (l) => logs.push(l) });
+    expect(r.calibration).not.toBeNull();
+    const cal = r.calibration!;
+    expect(cal.routing.attention).toMatch(/^threshold:[\d.]+$/);
+    expect(cal.routing.mlp).toMatch(/^threshold:[\d.]+$/);
+    expect(Math.abs(cal.mlp!.share - 0.4)).toBeLessThan(0.1);
+    const stored = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
+    expect(stored.routing).toEqual(cal.routing);
+    // Still a training checkpoint that resumes, now with the calibrated routing as its default.
+    expect(loadCheckpoint(out, { requireTraining: true }).config.routing).toEqual(cal.routing);
+    expect(logs.some((l) => /calibrating threshold routing for 40\.0 %/.test(l))).toBe(true);
+  });
+
+  test('--target-active is refused for a dense model and outside (0, 1]', async () => {
+    await expect(train(base(path.join(fx.dir, 'ta-dense'), { mode: 'dense', targetActive: 0.4 })))
+      .rejects.toThrow(/--target-active calibrates the routing of experts, but this is a dense model/);
+    await expect(train(base(path.join(fx.dir, 'ta-bad'), { targetActive: 1.5 }))).rejects.toThrow(/--target-active must be a share in \(0, 1\]/);
   });
 });

@@ -13,7 +13,7 @@ import { formatDecodeBench, runDecodeBench } from '../../bench/decode';
 import { runKernelBench, type KernelBenchResult } from '../../bench/kernels';
 import { runTrainBench, type TrainBenchResult } from '../../bench/train';
 import { renderTable } from '../../util/table';
-import { intArg } from '../args';
+import { intArg, shareArg } from '../args';
 
 export interface BenchKernelsCliOptions {
   threads: number[];
@@ -148,7 +148,8 @@ first checkpoint's tokenizer. The output says which.
 
 Routing sweep (default per model): dense, topk:K for K in {1, 2, E/4, E/2} (E = the larger expert
 count), threshold:ε for ε in {${DEFAULT_THRESHOLDS.join(', ')}}. Items: dense, topk:K, threshold:ε,
-threshold-topk:ε (both layer kinds), or mlp-only:<strategy> (attention stays dense). Per layer kind,
+threshold-topk:ε (both layer kinds), mlp-only:<strategy> (attention stays dense), or default (each
+checkpoint's own default routing from config.json, e.g. calibrated thresholds). Per layer kind,
 topk:K with K ≥ E and threshold:0 are dense; duplicates are merged; dense is always included (the
 speed-up baseline); dense models (one expert) get only dense.
 
@@ -246,6 +247,7 @@ Example:
       if (!Number.isFinite(x) || x < 0) throw new InvalidArgumentError(`--threshold must be a non-negative number, got "${v}"`);
       return x;
     }, 0.48)
+    .option('--target-active <x>', 'share of expert parameters the DS-MoE\'s calibrated routing activates', shareArg('--target-active'), 0.35)
     .option('--max-windows <n>', 'held-out evaluation windows', positiveInt('--max-windows'), 32)
     .option('--seed <n>', 'initialisation and batch-order seed (the same for all three)', (v: string) => Number(v), 0)
     .option('--threads <n>', 'kernel threads', positiveInt('--threads'))
@@ -258,8 +260,10 @@ share of --budget each, then evaluates all three on the same held-out windows (T
   dense  the preset's dense counterpart (one expert; E·H heads, MLP width E·F)
   smoe   top-2 sparse training with the switch loss, the preset's shape with 2x the expert width
          (2x MLP parameters, same expert count, so top-2 touches the same share of experts)
-  dsmoe  the preset itself, dense training with the MI loss; evaluated under dense routing and
+  dsmoe  the preset itself, dense training with the MI loss; evaluated under dense routing,
          under threshold:ε (default ε = 0.48, the paper's layer-use threshold; fixed, not tuned)
+         and under thresholds calibrated at the end of its training (train --target-active) for
+         --target-active of its expert parameters (default 35 %) on half of the held-out text
 
 Equal time: each model first times a few training steps (a probe on random tokens), then trains
 for the steps that fit its share, so its learning-rate schedule runs its full course; the table
@@ -271,7 +275,7 @@ the probes, data preparation and the bounded evaluation come on top (about a min
 Example:
   dsmoe bench reproduce --budget 6m
   npm run bench:reproduce`)
-    .action(async (o: { budget: number; preset: string; threshold: number; maxWindows: number; seed: number; threads?: number; out?: string; json?: boolean }) => {
+    .action(async (o: { budget: number; preset: string; threshold: number; targetActive: number; maxWindows: number; seed: number; threads?: number; out?: string; json?: boolean }) => {
       let out = o.out;
       if (out === undefined) {
         const base = path.join('runs', `reproduce-${new Date().toISOString().slice(0, 10)}`);
@@ -279,7 +283,7 @@ Example:
         for (let i = 2; fs.existsSync(out); i++) out = `${base}-${i}`;
       }
       const result = await runReproduce({
-        budgetS: o.budget, preset: o.preset, threshold: o.threshold, maxWindows: o.maxWindows, seed: o.seed, threads: o.threads, out,
+        budgetS: o.budget, preset: o.preset, threshold: o.threshold, targetActive: o.targetActive, maxWindows: o.maxWindows, seed: o.seed, threads: o.threads, out,
         log: o.json ? undefined : (l) => process.stderr.write(`  ${l}\n`),
       });
       if (o.json) process.stdout.write(JSON.stringify(result) + '\n');

@@ -6,6 +6,7 @@ import { calibrate, type CalibrateResult } from '../../convert/calibrate';
 import { checkOutput, convertCheckpoint, type ConvertResult } from '../../convert/convert';
 import { upcycleCheckpoint, type UpcycleResult } from '../../convert/upcycle';
 import { describeShape } from '../../model/config';
+import { shareArg } from '../args';
 
 export interface ConvertCliOptions {
   dtype?: string;
@@ -27,11 +28,6 @@ const intArg = (flag: string, min = 1) => (v: string): number => {
   const n = Number(v);
   if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min)
     throw new InvalidArgumentError(`${flag} expects an integer ≥ ${min}, got "${v}"`);
-  return n;
-};
-const shareArg = (v: string): number => {
-  const n = Number(v.trim().endsWith('%') ? v.trim().slice(0, -1) : v) / (v.trim().endsWith('%') ? 100 : 1);
-  if (v.trim() === '' || !Number.isFinite(n) || n <= 0 || n > 1) throw new InvalidArgumentError(`--target-active expects a share in (0, 1] such as 0.4 or 40%, got "${v}"`);
   return n;
 };
 const dtypeArg = (v: string): string => {
@@ -122,7 +118,7 @@ export function convertCommand(): Command {
     .option('--router-hidden <n>', 'with --from-dense: two-layer routers of this hidden width (default 0: linear)',
       intArg('--router-hidden', 0))
     .option('--calibrate', 'choose threshold routing per layer kind for --target-active on calibration text; report perplexity before/after on held-out text')
-    .option('--target-active <x>', 'with --calibrate: share of expert parameters active per token (0.4 or 40%)', shareArg)
+    .option('--target-active <x>', 'with --calibrate: share of expert parameters active per token (0.4 or 40%)', shareArg('--target-active'))
     .option('--data <paths...>', 'with --calibrate: text to calibrate on')
     .option('--json', 'print one JSON object')
     .addHelpText('after', `
