@@ -160,6 +160,7 @@ export async function runTrain(o: TrainCliOptions, deps: TrainCliDeps = {}): Pro
   let mode = 'dsmoe';
   let total: number | null = null;
   let lastVal: number | undefined;
+  let lastActive: number | null = null;
   let plainEvery = 10;
   let lastStepPrinted = 0;
   const stepLine = (r: StepRecord) => {
@@ -205,7 +206,7 @@ export async function runTrain(o: TrainCliOptions, deps: TrainCliDeps = {}): Pro
         emit(r);
         total = r.total_steps;
         const { aux, eta } = stepLine(r);
-        const val = lastVal !== undefined ? ` val ${f3(lastVal)}` : '';
+        const val = (lastVal !== undefined ? ` val ${f3(lastVal)}` : '') + (lastActive !== null ? ` (${(100 * lastActive).toFixed(0)}% active)` : '');
         const of = total !== null ? `/${total}` : '';
         if (rep.tty) {
           const bar = total !== null ? ` ${barCells(r.step / total)}` : '';
@@ -218,6 +219,7 @@ export async function runTrain(o: TrainCliOptions, deps: TrainCliDeps = {}): Pro
       onEval: (r) => {
         emit(r);
         lastVal = r.lm_loss;
+        lastActive = r.active_expert_share;
         const router = mode === 'dense' ? '' : `  H(e) att ${r.att_entropy.toFixed(2)} mlp ${r.mlp_entropy.toFixed(2)}, H(e|X) att ${r.att_cond_entropy.toFixed(2)} mlp ${r.mlp_cond_entropy.toFixed(2)}`;
         rep.info(`eval @ step ${r.step}: val loss ${f3(r.lm_loss)}, perplexity ${r.ppl.toFixed(2)} (${r.batches} batches)${router}`);
         const sparse = sparsitySentence(r);
@@ -288,7 +290,7 @@ Examples:
   dsmoe train --preset tiny --steps 50           # a quick smoke test
   dsmoe train --data notes/ book.txt --time 20m  # your own text (.txt, .md, .jsonl, folders, .bin tokens)
   dsmoe train --mode dense --out runs/dense      # the dense baseline of the same width, for comparison
-  dsmoe train --preset medium --mi-alpha-mlp 2e-3 --lr 6e-4 --steps 3000
+  dsmoe train --preset medium --mi-alpha-mlp 2e-2 --lr 6e-4 --steps 3000   # sparser MLP layers
   dsmoe train --resume runs/small-dsmoe --steps 600
   dsmoe train --target-active 35%                # then serve with 35 % of the expert parameters active
   dsmoe train --json --quiet | jq 'select(.type == "step") | .loss'   # JSON records on stdout
@@ -322,8 +324,8 @@ export function trainCommand(ctx: { exitCode: number } = { exitCode: 0 }, deps: 
     .option('--warmup <n>', 'linear warm-up steps', intArg('--warmup', 0))
     .option('--weight-decay <x>', 'AdamW weight decay (not on norms)', numArg('--weight-decay'))
     .option('--clip <x>', 'clip the gradient norm (0: off)', numArg('--clip'))
-    .option('--mi-alpha-att <x>', 'MI loss weight of attention layers (default 3.5e-4)', numArg('--mi-alpha-att'))
-    .option('--mi-alpha-mlp <x>', 'MI loss weight of MLP layers (default 6.3e-4)', numArg('--mi-alpha-mlp'))
+    .option('--mi-alpha-att <x>', 'MI loss weight of attention layers (default: the preset\'s; 3e-3 on tiny/small/medium, the paper\'s on its shapes)', numArg('--mi-alpha-att'))
+    .option('--mi-alpha-mlp <x>', 'MI loss weight of MLP layers (default: the preset\'s; 1e-2 on tiny/small/medium, the paper\'s on its shapes)', numArg('--mi-alpha-mlp'))
     .option('--top-k <k>', 'experts per token in --mode smoe', intArg('--top-k'))
     .option('--seed <n>', 'seed of initialisation, data split and batches', seedArg)
     .option('--eval-interval <n>', 'evaluate every N steps (0: only at the end)', intArg('--eval-interval', 0))
