@@ -322,8 +322,9 @@ const sameRouting = (a: Routing, b: Routing) => a.attention === b.attention && a
 
 /**
  * Adds to an evaluation what inference will see: the same windows through the engine under the
- * default routing (and under dense routing), over the live parameters. A routing that equals the
- * training forward reuses its perplexity instead of a second pass.
+ * default routing, over the live parameters. The dense-routing perplexity is the training
+ * forward's when that forward is dense routing (dsmoe mode: every expert weighted by S), else one
+ * more engine pass.
  */
 async function addRoutedEval(r: EvalRecord, engine: EngineModel, ds: Dataset, seqLen: number, batchSize: number, maxBatches: number): Promise<EvalRecord> {
   const c = engine.config;
