@@ -2,7 +2,8 @@
 // three training modes (and two-layer routers), auxiliary losses, the dense/MoE equivalence,
 // learning, determinism and bad input.
 import type { ModelConfig, NativeModel, TrainingMode } from '../../src/native/addon';
-import { addon, expectNativeError } from '../helpers';
+import { topkMargin, trainingForwardRef } from '../reference/training';
+import { addon, expectNativeError, randn, relError } from '../helpers';
 
 function tinyConfig(mode: TrainingMode, over: Partial<ModelConfig> = {}): ModelConfig {
   const dense = mode === 'dense';
@@ -99,12 +100,67 @@ describe('model layout', () => {
   });
 });
 
+describe('the training forward against the double-precision reference (test/reference/training.ts)', () => {
+  // The model's own evaluate() is the judge of the finite-difference checks below; this is the judge
+  // of evaluate() itself: logits, LM loss, auxiliary loss and router entropies from an independent
+  // forward. smoe: top-k by raw S (not renormalised) and the switch loss E·Σ f_e·P_e weighted by
+  // switch_alpha; dsmoe: every expert by S and α·L_MI. All α are set here, none from a preset.
+  const cases: [string, ModelConfig][] = [
+    ['smoe, top-2 of 3', tinyConfig('smoe')],
+    ['smoe, top-1 of 3', tinyConfig('smoe', { training: { mode: 'smoe', mi_alpha_att: 0.05, mi_alpha_mlp: 0.07, top_k: 1, switch_alpha: 0.03 } })],
+    ['smoe, top-2 of 4 MLP experts, top-2 of 2 attention experts, two-layer routers (h 5)', tinyConfig('smoe', {
+      router_hidden: 5,
+      attention: { n_experts: 2, n_heads: 2, n_kv_heads: 1, head_dim: 4 }, mlp: { n_experts: 4, expert_dim: 6, activation: 'gelu_tanh' },
+      training: { mode: 'smoe', mi_alpha_att: 0, mi_alpha_mlp: 0, top_k: 2, switch_alpha: 0.5 } })],
+    ['dsmoe', tinyConfig('dsmoe')],
+    ['dsmoe, two-layer routers (h 5)', tinyConfig('dsmoe', { router_hidden: 5 })],
+    ['dense', tinyConfig('dense')],
+  ];
+  test.each(cases)('%s: logits, LM loss, auxiliary loss and entropies = the reference', (_, cfg) => {
+    const { model, params, layout } = build(cfg, 13, 4);
+    const seqs = [Array.from(tokens.subarray(0, T)), Array.from(tokens.subarray(T))];
+    const tgts = [Array.from(targets.subarray(0, T)), Array.from(targets.subarray(T))];
+    const ref = trainingForwardRef(cfg, layout, params, seqs, tgts);
+    if (cfg.training.mode === 'smoe') {
+      // A near-tie between the k-th and (k+1)-th expert could flip between fp32 and double.
+      expect(topkMargin(ref.attProbs, Math.min(cfg.training.top_k, cfg.attention.n_experts))).toBeGreaterThan(1e-4);
+      expect(topkMargin(ref.mlpProbs, Math.min(cfg.training.top_k, cfg.mlp.n_experts))).toBeGreaterThan(1e-4);
+    }
+    const logits = new Float32Array(B * T * cfg.vocab_size);
+    model.forward({ tokens, batch: B, seq: T, logits });
+    expect(relError(logits, Float64Array.from(ref.logits.flat(2)))).toBeLessThan(1e-5);
+    const s = model.evaluate({ tokens, targets, batch: B, seq: T });
+    const rel = (got: number, want: number) => Math.abs(got - want) / Math.max(Math.abs(want), 1e-12);
+    expect(rel(s.lmLoss, ref.lmLoss)).toBeLessThan(1e-5);
+    if (cfg.training.mode === 'dense') expect(s.auxLoss).toBe(0);
+    else {
+      expect(ref.auxLoss).not.toBe(0);
+      expect(rel(s.auxLoss, ref.auxLoss)).toBeLessThan(1e-4);
+    }
+    expect(rel(s.loss, ref.lmLoss + ref.auxLoss)).toBeLessThan(1e-5);
+    for (const k of ['attEntropy', 'attCondEntropy', 'mlpEntropy', 'mlpCondEntropy'] as const)
+      expect(Math.abs(s[k] - ref[k])).toBeLessThan(1e-5);
+  });
+
+  test('smoe differs from dsmoe on the same weights (the top-k mask is applied), and agrees with dense routing at top-k = E', () => {
+    const d = build(tinyConfig('dsmoe'), 13, 4), sm = build(tinyConfig('smoe'), 13, 4);
+    expect(sm.params).toEqual(d.params);
+    const ld = new Float32Array(B * T * 17), ls = new Float32Array(B * T * 17), lk = new Float32Array(B * T * 17);
+    d.model.forward({ tokens, batch: B, seq: T, logits: ld });
+    sm.model.forward({ tokens, batch: B, seq: T, logits: ls });
+    expect(relError(ls, ld)).toBeGreaterThan(1e-2);
+    const all = build(tinyConfig('smoe', { training: { mode: 'smoe', mi_alpha_att: 0, mi_alpha_mlp: 0, top_k: 3, switch_alpha: 0.03 } }), 13, 4);
+    all.model.forward({ tokens, batch: B, seq: T, logits: lk });
+    expect(relError(lk, ld)).toBeLessThan(1e-6);
+  });
+});
+
 describe('model gradients', () => {
   // Central differences of the fp32 forward with h = 1e-3: rounding of a loss ≈ 3 gives ≈ 1e-4
   // absolute noise in the difference quotient, hence the absolute floor; h is small enough that no
   // top-k choice flips in smoe mode (a flip is a real discontinuity of that loss).
   const H = 1e-3, ABS = 3e-4, REL = 2e-2;
-  test.each(['dsmoe', 'smoe', 'dense'] as const)('%s: every parameter kind matches finite differences', (mode) => {
+  test.each(['dsmoe', 'smoe', 'dense'] as const)('%s: every element of every tensor matches finite differences', (mode) => {
     const { model, params, grads, layout } = build(tinyConfig(mode), 3, 8);
     const base = model.lossAndGrad({ tokens, targets, batch: B, seq: T });
     expect(Number.isFinite(base.loss)).toBe(true);
@@ -112,7 +168,7 @@ describe('model gradients', () => {
     const lossAt = () => model.evaluate({ tokens, targets, batch: B, seq: T }).loss;
     const failures: string[] = [];
     for (const t of layout.tensors)
-      for (const j of [0, Math.floor(t.size / 3), t.size - 1]) {
+      for (let j = 0; j < t.size; j++) {
         const i = t.offset + j, old = params[i];
         params[i] = old + H; const lp = lossAt();
         params[i] = old - H; const lm = lossAt();
@@ -120,6 +176,51 @@ describe('model gradients', () => {
         const fd = (lp - lm) / (2 * H);
         if (!(Math.abs(fd - g[i]) <= ABS + REL * Math.abs(fd))) failures.push(`${t.name}[${j}]: grad ${g[i]} vs fd ${fd}`);
       }
+    expect(failures).toEqual([]);
+  });
+
+  // Element-wise differences are noisy (ABS, REL above). Per tensor, the derivative along a unit
+  // direction v sums the whole gradient: (L(θ + s·v) − L(θ − s·v)) / 2s with Richardson
+  // extrapolation over s and s/2 (error O(s⁴)), against g·Δθ for the Δθ actually stored in fp32.
+  // Along v = g/|g| it is |g|, the largest signal, so small relative errors of a whole tensor's
+  // gradient (a wrong scale, a missing term) show; a seeded random v checks other directions.
+  // smoe's loss jumps where a token's top-k set changes: on this data a step of 1e-2 along layer
+  // 0's attention router crosses such a boundary, 5e-3 does not (smaller steps drown in fp32 noise).
+  const DIR_S = 2e-2, DIR_S_SMOE = 5e-3, DIR_ABS = 2e-5, DIR_REL = 1e-3;
+  test.each(['dsmoe', 'smoe', 'dense'] as const)('%s: every tensor\'s gradient matches directional finite differences within 0.1 %%', (mode) => {
+    const { model, params, grads, layout } = build(tinyConfig(mode), 3, 8);
+    model.lossAndGrad({ tokens, targets, batch: B, seq: T });
+    const g = Float32Array.from(grads);
+    const lossAt = () => model.evaluate({ tokens, targets, batch: B, seq: T }).loss;
+    const failures: string[] = [];
+    const lines: string[] = [];
+    let seed = 1;
+    for (const t of layout.tensors) {
+      const gt = g.subarray(t.offset, t.offset + t.size);
+      const gn = Math.sqrt(gt.reduce((a, x) => a + x * x, 0));
+      const r = randn(t.size, seed++), rn = Math.sqrt(r.reduce((a, x) => a + x * x, 0));
+      for (const [name, v] of [['g/|g|', gt.map((x) => x / gn)], ['random', r.map((x) => x / rn)]] as const) {
+        if (name === 'g/|g|' && gn === 0) continue;
+        const at = (s: number) => {
+          const old = params.slice(t.offset, t.offset + t.size);
+          let pred = 0;
+          for (let i = 0; i < t.size; i++) params[t.offset + i] = old[i] + s * v[i];
+          const lp = lossAt();
+          for (let i = 0; i < t.size; i++) pred += gt[i] * (params[t.offset + i] - old[i]);
+          for (let i = 0; i < t.size; i++) params[t.offset + i] = old[i] - s * v[i];
+          const lm = lossAt();
+          for (let i = 0; i < t.size; i++) pred -= gt[i] * (params[t.offset + i] - old[i]);
+          params.set(old, t.offset);
+          return { fd: (lp - lm) / (2 * s), pred: pred / (2 * s) };
+        };
+        const step = mode === 'smoe' ? DIR_S_SMOE : DIR_S;
+        const a = at(step), b = at(step / 2);
+        const fd = (4 * b.fd - a.fd) / 3, pred = (4 * b.pred - a.pred) / 3;
+        lines.push(`${t.name} ${name}: fd ${fd.toExponential(6)} pred ${pred.toExponential(6)} rel ${((fd - pred) / Math.abs(fd)).toExponential(2)}`);
+        if (!(Math.abs(fd - pred) <= DIR_ABS + DIR_REL * Math.abs(fd))) failures.push(`${t.name} along ${name}: g·v ${pred} vs fd ${fd}`);
+      }
+    }
+    if (process.env.DSMOE_TEST_VERBOSE) console.log(lines.join('\n'));
     expect(failures).toEqual([]);
   });
 
