@@ -76,6 +76,8 @@ export function toBf16(x: Float32Array): Uint16Array {
   const out = new Uint16Array(x.length);
   for (let i = 0; i < x.length; i++) {
     const bits = u32[i];
+    // NaN stays a (quiet) NaN: adding the rounding bias could carry it into ±Inf or ±0.
+    if ((bits & 0x7fffffff) > 0x7f800000) { out[i] = ((bits >>> 16) | 0x40) & 0xffff; continue; }
     out[i] = ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
   }
   return out;

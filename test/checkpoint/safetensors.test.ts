@@ -6,6 +6,7 @@ import {
   SafetensorsReader, bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, readSafetensors,
   readSafetensorsHeader, writeSafetensors, MAX_HEADER_BYTES,
 } from '../../src/checkpoint/safetensors';
+import { bf16NearestEvenRef, f32FromBits } from '../reference/bf16';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'dsmoe-st-'));
 
@@ -25,7 +26,8 @@ describe('safetensors round trip', () => {
     const dir = tmp();
     const file = path.join(dir, 'a.safetensors');
     const a = Float32Array.from({ length: 12 }, (_, i) => (i - 5) * 0.37);
-    const b = Float32Array.from({ length: 6 }, (_, i) => i * 1.5 - 2);
+    // Values that need rounding to bf16 (a tie among them: 1 + 3·2^-8 goes up to 1 + 2^-6).
+    const b = Float32Array.from([0.1, -1.2345678, 1 + 3 * 2 ** -8, Math.PI, -7e-3, 3e38]);
     const c = Float32Array.from({ length: 5 }, (_, i) => i / 3);
     writeSafetensors(file, [
       { name: 'w.a', dtype: 'F32', shape: [3, 4], data: a },
@@ -42,13 +44,15 @@ describe('safetensors round trip', () => {
     const { tensors } = readSafetensors(file);
     expect(Array.from(tensors.get('w.a')!.data)).toEqual(Array.from(a));
     expect(tensors.get('w.a')!.shape).toEqual([3, 4]);
-    // BF16 keeps 8 mantissa bits: relative error ≤ 2^-9.
-    tensors.get('w.b')!.data.forEach((v, i) => expect(Math.abs(v - b[i])).toBeLessThanOrEqual(Math.abs(b[i]) * 2 ** -8));
+    // BF16: each value is the nearest bf16, ties to even (the value-based reference, not the writer's function).
+    expect(Array.from(tensors.get('w.b')!.data)).toEqual(Array.from(b, (x) => f32FromBits(bf16NearestEvenRef(x) << 16)));
+    expect(tensors.get('w.b')!.data[2]).toBe(1 + 2 ** -6);
+    expect(Array.from(b).every((x, i) => tensors.get('w.b')!.data[i] !== x)).toBe(true);  // all of them were rounded
     // F16 keeps 11 bits: relative error ≤ 2^-11.
     tensors.get('0')!.data.forEach((v, i) => expect(Math.abs(v - c[i])).toBeLessThanOrEqual(Math.abs(c[i]) * 2 ** -11 + 1e-7));
     expect(tensors.get('empty')!.data.length).toBe(0);
     const r = SafetensorsReader.open(file);
-    expect(Array.from(r.readHalfBits('w.b'))).toEqual(Array.from(b, f32ToBf16Bits));
+    expect(Array.from(r.readHalfBits('w.b'))).toEqual(Array.from(b, bf16NearestEvenRef));
     const into = new Float32Array(12);
     r.readFloat32Into('w.a', into);
     expect(Array.from(into)).toEqual(Array.from(a));
