@@ -6,7 +6,6 @@ import { loadCheckpoint } from '../../src/checkpoint/checkpoint';
 import { generate, TextStream, type GenerateOptions } from '../../src/infer/generate';
 import { loadInferenceModel, type InferenceModel } from '../../src/infer/load';
 import { parseRouting } from '../../src/infer/routing';
-import { argmax } from '../../src/infer/sample';
 import { paramCount } from '../../src/model/config';
 import { loadTokenizer } from '../../src/tokenizer/tokenizer';
 import { addon } from '../helpers';
@@ -19,6 +18,15 @@ beforeAll(async () => {
   model = loadInferenceModel(ck.checkpoint);
 });
 afterAll(() => fs.rmSync(ck.dir, { recursive: true, force: true }));
+
+/** The greedy choice, written here (not src/infer/sample's argmax, which generate itself uses): the first index of the largest logit. */
+function greedyRef(logits: Float32Array): number {
+  const max = Math.max(...logits);
+  return logits.indexOf(max);
+}
+
+/** Token ids by decreasing logit, the lower id first among equals. */
+const ranked = (logits: Float32Array) => Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a] || a - b);
 
 const dense = { attention: 'dense', mlp: 'dense' };
 const opts = (over: Partial<GenerateOptions> = {}): GenerateOptions => ({ maxTokens: 12, temperature: 0, routing: dense, ...over });
@@ -45,7 +53,7 @@ describe('generate', () => {
       s.prefill({ tokens: Int32Array.from(prompt), batch: 1, len: prompt.length, logits });
       const want: number[] = [];
       for (;;) {
-        const t = argmax(logits);
+        const t = greedyRef(logits);
         want.push(t);
         if (t === eos || want.length === 16) break;
         s.decode({ tokens: Int32Array.of(t), logits });
@@ -62,6 +70,42 @@ describe('generate', () => {
     expect(others.some((o) => o.tokens.join() !== a.tokens.join())).toBe(true);
   });
 
+  test('top-k 3 and top-p 0.5 at temperature 1: every sampled token lies in the top 3 / the nucleus of its logits (replayed by hand)', async () => {
+    const loaded = loadCheckpoint(ck.checkpoint, { optimizer: false });
+    const V = loaded.config.vocab_size;
+    for (const [o, allowed] of [
+      [{ topK: 3 }, (l: Float32Array) => ranked(l).slice(0, 3)],
+      [{ topP: 0.5 }, (l: Float32Array) => {
+        // softmax in double, then the shortest most-likely prefix whose mass reaches 0.5
+        const m = Math.max(...l), e = Array.from(l, (x) => Math.exp(x - m)), sum = e.reduce((a, b) => a + b, 0);
+        const keep: number[] = [];
+        let acc = 0;
+        for (const i of ranked(l)) { keep.push(i); acc += e[i] / sum; if (acc >= 0.5) break; }
+        return keep;
+      }],
+    ] as const) {
+      const outside: string[] = [];
+      let sampled = 0, notGreedy = 0;
+      for (const seed of [1, 2, 3]) {
+        const r = await gen1('the router of', { temperature: 1, maxTokens: 20, seed, ...o });
+        const s = addon.createSession({ config: loaded.config, weights: loaded.params, batch: 1, routing: dense });
+        const prompt = Array.from(model.tokenizer.encode('the router of'));
+        const logits = new Float32Array(V);
+        s.prefill({ tokens: Int32Array.from(prompt), batch: 1, len: prompt.length, logits });
+        r.tokens.forEach((t, i) => {
+          const ok = allowed(logits);
+          if (!ok.includes(t)) outside.push(`seed ${seed} token ${i}: ${t} not in [${ok}]`);
+          if (t !== greedyRef(logits)) notGreedy++;
+          sampled++;
+          if (i + 1 < r.tokens.length) s.decode({ tokens: Int32Array.of(t), logits });
+        });
+      }
+      expect(outside).toEqual([]);
+      expect(sampled).toBeGreaterThan(20);
+      expect(notGreedy).toBeGreaterThan(0);  // it did sample, not just take the argmax
+    }
+  });
+
   test('top-k 1 and a tiny top-p equal greedy at any temperature', async () => {
     const greedy = await gen1('dense and', { maxTokens: 16 });
     expect((await gen1('dense and', { maxTokens: 16, temperature: 1.5, topK: 1, seed: 9 })).tokens).toEqual(greedy.tokens);
@@ -69,10 +113,12 @@ describe('generate', () => {
   });
 
   test('max-tokens and stop strings', async () => {
-    const five = await gen1('the router', { maxTokens: 5 });
-    expect(five.tokens.length).toBeLessThanOrEqual(5);
-    if (five.finish === 'length') expect(five.tokens.length).toBe(5);
     const full = await gen1('the router', { maxTokens: 20 });
+    // Greedy: the 5-token run is the 20-token run cut at 5, and it was cut (the longer run went on).
+    expect(full.tokens.length).toBeGreaterThan(5);
+    const five = await gen1('the router', { maxTokens: 5 });
+    expect(five.finish).toBe('length');
+    expect(five.tokens).toEqual(full.tokens.slice(0, 5));
     expect(full.text.length).toBeGreaterThan(6);
     const stop = full.text.slice(4, 7);
     const cut = await gen1('the router', { maxTokens: 20, stop: ['zzz-never', stop] });
@@ -133,9 +179,28 @@ describe('generate', () => {
   });
 
   test('a generation that reaches the context stops there', async () => {
-    const r = await gen1('the model of the router', { maxTokens: 100, temperature: 1, seed: 3 });
-    if (r.finish === 'context') expect(r.promptTokens + r.tokens.length).toBe(model.config.max_seq_len + 1);
-    expect(r.promptTokens + r.tokens.length).toBeLessThanOrEqual(model.config.max_seq_len + 1);
+    // Prompts of 29–32 tokens (the context is 32) and several seeds: some must reach the context;
+    // every run's finish reason is checked against its own tokens.
+    const ctx = model.config.max_seq_len, eos = model.tokenizer.eosId;
+    const words = 'the model of the router and the key of the value the expert of the layer and the token of the gate';
+    const ids = Array.from(model.tokenizer.encode(words.repeat(4)));
+    expect(ids.length).toBeGreaterThan(ctx);
+    let reached = 0;
+    for (const n of [29, 30, 31, 32])
+      for (const seed of [1, 2, 3]) {
+        const prompt = model.tokenizer.decode(ids.slice(0, n));
+        const r = await gen1(prompt, { maxTokens: 100, temperature: 1, seed });
+        expect(r.promptTokens + r.tokens.length).toBeLessThanOrEqual(ctx + 1);
+        if (r.finish === 'context') {
+          reached++;
+          expect(r.promptTokens + r.tokens.length).toBe(ctx + 1);  // the cache holds ctx; the last token is sampled from it
+          expect(r.tokens).not.toContain(eos);
+        } else {
+          expect(r.finish).toBe('eos');
+          expect(r.tokens[r.tokens.length - 1]).toBe(eos);
+        }
+      }
+    expect(reached).toBeGreaterThan(0);
   });
 });
 
