@@ -12,6 +12,16 @@ export interface FakeOptions {
   stepMs?: number;
   /** Milliseconds the first step of each model takes instead (a real model's warm-up). */
   firstStepMs?: number;
+  /**
+   * A virtual clock (milliseconds; the test points performance.now at it): a step advances it by
+   * its duration and returns at once, so step counts under a --time budget are exact, whatever
+   * the machine's load.
+   */
+  clock?: FakeClock;
+}
+
+export interface FakeClock {
+  now: number;
 }
 
 export interface FakeBackend extends ModelBackend {
@@ -95,7 +105,7 @@ export function fakeBackend(opts: FakeOptions = {}): FakeBackend {
       let trainSteps = 0;
       const later = <T>(f: () => T, ms = opts.stepMs) => new Promise<T>((resolve, reject) => {
         const run = () => { try { resolve(f()); } catch (e) { reject(e); } };
-        if (ms) setTimeout(run, ms); else setImmediate(run);
+        if (opts.clock) { opts.clock.now += ms ?? 0; setImmediate(run); } else if (ms) setTimeout(run, ms); else setImmediate(run);
       });
       return {
         trainStepAsync: (a) => later(() => step(a), trainSteps++ === 0 && opts.firstStepMs ? opts.firstStepMs : opts.stepMs),

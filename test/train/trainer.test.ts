@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { loadCheckpoint, saveCheckpoint, SimulatedCrash } from '../../src/checkpoint/checkpoint';
 import { defaultWarmup, formatDuration, lrAt, parseDuration } from '../../src/train/schedule';
 import { TrainingDivergedError, train, type EvalRecord, type StepRecord, type TrainOptions } from '../../src/train/trainer';
-import { fakeBackend } from './fake-model';
+import { fakeBackend, type FakeClock } from './fake-model';
 import { makeFixture, type Fixture } from './fixtures';
 
 let fx: Fixture;
@@ -18,6 +18,21 @@ const base = (out: string, extra: Partial<TrainOptions> = {}): TrainOptions => (
   overrides: { seq_len: 16 }, batchSize: 2, steps: 10, lr: 1e-2, warmup: 2, evalInterval: 5, evalBatches: 2, saveInterval: 0, seed: 3,
   ...extra,
 });
+
+/**
+ * Runs f with performance.now() reading a virtual clock that only the fake model's steps advance:
+ * --time runs are then sized by step counts, not by how fast this machine happens to be. Real time
+ * is only capped (by jest's timeout).
+ */
+async function withFakeClock<T>(f: (clock: FakeClock) => Promise<T>): Promise<T> {
+  const clock: FakeClock = { now: 1000 };
+  const spy = jest.spyOn(performance, 'now').mockImplementation(() => clock.now);
+  try {
+    return await f(clock);
+  } finally {
+    spy.mockRestore();
+  }
+}
 
 function collect() {
   const steps: StepRecord[] = [], evals: EvalRecord[] = [], saves: number[] = [];
@@ -114,25 +129,33 @@ describe('training loop', () => {
     expect(r.step).toBe(4); // 100 / 32 → 4 steps
     const logs: string[] = [];
     const c = collect();
-    // A wall-clock budget: wide margins (1.5 s of 20 ms steps) so a loaded CI machine cannot flake it.
-    const r2 = await train(base(path.join(fx.dir, 'run-time'), { steps: undefined, timeS: 1.5, warmup: 0, evalInterval: 0 }),
-      { ...c.hooks, onLog: (l) => logs.push(l) }, { backend: fakeBackend({ stepMs: 20 }) });
-    expect(r2.exitCode).toBe(0);
-    expect(r2.step).toBeGreaterThanOrEqual(4);
-    expect(r2.step).toBeLessThanOrEqual(75);
-    expect(c.steps[0].total_steps).toBeNull();
-    expect(c.steps[c.steps.length - 1].total_steps).not.toBeNull();
-    expect(logs.join('\n')).toMatch(/time budget 1.5s at .*s\/step: about \d+ steps/);
+    // Steps of 1/32 s on a virtual clock (binary fractions: exact arithmetic): the first 4 steps
+    // measure 1/32 s per step after the first, so (1.5 − 1/32) / (1/32) = 47 more steps fit: 48.
+    const fake = await withFakeClock(async (clock) => {
+      const b = fakeBackend({ stepMs: 31.25, clock });
+      const r2 = await train(base(path.join(fx.dir, 'run-time'), { steps: undefined, timeS: 1.5, warmup: 0, evalInterval: 0 }),
+        { ...c.hooks, onLog: (l) => logs.push(l) }, { backend: b });
+      expect(r2).toMatchObject({ exitCode: 0, reason: 'budget', step: 48 });
+      return b;
+    });
+    expect(fake.steps).toBe(48);
+    expect(c.steps.map((s) => s.total_steps)).toEqual([null, null, null, ...new Array(45).fill(48)]);
+    expect(c.steps[47].elapsed_s).toBe(1.5);
+    expect(logs.join('\n')).toMatch(/time budget 1.5s at 0.03s\/step: about 48 steps; the learning rate decays to step 48/);
   });
 
   test('--time sizes the run from the steps after the slow first one', async () => {
     const c = collect();
-    // First step 600 ms (warm-up), then ~20–50 ms steps (timer granularity): with a 1.2 s budget
-    // 11+ steps fit; an estimate that counted the first step would plan about 1.2 / (0.75 / 3) ≈ 5.
-    const r = await train(base(path.join(fx.dir, 'run-time-warm'), { steps: undefined, timeS: 1.2, warmup: 0, evalInterval: 0 }),
-      c.hooks, { backend: fakeBackend({ stepMs: 20, firstStepMs: 600 }) });
-    expect(r.exitCode).toBe(0);
-    expect(c.steps[c.steps.length - 1].total_steps!).toBeGreaterThanOrEqual(8);
+    // First step 0.5 s (warm-up), then 1/32 s steps on a virtual clock, budget 1.25 s: the rate comes
+    // from steps 2–4, so 1 + (1.25 − 0.5) / (1/32) = 25 steps. An estimate that counted the first
+    // step (0.59 s / 4 steps) would plan 1 + 0.75 / 0.148 ≈ 6.
+    await withFakeClock(async (clock) => {
+      const r = await train(base(path.join(fx.dir, 'run-time-warm'), { steps: undefined, timeS: 1.25, warmup: 0, evalInterval: 0 }),
+        c.hooks, { backend: fakeBackend({ stepMs: 31.25, firstStepMs: 500, clock }) });
+      expect(r).toMatchObject({ exitCode: 0, reason: 'budget', step: 25 });
+    });
+    expect(c.steps.map((s) => s.total_steps)).toEqual([null, null, null, ...new Array(22).fill(25)]);
+    expect(c.steps[24].elapsed_s).toBe(1.25);
   });
 
   test('user errors are clear and happen before any work', async () => {
