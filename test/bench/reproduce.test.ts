@@ -54,6 +54,27 @@ describe('dsmoe bench reproduce', () => {
     expect(dsDense.activeShareOfHidden).toBeCloseTo(1, 9);
     expect(dsSparse.activeShareOfHidden).toBeLessThanOrEqual(1);
     expect(r.table[1].mlpActiveShare).toBeCloseTo(0.5, 9); // top-2 of 4 experts
+    expect(r.table[1].attActiveShare).toBeCloseTo(0.5, 9);
+    // Every row's active parameters follow from its mean expert shares (DESIGN §1.3): per layer the
+    // routers, W_k and W_v always, the q/o of the attention experts used, the up/down of the MLP
+    // experts used; "of hidden" is that over the same count with every expert (norms excluded).
+    for (const t of r.table) {
+      const m = r.models.find((x) => x.mode === t.model)!;
+      const l = paramCount(m.config).perLayer, L = m.config.n_layers;
+      const shared = L * (l.attnRouter + l.mlpRouter + l.kProj + l.vProj);
+      const qo = L * (l.qProj + l.oProj), ud = L * (l.upProj + l.downProj);
+      const active = shared + t.attActiveShare * qo + t.mlpActiveShare * ud;
+      const label = `${t.model} ${t.routing}`;
+      expect([label, t.activeParamsPerToken / active]).toEqual([label, expect.closeTo(1, 9)]);
+      expect([label, t.activeShareOfHidden]).toEqual([label, expect.closeTo(active / (shared + qo + ud), 9)]);
+      expect([label, t.activeExpertShare]).toEqual([label, expect.closeTo((t.attActiveShare * qo + t.mlpActiveShare * ud) / (qo + ud), 9)]);
+      // at least one expert of each kind per token and layer, at most all
+      expect(t.attActiveShare).toBeGreaterThanOrEqual(1 / m.config.attention.n_experts - 1e-12);
+      expect(t.mlpActiveShare).toBeGreaterThanOrEqual(1 / m.config.mlp.n_experts - 1e-12);
+      expect(Math.max(t.attActiveShare, t.mlpActiveShare)).toBeLessThanOrEqual(1 + 1e-12);
+    }
+    // the smoe row, top-2 of 4 everywhere: exactly half of the expert parameters
+    expect(r.table[1].activeExpertShare).toBeCloseTo(0.5, 9);
     const text = formatReproduce(r);
     expect(text).toMatch(/dsmoe\s+threshold:0\.48/);
     expect(text).toMatch(/Findings:/);

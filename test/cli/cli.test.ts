@@ -12,10 +12,18 @@ function dsmoe(...args: string[]) {
 }
 
 describe('dsmoe CLI', () => {
-  test('--help lists only commands that exist', () => {
+  test('--help lists exactly the commands that exist, and each of them answers --help', () => {
     const r = dsmoe('--help');
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/bench/);
+    const section = r.stdout.split(/^Commands:$/m)[1];
+    expect(section).toBeDefined();
+    const listed = section.split('\n').map((l) => /^ {2}(\S+)/.exec(l)?.[1]).filter((x): x is string => !!x);
+    expect(listed.sort()).toEqual(['bench', 'convert', 'eval', 'generate', 'help', 'info', 'tokenizer', 'train']);
+    for (const c of listed.filter((x) => x !== 'help')) {
+      const h = dsmoe(c, '--help');
+      expect({ c, code: h.code, stderr: h.stderr }).toEqual({ c, code: 0, stderr: '' });
+      expect(h.stdout).toMatch(new RegExp(`^Usage: dsmoe ${c} `));
+    }
   });
 
   test('unknown command and bad option values fail with a clear message', () => {

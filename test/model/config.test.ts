@@ -1,5 +1,5 @@
 // Model configs: presets, modes, validation errors naming the field, parameter counts and the
-// TypeScript layout (and its agreement with the native one, when the addon has it).
+// TypeScript layout and its agreement with the native one.
 import {
   ConfigError, PRESET_NAMES, buildConfig, denseCounterpart, describeShape, getPreset, paramCount, sameShape,
   shapeDifferences, validateConfig, type ModelConfig,
@@ -210,31 +210,25 @@ describe('layout', () => {
       .toThrow(/router_hidden \(--router-hidden\): 16 is set, but every layer has one expert/);
   });
 
-  const native = (() => {
-    try {
-      const a = loadAddon() as unknown as Partial<ModelFunctions>;
-      return typeof a.modelLayout === 'function' ? a as ModelFunctions : undefined;
-    } catch {
-      return undefined;
-    }
-  })();
-  // Skipped until the native model (native/model, `modelLayout`) is in the addon.
-  (native ? test : test.skip)('native modelLayout equals the TypeScript layout and paramCount (skipped: addon has no modelLayout yet)', () => {
+  // The addon is built before the tests (npm test / pretest); a load failure fails this test
+  // instead of skipping it.
+  test('native modelLayout equals the TypeScript layout and paramCount (every preset and mode, tied, two-layer routers)', () => {
+    const native: ModelFunctions = loadAddon();
     for (const name of ['tiny', 'small', 'medium', 'ds-moe-1b', 'dense-1b']) {
       for (const mode of name.startsWith('dense') ? ['dense'] : ['dsmoe', 'smoe', 'dense']) {
         const c = buildConfig({ preset: name, mode });
-        const got = native!.modelLayout(c);
+        const got = native.modelLayout(c);
         expect(layoutDifferences(layoutFromConfig(c), got)).toEqual([]);
         expect(got.totalParams).toBe(paramCount(c).total);
         expect(got.nonEmbeddingParams).toBe(paramCount(c).nonEmbedding);
       }
     }
     const tied = buildConfig({ preset: 'tiny', overrides: { tie_embeddings: true } });
-    expect(layoutDifferences(layoutFromConfig(tied), native!.modelLayout(tied))).toEqual([]);
+    expect(layoutDifferences(layoutFromConfig(tied), native.modelLayout(tied))).toEqual([]);
     for (const [preset, mode] of [['tiny', 'dsmoe'], ['small', 'smoe'], ['ds-moe-1b', 'dsmoe']]) {
       const c = buildConfig({ preset, mode, overrides: { router_hidden: 24 } });
-      expect(layoutDifferences(layoutFromConfig(c), native!.modelLayout(c))).toEqual([]);
-      expect(native!.modelLayout(c).totalParams).toBe(paramCount(c).total);
+      expect(layoutDifferences(layoutFromConfig(c), native.modelLayout(c))).toEqual([]);
+      expect(native.modelLayout(c).totalParams).toBe(paramCount(c).total);
     }
   });
 });

@@ -46,7 +46,22 @@ describe('gemm', () => {
     const c2 = new Float32Array(m * n).fill(3);
     addon.gemm({ m, n, k: 0, a: new Float32Array(0), b: new Float32Array(0), c: c2, beta: 0.5 });
     expect(Array.from(c2).every((v) => v === 1.5)).toBe(true);
-    addon.gemm({ m: 0, n: 5, k: 3, a: new Float32Array(0), b: new Float32Array(15), c: new Float32Array(0) });
+  });
+
+  test('m = 0 or n = 0: nothing is written (C buffers longer than needed keep every sentinel)', () => {
+    forEachConfig(() => {
+      for (const [m, n] of [[0, 5], [5, 0], [0, 0]]) {
+        for (const transB of [false, true]) {
+          const k = 3, a = randArray(Math.max(m, 1) * k, 21), b = randArray(k * Math.max(n, 1), 22);
+          const c = new Float32Array(16).fill(7);
+          addon.gemm({ transB, m, n, k, a, b, c, beta: 0 });
+          expect({ m, n, transB, c: Array.from(c) }).toEqual({ m, n, transB, c: new Array(16).fill(7) });
+          const cb = new Float32Array(16).fill(7);
+          addon.gemm({ transB: true, m, n, k, a, b: toBf16(b), c: cb, beta: 0 });
+          expect({ m, n, bf16: true, c: Array.from(cb) }).toEqual({ m, n, bf16: true, c: new Array(16).fill(7) });
+        }
+      }
+    }, [1, 2]);
   });
 
   test('bf16 weights equal fp32 GEMM on the bf16-rounded weights', () => {
