@@ -26,8 +26,9 @@ describe('safetensors round trip', () => {
     const dir = tmp();
     const file = path.join(dir, 'a.safetensors');
     const a = Float32Array.from({ length: 12 }, (_, i) => (i - 5) * 0.37);
-    // Values that need rounding to bf16 (a tie among them: 1 + 3·2^-8 goes up to 1 + 2^-6).
-    const b = Float32Array.from([0.1, -1.2345678, 1 + 3 * 2 ** -8, Math.PI, -7e-3, 3e38]);
+    // Values that need rounding to bf16, two ties among them: 1 + 2^-8 goes down to 1 and
+    // 1 + 3·2^-8 up to 1 + 2^-6 (to the even neighbour both times).
+    const b = Float32Array.from([0.1, -1.2345678, 1 + 3 * 2 ** -8, Math.PI, -7e-3, 1 + 2 ** -8]);
     const c = Float32Array.from({ length: 5 }, (_, i) => i / 3);
     writeSafetensors(file, [
       { name: 'w.a', dtype: 'F32', shape: [3, 4], data: a },
@@ -46,7 +47,7 @@ describe('safetensors round trip', () => {
     expect(tensors.get('w.a')!.shape).toEqual([3, 4]);
     // BF16: each value is the nearest bf16, ties to even (the value-based reference, not the writer's function).
     expect(Array.from(tensors.get('w.b')!.data)).toEqual(Array.from(b, (x) => f32FromBits(bf16NearestEvenRef(x) << 16)));
-    expect(tensors.get('w.b')!.data[2]).toBe(1 + 2 ** -6);
+    expect([tensors.get('w.b')!.data[2], tensors.get('w.b')!.data[5]]).toEqual([1 + 2 ** -6, 1]);
     expect(Array.from(b).every((x, i) => tensors.get('w.b')!.data[i] !== x)).toBe(true);  // all of them were rounded
     // F16 keeps 11 bits: relative error ≤ 2^-11.
     tensors.get('0')!.data.forEach((v, i) => expect(Math.abs(v - c[i])).toBeLessThanOrEqual(Math.abs(c[i]) * 2 ** -11 + 1e-7));
