@@ -20,11 +20,11 @@ import { loadCheckpoint, type LoadedCheckpoint } from '../checkpoint/checkpoint'
 import { BUILTIN_CORPUS } from '../data/corpus';
 import { loadDataset } from '../data/dataset';
 import type { TokenArray } from '../data/sampler';
-import { DEFAULT_THRESHOLD, paramCount, routingError } from '../model/config';
+import { DEFAULT_THRESHOLD, paramCount } from '../model/config';
 import { loadAddon, type ModelConfig, type NativeAddon, type Routing } from '../native/addon';
 import { loadTokenizer } from '../tokenizer/tokenizer';
 import { renderTable } from '../util/table';
-import { routingLabel } from '../infer/routing';
+import { routingLabel, strategyError } from '../model/routing';
 import { perplexityChart, usageHeatmap, type ChartSeries, type HeatmapPanel } from './svg';
 import { createEvalSessions, evaluateWindows, greedyDecode, median, tokenWindows, type TokenWindows, type WindowEval } from './evaluate';
 
@@ -64,7 +64,7 @@ export function parseSweep(text: string): SweepItem[] {
     const m = ITEM_RE.exec(raw)!;
     const strategy = m[2];
     // K is checked against the model later (and capped); here only the syntax and K ≥ 1.
-    const err = routingError(strategy, Number.MAX_SAFE_INTEGER);
+    const err = strategyError(strategy, Number.MAX_SAFE_INTEGER);
     if (err) throw new Error(`--routing-sweep item "${raw}": ${err}; items are dense, topk:K, threshold:ε, threshold-topk:ε, optionally prefixed by mlp-only:, or default (config.json's)`);
     return { strategy, mlpOnly: m[1] !== undefined };
   });

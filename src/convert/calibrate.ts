@@ -13,7 +13,7 @@ import { atomicWrite } from '../checkpoint/fsutil';
 import type { TokenArray } from '../data/dataset';
 import { evalData, evaluateTokens, type EvalResult } from '../infer/eval';
 import { loadInferenceModel, type InferenceModel } from '../infer/load';
-import type { Routing } from '../infer/routing';
+import type { Routing } from '../model/routing';
 
 export interface CalibrateOptions {
   /** share of expert parameters active per token, in (0, 1] */

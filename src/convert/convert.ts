@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { CONFIG_FILE, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from '../checkpoint/checkpoint';
 import { type Dtype } from '../checkpoint/safetensors';
 import { validateConfig, type ModelConfig } from '../model/config';
-import { parseRoutingFlag } from './routing';
+import { parseRouting } from '../model/routing';
 
 export const DTYPES: Readonly<Record<string, Dtype>> = { bf16: 'BF16', f16: 'F16', f32: 'F32' };
 const F16_MAX = 65504;
@@ -87,7 +87,7 @@ export function convertCheckpoint(input: string, out: string, o: ConvertOptions 
   const dtype = parseDtype(o.dtype);
   checkOutput(input, out, o.force);
   const ck = loadCheckpoint(input, { optimizer: false });
-  const config: ModelConfig = validateConfig({ ...ck.config, routing: o.routing !== undefined ? parseRoutingFlag(o.routing, ck.config) : ck.config.routing });
+  const config: ModelConfig = validateConfig({ ...ck.config, routing: o.routing !== undefined ? parseRouting(o.routing, ck.config) : ck.config.routing });
   if (dtype === 'F16') checkF16Range(ck);
   const notes: string[] = [];
   const tokenizerJson = readTokenizerJson(ck, notes);

@@ -17,7 +17,7 @@ import { loadDataset, type DataProgress, type TokenArray } from '../data/dataset
 import { countEvalWindows, evalBatches } from '../data/sampler';
 import type { InferenceSession } from '../native/addon';
 import type { InferenceModel } from './load';
-import type { Routing } from './routing';
+import type { Routing } from '../model/routing';
 
 export const DEFAULT_EVAL_VAL_SHARE = 0.05;
 /** Largest all-logits buffer (floats) a batch may need; the batch shrinks to fit. */

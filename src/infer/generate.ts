@@ -12,7 +12,7 @@
 import { Rng } from '../data/rng';
 import type { InferenceSession, InferStats } from '../native/addon';
 import type { InferenceModel } from './load';
-import type { Routing } from './routing';
+import type { Routing } from '../model/routing';
 import { checkSampling, sampleToken, type SamplingOptions } from './sample';
 
 export interface GenerateOptions extends SamplingOptions {

@@ -17,7 +17,7 @@ import { validateConfig } from '../model/config';
 import { layoutFromConfig, type ModelLayout } from '../model/layout';
 import { loadAddon, type InferenceSession, type ModelConfig } from '../native/addon';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer';
-import type { Routing } from './routing';
+import type { Routing } from '../model/routing';
 
 export interface InferenceModel {
   dir: string;

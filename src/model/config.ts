@@ -21,6 +21,7 @@
 // otherwise. The tests assert ≤ 0.5 % for dense, ≤ 5 % for linear-router DS-MoE shapes and the
 // two-layer counts exactly.
 import type { Activation, ModelConfig, TrainingMode } from '../native/types/model';
+import { strategyError } from './routing';
 
 export type { ModelConfig, TrainingMode, Activation } from '../native/types/model';
 
@@ -261,21 +262,6 @@ const SUB_FIELDS: Record<string, string[]> = {
 /** Largest number of elements in one tensor (native code indexes with 32-bit ints per tensor row block). */
 export const MAX_TENSOR_ELEMENTS = 2 ** 31 - 1;
 
-const ROUTING_RE = /^(dense|topk:(\d+)|threshold:(\d+(?:\.\d+)?|\.\d+)|threshold-topk:(\d+(?:\.\d+)?|\.\d+))$/;
-
-/** Checks a routing strategy string against a layer's expert count; returns an error message or undefined. */
-export function routingError(s: unknown, experts: number): string | undefined {
-  if (s === undefined) return 'missing';
-  if (typeof s !== 'string') return `must be a string such as "dense", "topk:2", "threshold:0.48", got ${JSON.stringify(s)}`;
-  const m = ROUTING_RE.exec(s);
-  if (!m) return `"${s}" is not a routing strategy (dense, topk:K, threshold:ε, threshold-topk:ε)`;
-  if (m[2] !== undefined) {
-    const k = Number(m[2]);
-    if (k < 1 || k > experts) return `"${s}": K must be in 1..${experts} (the layer's experts)`;
-  }
-  return undefined;
-}
-
 /**
  * Checks a config object field by field and returns it typed. Errors are ConfigErrors naming the
  * field; `source` (e.g. a file path) prefixes the message. Unknown fields are errors (typos).
@@ -351,9 +337,9 @@ export function validateConfig(value: unknown, source?: string): ModelConfig {
   const rh = c.router_hidden === undefined ? 0 : int('router_hidden', 0, MAX_ROUTER_HIDDEN);
   if (rh > 0 && eAtt === 1 && eMlp === 1)
     fail('router_hidden', `${rh} is set, but every layer has one expert and so no router (leave it out or use 0)`);
-  const ra = routingError(get('routing.attention'), eAtt);
+  const ra = strategyError(get('routing.attention'), eAtt);
   if (ra) fail('routing.attention', ra);
-  const rm = routingError(get('routing.mlp'), eMlp);
+  const rm = strategyError(get('routing.mlp'), eMlp);
   if (rm) fail('routing.mlp', rm);
 
   const sizes: Array<[string, number]> = [
@@ -450,7 +436,7 @@ export function buildConfig(opts: BuildConfigOptions): ModelConfig {
     c.vocab_size = fileVocab ?? opts.tokenizerVocab;
   }
   // Routing strategies may name more experts than a shrunken layer now has: fall back to the mode's default.
-  if (routingError(c.routing.attention, c.attention.n_experts) || routingError(c.routing.mlp, c.mlp.n_experts))
+  if (strategyError(c.routing.attention, c.attention.n_experts) || strategyError(c.routing.mlp, c.mlp.n_experts))
     c.routing = routingFor(c.training.mode, Math.min(c.training.top_k, c.attention.n_experts, c.mlp.n_experts));
   return validateConfig(c, opts.fileName);
 }

@@ -19,7 +19,7 @@ import {
 import { layoutDifferences, layoutFromConfig } from '../model/layout';
 import { calibrateInPlace, type CalibrateResult } from '../convert/calibrate';
 import { evaluateTokens, type EngineModel } from '../infer/eval';
-import type { Routing } from '../infer/routing';
+import type { Routing } from '../model/routing';
 import type { InferenceSession, SessionOptions } from '../native/types/infer';
 import type { ModelFunctions, NativeModel, StepStats } from '../native/types/model';
 import { defaultTokenizer } from '../tokenizer/default';

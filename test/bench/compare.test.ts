@@ -60,7 +60,7 @@ describe('routing sweeps', () => {
     expect(() => parseSweep('dense,,topk:1')).toThrow(/empty item/);
     expect(() => parseSweep('topk:0')).toThrow(/"topk:0".*K must be/);
     expect(() => parseSweep('dense,fastest')).toThrow(/item "fastest": "fastest" is not a routing strategy/);
-    expect(() => parseSweep('threshold:-1')).toThrow(/not a routing strategy/);
+    expect(() => parseSweep('threshold:-1')).toThrow(/item "threshold:-1": "threshold:-1": ε must be a finite number ≥ 0, got "-1"/);
   });
 
   test('model names: folder names, made unique', () => {

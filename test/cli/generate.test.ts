@@ -36,9 +36,9 @@ describe('dsmoe generate / eval: bad input is one clear line and exit code 1 (ch
   test.each<[string, () => string[], RegExp]>([
     ['missing checkpoint', () => ['generate', 'nope', 'the'], /^dsmoe: checkpoint folder not found: nope$/],
     ['folder without config', () => ['generate', ck.dir, 'the'], /has no config\.json/],
-    ['malformed routing', () => ['generate', ck.checkpoint, 'the', '--routing', 'attention=top2'], /--routing "attention=top2": "top2" is not a routing strategy/],
+    ['malformed routing', () => ['generate', ck.checkpoint, 'the', '--routing', 'attention=top2'], /--routing attention=top2: "top2" is not a routing strategy/],
     ['unknown layer kind', () => ['generate', ck.checkpoint, 'the', '--routing', 'moe=dense'], /--routing: unknown layer kind "moe"/],
-    ['K > E', () => ['generate', ck.checkpoint, 'the', '--routing', 'mlp=topk:9'], /--routing "mlp=topk:9": K = 9 is more than the 4 MLP experts/],
+    ['K > E', () => ['generate', ck.checkpoint, 'the', '--routing', 'mlp=topk:9'], /--routing mlp=topk:9: "topk:9": K = 9 is more than the 4 MLP experts/],
     ['empty prompt', () => ['generate', ck.checkpoint, ''], /the prompt is empty/],
     ['empty stdin', () => ['generate', ck.checkpoint], /the prompt is empty/],
     ['too-long prompt', () => ['generate', ck.checkpoint, 'the model '.repeat(40)], /the prompt is \d+ tokens long, longer than the model's context of 32 tokens/],

@@ -12,7 +12,7 @@ import { convertCheckpoint } from '../../src/convert/convert';
 import { crossEntropySum } from '../../src/infer/eval';
 import { loadInferenceModel } from '../../src/infer/load';
 import { train } from '../../src/train/trainer';
-import { parseRoutingFlag } from '../../src/convert/routing';
+import { parseRouting } from '../../src/model/routing';
 import { activeParams } from '../../src/model/active';
 import { paramCount } from '../../src/model/config';
 import { bf16NearestEvenRef, f32FromBits } from '../reference/bf16';
@@ -206,11 +206,11 @@ describe('dsmoe convert', () => {
 
   test('--routing validation names the bad part', () => {
     const c = loadCheckpoint(t.dsmoe).config; // 4 experts of each kind
-    expect(parseRoutingFlag('attention=dense,mlp=topk:4', c)).toEqual({ attention: 'dense', mlp: 'topk:4' });
-    expect(parseRoutingFlag('mlp=threshold:0', c)).toEqual({ attention: 'threshold:0.48', mlp: 'threshold:0' });
-    expect(parseRoutingFlag('topk:1', c)).toEqual({ attention: 'topk:1', mlp: 'topk:1' });
+    expect(parseRouting('attention=dense,mlp=topk:4', c)).toEqual({ attention: 'dense', mlp: 'topk:4' });
+    expect(parseRouting('mlp=threshold:0', c)).toEqual({ attention: 'threshold:0.48', mlp: 'threshold:0' });
+    expect(parseRouting('topk:1', c)).toEqual({ attention: 'topk:1', mlp: 'topk:1' });
     const bad: Array<[string, RegExp]> = [
-      ['mlp=topk:5', /--routing mlp=topk:5: "topk:5": K must be in 1\.\.4/],
+      ['mlp=topk:5', /--routing mlp=topk:5: "topk:5": K = 5 is more than the 4 MLP experts of this model/],
       ['attention=topk:0', /attention=topk:0: .*K must be in 1\.\.4/],
       ['attention=topk:1.5', /K must be a whole number/],
       ['mlp=threshold:-1', /mlp=threshold:-1: .*ε must be a finite number ≥ 0, got "-1"/],
@@ -222,7 +222,7 @@ describe('dsmoe convert', () => {
       ['attention=dense,,mlp=dense', /empty part/],
       ['dense,topk:2', /"dense" needs a layer kind/],
     ];
-    for (const [flag, re] of bad) expect(() => parseRoutingFlag(flag, c)).toThrow(re);
+    for (const [flag, re] of bad) expect(() => parseRouting(flag, c)).toThrow(re);
     expect(() => convertCheckpoint(t.dsmoe, out('badrouting'), { routing: 'mlp=topk:9' })).toThrow(/mlp=topk:9/);
     expect(fs.existsSync(out('badrouting'))).toBe(false);
   });

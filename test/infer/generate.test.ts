@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import { loadCheckpoint } from '../../src/checkpoint/checkpoint';
 import { generate, TextStream, type GenerateOptions } from '../../src/infer/generate';
 import { loadInferenceModel, type InferenceModel } from '../../src/infer/load';
-import { parseRouting } from '../../src/infer/routing';
+import { parseRouting } from '../../src/model/routing';
 import { paramCount } from '../../src/model/config';
 import { loadTokenizer } from '../../src/tokenizer/tokenizer';
 import { addon } from '../helpers';

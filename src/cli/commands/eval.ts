@@ -6,7 +6,7 @@ import { formatCount } from '../../model/config';
 import { loadAddon } from '../../native/addon';
 import { evaluateCheckpoint, type EvalResult } from '../../infer/eval';
 import { loadInferenceModel } from '../../infer/load';
-import { formatRouting, parseRouting } from '../../infer/routing';
+import { formatRouting, parseRouting } from '../../model/routing';
 import { renderTable } from '../../util/table';
 import { intArg } from '../args';
 import { Reporter, formatRate } from '../progress';

@@ -5,7 +5,7 @@ import { formatCount } from '../../model/config';
 import { loadAddon, type InferStats } from '../../native/addon';
 import { generate, type GenerateResult } from '../../infer/generate';
 import { loadInferenceModel } from '../../infer/load';
-import { formatRouting, parseRouting, type Routing } from '../../infer/routing';
+import { formatRouting, parseRouting, type Routing } from '../../model/routing';
 import { collect, intArg, numArg } from '../args';
 import { formatRate } from '../progress';
 

@@ -4,7 +4,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { MODES, PRESET_NAMES, formatCount, type ConfigOverrides } from '../../model/config';
 import { formatDuration, parseDuration } from '../../train/schedule';
 import { train, type EvalRecord, type ModelBackend, type StepRecord, type TrainOptions, type TrainResult } from '../../train/trainer';
-import { formatRouting, routingLabel } from '../../infer/routing';
+import { formatRouting, routingLabel } from '../../model/routing';
 import { shareArg } from '../args';
 import { Reporter, barCells, formatRate } from '../progress';
 import { parseDeviceRequest, resolveDevice, type DeviceChoice } from '../../native/device';
