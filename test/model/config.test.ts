@@ -36,7 +36,12 @@ describe('presets', () => {
     expect(s.mlp.n_experts * s.mlp.expert_dim).toBe(4 * s.d_model);
     const m = getPreset('medium').config;
     expect([m.d_model, m.n_layers, m.max_seq_len, m.attention.n_heads, m.mlp.expert_dim]).toEqual([512, 6, 256, 4, 128]);
-    expect(tiny().training).toMatchObject({ mode: 'dsmoe', mi_alpha_att: 3.5e-4, mi_alpha_mlp: 6.3e-4 });
+    // The CPU presets train short runs with the sweep's α (docs/method.md); the paper shapes keep the paper's.
+    for (const name of ['tiny', 'small', 'medium'])
+      expect(getPreset(name).config.training).toMatchObject({ mode: 'dsmoe', mi_alpha_att: 3e-3, mi_alpha_mlp: 1e-2 });
+    expect(getPreset('ds-moe-1b').config.training).toMatchObject({ mi_alpha_att: 3.5e-4, mi_alpha_mlp: 6.3e-4 });
+    expect(getPreset('ds-moe-3b').config.training).toMatchObject({ mi_alpha_att: 2e-4, mi_alpha_mlp: 4e-4 });
+    expect(getPreset('ds-moe-6b').config.training).toMatchObject({ mi_alpha_att: 2e-4, mi_alpha_mlp: 2e-4 });
   });
 
   test('small preset parameter count (printed for the record)', () => {
