@@ -270,7 +270,7 @@ describe('checkpoint fuzzing', () => {
 describe('dsmoe info and convert on corrupted checkpoints (child process)', () => {
   const bin = path.join(__dirname, '..', '..', 'bin', 'dsmoe.js');
   const dsmoe = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, DSMOE_THREADS: '2', DSMOE_DEBUG: '' } });
-  test.each(['truncate', 'hugeHeaderLength', 'badOffsets', 'randomConfigBytes', 'badDtypeOrShape', 'flipDataBytes'])('%s: exit code 1, one line', (kind) => {
+  test.each(['truncate', 'hugeHeaderLength', 'badOffsets', 'randomConfigBytes', 'badDtypeOrShape', 'flipDataBytes'])('%s: exit code 1 and one line naming the folder (info: 0 where only weight bytes changed)', (kind) => {
     const r = rng(kind.length * 7919);
     // Corrupt until loading fails (some corruptions, e.g. a flipped mantissa bit, are harmless).
     let dir = '';
