@@ -1,39 +1,32 @@
 // Loads the native addon and gives it types. Everything that talks to native code goes through here.
 //
-// The addon is looked up at DSMOE_ADDON (a path to a .node file), else build/Release/dsmoe.node in
-// the package. A missing or unloadable addon is a clear error that says how to build it.
-import * as fs from 'node:fs';
+// Which file is loaded (DSMOE_ADDON, a build from source in build/Release, or the prebuilt addon
+// shipped in prebuilds/) is decided in loader.ts. Before the first require, the file is loaded once in
+// a child process (remembered per file in the cache dir), so an addon that crashes on this machine is
+// an error message that says what to do, not a dead process.
 import * as path from 'node:path';
+import { AddonError, checkedAddon, locateAddon, loadFailureMessage } from './loader';
 import type { NativeAddon } from './types';
 
 export * from './types';
 
 export const packageRoot = path.resolve(__dirname, '..', '..');
 
+/** The addon file that loadAddon() would load; throws an AddonError when there is none. */
 export function addonPath(): string {
-  return process.env.DSMOE_ADDON
-    ? path.resolve(process.env.DSMOE_ADDON)
-    : path.join(packageRoot, process.env.DSMOE_BUILD_DIR ?? 'build', 'Release', 'dsmoe.node');
+  return locateAddon({ root: packageRoot }).file;
 }
 
 let cached: NativeAddon | undefined;
 
 export function loadAddon(): NativeAddon {
   if (cached) return cached;
-  const file = addonPath();
-  if (!fs.existsSync(file)) {
-    throw new Error(
-      `dsmoe's native addon is not built (looked for ${file}).\n` +
-        `Build it with: npm run build:addon   (in ${packageRoot})\n` +
-        `If dsmoe was installed as a dependency with npm 11, reinstall with --allow-scripts=dsmoe.`,
-    );
-  }
+  const loc = checkedAddon({ root: packageRoot, cache: true });
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    cached = require(file) as NativeAddon;
+    cached = require(loc.file) as NativeAddon;
   } catch (err) {
-    throw new Error(`dsmoe's native addon at ${file} failed to load: ${(err as Error).message}\n` +
-      `Rebuild it with: npm run build:addon`);
+    throw new AddonError(loadFailureMessage(loc, (err as Error).message, packageRoot));
   }
   return cached;
 }
