@@ -69,12 +69,14 @@ function main() {
     const trainS = (Date.now() - t0) / 1000;
     const dense = evalAt(dir, 'dense', o.maxWindows);
     const sparse = evalAt(dir, `threshold:${o.threshold}`, o.maxWindows);
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
     const row = {
       preset: o.preset, alpha_att: att, alpha_mlp: mlp, dir, train_s: done ? null : trainS,
       ppl_dense: dense.ppl, ppl_threshold: sparse.ppl, ppl_increase: sparse.ppl / dense.ppl - 1,
       active_expert_share: sparse.active_expert_share,
       active_params_dense: dense.active_params_per_token, active_params_threshold: sparse.active_params_per_token, att_experts_per_token: sparse.att_experts_per_token,
       mlp_experts_per_token: sparse.mlp_experts_per_token,
+      att_active_share: sparse.att_experts_per_token / cfg.attention.n_experts, mlp_active_share: sparse.mlp_experts_per_token / cfg.mlp.n_experts,
       mi_att: dense.mi.attention, mi_mlp: dense.mi.mlp, tokens: dense.tokens,
     };
     rows.push(row);
@@ -90,9 +92,9 @@ function main() {
     title: `MI-loss weight α (attention / MLP), preset ${o.preset}`,
     subtitle: `perplexity vs active parameters per token: dense routing (square) and threshold:${o.threshold} (circle)`, yScale: 'linear' }));
   const pct = (x) => `${(100 * x).toFixed(1)}%`;
-  const head = ['α_att', 'α_mlp', 'ppl dense', `ppl threshold:${o.threshold}`, 'Δppl', 'active experts', 'H(e|X) att', 'H(e|X) mlp'];
+  const head = ['α_att', 'α_mlp', 'ppl dense', `ppl threshold:${o.threshold}`, 'Δppl', 'active experts', 'att active', 'mlp active', 'H(e|X) att', 'H(e|X) mlp'];
   const body = rows.map((r) => [r.alpha_att, r.alpha_mlp, r.ppl_dense.toFixed(1), r.ppl_threshold.toFixed(1), `${r.ppl_increase >= 0 ? '+' : ''}${pct(r.ppl_increase)}`,
-    pct(r.active_expert_share), r.mi_att ? r.mi_att.condEntropy.toFixed(3) : '—', r.mi_mlp ? r.mi_mlp.condEntropy.toFixed(3) : '—'].map(String));
+    pct(r.active_expert_share), pct(r.att_active_share), pct(r.mlp_active_share), r.mi_att ? r.mi_att.condEntropy.toFixed(3) : '—', r.mi_mlp ? r.mi_mlp.condEntropy.toFixed(3) : '—'].map(String));
   process.stdout.write(`| ${head.join(' | ')} |\n|${head.map(() => '---').join('|')}|\n${body.map((b) => `| ${b.join(' | ')} |`).join('\n')}\n`);
 }
 
