@@ -1,4 +1,6 @@
 // Shared test helpers: seeded random data, the error measure, and sweeps over ISAs and threads.
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 import { loadAddon, type Isa, type NativeAddon } from '../src/native/addon';
 
 export const addon: NativeAddon = loadAddon();
@@ -117,4 +119,13 @@ export function expectNativeError(call: () => unknown, name: 'TypeError' | 'Rang
   const err = thrown as Error;
   if (err.name !== name || !message.test(err.message))
     throw new Error(`expected a ${name} matching ${message}, got ${err.name}: ${err.message}`);
+}
+
+const DSMOE_BIN = path.join(__dirname, '..', 'bin', 'dsmoe.js');
+
+/** Runs the dsmoe CLI in a child process with 2 kernel threads; cwd, cache folder and stdin optional. */
+export function runCli(args: string[], o: { cwd?: string; cacheDir?: string; input?: string } = {}): { code: number | null; stdout: string; stderr: string } {
+  const env = { ...process.env, DSMOE_THREADS: '2', ...(o.cacheDir ? { DSMOE_CACHE_DIR: o.cacheDir } : {}) };
+  const r = spawnSync(process.execPath, [DSMOE_BIN, ...args], { encoding: 'utf8', cwd: o.cwd, input: o.input, env });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }

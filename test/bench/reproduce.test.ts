@@ -1,22 +1,18 @@
 // `dsmoe bench reproduce` end to end on the tiny preset with a budget of seconds, and the CLI
 // surface of `dsmoe bench` (help, subcommands, errors).
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { formatReproduce, reproduceSetups, runReproduce } from '../../src/bench/reproduce';
 import { buildConfig, paramCount } from '../../src/model/config';
 import { makeFixture, type Fixture } from '../train/fixtures';
+import { runCli } from '../helpers';
 
 let fx: Fixture;
 beforeAll(() => {
   fx = makeFixture();
 });
 
-const bin = path.join(__dirname, '..', '..', 'bin', 'dsmoe.js');
-function dsmoe(...args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, DSMOE_THREADS: '2' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const dsmoe = (...args: string[]) => runCli(args);
 
 describe('dsmoe bench reproduce', () => {
   test('the smoe setup has twice the MLP parameters of the dsmoe one; dense is the same width', () => {

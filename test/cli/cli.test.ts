@@ -1,15 +1,11 @@
 // The CLI through a real process, as a user runs it.
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { runCli } from '../helpers';
 
-const bin = path.join(__dirname, '..', '..', 'bin', 'dsmoe.js');
 
-function dsmoe(...args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, DSMOE_THREADS: '2' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const dsmoe = (...args: string[]) => runCli(args);
 
 describe('dsmoe CLI', () => {
   test('--help lists exactly the commands that exist, and each of them answers --help', () => {

@@ -1,15 +1,14 @@
 // `dsmoe generate` and `dsmoe eval` from the command line: bad input through a real process
 // (exit code 1, one clear line, no stack trace), stdin and --prompts-file, --json, and the
 // handlers in-process.
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { runEval } from '../../src/cli/commands/eval';
 import { runGenerate, type GenerateCliOptions } from '../../src/cli/commands/generate';
 import { makeTinyCheckpoint, type TinyCheckpoint } from '../infer/checkpoint';
+import { runCli } from '../helpers';
 
-const bin = path.join(__dirname, '..', '..', 'bin', 'dsmoe.js');
 let ck: TinyCheckpoint;
 beforeAll(async () => {
   ck = await makeTinyCheckpoint();
@@ -17,10 +16,7 @@ beforeAll(async () => {
 afterAll(() => fs.rmSync(ck.dir, { recursive: true, force: true }));
 
 function dsmoe(args: string[], input = '') {
-  const r = spawnSync(process.execPath, [bin, ...args], {
-    encoding: 'utf8', cwd: ck.dir, input, env: { ...process.env, DSMOE_THREADS: '2', DSMOE_CACHE_DIR: ck.cacheDir },
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  return runCli(args, { cwd: ck.dir, cacheDir: ck.cacheDir, input });
 }
 
 function sink(): NodeJS.WriteStream & { text: () => string } {

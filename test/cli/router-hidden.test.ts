@@ -1,25 +1,19 @@
 // Two-layer routers from the command line: `dsmoe train --router-hidden h` writes them, `dsmoe info`
 // counts them, `dsmoe convert` and `dsmoe generate` run them; bad values are one-line errors
 // naming the flag. Child processes run the compiled CLI (dist/) against the real model.
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadCheckpoint } from '../../src/checkpoint/checkpoint';
 import { toTrainOptions } from '../../src/cli/commands/train';
 import { makeFixture, type Fixture } from '../train/fixtures';
+import { runCli } from '../helpers';
 
-const bin = path.join(__dirname, '..', '..', 'bin', 'dsmoe.js');
 let fx: Fixture;
 beforeAll(() => {
   fx = makeFixture();
 });
 
-function dsmoe(...args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], {
-    encoding: 'utf8', cwd: fx.dir, env: { ...process.env, DSMOE_THREADS: '2', DSMOE_CACHE_DIR: fx.cacheDir },
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const dsmoe = (...args: string[]) => runCli(args, { cwd: fx.dir, cacheDir: fx.cacheDir });
 
 describe('--router-hidden', () => {
   test('reaches the config overrides', () => {

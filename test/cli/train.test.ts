@@ -1,7 +1,6 @@
 // `dsmoe train` and `dsmoe tokenizer train` from the command line: argument errors through a real
 // process, and the whole command in-process with the fake model (JSON records, plain progress,
 // Ctrl-C → 130).
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -11,19 +10,14 @@ import { tokenizerTrain } from '../../src/cli/commands/tokenizer';
 import { main } from '../../src/cli/index';
 import { fakeBackend } from '../train/fake-model';
 import { makeFixture, type Fixture } from '../train/fixtures';
+import { runCli } from '../helpers';
 
-const bin = path.join(__dirname, '..', '..', 'bin', 'dsmoe.js');
 let fx: Fixture;
 beforeAll(() => {
   fx = makeFixture();
 });
 
-function dsmoe(...args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], {
-    encoding: 'utf8', cwd: fx.dir, env: { ...process.env, DSMOE_THREADS: '2', DSMOE_CACHE_DIR: fx.cacheDir },
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const dsmoe = (...args: string[]) => runCli(args, { cwd: fx.dir, cacheDir: fx.cacheDir });
 
 /** A stream that collects what is written (not a TTY). */
 function sink(): NodeJS.WriteStream & { text: () => string } {
