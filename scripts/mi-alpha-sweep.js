@@ -92,7 +92,7 @@ function main() {
     title: `MI-loss weight α (attention / MLP), preset ${o.preset}`,
     subtitle: `perplexity vs active parameters per token: dense routing (square) and threshold:${o.threshold} (circle)`, yScale: 'linear' }));
   const pct = (x) => `${(100 * x).toFixed(1)}%`;
-  const head = ['α_att', 'α_mlp', 'ppl dense', `ppl threshold:${o.threshold}`, 'Δppl', 'active experts', 'att active', 'mlp active', 'H(e|X) att', 'H(e|X) mlp'];
+  const head = ['α_att', 'α_mlp', 'ppl dense', `ppl threshold:${o.threshold}`, 'Δppl', 'active experts', 'att active', 'mlp active', 'H(e\\|X) att', 'H(e\\|X) mlp'];
   const body = rows.map((r) => [r.alpha_att, r.alpha_mlp, r.ppl_dense.toFixed(1), r.ppl_threshold.toFixed(1), `${r.ppl_increase >= 0 ? '+' : ''}${pct(r.ppl_increase)}`,
     pct(r.active_expert_share), pct(r.att_active_share), pct(r.mlp_active_share), r.mi_att ? r.mi_att.condEntropy.toFixed(3) : '—', r.mi_mlp ? r.mi_mlp.condEntropy.toFixed(3) : '—'].map(String));
   process.stdout.write(`| ${head.join(' | ')} |\n|${head.map(() => '---').join('|')}|\n${body.map((b) => `| ${b.join(' | ')} |`).join('\n')}\n`);
