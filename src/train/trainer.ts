@@ -532,9 +532,18 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
     hooks.onSave?.(outDir, step);
   };
   const hasExperts = config.attention.n_experts > 1 || config.mlp.n_experts > 1;
+  // One session per batch shape for the whole run (its KV cache and workspace are reused by every
+  // evaluation; a new one each time would hold native memory until the garbage collector runs).
+  const sessions = new Map<string, InferenceSession>();
   const engine: EngineModel | null = backend.createSession && hasExperts ? {
     config,
-    createSession: ({ batch, maxLen, routing }) => backend.createSession!({ config, batch, maxLen, routing, weights: params }),
+    createSession: ({ batch, maxLen, routing }) => {
+      const key = `${batch}x${maxLen ?? config.max_seq_len}`;
+      let s = sessions.get(key);
+      if (s) s.setRouting(routing);
+      else sessions.set(key, s = backend.createSession!({ config, batch, maxLen, routing, weights: params }));
+      return s;
+    },
   } : null;
   const runEval = async () => {
     let r = await evaluate(model, ds, seqLen, batchSize, evalMax, step);
