@@ -16,7 +16,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { SamplerState } from '../data/sampler';
 import { sameShape, shapeDifferences, validateConfig, type ModelConfig } from '../model/config';
-import { layoutFromConfig, type ModelLayout } from '../model/layout';
+import { layoutFromConfig, type ModelLayout, type TensorLayout } from '../model/layout';
 import { fsyncDir, writeAll, writeFileSynced } from './fsutil';
 import { SafetensorsReader, writeSafetensorsFd, type Dtype, type TensorToWrite } from './safetensors';
 
@@ -63,13 +63,20 @@ export interface TrainerState {
   versions: Record<string, string>;
 }
 
+/**
+ * Values of every tensor of a layout: one flat Float32Array in the layout's order, or a function
+ * that returns one tensor's values (its layout size) when the save writes it, so that a model held
+ * elsewhere (the engine's trainer) is written one tensor at a time, never copied whole.
+ */
+export type TensorSource = Float32Array | ((t: TensorLayout) => Float32Array);
+
 export interface CheckpointContents {
   config: ModelConfig;
-  /** Flat parameters in the layout of `config`. */
-  params: Float32Array;
+  /** Parameters in the layout of `config`. */
+  params: TensorSource;
   /** tokenizer.json text. */
   tokenizerJson?: string;
-  optimizer?: { m: Float32Array; v: Float32Array };
+  optimizer?: { m: TensorSource; v: TensorSource };
   trainerState?: TrainerState;
   /** dtype of model.safetensors (default F32). */
   dtype?: Dtype;
@@ -93,8 +100,11 @@ export class SimulatedCrash extends Error {
   }
 }
 
-function tensorsOf(layout: ModelLayout, buf: Float32Array, prefix: string, dtype: Dtype): TensorToWrite[] {
-  return layout.tensors.map((t) => ({ name: prefix + t.name, dtype, shape: t.shape, data: buf.subarray(t.offset, t.offset + t.size) }));
+function tensorsOf(layout: ModelLayout, src: TensorSource, prefix: string, dtype: Dtype): TensorToWrite[] {
+  return layout.tensors.map((t) => ({
+    name: prefix + t.name, dtype, shape: t.shape,
+    data: typeof src === 'function' ? () => src(t) : src.subarray(t.offset, t.offset + t.size),
+  }));
 }
 
 function oldDirs(dir: string): string[] {
@@ -150,9 +160,12 @@ export function saveCheckpoint(dir: string, c: CheckpointContents, opts: SaveOpt
   const abs = path.resolve(dir);
   const config = validateConfig(c.config, `config for ${dir}`);
   const layout = layoutFromConfig(config);
-  if (c.params.length !== layout.totalParams)
-    throw new Error(`saveCheckpoint ${dir}: params have ${c.params.length} values, the config's layout needs ${layout.totalParams}`);
-  if (c.optimizer && (c.optimizer.m.length !== layout.totalParams || c.optimizer.v.length !== layout.totalParams))
+  // (A function's tensors are checked one by one as they are written.)
+  const wrongLength = (src: TensorSource) => typeof src !== 'function' && src.length !== layout.totalParams;
+  if (wrongLength(c.params))
+    throw new Error(`saveCheckpoint ${dir}: params have ${(c.params as Float32Array).length} values, `
+      + `the config's layout needs ${layout.totalParams}`);
+  if (c.optimizer && (wrongLength(c.optimizer.m) || wrongLength(c.optimizer.v)))
     throw new Error(`saveCheckpoint ${dir}: optimizer moments must have ${layout.totalParams} values each`);
   if (c.trainerState) validateTrainerState(c.trainerState, `trainer state for ${dir}`);
   const parent = path.dirname(abs);
@@ -274,18 +287,74 @@ export function checkTensors(r: SafetensorsReader, layout: ModelLayout, prefixes
   for (const n of r.names) if (!expected.has(n)) throw new Error(`${file}: unexpected tensor "${n}" (not in the layout of config.json)`);
 }
 
-/** Reads the layout's tensors into `dst`; a NaN or infinite value is an error naming the tensor (a corrupt file). */
+/** A NaN or infinite value is an error naming the tensor (a corrupt file). */
+function checkFinite(file: string, name: string, part: Float32Array): void {
+  for (let i = 0; i < part.length; i++)
+    if (!Number.isFinite(part[i])) throw new Error(`${file}: tensor "${name}" holds ${part[i]} at element ${i} (a corrupt or diverged checkpoint)`);
+}
+
+/** Reads the layout's tensors into `dst`, each checked to be finite. */
 function readInto(layout: ModelLayout, prefix: string, dst: Float32Array, r: SafetensorsReader): void {
   for (const t of layout.tensors) {
     const part = dst.subarray(t.offset, t.offset + t.size);
     r.readFloat32Into(prefix + t.name, part);
-    for (let i = 0; i < part.length; i++)
-      if (!Number.isFinite(part[i])) throw new Error(`${r.file}: tensor "${prefix + t.name}" holds ${part[i]} at element ${i} (a corrupt or diverged checkpoint)`);
+    checkFinite(r.file, prefix + t.name, part);
   }
+}
+
+/** A checkpoint whose files are checked (headers against the layout) but whose tensors are not read yet. */
+export interface OpenedCheckpoint extends Omit<LoadedCheckpoint, 'params' | 'optimizer'> {
+  /** optimizer.safetensors is present and its header was checked (readCheckpointTensors reads 'adamM'/'adamV'). */
+  hasOptimizer: boolean;
+}
+
+/** Which array of the training state a checkpoint tensor belongs to (the engine's slot names). */
+export type CheckpointSlot = 'param' | 'adamM' | 'adamV';
+
+/**
+ * Streams one slot of a checkpoint opened with openCheckpoint, tensor by tensor in layout order:
+ * each is read (fs.readSync) into one reused buffer, converted to fp32, checked to be finite and
+ * handed to `fn`. The view is valid only during the call: a consumer copies it (the engine's
+ * loadTensor does). At most one tensor of the model is in memory here, never the whole model.
+ */
+export function readCheckpointTensors(ck: OpenedCheckpoint, slot: CheckpointSlot, fn: (name: string, data: Float32Array) => void): void {
+  if (slot !== 'param' && !ck.hasOptimizer) throw new Error(`checkpoint ${ck.dir} has no ${OPTIMIZER_FILE}`);
+  const file = path.join(ck.dir, slot === 'param' ? MODEL_FILE : OPTIMIZER_FILE);
+  const prefix = slot === 'param' ? '' : slot === 'adamM' ? 'm.' : 'v.';
+  const r = SafetensorsReader.open(file);
+  try {
+    // Checked again: the file may have changed since openCheckpoint.
+    checkTensors(r, ck.layout, slot === 'param' ? [''] : ['m.', 'v.'], file, slot !== 'param');
+    let largest = 0;
+    for (const t of ck.layout.tensors) largest = Math.max(largest, t.size);
+    const buf = allocParams(largest, 'a checkpoint tensor');
+    for (const t of ck.layout.tensors) {
+      const part = buf.subarray(0, t.size);
+      r.readFloat32Into(prefix + t.name, part);
+      checkFinite(file, prefix + t.name, part);
+      fn(t.name, part);
+    }
+  } finally {
+    r.close();
+  }
+}
+
+/**
+ * Opens and checks a checkpoint folder like loadCheckpoint, without reading its tensors: config,
+ * trainer state and the safetensors headers are checked; readCheckpointTensors streams the data.
+ */
+export function openCheckpoint(dir: string, opts: LoadOptions = {}): OpenedCheckpoint {
+  const { params: _p, optimizer: _o, ...rest } = loadOrOpen(dir, opts, false);
+  return rest;
 }
 
 /** Loads and checks a checkpoint folder (training or inference). */
 export function loadCheckpoint(dir: string, opts: LoadOptions = {}): LoadedCheckpoint {
+  const { hasOptimizer: _h, params, ...rest } = loadOrOpen(dir, opts, true);
+  return { ...rest, params: params! };
+}
+
+function loadOrOpen(dir: string, opts: LoadOptions, readTensors: boolean): Omit<LoadedCheckpoint, 'params'> & { params?: Float32Array; hasOptimizer: boolean } {
   const abs = path.resolve(dir);
   const recoveredFrom = recoverInterruptedSave(abs);
   if (!fs.existsSync(abs)) throw new Error(`checkpoint folder not found: ${dir}`);
@@ -300,14 +369,16 @@ export function loadCheckpoint(dir: string, opts: LoadOptions = {}): LoadedCheck
   const modelFile = path.join(abs, MODEL_FILE);
   if (!fs.existsSync(modelFile)) throw new Error(`checkpoint ${dir} has no ${MODEL_FILE}`);
   let metadata: Record<string, string>;
-  let params: Float32Array;
+  let params: Float32Array | undefined;
   const r = SafetensorsReader.open(modelFile);
   try {
     // The header is checked against the layout (and the file's size) before anything is allocated
     // from config.json's numbers: a config that claims a huge model fails here, not in an allocation.
     checkTensors(r, layout, [''], modelFile, false);
-    params = allocParams(layout.totalParams, 'the model parameters');
-    readInto(layout, '', params, r);
+    if (readTensors) {
+      params = allocParams(layout.totalParams, 'the model parameters');
+      readInto(layout, '', params, r);
+    }
     metadata = r.metadata;
   } finally {
     r.close();
@@ -326,21 +397,24 @@ export function loadCheckpoint(dir: string, opts: LoadOptions = {}): LoadedCheck
   if (hasOpt !== hasState && !freshOptimizer)
     throw new Error(`checkpoint ${dir} is incomplete: it has ${hasOpt ? OPTIMIZER_FILE : TRAINER_STATE_FILE} but no ${hasOpt ? TRAINER_STATE_FILE : OPTIMIZER_FILE}`);
   let optimizer: LoadedCheckpoint['optimizer'];
-  if (hasOpt && (opts.optimizer ?? true)) {
+  const hasOptimizer = hasOpt && (opts.optimizer ?? true);
+  if (hasOptimizer) {
     const o = SafetensorsReader.open(optFile);
     try {
       checkTensors(o, layout, ['m.', 'v.'], optFile, true);
-      const m = allocParams(layout.totalParams, 'AdamW m'), v = allocParams(layout.totalParams, 'AdamW v');
-      optimizer = { m, v };
-      readInto(layout, 'm.', m, o);
-      readInto(layout, 'v.', optimizer.v, o);
+      if (readTensors) {
+        const m = allocParams(layout.totalParams, 'AdamW m'), v = allocParams(layout.totalParams, 'AdamW v');
+        optimizer = { m, v };
+        readInto(layout, 'm.', m, o);
+        readInto(layout, 'v.', optimizer.v, o);
+      }
     } finally {
       o.close();
     }
   }
   const tokFile = path.join(abs, TOKENIZER_FILE);
   return {
-    dir: abs, config, layout, params, optimizer, trainerState, metadata, recoveredFrom,
+    dir: abs, config, layout, params, optimizer, hasOptimizer, trainerState, metadata, recoveredFrom,
     tokenizerPath: fs.existsSync(tokFile) ? tokFile : undefined,
     kind: hasState && (hasOpt || freshOptimizer) ? 'training' : 'inference',
   };

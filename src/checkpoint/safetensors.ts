@@ -126,12 +126,27 @@ function fromHalfBits(src: Uint16Array, dtype: 'F16' | 'BF16', out: Float32Array
 // ---------------------------------------------------------------------------------------------
 // Writing
 
+export type TensorData = Float32Array | Uint16Array;
+
 export interface TensorToWrite {
   name: string;
   dtype: Dtype;
   shape: readonly number[];
-  /** Float32Array (converted to the dtype) or, for F16/BF16, their raw 16-bit patterns. */
-  data: Float32Array | Uint16Array;
+  /**
+   * Float32Array (converted to the dtype) or, for F16/BF16, their raw 16-bit patterns; or a function
+   * called once, when the tensor's bytes are written, that returns them (so that a file of many
+   * tensors can be written from one tensor in memory at a time: the header needs only the shapes).
+   */
+  data: TensorData | (() => TensorData);
+}
+
+/** Checks a tensor's data against its entry (length, type). */
+function checkData(t: TensorToWrite, data: TensorData, n: number): void {
+  if (data.length !== n)
+    throw new Error(`tensor "${t.name}": shape [${t.shape.join(', ')}] has ${n} elements but the data has ${data.length}`);
+  if (data instanceof Uint16Array && t.dtype === 'F32') throw new Error(`tensor "${t.name}": 16-bit data cannot be written as F32`);
+  if (!(data instanceof Uint16Array) && !(data instanceof Float32Array))
+    throw new TypeError(`tensor "${t.name}": data must be a Float32Array or Uint16Array`);
 }
 
 const CONVERT_CHUNK = 1 << 20;
@@ -155,9 +170,8 @@ export function safetensorsHeaderBytes(tensors: readonly TensorToWrite[], metada
     if (!Array.isArray(t.shape) || t.shape.some((d) => !Number.isSafeInteger(d) || d < 0))
       throw new Error(`tensor "${t.name}": shape must be a list of non-negative integers, got ${JSON.stringify(t.shape)}`);
     const n = numel(t.shape);
-    if (t.data.length !== n) throw new Error(`tensor "${t.name}": shape [${t.shape.join(', ')}] has ${n} elements but the data has ${t.data.length}`);
-    if (t.data instanceof Uint16Array && t.dtype === 'F32') throw new Error(`tensor "${t.name}": 16-bit data cannot be written as F32`);
-    if (!(t.data instanceof Uint16Array) && !(t.data instanceof Float32Array)) throw new TypeError(`tensor "${t.name}": data must be a Float32Array or Uint16Array`);
+    // Data given by a function is checked when it is produced (writeSafetensorsFd).
+    if (typeof t.data !== 'function') checkData(t, t.data, n);
     const bytes = n * DTYPE_BYTES[t.dtype];
     parts.push(`${JSON.stringify(t.name)}:${JSON.stringify({ dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] })}`);
     offset += bytes;
@@ -174,20 +188,28 @@ export function safetensorsHeaderBytes(tensors: readonly TensorToWrite[], metada
   return { header, dataBytes: offset };
 }
 
-/** Writes a safetensors file to an open fd (at its current position). */
+/**
+ * Writes a safetensors file to an open fd (at its current position). Tensors whose data is a
+ * function are produced one at a time, in order, as their bytes are written.
+ */
 export function writeSafetensorsFd(fd: number, tensors: readonly TensorToWrite[], metadata: Record<string, string> = {}): void {
   assertLittleEndian();
   const { header } = safetensorsHeaderBytes(tensors, metadata);
   writeAll(fd, header);
   let scratch: Uint16Array | undefined;
   for (const t of tensors) {
-    if (t.dtype === 'F32' || t.data instanceof Uint16Array) {
-      writeAll(fd, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    let data: TensorData;
+    if (typeof t.data === 'function') {
+      data = t.data();
+      checkData(t, data, numel(t.shape));
+    } else data = t.data;
+    if (t.dtype === 'F32' || data instanceof Uint16Array) {
+      writeAll(fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
       continue;
     }
     scratch ??= new Uint16Array(CONVERT_CHUNK);
-    for (let i = 0; i < t.data.length; i += CONVERT_CHUNK) {
-      const src = t.data.subarray(i, Math.min(t.data.length, i + CONVERT_CHUNK));
+    for (let i = 0; i < data.length; i += CONVERT_CHUNK) {
+      const src = data.subarray(i, Math.min(data.length, i + CONVERT_CHUNK));
       const dst = scratch.subarray(0, src.length);
       toHalfBits(src, t.dtype, dst);
       writeAll(fd, new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength));

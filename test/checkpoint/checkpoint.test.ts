@@ -4,7 +4,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, SimulatedCrash, TRAINER_STATE_FILE, loadCheckpoint, saveCheckpoint, type TrainerState,
+  CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, SimulatedCrash, TRAINER_STATE_FILE, loadCheckpoint, openCheckpoint, readCheckpointTensors,
+  saveCheckpoint, type CheckpointSlot, type TrainerState,
 } from '../../src/checkpoint/checkpoint';
 import { SafetensorsReader, writeSafetensors } from '../../src/checkpoint/safetensors';
 import { buildConfig, getPreset } from '../../src/model/config';
@@ -167,6 +168,86 @@ describe('checkpoint folders', () => {
     writeSafetensors(path.join(dir, OPTIMIZER_FILE), opt('F32', 'm.final_norm.weight'));
     expect(() => loadCheckpoint(dir)).toThrow(/tensor "m.final_norm.weight" is missing/);
     expect(() => loadCheckpoint(dir, { optimizer: false })).not.toThrow();
+  });
+});
+
+describe('streaming: one tensor at a time in and out', () => {
+  test('a save from per-tensor functions writes the same bytes as one from flat arrays', () => {
+    const c = config();
+    const L = layoutFromConfig(c);
+    const n = L.totalParams;
+    const flat = { p: filled(n, 5), m: filled(n, 105), v: filled(n, 205) };
+    const a = path.join(tmp(), 'flat'), b = path.join(tmp(), 'streamed');
+    const common = { config: c, trainerState: state(5), tokenizerJson: '{}', metadata: { step: '5' } };
+    saveCheckpoint(a, { ...common, params: flat.p, optimizer: { m: flat.m, v: flat.v } });
+    const calls: string[] = [];
+    const from = (buf: Float32Array, what: string) => (t: { name: string; offset: number; size: number }) => {
+      calls.push(`${what}.${t.name}`);
+      return buf.slice(t.offset, t.offset + t.size);  // a fresh array per tensor, as readTensor gives
+    };
+    saveCheckpoint(b, { ...common, params: from(flat.p, 'p'), optimizer: { m: from(flat.m, 'm'), v: from(flat.v, 'v') } });
+    for (const f of [MODEL_FILE, OPTIMIZER_FILE, CONFIG_FILE, TRAINER_STATE_FILE])
+      expect(fs.readFileSync(path.join(b, f)).equals(fs.readFileSync(path.join(a, f)))).toBe(true);
+    // Each tensor asked for once, in file order: parameters, then every m, then every v.
+    expect(calls).toEqual([...L.tensors.map((t) => `p.${t.name}`), ...L.tensors.map((t) => `m.${t.name}`), ...L.tensors.map((t) => `v.${t.name}`)]);
+  });
+
+  test('a per-tensor function of the wrong size fails the save, naming the tensor, and leaves the old checkpoint', () => {
+    const dir = path.join(tmp(), 'run');
+    save(dir, 2);
+    const c = config();
+    const n = layoutFromConfig(c).totalParams;
+    expect(() => saveCheckpoint(dir, { config: c, params: (t) => new Float32Array(t.name === 'final_norm.weight' ? 3 : t.size),
+      optimizer: { m: filled(n, 1), v: filled(n, 2) }, trainerState: state(3) }))
+      .toThrow(/could not save checkpoint .*tensor "final_norm.weight": shape \[64\] has 64 elements but the data has 3/);
+    expect(loadCheckpoint(dir).trainerState!.step).toBe(2);
+    expect(fs.readdirSync(path.dirname(dir))).toEqual(['run']);
+  });
+
+  test('openCheckpoint checks without reading; readCheckpointTensors streams every slot with the values loadCheckpoint gives', () => {
+    const dir = path.join(tmp(), 'run');
+    save(dir, 3);
+    const full = loadCheckpoint(dir, { requireTraining: true });
+    const ck = openCheckpoint(dir, { requireTraining: true });
+    expect(ck).not.toHaveProperty('params');
+    expect(ck).not.toHaveProperty('optimizer');
+    expect(ck).toMatchObject({ kind: 'training', hasOptimizer: true, config: full.config, trainerState: full.trainerState });
+    const want: Record<CheckpointSlot, Float32Array> = { param: full.params, adamM: full.optimizer!.m, adamV: full.optimizer!.v };
+    for (const slot of ['param', 'adamM', 'adamV'] as const) {
+      const got = new Float32Array(ck.layout.totalParams);
+      const buffers = new Set<ArrayBufferLike>();
+      const names: string[] = [];
+      readCheckpointTensors(ck, slot, (name, data) => {
+        const t = ck.layout.tensors.find((x) => x.name === name)!;
+        expect(data.length).toBe(t.size);
+        got.set(data, t.offset);
+        buffers.add(data.buffer);
+        names.push(name);
+      });
+      expect(names).toEqual(ck.layout.tensors.map((t) => t.name));
+      expect(buffers.size).toBe(1);  // one reused buffer
+      expect(Buffer.from(got.buffer).equals(Buffer.from(want[slot].buffer))).toBe(true);
+    }
+  });
+
+  test('streaming finds a non-finite value and names the tensor; no optimizer file is a clear error', () => {
+    const dir = path.join(tmp(), 'run');
+    save(dir, 3);
+    const ck = openCheckpoint(dir);
+    const file = path.join(dir, MODEL_FILE);
+    const r = SafetensorsReader.open(file);
+    const e = r.entry('final_norm.weight');
+    const at = r.header.dataStart + e.begin + 4 * 5;
+    r.close();
+    const bytes = fs.readFileSync(file);
+    bytes.writeFloatLE(NaN, at);
+    fs.writeFileSync(file, bytes);
+    expect(() => readCheckpointTensors(ck, 'param', () => {})).toThrow(/model.safetensors: tensor "final_norm.weight" holds NaN at element 5/);
+    fs.rmSync(path.join(dir, OPTIMIZER_FILE));
+    fs.rmSync(path.join(dir, TRAINER_STATE_FILE));
+    const inference = openCheckpoint(dir);
+    expect(inference.hasOptimizer).toBe(false);
+    expect(() => readCheckpointTensors(inference, 'adamM', () => {})).toThrow(/has no optimizer.safetensors/);
   });
 });
 
