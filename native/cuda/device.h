@@ -77,6 +77,28 @@ class DeviceBuffer {
   int64_t n_ = 0;
 };
 
+// Stream-ordered scratch on the legacy default stream (cudaMallocAsync / cudaFreeAsync from the
+// device's memory pool): a kernel's temporary arrays without the device-wide synchronisation that
+// cudaFree implies. The memory is usable by work enqueued on stream 0 after construction; it is
+// returned to the pool after the work enqueued before destruction, so an op can free it on return.
+template <typename T>
+class ScratchBuffer {
+ public:
+  explicit ScratchBuffer(int64_t n) {
+    if (n > 0)
+      DSMOE_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&p_), static_cast<size_t>(n) * sizeof(T), 0));
+  }
+  ~ScratchBuffer() {
+    if (p_) cudaFreeAsync(p_, 0);  // never throws; an error here is sticky and reported by the next call
+  }
+  ScratchBuffer(const ScratchBuffer&) = delete;
+  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+  T* get() const { return p_; }
+
+ private:
+  T* p_ = nullptr;
+};
+
 // A pair of CUDA events, destroyed on scope exit.
 class EventTimer {
  public:

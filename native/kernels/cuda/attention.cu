@@ -10,6 +10,7 @@
 // T x T score matrix never exists. lse = m + log l, as the CPU kernel saves it for the backward.
 // Tiles past the last position any query of the block may see are never loaded.
 #include "../../cuda/device.h"
+#include "device_ops.h"
 
 namespace dsmoe::cuda {
 namespace {
@@ -117,23 +118,36 @@ __global__ void __launch_bounds__(kWarps * 32) attention_forward_kernel(Shape s,
 
 }  // namespace
 
+namespace dev {
+
 void attention_forward(const AttentionShape& sh, const float* q, const float* k, const float* v, float* out,
                        float* lse) {
-  require_device();
   const Shape s{sh.batch, sh.tq, sh.tk, sh.n_heads_total, sh.heads_per_expert, sh.kv_heads, sh.head_dim, sh.scale};
-  const int64_t nq = s.B * s.Tq * s.Hq * s.dh, nkv = s.B * s.Tk * s.G * s.dh, nl = s.B * s.Hq * s.Tq;
-  if (nq == 0) return;
+  if (s.B * s.Tq * s.Hq * s.dh <= 0) return;
   if (s.dh > kMaxAttentionHeadDim) throw std::runtime_error("attention: head_dim > 256 is not supported on CUDA");
   if (s.Hq > 65535 || s.B > 65535) throw std::runtime_error("attention: more than 65535 heads or batches");
-  DeviceBuffer<float> dq(q, nq), dk(k, nkv), dv(v, nkv), dout(nq), dlse(nl);
   const size_t smem = static_cast<size_t>(BQ * s.dh + BKV * (s.dh + 1) + BKV * s.dh) * sizeof(float);
   if (smem > 48 * 1024)
     DSMOE_CUDA_CHECK(cudaFuncSetAttribute(attention_forward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           static_cast<int>(smem)));
   const dim3 grid(static_cast<unsigned>((s.Tq + BQ - 1) / BQ), static_cast<unsigned>(s.Hq),
                   static_cast<unsigned>(s.B));
-  attention_forward_kernel<<<grid, kWarps * 32, smem>>>(s, dq.get(), dk.get(), dv.get(), dout.get(), dlse.get());
+  attention_forward_kernel<<<grid, kWarps * 32, smem>>>(s, q, k, v, out, lse);
   DSMOE_CUDA_CHECK_LAUNCH("attention_forward_kernel");
+}
+
+}  // namespace dev
+
+void attention_forward(const AttentionShape& sh, const float* q, const float* k, const float* v, float* out,
+                       float* lse) {
+  require_device();
+  const int64_t nq = sh.batch * sh.tq * sh.n_heads_total * sh.head_dim;
+  const int64_t nkv = sh.batch * sh.tk * sh.kv_heads * sh.head_dim, nl = sh.batch * sh.n_heads_total * sh.tq;
+  if (nq == 0) return;
+  if (sh.head_dim > kMaxAttentionHeadDim)
+    throw std::runtime_error("attention: head_dim > 256 is not supported on CUDA");
+  DeviceBuffer<float> dq(q, nq), dk(k, nkv), dv(v, nkv), dout(nq), dlse(nl);
+  dev::attention_forward(sh, dq.get(), dk.get(), dv.get(), dout.get(), dlse.get());
   dout.download(out, nq);
   dlse.download(lse, nl);
 }

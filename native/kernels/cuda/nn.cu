@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../../cuda/device.h"
+#include "device_ops.h"
 
 namespace dsmoe::cuda {
 namespace {
@@ -156,6 +157,7 @@ __global__ void gather_rows_kernel(int64_t P, int64_t D, const float* x, const i
 }
 
 // One thread per (token, column): the token's pairs are contiguous (token-major), found by binary search.
+// pair_weight null: weight 1 (gather_rows_backward; 1·x is exact, so this is the CPU's sum as well).
 __global__ void combine_kernel(int64_t T, int64_t P, int64_t N, const float* yg, const int32_t* pair_token,
                                const float* pair_weight, const int32_t* position, float* y, float beta) {
   for (int64_t i = gtid(); i < T * N; i += gstride()) {
@@ -168,7 +170,7 @@ __global__ void combine_kernel(int64_t T, int64_t P, int64_t N, const float* yg,
     }
     float o = beta == 0.f ? 0.f : (beta == 1.f ? y[i] : y[i] * beta);
     for (int64_t p = lo; p < P && pair_token[p] == t; ++p)
-      o += pair_weight[p] * yg[static_cast<int64_t>(position[p]) * N + n];
+      o += (pair_weight ? pair_weight[p] : 1.f) * yg[static_cast<int64_t>(position[p]) * N + n];
     y[i] = o;
   }
 }
@@ -216,8 +218,10 @@ __global__ void rmsnorm_backward_dw_kernel(int64_t rows, int64_t dim, const floa
 }
 
 // One thread per (row, head, i < half); the angle and the rotation in double, as the CPU kernel.
+// sign = 1: rope_forward; sign = -1: rope_backward (rotation by -a). out may equal x (each thread reads
+// both halves of its pair before writing them).
 __global__ void rope_kernel(int64_t rows, int64_t heads, int64_t head_dim, double theta, const int32_t* positions,
-                            const float* x, float* out) {
+                            const float* x, float* out, double sign) {
   const int64_t half = head_dim / 2;
   for (int64_t idx = gtid(); idx < rows * heads * half; idx += gstride()) {
     const int64_t i = idx % half, rh = idx / half, r = rh / heads;
@@ -225,6 +229,7 @@ __global__ void rope_kernel(int64_t rows, int64_t heads, int64_t head_dim, doubl
     const double a = static_cast<double>(positions[r]) * inv_freq;
     double sn, cs;
     sincos(a, &sn, &cs);
+    sn *= sign;
     const float* xi = x + rh * head_dim;
     const double u = xi[i], v = xi[i + half];
     out[rh * head_dim + i] = static_cast<float>(u * cs - v * sn);
@@ -259,9 +264,11 @@ __global__ void gelu_backward_kernel(int64_t n, const float* x, const float* dy,
   }
 }
 
-// One block per row; row_loss in double for the mean, summed on the host in row order.
+// One block per row; row_loss in double for the mean. g (grad_scale / n_valid) is read from the device
+// (cross_entropy_count_kernel). dlogits may alias logits: the target logit is read before any write.
 __global__ void cross_entropy_kernel(int64_t rows, int64_t vocab, const float* logits, const int32_t* targets,
-                                     float* dlogits, float* losses, double* row_loss, float g) {
+                                     float* dlogits, float* losses, double* row_loss, const float* g_ptr) {
+  const float g = *g_ptr;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* l = logits + r * vocab;
     float* d = dlogits ? dlogits + r * vocab : nullptr;
@@ -275,6 +282,7 @@ __global__ void cross_entropy_kernel(int64_t rows, int64_t vocab, const float* l
       }
       continue;
     }
+    const float target_logit = l[t];  // before any thread of the block writes d (which may alias l)
     float mx = -INFINITY;
     for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) mx = fmaxf(mx, l[j]);
     mx = block_max(mx);
@@ -282,7 +290,7 @@ __global__ void cross_entropy_kernel(int64_t rows, int64_t vocab, const float* l
     for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) sum += expf(l[j] - mx);
     sum = block_sum(sum);
     if (threadIdx.x == 0) {
-      const double loss = static_cast<double>(mx) + log(sum) - static_cast<double>(l[t]);
+      const double loss = static_cast<double>(mx) + log(sum) - static_cast<double>(target_logit);
       row_loss[r] = loss;
       if (losses) losses[r] = static_cast<float>(loss);
     }
@@ -311,18 +319,533 @@ __global__ void adamw_kernel(int64_t n, float* param, const float* grad, float* 
   }
 }
 
+// ---- kernels without a host entry point in api.h (the backend's ops) ---------------------------------
+
+// Warp per token: dlogits = p ⊙ (dp − Σ_e p·dp), the dot in double. dlogits may alias dprobs (each
+// lane writes only the elements it read, after the warp's dot).
+__global__ void router_softmax_backward_kernel(int64_t T, int64_t E, const float* probs, const float* dprobs,
+                                               float* dlogits) {
+  const int64_t warps = gstride() / 32;
+  for (int64_t t = gtid() / 32; t < T; t += warps) {
+    const int lane = threadIdx.x % 32;
+    const float* p = probs + t * E;
+    const float* dp = dprobs + t * E;
+    double dot = 0;
+    for (int64_t e = lane; e < E; e += 32) dot += static_cast<double>(p[e]) * dp[e];
+    dot = warp_sum(dot);
+    for (int64_t e = lane; e < E; e += 32)
+      dlogits[t * E + e] = static_cast<float>(p[e] * (static_cast<double>(dp[e]) - dot));  // in double, as the CPU
+  }
+}
+
+// Warp per pair: dyg[position[p]] = w_p·dy[t], dweight[p] = dy[t]·yg[position[p]] in double.
+__global__ void combine_backward_kernel(int64_t P, int64_t N, const float* dy, const float* yg,
+                                        const int32_t* pair_token, const float* pair_weight, const int32_t* position,
+                                        float* dyg, float* dweight) {
+  const int64_t warps = gstride() / 32;
+  for (int64_t p = gtid() / 32; p < P; p += warps) {
+    const int lane = threadIdx.x % 32;
+    const float* d = dy + static_cast<int64_t>(pair_token[p]) * N;
+    const int64_t r = static_cast<int64_t>(position[p]) * N;
+    const float w = pair_weight[p];
+    double dot = 0;
+    for (int64_t n = lane; n < N; n += 32) {
+      dot += static_cast<double>(d[n]) * yg[r + n];
+      dyg[r + n] = w * d[n];
+    }
+    dot = warp_sum(dot);
+    if (lane == 0) dweight[p] = static_cast<float>(dot);
+  }
+}
+
+// Warp per (token, expert) row r: ds[r] = Σ_f pe·g (double), dg = s[r]·pe (dg may alias pe: each lane
+// reads its elements of pe once, before writing them).
+__global__ void expert_scores_backward_kernel(int64_t TE, int64_t F, const float* s, const float* pe,
+                                              const float* g, float* ds, float* dg) {
+  const int64_t warps = gstride() / 32;
+  for (int64_t r = gtid() / 32; r < TE; r += warps) {
+    const int lane = threadIdx.x % 32;
+    const float sr = s[r];
+    double dot = 0;
+    for (int64_t f = lane; f < F; f += 32) {
+      const float v = pe[r * F + f];
+      dot += static_cast<double>(v) * g[r * F + f];
+      dg[r * F + f] = sr * v;
+    }
+    dot = warp_sum(dot);
+    if (lane == 0) ds[r] = static_cast<float>(dot);
+  }
+}
+
+// weights and mask are zeroed before; the P pairs are distinct (token, expert) cells: no races.
+__global__ void pair_weights_kernel(int64_t E, int64_t P, const int32_t* pair_token, const int32_t* pair_expert,
+                                    const float* probs, float* weights, uint8_t* mask) {
+  for (int64_t p = gtid(); p < P; p += gstride()) {
+    const int64_t i = static_cast<int64_t>(pair_token[p]) * E + pair_expert[p];
+    weights[i] = probs[i];
+    mask[i] = 1;
+  }
+}
+
+// Row i of the grouped [P, HD] layout <-> the (token, expert) slice of the [T, QD] layout.
+// scatter = true: dst[token·QD + expert·HD + c] = src[i·HD + c]; false: the reverse.
+__global__ void pair_heads_kernel(int64_t P, int64_t HD, int64_t QD, const int32_t* order, const int32_t* pair_token,
+                                  const int32_t* pair_expert, const float* src, float* dst, bool scatter) {
+  for (int64_t idx = gtid(); idx < P * HD; idx += gstride()) {
+    const int64_t i = idx / HD, c = idx % HD;
+    const int32_t p = order[i];
+    const int64_t wide = static_cast<int64_t>(pair_token[p]) * QD + static_cast<int64_t>(pair_expert[p]) * HD + c;
+    if (scatter) dst[wide] = src[idx];
+    else dst[idx] = src[wide];
+  }
+}
+
+// Cross-entropy, step 1: n_valid rows (targets ≥ 0) and g = grad_scale / n_valid, both on the device.
+// One block of kThreads.
+__global__ void cross_entropy_count_kernel(int64_t rows, const int32_t* targets, float grad_scale, float* g,
+                                           double* n_valid) {
+  double c = 0;
+  for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) c += targets[r] >= 0 ? 1.0 : 0.0;
+  c = block_sum(c);  // integers below 2^53: exact in any order
+  if (threadIdx.x == 0) {
+    *n_valid = c;
+    *g = c > 0 ? static_cast<float>(static_cast<double>(grad_scale) / c) : 0.f;
+  }
+}
+
+// One block: out[0] = Σ in[0..n) in double, each thread over a contiguous run in order, then a fixed
+// tree; (divide by *divisor when given and > 0, 0 when given and 0). Deterministic for a given n.
+__global__ void reduce_sum_kernel(int64_t n, const double* in, const double* divisor, double* out) {
+  const int64_t seg = (n + blockDim.x - 1) / blockDim.x, b = threadIdx.x * seg, e = min(n, b + seg);
+  double s = 0;
+  for (int64_t i = b; i < e; ++i) s += in[i];
+  s = block_sum(s);
+  if (threadIdx.x == 0) {
+    if (divisor) s = *divisor > 0 ? s / *divisor : 0.0;
+    *out = s;
+  }
+}
+
+constexpr int64_t kSumChunk = 4096;  // elements per block partial of sum_squares
+__global__ void sum_squares_partial_kernel(int64_t n, const float* x, double* partial) {
+  const int64_t b = static_cast<int64_t>(blockIdx.x) * kSumChunk, e = min(n, b + kSumChunk);
+  double s = 0;
+  for (int64_t i = b + threadIdx.x; i < e; i += blockDim.x) s += static_cast<double>(x[i]) * x[i];
+  s = block_sum(s);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+__global__ void scale_kernel(int64_t n, float* x, float s) {
+  for (int64_t i = gtid(); i < n; i += gstride()) x[i] *= s;
+}
+__global__ void add_kernel(int64_t n, float* y, const float* x) {
+  for (int64_t i = gtid(); i < n; i += gstride()) y[i] += x[i];
+}
+__global__ void scale_rows_kernel(int64_t rows, int64_t cols, const float* x, int64_t ldx, const float* scale,
+                                  int64_t scale_stride, float* out) {
+  for (int64_t i = gtid(); i < rows * cols; i += gstride()) {
+    const int64_t r = i / cols, c = i % cols;
+    out[i] = scale[r * scale_stride] * x[r * ldx + c];
+  }
+}
+__global__ void fill_kernel(int64_t n, float* x, float v) {
+  for (int64_t i = gtid(); i < n; i += gstride()) x[i] = v;
+}
+
+__global__ void embedding_forward_kernel(int64_t N, int64_t D, const int32_t* tokens, const void* table, bool bf16,
+                                         float* out) {
+  for (int64_t i = gtid(); i < N * D; i += gstride()) {
+    const int64_t t = i / D, j = i % D;
+    const int64_t src = static_cast<int64_t>(tokens[t]) * D + j;
+    if (bf16) {
+      const uint32_t bits = static_cast<uint32_t>(static_cast<const uint16_t*>(table)[src]) << 16;
+      out[i] = __uint_as_float(bits);  // bf16 -> fp32 is exact: the high half of the fp32 pattern
+    } else {
+      out[i] = static_cast<const float*>(table)[src];
+    }
+  }
+}
+
+__global__ void embedding_backward_kernel(int64_t N, int64_t D, const int32_t* tokens, const float* dy,
+                                          float* dtable) {
+  for (int64_t i = gtid(); i < N * D; i += gstride()) {
+    const int64_t t = i / D, j = i % D;
+    atomicAdd(dtable + static_cast<int64_t>(tokens[t]) * D + j, dy[i]);  // repeated tokens: any order
+  }
+}
+
+// Router statistics: thread per expert, its column summed over tokens in order (double).
+__global__ void column_sum_kernel(int64_t T, int64_t E, const float* probs, double* col) {
+  for (int64_t e = gtid(); e < E; e += gstride()) {
+    double s = 0;
+    for (int64_t t = 0; t < T; ++t) s += probs[t * E + e];
+    col[e] = s;
+  }
+}
+// Thread per token: −Σ_e S log S (0 at S = 0), in double.
+__global__ void row_entropy_kernel(int64_t T, int64_t E, const float* probs, double* ent) {
+  for (int64_t t = gtid(); t < T; t += gstride()) {
+    double h = 0;
+    for (int64_t e = 0; e < E; ++e) {
+      const double p = probs[t * E + e];
+      if (p > 0) h -= p * log(p);
+    }
+    ent[t] = h;
+  }
+}
+
+// MI loss gradient: dprobs[t,e] (+)= scale·(log max(p_e, FLT_MIN) − log max(S[t,e], FLT_MIN)), p_e = col[e]/T.
+__global__ void mi_grad_kernel(int64_t T, int64_t E, const float* probs, const double* col, double scale,
+                               float* dprobs, bool accumulate) {
+  for (int64_t i = gtid(); i < T * E; i += gstride()) {
+    const int64_t e = i % E;
+    const double log_p = log(fmax(col[e] / static_cast<double>(T), static_cast<double>(FLT_MIN)));
+    const double log_s = log(fmax(static_cast<double>(probs[i]), static_cast<double>(FLT_MIN)));
+    const float g = static_cast<float>(scale * (log_p - log_s));
+    dprobs[i] = accumulate ? dprobs[i] + g : g;
+  }
+}
+
+// Switch loss: pairs per expert (integer atomics: exact in any order).
+__global__ void expert_count_kernel(int64_t P, const int32_t* pair_expert, unsigned long long* count) {
+  for (int64_t p = gtid(); p < P; p += gstride()) atomicAdd(count + pair_expert[p], 1ull);
+}
+// dprobs[t,e] (+)= scale·f_e, f_e = count[e] / P.
+__global__ void switch_grad_kernel(int64_t T, int64_t E, int64_t P, const unsigned long long* count, double scale,
+                                   float* dprobs, bool accumulate) {
+  for (int64_t i = gtid(); i < T * E; i += gstride()) {
+    const double f = P > 0 ? static_cast<double>(count[i % E]) / static_cast<double>(P) : 0.0;
+    const float g = static_cast<float>(scale * f);
+    dprobs[i] = accumulate ? dprobs[i] + g : g;
+  }
+}
+
 unsigned blocks_for_rows(int64_t rows) { return static_cast<unsigned>(rows < 65535 * 16 ? (rows > 0 ? rows : 1) : 65535 * 16); }
 
 }  // namespace
 
-// ---- host entry points (copy in, run, copy out) --------------------------------------------------
+// ---- device entry points (device_ops.h): device pointers, stream 0, no host copies -------------------
+
+namespace dev {
+
+void router_softmax(int64_t T, int64_t E, const float* logits, float* probs) {
+  if (T <= 0 || E <= 0) return;
+  router_softmax_kernel<<<grid_for(T * 32, kThreads), kThreads>>>(T, E, logits, probs);
+  DSMOE_CUDA_CHECK_LAUNCH("router_softmax_kernel");
+}
+
+void router_softmax_backward(int64_t T, int64_t E, const float* probs, const float* dprobs, float* dlogits) {
+  if (T <= 0 || E <= 0) return;
+  router_softmax_backward_kernel<<<grid_for(T * 32, kThreads), kThreads>>>(T, E, probs, dprobs, dlogits);
+  DSMOE_CUDA_CHECK_LAUNCH("router_softmax_backward_kernel");
+}
+
+void route_topk(int64_t T, int64_t E, const float* probs, int64_t k, int32_t* pair_token, int32_t* pair_expert,
+                float* pair_weight) {
+  if (T <= 0 || E <= 0) return;
+  route_topk_kernel<<<grid_for(T * E, kThreads), kThreads>>>(T, E, probs, k, pair_token, pair_expert, pair_weight);
+  DSMOE_CUDA_CHECK_LAUNCH("route_topk_kernel");
+}
+
+void group_by_expert(int64_t P, int64_t E, const int32_t* pair_expert, int32_t* offsets, int32_t* order,
+                     int32_t* position) {
+  if (P <= 0) {
+    if (E >= 0) DSMOE_CUDA_CHECK(cudaMemsetAsync(offsets, 0, static_cast<size_t>(E + 1) * sizeof(int32_t), 0));
+    return;
+  }
+  const int64_t chunks = (P + kChunk - 1) / kChunk;
+  if (chunks > 2147483647LL) throw std::runtime_error("group_by_expert: too many pairs");
+  ScratchBuffer<int32_t> counts(E * chunks), local(P);
+  if (E > 0) DSMOE_CUDA_CHECK(cudaMemsetAsync(counts.get(), 0, static_cast<size_t>(E * chunks) * sizeof(int32_t), 0));
+  group_count_kernel<<<static_cast<unsigned>(chunks), kChunk>>>(P, chunks, pair_expert, counts.get(), local.get());
+  DSMOE_CUDA_CHECK_LAUNCH("group_count_kernel");
+  group_scan_kernel<<<1, 1024>>>(E, chunks, P, counts.get(), offsets);
+  DSMOE_CUDA_CHECK_LAUNCH("group_scan_kernel");
+  group_scatter_kernel<<<grid_for(P, kThreads), kThreads>>>(P, chunks, pair_expert, counts.get(), local.get(), order,
+                                                            position);
+  DSMOE_CUDA_CHECK_LAUNCH("group_scatter_kernel");
+}
+
+void gather_rows(int64_t P, int64_t D, const float* x, const int32_t* pair_token, const int32_t* order, float* xg) {
+  if (P <= 0 || D <= 0) return;
+  gather_rows_kernel<<<grid_for(P * D, kThreads), kThreads>>>(P, D, x, pair_token, order, xg);
+  DSMOE_CUDA_CHECK_LAUNCH("gather_rows_kernel");
+}
+
+void gather_rows_backward(int64_t T, int64_t P, int64_t D, const float* dxg, const int32_t* pair_token,
+                          const int32_t* position, float* dx, float beta) {
+  if (T <= 0 || D <= 0) return;
+  combine_kernel<<<grid_for(T * D, kThreads), kThreads>>>(T, P, D, dxg, pair_token, nullptr, position, dx, beta);
+  DSMOE_CUDA_CHECK_LAUNCH("combine_kernel (gather_rows_backward)");
+}
+
+void combine(int64_t T, int64_t P, int64_t N, const float* yg, const int32_t* pair_token, const float* pair_weight,
+             const int32_t* position, float* y, float beta) {
+  if (T <= 0 || N <= 0) return;
+  combine_kernel<<<grid_for(T * N, kThreads), kThreads>>>(T, P, N, yg, pair_token, pair_weight, position, y, beta);
+  DSMOE_CUDA_CHECK_LAUNCH("combine_kernel");
+}
+
+void combine_backward(int64_t T, int64_t P, int64_t N, const float* dy, const float* yg, const int32_t* pair_token,
+                      const float* pair_weight, const int32_t* position, float* dyg, float* dweight) {
+  (void)T;
+  if (P <= 0) return;
+  combine_backward_kernel<<<grid_for(P * 32, kThreads), kThreads>>>(P, N, dy, yg, pair_token, pair_weight, position,
+                                                                    dyg, dweight);
+  DSMOE_CUDA_CHECK_LAUNCH("combine_backward_kernel");
+}
+
+void pair_weights(int64_t T, int64_t E, int64_t P, const int32_t* pair_token, const int32_t* pair_expert,
+                  const float* probs, float* weights, uint8_t* mask) {
+  if (T <= 0 || E <= 0) return;
+  DSMOE_CUDA_CHECK(cudaMemsetAsync(weights, 0, static_cast<size_t>(T * E) * sizeof(float), 0));
+  DSMOE_CUDA_CHECK(cudaMemsetAsync(mask, 0, static_cast<size_t>(T * E), 0));
+  if (P <= 0) return;
+  pair_weights_kernel<<<grid_for(P, kThreads), kThreads>>>(E, P, pair_token, pair_expert, probs, weights, mask);
+  DSMOE_CUDA_CHECK_LAUNCH("pair_weights_kernel");
+}
+
+void scatter_pair_heads(int64_t P, int64_t HD, int64_t QD, const int32_t* order, const int32_t* pair_token,
+                        const int32_t* pair_expert, const float* src, float* dst) {
+  if (P <= 0 || HD <= 0) return;
+  pair_heads_kernel<<<grid_for(P * HD, kThreads), kThreads>>>(P, HD, QD, order, pair_token, pair_expert, src, dst,
+                                                              true);
+  DSMOE_CUDA_CHECK_LAUNCH("pair_heads_kernel (scatter)");
+}
+
+void gather_pair_heads(int64_t P, int64_t HD, int64_t QD, const int32_t* order, const int32_t* pair_token,
+                       const int32_t* pair_expert, const float* src, float* dst) {
+  if (P <= 0 || HD <= 0) return;
+  pair_heads_kernel<<<grid_for(P * HD, kThreads), kThreads>>>(P, HD, QD, order, pair_token, pair_expert, src, dst,
+                                                              false);
+  DSMOE_CUDA_CHECK_LAUNCH("pair_heads_kernel (gather)");
+}
+
+void expert_scores_backward(int64_t T, int64_t E, int64_t F, const float* s, const float* pe, const float* g,
+                            float* ds, float* dg) {
+  if (T * E <= 0) return;
+  expert_scores_backward_kernel<<<grid_for(T * E * 32, kThreads), kThreads>>>(T * E, F, s, pe, g, ds, dg);
+  DSMOE_CUDA_CHECK_LAUNCH("expert_scores_backward_kernel");
+}
+
+void rmsnorm_forward(int64_t rows, int64_t dim, const float* x, const float* w, float eps, float* y, float* rstd) {
+  if (rows <= 0) return;
+  rmsnorm_forward_kernel<<<blocks_for_rows(rows), kThreads>>>(rows, dim, x, w, eps, y, rstd);
+  DSMOE_CUDA_CHECK_LAUNCH("rmsnorm_forward_kernel");
+}
+
+void rmsnorm_backward(int64_t rows, int64_t dim, const float* x, const float* w, const float* rstd, const float* dy,
+                      float* dx, float* dw, bool accumulate_dw) {
+  if (dim <= 0) return;
+  // dw first: dx may alias dy or x (as on the CPU). The same stream orders the two kernels.
+  rmsnorm_backward_dw_kernel<<<grid_for(dim, kThreads), kThreads>>>(rows, dim, x, rstd, dy, dw, accumulate_dw);
+  DSMOE_CUDA_CHECK_LAUNCH("rmsnorm_backward_dw_kernel");
+  if (rows > 0) {
+    rmsnorm_backward_dx_kernel<<<blocks_for_rows(rows), kThreads>>>(rows, dim, x, w, rstd, dy, dx);
+    DSMOE_CUDA_CHECK_LAUNCH("rmsnorm_backward_dx_kernel");
+  }
+}
+
+void rope_forward(int64_t rows, int64_t heads, int64_t head_dim, double theta, const int32_t* positions,
+                  const float* x, float* out) {
+  const int64_t n = rows * heads * head_dim;
+  if (n <= 0) return;
+  rope_kernel<<<grid_for(n / 2, kThreads), kThreads>>>(rows, heads, head_dim, theta, positions, x, out, 1.0);
+  DSMOE_CUDA_CHECK_LAUNCH("rope_kernel");
+}
+
+void rope_backward(int64_t rows, int64_t heads, int64_t head_dim, double theta, const int32_t* positions,
+                   const float* dy, float* dx) {
+  const int64_t n = rows * heads * head_dim;
+  if (n <= 0) return;
+  rope_kernel<<<grid_for(n / 2, kThreads), kThreads>>>(rows, heads, head_dim, theta, positions, dy, dx, -1.0);
+  DSMOE_CUDA_CHECK_LAUNCH("rope_kernel (backward)");
+}
+
+void gelu_forward(int64_t n, const float* x, float* y, bool tanh_approx) {
+  if (n <= 0) return;
+  gelu_forward_kernel<<<grid_for(n, kThreads), kThreads>>>(n, x, y, tanh_approx);
+  DSMOE_CUDA_CHECK_LAUNCH("gelu_forward_kernel");
+}
+
+void gelu_backward(int64_t n, const float* x, const float* dy, float* dx, bool tanh_approx) {
+  if (n <= 0) return;
+  gelu_backward_kernel<<<grid_for(n, kThreads), kThreads>>>(n, x, dy, dx, tanh_approx);
+  DSMOE_CUDA_CHECK_LAUNCH("gelu_backward_kernel");
+}
+
+double cross_entropy(int64_t rows, int64_t vocab, const float* logits, const int32_t* targets, float* dlogits,
+                     float* losses, float grad_scale) {
+  if (rows <= 0) return 0.0;
+  // scratch: [0] = n_valid, [1] = the mean, [2..2+rows) = row losses; g in its own float.
+  ScratchBuffer<double> scratch(rows + 2);
+  ScratchBuffer<float> g(1);
+  double* n_valid = scratch.get();
+  double* mean = scratch.get() + 1;
+  double* row_loss = scratch.get() + 2;
+  cross_entropy_count_kernel<<<1, kThreads>>>(rows, targets, grad_scale, g.get(), n_valid);
+  DSMOE_CUDA_CHECK_LAUNCH("cross_entropy_count_kernel");
+  cross_entropy_kernel<<<blocks_for_rows(rows), kThreads>>>(rows, vocab, logits, targets, dlogits, losses, row_loss,
+                                                            g.get());
+  DSMOE_CUDA_CHECK_LAUNCH("cross_entropy_kernel");
+  reduce_sum_kernel<<<1, 1024>>>(rows, row_loss, n_valid, mean);
+  DSMOE_CUDA_CHECK_LAUNCH("reduce_sum_kernel");
+  double out = 0;
+  DSMOE_CUDA_CHECK(cudaMemcpy(&out, mean, sizeof(double), cudaMemcpyDeviceToHost));  // the op returns it: waits
+  return out;
+}
+
+void adamw_update(int64_t n, float* param, const float* grad, float* m, float* v, float lr, float beta1, float beta2,
+                  float eps, float weight_decay, int64_t step) {
+  if (n <= 0) return;
+  const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step));
+  const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
+  const float inv_bc1 = static_cast<float>(1.0 / bc1);
+  const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
+  adamw_kernel<<<grid_for(n, kThreads), kThreads>>>(n, param, grad, m, v, lr, beta1, beta2, eps, weight_decay,
+                                                    inv_bc1, inv_sqrt_bc2);
+  DSMOE_CUDA_CHECK_LAUNCH("adamw_kernel");
+}
+
+double sum_squares(int64_t n, const float* x) {
+  if (n <= 0) return 0.0;
+  const int64_t blocks = (n + kSumChunk - 1) / kSumChunk;
+  if (blocks > 2147483647LL) throw std::runtime_error("sum_squares: too many elements");
+  ScratchBuffer<double> partial(blocks + 1);
+  sum_squares_partial_kernel<<<static_cast<unsigned>(blocks), kThreads>>>(n, x, partial.get());
+  DSMOE_CUDA_CHECK_LAUNCH("sum_squares_partial_kernel");
+  reduce_sum_kernel<<<1, 1024>>>(blocks, partial.get(), nullptr, partial.get() + blocks);
+  DSMOE_CUDA_CHECK_LAUNCH("reduce_sum_kernel");
+  double out = 0;
+  DSMOE_CUDA_CHECK(cudaMemcpy(&out, partial.get() + blocks, sizeof(double), cudaMemcpyDeviceToHost));  // waits
+  return out;
+}
+
+void scale_inplace(int64_t n, float* x, float s) {
+  if (n <= 0) return;
+  scale_kernel<<<grid_for(n, kThreads), kThreads>>>(n, x, s);
+  DSMOE_CUDA_CHECK_LAUNCH("scale_kernel");
+}
+
+void add_inplace(int64_t n, float* y, const float* x) {
+  if (n <= 0) return;
+  add_kernel<<<grid_for(n, kThreads), kThreads>>>(n, y, x);
+  DSMOE_CUDA_CHECK_LAUNCH("add_kernel");
+}
+
+void scale_rows(int64_t rows, int64_t cols, const float* x, int64_t ldx, const float* scale, int64_t scale_stride,
+                float* out) {
+  if (rows <= 0 || cols <= 0) return;
+  scale_rows_kernel<<<grid_for(rows * cols, kThreads), kThreads>>>(rows, cols, x, ldx, scale, scale_stride, out);
+  DSMOE_CUDA_CHECK_LAUNCH("scale_rows_kernel");
+}
+
+void fill(int64_t n, float* x, float value) {
+  if (n <= 0) return;
+  fill_kernel<<<grid_for(n, kThreads), kThreads>>>(n, x, value);
+  DSMOE_CUDA_CHECK_LAUNCH("fill_kernel");
+}
+
+void embedding_forward(int64_t N, int64_t D, const int32_t* tokens, const void* table, bool table_bf16, float* out) {
+  if (N <= 0 || D <= 0) return;
+  embedding_forward_kernel<<<grid_for(N * D, kThreads), kThreads>>>(N, D, tokens, table, table_bf16, out);
+  DSMOE_CUDA_CHECK_LAUNCH("embedding_forward_kernel");
+}
+
+void embedding_backward(int64_t N, int64_t D, const int32_t* tokens, const float* dy, float* dtable) {
+  if (N <= 0 || D <= 0) return;
+  embedding_backward_kernel<<<grid_for(N * D, kThreads), kThreads>>>(N, D, tokens, dy, dtable);
+  DSMOE_CUDA_CHECK_LAUNCH("embedding_backward_kernel");
+}
+
+void router_statistics(int64_t T, int64_t E, const float* probs, double* prob_sum, double* entropy_sum) {
+  if (T <= 0 || E <= 0) return;
+  // scratch: [0, E) column sums, [E] the entropy total, [E+1, E+1+T) per-token entropies.
+  ScratchBuffer<double> scratch(E + 1 + T);
+  column_sum_kernel<<<grid_for(E, kThreads), kThreads>>>(T, E, probs, scratch.get());
+  DSMOE_CUDA_CHECK_LAUNCH("column_sum_kernel");
+  row_entropy_kernel<<<grid_for(T, kThreads), kThreads>>>(T, E, probs, scratch.get() + E + 1);
+  DSMOE_CUDA_CHECK_LAUNCH("row_entropy_kernel");
+  reduce_sum_kernel<<<1, 1024>>>(T, scratch.get() + E + 1, nullptr, scratch.get() + E);
+  DSMOE_CUDA_CHECK_LAUNCH("reduce_sum_kernel");
+  std::vector<double> host(static_cast<size_t>(E + 1));
+  DSMOE_CUDA_CHECK(cudaMemcpy(host.data(), scratch.get(), static_cast<size_t>(E + 1) * sizeof(double),
+                              cudaMemcpyDeviceToHost));  // host outputs: waits
+  for (int64_t e = 0; e < E; ++e) prob_sum[e] += host[static_cast<size_t>(e)];
+  *entropy_sum += host[static_cast<size_t>(E)];
+}
+
+cpu::MiLossValue mi_loss(int64_t T, int64_t E, const float* probs, double grad_scale, float* dprobs,
+                         bool accumulate) {
+  cpu::MiLossValue v;
+  if (T <= 0 || E <= 0) return v;
+  // scratch: [0, E) column sums, [E] the entropy total, [E+1, E+1+T) per-token entropies.
+  ScratchBuffer<double> scratch(E + 1 + T);
+  column_sum_kernel<<<grid_for(E, kThreads), kThreads>>>(T, E, probs, scratch.get());
+  DSMOE_CUDA_CHECK_LAUNCH("column_sum_kernel");
+  row_entropy_kernel<<<grid_for(T, kThreads), kThreads>>>(T, E, probs, scratch.get() + E + 1);
+  DSMOE_CUDA_CHECK_LAUNCH("row_entropy_kernel");
+  reduce_sum_kernel<<<1, 1024>>>(T, scratch.get() + E + 1, nullptr, scratch.get() + E);
+  DSMOE_CUDA_CHECK_LAUNCH("reduce_sum_kernel");
+  if (dprobs) {
+    mi_grad_kernel<<<grid_for(T * E, kThreads), kThreads>>>(T, E, probs, scratch.get(),
+                                                            grad_scale / static_cast<double>(T), dprobs, accumulate);
+    DSMOE_CUDA_CHECK_LAUNCH("mi_grad_kernel");
+  }
+  std::vector<double> host(static_cast<size_t>(E + 1));
+  DSMOE_CUDA_CHECK(cudaMemcpy(host.data(), scratch.get(), static_cast<size_t>(E + 1) * sizeof(double),
+                              cudaMemcpyDeviceToHost));  // the op returns the loss: waits
+  for (int64_t e = 0; e < E; ++e) {
+    const double pe = host[static_cast<size_t>(e)] / static_cast<double>(T);
+    if (pe > 0) v.h_e -= pe * std::log(pe);
+  }
+  v.h_e_given_x = host[static_cast<size_t>(E)] / static_cast<double>(T);
+  v.loss = -v.h_e + v.h_e_given_x;
+  return v;
+}
+
+double switch_loss(int64_t T, int64_t E, const float* probs, const int32_t* pair_expert, int64_t P,
+                   double grad_scale, float* dprobs, bool accumulate) {
+  if (E <= 0) return 0.0;
+  ScratchBuffer<unsigned long long> count(E);
+  ScratchBuffer<double> col(E);
+  DSMOE_CUDA_CHECK(cudaMemsetAsync(count.get(), 0, static_cast<size_t>(E) * sizeof(unsigned long long), 0));
+  DSMOE_CUDA_CHECK(cudaMemsetAsync(col.get(), 0, static_cast<size_t>(E) * sizeof(double), 0));
+  if (P > 0) {
+    expert_count_kernel<<<grid_for(P, kThreads), kThreads>>>(P, pair_expert, count.get());
+    DSMOE_CUDA_CHECK_LAUNCH("expert_count_kernel");
+  }
+  if (T > 0) {
+    column_sum_kernel<<<grid_for(E, kThreads), kThreads>>>(T, E, probs, col.get());
+    DSMOE_CUDA_CHECK_LAUNCH("column_sum_kernel");
+    if (dprobs) {
+      const double scale = grad_scale * static_cast<double>(E) / static_cast<double>(T);
+      switch_grad_kernel<<<grid_for(T * E, kThreads), kThreads>>>(T, E, P, count.get(), scale, dprobs, accumulate);
+      DSMOE_CUDA_CHECK_LAUNCH("switch_grad_kernel");
+    }
+  }
+  std::vector<unsigned long long> hc(static_cast<size_t>(E));
+  std::vector<double> hp(static_cast<size_t>(E));
+  DSMOE_CUDA_CHECK(cudaMemcpy(hc.data(), count.get(), static_cast<size_t>(E) * sizeof(unsigned long long),
+                              cudaMemcpyDeviceToHost));  // the op returns the loss: waits
+  DSMOE_CUDA_CHECK(cudaMemcpy(hp.data(), col.get(), static_cast<size_t>(E) * sizeof(double), cudaMemcpyDeviceToHost));
+  double loss = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    const double f = P > 0 ? static_cast<double>(hc[static_cast<size_t>(e)]) / static_cast<double>(P) : 0.0;
+    loss += f * (T > 0 ? hp[static_cast<size_t>(e)] / static_cast<double>(T) : 0.0);
+  }
+  return loss * static_cast<double>(E);
+}
+
+}  // namespace dev
+
+// ---- host entry points (api.h): upload, the device entry point, download ----------------------------
 
 void router_softmax(int64_t T, int64_t E, const float* logits, float* probs) {
   require_device();
   if (T * E == 0) return;
   DeviceBuffer<float> dl(logits, T * E), dp(T * E);
-  router_softmax_kernel<<<grid_for(T * 32, kThreads), kThreads>>>(T, E, dl.get(), dp.get());
-  DSMOE_CUDA_CHECK_LAUNCH("router_softmax_kernel");
+  dev::router_softmax(T, E, dl.get(), dp.get());
   dp.download(probs, T * E);
 }
 
@@ -332,8 +855,7 @@ void route_topk(int64_t T, int64_t E, const float* probs, int64_t k, int32_t* pa
   if (T == 0) return;
   DeviceBuffer<float> dp(probs, T * E), dw(T * k);
   DeviceBuffer<int32_t> dt(T * k), de(T * k);
-  route_topk_kernel<<<grid_for(T * E, kThreads), kThreads>>>(T, E, dp.get(), k, dt.get(), de.get(), dw.get());
-  DSMOE_CUDA_CHECK_LAUNCH("route_topk_kernel");
+  dev::route_topk(T, E, dp.get(), k, dt.get(), de.get(), dw.get());
   dt.download(pair_token, T * k);
   de.download(pair_expert, T * k);
   dw.download(pair_weight, T * k);
@@ -346,16 +868,8 @@ void group_by_expert(int64_t P, int64_t E, const int32_t* pair_expert, int32_t* 
     for (int64_t e = 0; e <= E; ++e) offsets[e] = 0;
     return;
   }
-  const int64_t chunks = (P + kChunk - 1) / kChunk;
-  DeviceBuffer<int32_t> de(pair_expert, P), counts(E * chunks), local(P), doff(E + 1), dord(P), dpos(P);
-  counts.zero();
-  group_count_kernel<<<static_cast<unsigned>(chunks), kChunk>>>(P, chunks, de.get(), counts.get(), local.get());
-  DSMOE_CUDA_CHECK_LAUNCH("group_count_kernel");
-  group_scan_kernel<<<1, 1024>>>(E, chunks, P, counts.get(), doff.get());
-  DSMOE_CUDA_CHECK_LAUNCH("group_scan_kernel");
-  group_scatter_kernel<<<grid_for(P, kThreads), kThreads>>>(P, chunks, de.get(), counts.get(), local.get(),
-                                                            dord.get(), dpos.get());
-  DSMOE_CUDA_CHECK_LAUNCH("group_scatter_kernel");
+  DeviceBuffer<int32_t> de(pair_expert, P), doff(E + 1), dord(P), dpos(P);
+  dev::group_by_expert(P, E, de.get(), doff.get(), dord.get(), dpos.get());
   doff.download(offsets, E + 1);
   dord.download(order, P);
   dpos.download(position, P);
@@ -367,8 +881,7 @@ void gather_rows(int64_t T, int64_t P, int64_t D, const float* x, const int32_t*
   if (P * D == 0) return;
   DeviceBuffer<float> dx(x, T * D), dxg(P * D);
   DeviceBuffer<int32_t> dt(pair_token, P), dord(order, P);
-  gather_rows_kernel<<<grid_for(P * D, kThreads), kThreads>>>(P, D, dx.get(), dt.get(), dord.get(), dxg.get());
-  DSMOE_CUDA_CHECK_LAUNCH("gather_rows_kernel");
+  dev::gather_rows(P, D, dx.get(), dt.get(), dord.get(), dxg.get());
   dxg.download(xg, P * D);
 }
 
@@ -379,9 +892,7 @@ void combine(int64_t T, int64_t P, int64_t N, const float* yg, const int32_t* pa
   DeviceBuffer<float> dyg(yg, P * N), dw(pair_weight, P), dy(T * N);
   DeviceBuffer<int32_t> dt(pair_token, P), dpos(position, P);
   if (beta != 0.f) dy.upload(y, T * N);
-  combine_kernel<<<grid_for(T * N, kThreads), kThreads>>>(T, P, N, dyg.get(), dt.get(), dw.get(), dpos.get(),
-                                                          dy.get(), beta);
-  DSMOE_CUDA_CHECK_LAUNCH("combine_kernel");
+  dev::combine(T, P, N, dyg.get(), dt.get(), dw.get(), dpos.get(), dy.get(), beta);
   dy.download(y, T * N);
 }
 
@@ -389,9 +900,7 @@ void rmsnorm_forward(int64_t rows, int64_t dim, const float* x, const float* w, 
   require_device();
   if (rows == 0) return;
   DeviceBuffer<float> dx(x, rows * dim), dw(w, dim), dy(rows * dim), dr(rstd ? rows : 0);
-  rmsnorm_forward_kernel<<<blocks_for_rows(rows), kThreads>>>(rows, dim, dx.get(), dw.get(), eps, dy.get(),
-                                                              rstd ? dr.get() : nullptr);
-  DSMOE_CUDA_CHECK_LAUNCH("rmsnorm_forward_kernel");
+  dev::rmsnorm_forward(rows, dim, dx.get(), dw.get(), eps, dy.get(), rstd ? dr.get() : nullptr);
   dy.download(y, rows * dim);
   if (rstd) dr.download(rstd, rows);
 }
@@ -401,14 +910,7 @@ void rmsnorm_backward(int64_t rows, int64_t dim, const float* x, const float* w,
   require_device();
   DeviceBuffer<float> dX(x, rows * dim), dW(w, dim), dR(rstd, rows), dDY(dy, rows * dim), dDX(rows * dim), dDW(dim);
   if (accumulate_dw) dDW.upload(dw, dim);
-  if (rows > 0) {
-    rmsnorm_backward_dx_kernel<<<blocks_for_rows(rows), kThreads>>>(rows, dim, dX.get(), dW.get(), dR.get(),
-                                                                    dDY.get(), dDX.get());
-    DSMOE_CUDA_CHECK_LAUNCH("rmsnorm_backward_dx_kernel");
-  }
-  rmsnorm_backward_dw_kernel<<<grid_for(dim, kThreads), kThreads>>>(rows, dim, dX.get(), dR.get(), dDY.get(),
-                                                                    dDW.get(), accumulate_dw);
-  DSMOE_CUDA_CHECK_LAUNCH("rmsnorm_backward_dw_kernel");
+  dev::rmsnorm_backward(rows, dim, dX.get(), dW.get(), dR.get(), dDY.get(), dDX.get(), dDW.get(), accumulate_dw);
   dDX.download(dx, rows * dim);
   dDW.download(dw, dim);
 }
@@ -420,8 +922,7 @@ void rope_forward(int64_t rows, int64_t heads, int64_t head_dim, double theta, c
   if (n == 0) return;
   DeviceBuffer<float> dx(x, n), dout(n);
   DeviceBuffer<int32_t> dpos(positions, rows);
-  rope_kernel<<<grid_for(n / 2, kThreads), kThreads>>>(rows, heads, head_dim, theta, dpos.get(), dx.get(), dout.get());
-  DSMOE_CUDA_CHECK_LAUNCH("rope_kernel");
+  dev::rope_forward(rows, heads, head_dim, theta, dpos.get(), dx.get(), dout.get());
   dout.download(out, n);
 }
 
@@ -429,8 +930,7 @@ void gelu_forward(int64_t n, const float* x, float* y, bool tanh_approx) {
   require_device();
   if (n == 0) return;
   DeviceBuffer<float> dx(x, n), dy(n);
-  gelu_forward_kernel<<<grid_for(n, kThreads), kThreads>>>(n, dx.get(), dy.get(), tanh_approx);
-  DSMOE_CUDA_CHECK_LAUNCH("gelu_forward_kernel");
+  dev::gelu_forward(n, dx.get(), dy.get(), tanh_approx);
   dy.download(y, n);
 }
 
@@ -438,8 +938,7 @@ void gelu_backward(int64_t n, const float* x, const float* dy, float* dx, bool t
   require_device();
   if (n == 0) return;
   DeviceBuffer<float> dX(x, n), dDY(dy, n), dDX(n);
-  gelu_backward_kernel<<<grid_for(n, kThreads), kThreads>>>(n, dX.get(), dDY.get(), dDX.get(), tanh_approx);
-  DSMOE_CUDA_CHECK_LAUNCH("gelu_backward_kernel");
+  dev::gelu_backward(n, dX.get(), dDY.get(), dDX.get(), tanh_approx);
   dDX.download(dx, n);
 }
 
@@ -447,37 +946,21 @@ double cross_entropy(int64_t rows, int64_t vocab, const float* logits, const int
                      float* losses, float grad_scale) {
   require_device();
   if (rows == 0) return 0.0;
-  int64_t n_valid = 0;
-  for (int64_t r = 0; r < rows; ++r) n_valid += targets[r] >= 0;
-  const float g = n_valid > 0 ? static_cast<float>(static_cast<double>(grad_scale) / n_valid) : 0.f;
   DeviceBuffer<float> dl(logits, rows * vocab), dd(dlogits ? rows * vocab : 0), dlosses(losses ? rows : 0);
   DeviceBuffer<int32_t> dt(targets, rows);
-  DeviceBuffer<double> drow(rows);
-  cross_entropy_kernel<<<blocks_for_rows(rows), kThreads>>>(rows, vocab, dl.get(), dt.get(),
-                                                            dlogits ? dd.get() : nullptr,
-                                                            losses ? dlosses.get() : nullptr, drow.get(), g);
-  DSMOE_CUDA_CHECK_LAUNCH("cross_entropy_kernel");
-  std::vector<double> row(static_cast<size_t>(rows));
-  drow.download(row.data(), rows);
+  const double mean = dev::cross_entropy(rows, vocab, dl.get(), dt.get(), dlogits ? dd.get() : nullptr,
+                                         losses ? dlosses.get() : nullptr, grad_scale);
   if (dlogits) dd.download(dlogits, rows * vocab);
   if (losses) dlosses.download(losses, rows);
-  double total = 0;
-  for (int64_t r = 0; r < rows; ++r) total += row[r];
-  return n_valid > 0 ? total / static_cast<double>(n_valid) : 0.0;
+  return mean;
 }
 
 void adamw_update(int64_t n, float* param, const float* grad, float* m, float* v, float lr, float beta1, float beta2,
                   float eps, float weight_decay, int64_t step) {
   require_device();
   if (n == 0) return;
-  const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step));
-  const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(step));
-  const float inv_bc1 = static_cast<float>(1.0 / bc1);
-  const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
   DeviceBuffer<float> dp(param, n), dg(grad, n), dm(m, n), dv(v, n);
-  adamw_kernel<<<grid_for(n, kThreads), kThreads>>>(n, dp.get(), dg.get(), dm.get(), dv.get(), lr, beta1, beta2, eps,
-                                                    weight_decay, inv_bc1, inv_sqrt_bc2);
-  DSMOE_CUDA_CHECK_LAUNCH("adamw_kernel");
+  dev::adamw_update(n, dp.get(), dg.get(), dm.get(), dv.get(), lr, beta1, beta2, eps, weight_decay, step);
   dp.download(param, n);
   dm.download(m, n);
   dv.download(v, n);
