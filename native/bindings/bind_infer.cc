@@ -1,6 +1,8 @@
-// Bindings of the inference engine (native/infer): createSession / createSessionFromFile return a
-// session object whose prefill/decode run synchronously or on a worker thread (…Async). A session
-// serves one call at a time: an overlapping call is refused (busy) rather than queued.
+// Bindings of the inference engine (native/infer). openWeights / openWeightsFromBuffer open a
+// checkpoint's weights once; their createSession makes any number of sessions sharing them.
+// createSession / createSessionFromFile are the one-session shorthands. A session's prefill/decode
+// run synchronously or on a worker thread (…Async); a session serves one call at a time: an
+// overlapping call is refused (busy) rather than queued.
 #include <atomic>
 #include <memory>
 
@@ -9,6 +11,7 @@
 #include "config_reader.h"
 #include "op_args.h"
 #include "register.h"
+#include "session_object.h"
 
 namespace dsmoe::bind {
 namespace {
@@ -18,7 +21,7 @@ using infer::Session;
 
 struct SessionHandle {
   std::unique_ptr<Session> session;
-  std::vector<Napi::Reference<Napi::Value>> buffers;  // the in-memory weights, kept alive
+  std::vector<Napi::Reference<Napi::Value>> keep_alive;  // what owns the weights (buffers, a weights object)
   std::atomic<bool> busy{false};
 };
 
@@ -114,7 +117,8 @@ void check_token(Args& args, const char* name, int64_t i, int32_t t, int64_t V) 
                 " is outside the vocabulary [0, " + std::to_string(V) + ")");
 }
 
-// prefill({tokens [batch, len], batch, len, lengths? [batch], logits [batch, V], allLogits? [batch, len, V]})
+// prefill({tokens [batch, len], batch, len, lengths? [batch], logits [batch, V], allLogits? [batch, len, V],
+//          targets? [batch, len], losses? [batch, len]}); logits may be left out when losses are asked for
 std::function<void()> make_prefill(Args& args, Session& s) {
   const model::Config& c = s.weights().config();
   const int64_t B = s.batch(), V = c.vocab_size;
@@ -143,10 +147,28 @@ std::function<void()> make_prefill(Args& args, Session& s) {
   auto tokens = std::make_shared<std::vector<int32_t>>(tok.data, tok.data + B * len);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t i = 0; i < (*lengths)[static_cast<size_t>(b)]; ++i) check_token(args, "tokens", b * len + i, (*tokens)[static_cast<size_t>(b * len + i)], V);
-  auto logits = args.f32("logits", checked_mul(B, V, args.where("logits")));
+  const bool scored = args.has("losses");
+  if (scored != args.has("targets"))
+    type_error(args.fn() + ": targets and losses come together (per-position losses of the targets)");
+  auto logits = scored ? args.f32_opt("logits", checked_mul(B, V, args.where("logits")))
+                       : args.f32("logits", checked_mul(B, V, args.where("logits")));
   auto all = args.f32_opt("allLogits", checked_mul(checked_mul(B, len, args.where("allLogits")), V, args.where("allLogits")));
+  auto targets = std::make_shared<std::vector<int32_t>>();
+  View<float> losses{};
+  if (scored) {
+    auto tv = args.i32("targets", B * len);
+    targets->assign(tv.data, tv.data + B * len);
+    for (int64_t i = 0; i < B * len; ++i)
+      if ((*targets)[static_cast<size_t>(i)] >= V)
+        range_error(args.where("targets") + "[" + std::to_string(i) + "] = " + std::to_string((*targets)[static_cast<size_t>(i)]) +
+                    " is outside the vocabulary [0, " + std::to_string(V) + ") (negative = not scored)");
+    losses = args.f32("losses", B * len);
+  }
   Session* sp = &s;
-  return [sp, tokens, lengths, len, logits, all] { sp->prefill(tokens->data(), len, lengths->data(), logits.data, all.data); };
+  return [sp, tokens, lengths, len, logits, all, targets, losses] {
+    sp->prefill(tokens->data(), len, lengths->data(), logits.data, all.data, targets->empty() ? nullptr : targets->data(),
+                losses.data);
+  };
 }
 
 // decode({tokens [batch], logits [batch, V]})
@@ -287,11 +309,14 @@ int64_t read_max_len(Args& args, const model::Config& c) {
   return args.integer_or("maxLen", c.max_seq_len, 1, c.max_seq_len);
 }
 
-Napi::Value finish_create(Args& args, const model::Config& c, std::shared_ptr<const infer::Weights> w,
-                          std::vector<Napi::Reference<Napi::Value>> refs) {
+}  // namespace
+
+Napi::Value create_session_over(Args& args, std::shared_ptr<const infer::Weights> w, Napi::Value routing_fallback,
+                                std::vector<Napi::Reference<Napi::Value>> keep_alive) {
+  const model::Config& c = w->config();
   const int64_t batch = args.integer("batch", 1, 1 << 16);
   const int64_t max_len = read_max_len(args, c);
-  auto routing = read_routing(args, c, args.object("config").Get("routing"));
+  auto routing = read_routing(args, c, routing_fallback);
   // KV cache: [L, B, maxLen, G·dh] floats for K and for V.
   checked_mul(checked_mul(checked_mul(c.n_layers, batch, args.fn() + ": KV cache"), max_len, args.fn() + ": KV cache"),
               checked_mul(c.kv_dim(), 8, args.fn() + ": KV cache"), args.fn() + ": KV cache");
@@ -302,8 +327,15 @@ Napi::Value finish_create(Args& args, const model::Config& c, std::shared_ptr<co
     delete h;
     throw;
   }
-  h->buffers = std::move(refs);
+  h->keep_alive = std::move(keep_alive);
   return make_session_object(args.env(), h);
+}
+
+namespace {
+
+Napi::Value finish_create(Args& args, const model::Config&, std::shared_ptr<const infer::Weights> w,
+                          std::vector<Napi::Reference<Napi::Value>> refs) {
+  return create_session_over(args, std::move(w), args.object("config").Get("routing"), std::move(refs));
 }
 
 // createSession({config, weights: Float32Array | Uint16Array (bf16) [layout total], batch, maxLen?, routing?})
@@ -325,10 +357,8 @@ int64_t safe_int(Napi::Value v, const std::string& where) {
   return static_cast<int64_t>(d);
 }
 
-// createSessionFromFile({config, path, tensors: [{name, dtype, shape, begin, end}], dataOffset, batch, maxLen?, routing?})
-Napi::Value create_session_from_file(const Napi::CallbackInfo& info) {
-  Args args(info, "createSessionFromFile");
-  model::Config c = read_config(args);
+// The tensors of {config, path, tensors: [{name, dtype, shape, begin, end}], dataOffset}, mapped once.
+std::shared_ptr<infer::Weights> map_weights(Args& args, const Napi::CallbackInfo& info, const model::Config& c) {
   const std::string path = args.string("path");
   const int64_t data_offset = args.integer("dataOffset", 8, int64_t(1) << 50);
   Napi::Value tv = info[0].As<Napi::Object>().Get("tensors");
@@ -347,18 +377,88 @@ Napi::Value create_session_from_file(const Napi::CallbackInfo& info) {
     t.dtype = e.Get("dtype").As<Napi::String>().Utf8Value();
     if (!e.Get("shape").IsArray()) type_error(where + ".shape must be an array");
     Napi::Array sh = e.Get("shape").As<Napi::Array>();
-    for (uint32_t d = 0; d < sh.Length(); ++d) t.shape.push_back(safe_int(sh.Get(d), where + ".shape[" + std::to_string(d) + "]"));
+    for (uint32_t d = 0; d < sh.Length(); ++d)
+      t.shape.push_back(safe_int(sh.Get(d), where + ".shape[" + std::to_string(d) + "]"));
     t.begin = safe_int(e.Get("begin"), where + ".begin");
     t.end = safe_int(e.Get("end"), where + ".end");
     tensors.push_back(std::move(t));
   }
-  std::shared_ptr<infer::Weights> weights;
   try {
-    weights = infer::Weights::from_file(c, path, tensors, data_offset);
+    return infer::Weights::from_file(c, path, tensors, data_offset);
   } catch (const std::out_of_range& e) {
     range_error(args.fn() + ": " + path + ": " + e.what());
   }
-  return finish_create(args, c, std::move(weights), {});
+}
+
+// createSessionFromFile({config, path, tensors, dataOffset, batch, maxLen?, routing?})
+Napi::Value create_session_from_file(const Napi::CallbackInfo& info) {
+  Args args(info, "createSessionFromFile");
+  model::Config c = read_config(args);
+  return finish_create(args, c, map_weights(args, info, c), {});
+}
+
+// ---- weights opened once, shared by sessions ------------------------------------------------------
+
+struct WeightsHandle {
+  std::shared_ptr<const infer::Weights> weights;
+  std::vector<Napi::Reference<Napi::Value>> buffers;  // an in-memory source, kept alive
+};
+
+// {config, mappedBytes, createSession({batch, maxLen?, routing?})}: a session keeps this object (and
+// so the weights and their source) alive; the default routing is config.routing.
+Napi::Value make_weights_object(Napi::Env env, std::shared_ptr<const infer::Weights> w, Napi::Object config,
+                                std::vector<Napi::Reference<Napi::Value>> buffers) {
+  auto* h = new WeightsHandle{std::move(w), std::move(buffers)};
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("_native", Napi::External<WeightsHandle>::New(env, h, [](Napi::Env, WeightsHandle* p) { delete p; }));
+  o.Set("config", config);
+  o.Set("mappedBytes", Napi::Number::New(env, double(h->weights->mapped_bytes())));
+  o.Set("createSession", Napi::Function::New(env, [](const Napi::CallbackInfo& i) -> Napi::Value {
+    try {
+      Napi::Value self = i.This();
+      Napi::Value ext = self.IsObject() ? self.As<Napi::Object>().Get("_native") : Napi::Value();
+      if (ext.IsEmpty() || !ext.IsExternal())
+        type_error("createSession must be called on the object openWeights returned");
+      WeightsHandle* wh = ext.As<Napi::External<WeightsHandle>>().Data();
+      Args args(i, "createSession");
+      Napi::Value cfg = self.As<Napi::Object>().Get("config");
+      Napi::Value fallback = cfg.IsObject() ? cfg.As<Napi::Object>().Get("routing") : Napi::Value();
+      std::vector<Napi::Reference<Napi::Value>> keep;
+      keep.push_back(Napi::Persistent(self));
+      return create_session_over(args, wh->weights, fallback, std::move(keep));
+    } catch (...) {
+      throw_js(i.Env(), "createSession");
+      return i.Env().Undefined();
+    }
+  }, "createSession"));
+  return o;
+}
+
+// openWeights({config, path, tensors, dataOffset})
+Napi::Value open_weights(const Napi::CallbackInfo& info) {
+  try {
+    Args args(info, "openWeights");
+    model::Config c = read_config(args);
+    return make_weights_object(info.Env(), map_weights(args, info, c), args.object("config"), {});
+  } catch (...) {
+    throw_js(info.Env(), "openWeights");
+    return info.Env().Undefined();
+  }
+}
+
+// openWeightsFromBuffer({config, weights: Float32Array | Uint16Array (bf16) [layout total]})
+Napi::Value open_weights_from_buffer(const Napi::CallbackInfo& info) {
+  try {
+    Args args(info, "openWeightsFromBuffer");
+    model::Config c = read_config(args);
+    bool bf16 = false;
+    auto wv = args.f32_or_bf16("weights", model::make_layout(c).total, &bf16);
+    auto w = infer::Weights::from_buffer(c, wv.data, bf16 ? cpu::DType::BF16 : cpu::DType::F32);
+    return make_weights_object(info.Env(), std::move(w), args.object("config"), args.take_refs());
+  } catch (...) {
+    throw_js(info.Env(), "openWeightsFromBuffer");
+    return info.Env().Undefined();
+  }
 }
 
 // setBf16Dot({enabled}) -> whether the AVX512-BF16 dot product is in use now (tests force the fallback).
@@ -389,6 +489,8 @@ void register_infer(Napi::Env env, Napi::Object exports) {
   export_kernel(env, exports, "expertGemv", bind_expert_gemv);
   export_function(env, exports, "createSession", create_session);
   export_function(env, exports, "createSessionFromFile", create_session_from_file);
+  export_function(env, exports, "openWeights", open_weights);
+  export_function(env, exports, "openWeightsFromBuffer", open_weights_from_buffer);
   export_function(env, exports, "setBf16Dot", set_bf16_dot);
 }
 

@@ -1,13 +1,17 @@
-// Bindings of the model (native/model): config parsing, layout, initialisation, and a Model
-// object whose coarse calls (a training step, an evaluation) run on a worker thread.
+// Bindings of the model (native/model): config parsing, layout, initialisation; createTrainer, the
+// engine-owned training state (model/trainer.h) whose coarse calls (a step, an evaluation) run on a
+// worker thread; and createModel, the same model over caller-owned Float32Arrays on the CPU backend
+// (a test surface: gradients can be inspected in place).
 #include <atomic>
 #include <cmath>
 #include <memory>
 
 #include "../model/init.h"
 #include "../model/model.h"
+#include "../model/trainer.h"
 #include "config_reader.h"
 #include "register.h"
+#include "session_object.h"
 
 namespace dsmoe::bind {
 namespace {
@@ -112,8 +116,8 @@ ModelHandle* handle_of(const Napi::CallbackInfo& info) {
 // Runs fn on a worker thread and resolves with the stats; the model is marked busy meanwhile.
 class StatsWorker : public Napi::AsyncWorker {
  public:
-  StatsWorker(Napi::Env env, ModelHandle* h, Napi::Object owner, std::function<model::StepStats()> fn)
-      : Napi::AsyncWorker(env), h_(h), owner_(Napi::Persistent(owner)), fn_(std::move(fn)),
+  StatsWorker(Napi::Env env, std::atomic<bool>* busy, Napi::Object owner, std::function<model::StepStats()> fn)
+      : Napi::AsyncWorker(env), busy_(busy), owner_(Napi::Persistent(owner)), fn_(std::move(fn)),
         deferred_(Napi::Promise::Deferred::New(env)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
 
@@ -121,11 +125,11 @@ class StatsWorker : public Napi::AsyncWorker {
   void Execute() override {
     try { stats_ = fn_(); } catch (const std::exception& e) { SetError(e.what()); }
   }
-  void OnOK() override { h_->busy = false; deferred_.Resolve(stats_to_js(Env(), stats_)); }
-  void OnError(const Napi::Error& e) override { h_->busy = false; deferred_.Reject(e.Value()); }
+  void OnOK() override { *busy_ = false; deferred_.Resolve(stats_to_js(Env(), stats_)); }
+  void OnError(const Napi::Error& e) override { *busy_ = false; deferred_.Reject(e.Value()); }
 
  private:
-  ModelHandle* h_;
+  std::atomic<bool>* busy_;
   Napi::ObjectReference owner_;  // keeps the model (and its buffers) alive while running
   std::function<model::StepStats()> fn_;
   model::StepStats stats_;
@@ -134,11 +138,12 @@ class StatsWorker : public Napi::AsyncWorker {
 
 // One call at a time per model: a second call while one runs (e.g. an un-awaited trainStepAsync)
 // would race on the same buffers.
-void claim(ModelHandle* h) {
+void claim(std::atomic<bool>& busy) {
   bool expected = false;
-  if (!h->busy.compare_exchange_strong(expected, true))
+  if (!busy.compare_exchange_strong(expected, true))
     throw std::runtime_error("the model is busy with another call (await it first)");
 }
+void claim(ModelHandle* h) { claim(h->busy); }
 
 // Checks the arguments (make), claims the model, then runs the work on a worker thread (async)
 // or here (sync); either way the model is released when the work ends.
@@ -150,7 +155,7 @@ Napi::Value run_call(const Napi::CallbackInfo& info, const char* name, bool asyn
     std::function<model::StepStats()> work = make(args, h);
     claim(h);
     if (async) {
-      auto* worker = new StatsWorker(info.Env(), h, info.This().As<Napi::Object>(), std::move(work));
+      auto* worker = new StatsWorker(info.Env(), &h->busy, info.This().As<Napi::Object>(), std::move(work));
       Napi::Promise p = worker->promise();
       worker->Queue();
       return p;
@@ -165,8 +170,7 @@ Napi::Value run_call(const Napi::CallbackInfo& info, const char* name, bool asyn
   }
 }
 
-std::function<model::StepStats()> make_train(Args& args, ModelHandle* h) {
-  auto b = std::make_shared<Batch>(read_batch(args, h->model->config(), true));
+model::OptimSettings read_optim(Args& args) {
   model::OptimSettings o;
   o.lr = static_cast<float>(args.number("lr"));
   o.beta1 = static_cast<float>(args.number_or("beta1", 0.9));
@@ -181,6 +185,12 @@ std::function<model::StepStats()> make_train(Args& args, ModelHandle* h) {
   if (!(o.eps > 0)) range_error(args.where("eps") + " must be > 0");
   if (!(o.weight_decay >= 0)) range_error(args.where("weightDecay") + " must be >= 0");
   if (!(o.clip >= 0)) range_error(args.where("clip") + " must be >= 0 (0: no clipping)");
+  return o;
+}
+
+std::function<model::StepStats()> make_train(Args& args, ModelHandle* h) {
+  auto b = std::make_shared<Batch>(read_batch(args, h->model->config(), true));
+  const model::OptimSettings o = read_optim(args);
   return [h, b, o] { return h->model->train_step(b->tokens.data(), b->targets.data(), b->micro, b->batch, b->seq, o); };
 }
 
@@ -224,7 +234,8 @@ Napi::Value create_model(const Napi::CallbackInfo& info) {
       grads.data == v.data || m.data == v.data)
     range_error("createModel: params, grads, adamM and adamV must be four different buffers");
   auto* h = new ModelHandle();
-  h->model = std::make_unique<model::Model>(c, model::Buffers{params.data, grads.data, m.data, v.data});
+  h->model = std::make_unique<model::Model>(c, model::Buffers{params.data, grads.data, m.data, v.data},
+                                            backend::cpu());
   h->buffers = args.take_refs();
   Napi::Object o = Napi::Object::New(env);
   // The handle lives as long as the JS object; its methods receive it as their data pointer.
@@ -238,11 +249,195 @@ Napi::Value create_model(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// ---- createTrainer: the engine-owned training state ------------------------------------------------
+
+struct TrainerHandle {
+  std::unique_ptr<model::Trainer> trainer;
+  std::atomic<bool> busy{false};
+};
+
+TrainerHandle* trainer_of(const Napi::CallbackInfo& info) {
+  Napi::Value self = info.This();
+  if (self.IsObject()) {
+    Napi::Value ext = self.As<Napi::Object>().Get("_native");
+    if (ext.IsExternal()) return ext.As<Napi::External<TrainerHandle>>().Data();
+  }
+  type_error("trainer methods must be called on a trainer made by createTrainer");
+}
+
+// As run_call, for a trainer: checks (make), claims, then runs async (worker) or here.
+template <typename Fn>
+Napi::Value run_trainer_call(const Napi::CallbackInfo& info, const char* name, bool async, Fn make) {
+  try {
+    TrainerHandle* h = trainer_of(info);
+    Args args(info, name);
+    std::function<model::StepStats()> work = make(args, *h->trainer);
+    claim(h->busy);
+    if (async) {
+      auto* worker = new StatsWorker(info.Env(), &h->busy, info.This().As<Napi::Object>(), std::move(work));
+      Napi::Promise p = worker->promise();
+      worker->Queue();
+      return p;
+    }
+    model::StepStats s;
+    try { s = work(); } catch (...) { h->busy = false; throw; }
+    h->busy = false;
+    return stats_to_js(info.Env(), s);
+  } catch (...) {
+    throw_js(info.Env(), name);
+    return info.Env().Undefined();
+  }
+}
+
+// A synchronous call that must not overlap a running one.
+template <typename Fn>
+Napi::Value quick_trainer_call(const Napi::CallbackInfo& info, const char* name, Fn fn) {
+  try {
+    TrainerHandle* h = trainer_of(info);
+    Args args(info, name);
+    claim(h->busy);
+    Napi::Value out;
+    try { out = fn(args, *h->trainer); } catch (...) { h->busy = false; throw; }
+    h->busy = false;
+    return out;
+  } catch (...) {
+    throw_js(info.Env(), name);
+    return info.Env().Undefined();
+  }
+}
+
+model::Slot read_slot(Args& args) {
+  if (!args.has("slot")) return model::Slot::Param;
+  const std::string s = args.string("slot");
+  if (s == "param") return model::Slot::Param;
+  if (s == "grad") return model::Slot::Grad;
+  if (s == "adamM") return model::Slot::AdamM;
+  if (s == "adamV") return model::Slot::AdamV;
+  range_error(args.where("slot") + " is \"" + s + "\"; expected param, grad, adamM or adamV");
+}
+
+const model::Tensor& named_tensor(Args& args, const model::Trainer& t) {
+  const std::string name = args.string("name");
+  try {
+    return t.tensor(name);
+  } catch (const std::out_of_range& e) {
+    range_error(args.where("name") + ": " + e.what());
+  }
+}
+
+Napi::Value create_trainer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Args args(info, "createTrainer");
+  Config c = read_config(args);
+  const std::string device_text = args.has("device") ? args.string("device") : "cpu";
+  backend::Device device;
+  try {
+    device = backend::parse_device(device_text);
+  } catch (const std::invalid_argument& e) {
+    range_error(args.where("device") + ": " + e.what());
+  }
+  backend::Backend& be = backend::get(device);  // throws naming why the device is not usable
+  auto* h = new TrainerHandle();
+  try {
+    h->trainer = std::make_unique<model::Trainer>(c, be);
+  } catch (...) {
+    delete h;
+    throw;
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("_native", Napi::External<TrainerHandle>::New(env, h, [](Napi::Env, TrainerHandle* p) { delete p; }));
+  o.Set("device", be.device().str());
+  o.Set("totalParams", Napi::Number::New(env, double(h->trainer->layout().total)));
+  o.Set("config", args.object("config"));
+  auto method = [&](const char* name, Napi::Function::Callback cb) { o.Set(name, Napi::Function::New(env, cb, name)); };
+  method("init", [](const Napi::CallbackInfo& i) {
+    return quick_trainer_call(i, "init", [&](Args& a, model::Trainer& t) -> Napi::Value {
+      t.init(static_cast<uint64_t>(a.integer("seed", 0, int64_t(1) << 53)));
+      return i.Env().Undefined();
+    });
+  });
+  method("loadTensor", [](const Napi::CallbackInfo& i) {
+    return quick_trainer_call(i, "loadTensor", [&](Args& a, model::Trainer& t) -> Napi::Value {
+      const model::Tensor& tensor = named_tensor(a, t);
+      const model::Slot slot = read_slot(a);
+      auto data = a.f32("data", tensor.size);
+      if (data.size != tensor.size)
+        range_error(a.where("data") + " has " + std::to_string(data.size) + " elements but " + tensor.name + " has " +
+                    std::to_string(tensor.size));
+      t.load(slot, tensor.name, data.data);
+      return i.Env().Undefined();
+    });
+  });
+  method("readTensor", [](const Napi::CallbackInfo& i) {
+    return quick_trainer_call(i, "readTensor", [&](Args& a, model::Trainer& t) -> Napi::Value {
+      const model::Tensor& tensor = named_tensor(a, t);
+      const model::Slot slot = read_slot(a);
+      Napi::Float32Array out = Napi::Float32Array::New(i.Env(), static_cast<size_t>(tensor.size));
+      t.store(slot, tensor.name, out.Data());
+      return out;
+    });
+  });
+  method("lossAndGradAsync", [](const Napi::CallbackInfo& i) {
+    return run_trainer_call(i, "lossAndGrad", true, [](Args& a, model::Trainer& t) -> std::function<model::StepStats()> {
+      auto b = std::make_shared<Batch>(read_batch(a, t.config(), true));
+      model::Trainer* tp = &t;
+      return [tp, b] { return tp->loss_and_grad(b->tokens.data(), b->targets.data(), b->micro, b->batch, b->seq); };
+    });
+  });
+  method("reduceGradients", [](const Napi::CallbackInfo& i) {
+    return quick_trainer_call(i, "reduceGradients", [&](Args&, model::Trainer& t) -> Napi::Value {
+      t.reduce_gradients();
+      return i.Env().Undefined();
+    });
+  });
+  method("applyOptimizer", [](const Napi::CallbackInfo& i) {
+    return quick_trainer_call(i, "applyOptimizer", [&](Args& a, model::Trainer& t) -> Napi::Value {
+      const model::OptimSettings o = read_optim(a);
+      const double loss = a.number("loss");
+      Napi::Object r = Napi::Object::New(i.Env());
+      r.Set("gradNorm", t.apply_optimizer(o, loss));
+      return r;
+    });
+  });
+  method("trainStepAsync", [](const Napi::CallbackInfo& i) {
+    return run_trainer_call(i, "trainStep", true, [](Args& a, model::Trainer& t) -> std::function<model::StepStats()> {
+      auto b = std::make_shared<Batch>(read_batch(a, t.config(), true));
+      const model::OptimSettings o = read_optim(a);
+      model::Trainer* tp = &t;
+      return [tp, b, o] { return tp->train_step(b->tokens.data(), b->targets.data(), b->micro, b->batch, b->seq, o); };
+    });
+  });
+  method("evaluateAsync", [](const Napi::CallbackInfo& i) {
+    return run_trainer_call(i, "evaluate", true, [](Args& a, model::Trainer& t) -> std::function<model::StepStats()> {
+      auto b = std::make_shared<Batch>(read_batch(a, t.config(), true));
+      model::Trainer* tp = &t;
+      return [tp, b] { return tp->evaluate(b->tokens.data(), b->targets.data(), b->micro, b->batch, b->seq); };
+    });
+  });
+  method("createSession", [](const Napi::CallbackInfo& i) -> Napi::Value {
+    try {
+      TrainerHandle* h = trainer_of(i);
+      Args a(i, "createSession");
+      Napi::Object self = i.This().As<Napi::Object>();
+      Napi::Value cfg = self.Get("config");
+      Napi::Value fallback = cfg.IsObject() ? cfg.As<Napi::Object>().Get("routing") : Napi::Value();
+      std::vector<Napi::Reference<Napi::Value>> keep;
+      keep.push_back(Napi::Persistent(i.This()));
+      return create_session_over(a, h->trainer->live_weights(), fallback, std::move(keep));
+    } catch (...) {
+      throw_js(i.Env(), "createSession");
+      return i.Env().Undefined();
+    }
+  });
+  return o;
+}
+
 }  // namespace
 
 void register_model(Napi::Env env, Napi::Object exports) {
   export_function(env, exports, "modelLayout", model_layout);
   export_function(env, exports, "createModel", create_model);
+  export_function(env, exports, "createTrainer", create_trainer);
   export_kernel(env, exports, "initParams", bind_init_params);
 }
 

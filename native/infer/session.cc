@@ -6,31 +6,17 @@
 #include <functional>
 #include <stdexcept>
 
-#include "../core/bf16.h"
-#include "../core/threadpool.h"
-#include "../kernels/cpu/attention.h"
-#include "../kernels/cpu/nn.h"
-#include "../kernels/cpu/routing.h"
-#include "gemv.h"
-
 namespace dsmoe::infer {
 
-using namespace dsmoe::cpu;
-
-namespace {
-template <typename T>
-T* grow(std::vector<T>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-  return v.data();
-}
-}  // namespace
+using backend::AttentionShape;
+using backend::GeluKind;
 
 Session::Session(std::shared_ptr<const Weights> w, int64_t batch, int64_t max_len, RoutingSpec att, RoutingSpec mlp)
-    : w_(std::move(w)), c_(w_->config()), B_(batch), max_len_(max_len), att_route_(std::move(att)),
-      mlp_route_(std::move(mlp)), len_(static_cast<size_t>(batch), 0) {
+    : w_(std::move(w)), be_(w_->backend()), c_(w_->config()), B_(batch), max_len_(max_len),
+      att_route_(std::move(att)), mlp_route_(std::move(mlp)), len_(static_cast<size_t>(batch), 0) {
   const int64_t per_layer = B_ * max_len_ * c_.kv_dim();
-  kcache_.assign(static_cast<size_t>(c_.n_layers * per_layer), 0.f);
-  vcache_.assign(static_cast<size_t>(c_.n_layers * per_layer), 0.f);
+  kcache_.assign(be_, c_.n_layers * per_layer);
+  vcache_.assign(be_, c_.n_layers * per_layer);
   reset();
 }
 
@@ -58,8 +44,12 @@ void Session::reset_stats() {
 // experts with rows. Both: y [rows, n] = x [rows, k] · W[e]ᵀ per expert group.
 void Session::matmul(int64_t E, const int32_t* offsets, const float* x, WeightRef w, int64_t n, int64_t k,
                      float* y, bool decode) {
-  if (decode) expert_gemv(E, offsets, x, w.data, w.dtype, n, k, y);
-  else grouped_gemm(E, offsets, x, w.data, w.dtype, true, n, k, 0.f, y);
+  if (decode) {
+    const backend::GemvJob job{E, offsets, x, w, n, k, y};
+    be_.gemv_batch(&job, 1);
+  } else {
+    be_.grouped_gemm(E, offsets, x, w, true, n, k, 0.f, y);
+  }
 }
 
 int64_t Session::route(int64_t l, bool att, const float* x, bool decode) {
@@ -67,47 +57,45 @@ int64_t Session::route(int64_t l, bool att, const float* x, bool decode) {
   const int64_t E = att ? c_.att_experts : c_.mlp_experts;
   const LayerWeights& lw = w_->layers[static_cast<size_t>(l)];
   const RoutingSpec& spec = att ? att_route_ : mlp_route_;
-  int32_t* pt = grow(pair_token_, N * E);
-  int32_t* pe = grow(pair_expert_, N * E);
-  float* pw = grow(pair_weight_, N * E);
+  int32_t* pt = pair_token_.grow(be_, N * E);
+  int32_t* pe = pair_expert_.grow(be_, N * E);
+  float* pw = pair_weight_.grow(be_, N * E);
   int64_t P = N;
-  if (E == 1) {  // no router: S = 1 for every token
-    for (int64_t t = 0; t < N; ++t) { pt[t] = static_cast<int32_t>(t); pe[t] = 0; pw[t] = 1.f; }
+  if (E == 1) {  // no router: S = 1 for every token (top-1 of one expert)
+    float* probs = probs_.grow(be_, N);
+    be_.fill(N, probs, 1.f);
+    be_.route_topk(N, 1, probs, 1, pt, pe, pw);
   } else {
-    float* probs = grow(probs_, N * E);
+    float* probs = probs_.grow(be_, N * E);
     const WeightRef router = att ? lw.att_router : lw.mlp_router;
     if (c_.router_hidden > 0) {  // two-layer router: softmax(gelu(x · Whᵀ) · Woutᵀ), as in training
       const int64_t Rh = c_.router_hidden;
-      float* a = grow(rhid_, N * Rh);
+      float* a = rhid_.grow(be_, N * Rh);
       matmul(1, one_offsets_.data(), x, att ? lw.att_router_hidden : lw.mlp_router_hidden, Rh, D, a, decode);
-      gelu_forward(N * Rh, a, a, GeluKind::Erf);
+      be_.gelu_forward(N * Rh, a, a, GeluKind::Erf);
       matmul(1, one_offsets_.data(), a, router, E, Rh, probs, decode);
     } else {
       matmul(1, one_offsets_.data(), x, router, E, D, probs, decode);
     }
-    router_softmax(N, E, probs, probs);
-    {  // router statistics for the MI loss (S·log S taken as 0 at S = 0, as in mi_loss)
-      double* psum = (att ? stats_.att_prob_sum : stats_.mlp_prob_sum).data() + l * E;
-      double ent = 0;
-      for (int64_t t = 0; t < N; ++t)
-        for (int64_t e = 0; e < E; ++e) {
-          const double p = probs[t * E + e];
-          psum[e] += p;
-          if (p > 0) ent -= p * std::log(p);
-        }
-      (att ? stats_.att_entropy_sum : stats_.mlp_entropy_sum)[static_cast<size_t>(l)] += ent;
-    }
+    be_.router_softmax(N, E, probs, probs);
+    // router statistics for the MI loss (S·log S taken as 0 at S = 0, as in mi_loss)
+    be_.router_statistics(N, E, probs, (att ? stats_.att_prob_sum : stats_.mlp_prob_sum).data() + l * E,
+                          (att ? stats_.att_entropy_sum : stats_.mlp_entropy_sum).data() + l);
     switch (spec.kind) {
-      case RoutingSpec::Kind::Dense: route_topk(N, E, probs, E, pt, pe, pw); P = N * E; break;
-      case RoutingSpec::Kind::TopK: route_topk(N, E, probs, spec.k, pt, pe, pw); P = N * spec.k; break;
-      case RoutingSpec::Kind::Threshold: P = route_threshold(N, E, probs, spec.eps, pt, pe, pw); break;
-      case RoutingSpec::Kind::ThresholdTopK: P = N * route_threshold_topk(N, E, probs, spec.eps, pt, pe, pw); break;
+      case RoutingSpec::Kind::Dense: be_.route_topk(N, E, probs, E, pt, pe, pw); P = N * E; break;
+      case RoutingSpec::Kind::TopK: be_.route_topk(N, E, probs, spec.k, pt, pe, pw); P = N * spec.k; break;
+      case RoutingSpec::Kind::Threshold: P = be_.route_threshold(N, E, probs, spec.eps, pt, pe, pw); break;
+      case RoutingSpec::Kind::ThresholdTopK:
+        P = N * be_.route_threshold_topk(N, E, probs, spec.eps, pt, pe, pw);
+        break;
     }
   }
-  int32_t* off = grow(offsets_, E + 1);
-  group_by_expert(P, E, pe, off, grow(order_, P), grow(position_, P));
+  int32_t* off = offsets_.grow(be_, E + 1);
+  be_.group_by_expert(P, E, pe, off, order_.grow(be_, P), position_.grow(be_, P));
+  offsets_host_.resize(static_cast<size_t>(E + 1));
+  be_.download(offsets_host_.data(), off, (E + 1) * int64_t(sizeof(int32_t)));
   int64_t* usage = (att ? stats_.att_usage : stats_.mlp_usage).data() + l * E;
-  for (int64_t e = 0; e < E; ++e) usage[e] += off[e + 1] - off[e];
+  for (int64_t e = 0; e < E; ++e) usage[e] += offsets_host_[size_t(e + 1)] - offsets_host_[size_t(e)];
   return P;
 }
 
@@ -117,31 +105,26 @@ void Session::run(bool decode) {
   const int64_t HD = c_.expert_q_dim(), QD = c_.q_dim(), KV = c_.kv_dim(), F = c_.expert_dim;
   const float eps = static_cast<float>(c_.norm_eps);
   const GeluKind gelu = c_.gelu_tanh ? GeluKind::Tanh : GeluKind::Erf;
-  one_offsets_ = {0, static_cast<int32_t>(N)};
-  float* h = grow(h_, N * D);
-  float* x = grow(x_, N * D);
-  float* q = grow(q_, N * QD);
-  float* k = grow(k_, N * KV);
-  float* v = grow(v_, N * KV);
-  float* att = grow(att_, N * QD);
-  float* lse = grow(lse_, N * Ea * H);
+  const int32_t one_host[2] = {0, static_cast<int32_t>(N)};
+  be_.upload(one_offsets_.grow(be_, 2), one_host, int64_t(sizeof(one_host)));
+  be_.upload(tok_dev_.grow(be_, N), tok_.data(), N * int64_t(sizeof(int32_t)));
+  be_.upload(pos_dev_.grow(be_, N), pos_.data(), N * int64_t(sizeof(int32_t)));
+  float* h = h_.grow(be_, N * D);
+  float* x = x_.grow(be_, N * D);
+  float* q = q_.grow(be_, N * QD);
+  float* k = k_.grow(be_, N * KV);
+  float* v = v_.grow(be_, N * KV);
+  float* att = att_.grow(be_, N * QD);
+  float* lse = lse_.grow(be_, N * Ea * H);
+  const int32_t* pos = pos_dev_.data();
 
   // Decode works on a handful of rows: its row-wise steps (norms, routing, gathers, RoPE, combine)
-  // take microseconds, less than waking the thread pool, so they run serially on this thread (a
-  // parallel_for of one task runs nested parallel_for calls serially); only weight reads go wide.
+  // take microseconds, so they run as the backend's small work; only weight reads go wide.
   auto section = [&](const std::function<void()>& fn) {
-    if (decode) parallel_for(1, [&](int64_t, int) { fn(); });
+    if (decode) be_.small_work(fn);
     else fn();
   };
-  // Embedding rows.
-  const WeightRef emb = w_->embed;
-  section([&] {
-    parallel_for(N, [&](int64_t t, int) {
-      const int64_t row = int64_t(tok_[static_cast<size_t>(t)]) * D;
-      if (emb.dtype == DType::F32) std::memcpy(h + t * D, emb.f32() + row, sizeof(float) * static_cast<size_t>(D));
-      else for (int64_t j = 0; j < D; ++j) h[t * D + j] = bf16_to_f32(emb.bf16()[row + j]);
-    });
-  });
+  section([&] { be_.embedding_forward(N, D, tok_dev_.data(), w_->embed, h); });
 
   AttentionShape ash;
   ash.batch = 1; ash.n_heads_total = Ea * H; ash.heads_per_expert = H; ash.kv_heads = G; ash.head_dim = dh;
@@ -155,11 +138,11 @@ void Session::run(bool decode) {
     int64_t P = 0;
     float *xg = nullptr, *yg = nullptr;
     section([&] {
-      rmsnorm_forward(N, D, h, lw.attn_norm, eps, x, nullptr);
+      be_.rmsnorm_forward(N, D, h, lw.attn_norm, eps, x, nullptr);
       P = route(l, true, x, decode);
-      xg = grow(xg_, P * std::max(D, HD));
-      yg = grow(yg_, P * std::max(D, HD));
-      gather_rows(P, D, x, pair_token_.data(), order_.data(), xg);
+      xg = xg_.grow(be_, P * std::max(D, HD));
+      yg = yg_.grow(be_, P * std::max(D, HD));
+      be_.gather_rows(P, D, x, pair_token_.data(), order_.data(), xg);
     });
     const int32_t *off = offsets_.data(), *order = order_.data(), *pt = pair_token_.data(), *pe = pair_expert_.data();
     // Q projections only for active (token, expert) pairs. The attention core below still runs
@@ -167,10 +150,10 @@ void Session::run(bool decode) {
     // (weight 0), so they cost a little attention arithmetic but no weight reads.
     // K and V once for the G shared heads.
     if (decode) {
-      const GemvJob jobs[3] = {{Ea, off, xg, lw.q.data, lw.q.dtype, HD, D, yg},
-                               {1, one, x, lw.k.data, lw.k.dtype, KV, D, k},
-                               {1, one, x, lw.v.data, lw.v.dtype, KV, D, v}};
-      gemv_batch(jobs, 3);
+      const backend::GemvJob jobs[3] = {{Ea, off, xg, lw.q, HD, D, yg},
+                                        {1, one, x, lw.k, KV, D, k},
+                                        {1, one, x, lw.v, KV, D, v}};
+      be_.gemv_batch(jobs, 3);
     } else {
       matmul(Ea, off, xg, lw.q, HD, D, yg, false);
       matmul(1, one, x, lw.k, KV, D, k, false);
@@ -179,65 +162,63 @@ void Session::run(bool decode) {
     float* kc = kcache_.data() + l * cache_layer;
     float* vc = vcache_.data() + l * cache_layer;
     section([&] {
-      std::fill(q, q + N * QD, 0.f);
-      parallel_for(P, [&](int64_t i, int) {
-        const int32_t p = order[i];
-        std::memcpy(q + int64_t(pt[p]) * QD + int64_t(pe[p]) * HD, yg + i * HD, sizeof(float) * static_cast<size_t>(HD));
-      });
-      rope_forward(N, Ea * H, dh, c_.rope_theta, pos_.data(), q, q);
-      rope_forward(N, G, dh, c_.rope_theta, pos_.data(), k, k);
+      be_.fill(N * QD, q, 0.f);
+      be_.scatter_pair_heads(P, HD, QD, order, pt, pe, yg, q);
+      be_.rope_forward(N, Ea * H, dh, c_.rope_theta, pos, q, q);
+      be_.rope_forward(N, G, dh, c_.rope_theta, pos, k, k);
       for (const Segment& s : segs_) {  // K (post-RoPE) and V into the cache at each row's position
-        const size_t bytes = sizeof(float) * static_cast<size_t>(s.count * KV);
-        std::memcpy(kc + s.b * cache_seq + s.pos0 * KV, k + s.row0 * KV, bytes);
-        std::memcpy(vc + s.b * cache_seq + s.pos0 * KV, v + s.row0 * KV, bytes);
+        const int64_t bytes = int64_t(sizeof(float)) * s.count * KV;
+        be_.copy(kc + s.b * cache_seq + s.pos0 * KV, k + s.row0 * KV, bytes);
+        be_.copy(vc + s.b * cache_seq + s.pos0 * KV, v + s.row0 * KV, bytes);
       }
     });
     for (const Segment& s : segs_) {
       // Queries are the last `count` of the pos0 + count cached positions.
       ash.tq = s.count;
       ash.tk = s.pos0 + s.count;
-      attention_forward(ash, q + s.row0 * QD, kc + s.b * cache_seq, vc + s.b * cache_seq, att + s.row0 * QD, lse);
+      be_.attention_forward(ash, q + s.row0 * QD, kc + s.b * cache_seq, vc + s.b * cache_seq, att + s.row0 * QD,
+                            lse);
     }
     // O projections only for active pairs: gather each pair's HD slice of the attention output.
-    section([&] {
-      parallel_for(P, [&](int64_t i, int) {
-        const int32_t p = order[i];
-        std::memcpy(xg + i * HD, att + int64_t(pt[p]) * QD + int64_t(pe[p]) * HD, sizeof(float) * static_cast<size_t>(HD));
-      });
-    });
+    section([&] { be_.gather_pair_heads(P, HD, QD, order, pt, pe, att, xg); });
     matmul(Ea, off, xg, lw.o, D, HD, yg, decode);
 
     // ---- MoE MLP
     section([&] {
-      combine(N, P, D, yg, pt, pair_weight_.data(), position_.data(), h, 1.f);
-      rmsnorm_forward(N, D, h, lw.mlp_norm, eps, x, nullptr);
+      be_.combine(N, P, D, yg, pt, pair_weight_.data(), position_.data(), h, 1.f);
+      be_.rmsnorm_forward(N, D, h, lw.mlp_norm, eps, x, nullptr);
       P = route(l, false, x, decode);
-      xg = grow(xg_, P * std::max(D, F));
-      yg = grow(yg_, P * std::max(D, F));
-      gather_rows(P, D, x, pair_token_.data(), order_.data(), xg);
+      xg = xg_.grow(be_, P * std::max(D, F));
+      yg = yg_.grow(be_, P * std::max(D, F));
+      be_.gather_rows(P, D, x, pair_token_.data(), order_.data(), xg);
     });
     matmul(c_.mlp_experts, offsets_.data(), xg, lw.up, F, D, yg, decode);
-    section([&] { gelu_forward(P * F, yg, yg, gelu); });
+    section([&] { be_.gelu_forward(P * F, yg, yg, gelu); });
     matmul(c_.mlp_experts, offsets_.data(), yg, lw.down, D, F, xg, decode);
-    section([&] { combine(N, P, D, xg, pair_token_.data(), pair_weight_.data(), position_.data(), h, 1.f); });
+    section([&] {
+      be_.combine(N, P, D, xg, pair_token_.data(), pair_weight_.data(), position_.data(), h, 1.f);
+    });
   }
   for (const Segment& s : segs_) len_[static_cast<size_t>(s.b)] = s.pos0 + s.count;
   stats_.tokens += N;
 }
 
-// Final norm and LM head for the given rows of h.
-void Session::logits_rows(const std::vector<int64_t>& rows, float* out, bool decode) {
+void Session::logits_rows(const std::vector<int64_t>& rows, bool decode) {
   const int64_t R = static_cast<int64_t>(rows.size()), D = c_.d_model;
-  float* hf = grow(hf_, R * D);
+  float* hf = hf_.grow(be_, R * D);
   for (int64_t i = 0; i < R; ++i)
-    std::memcpy(hf + i * D, h_.data() + rows[static_cast<size_t>(i)] * D, sizeof(float) * static_cast<size_t>(D));
-  rmsnorm_forward(R, D, hf, w_->final_norm, static_cast<float>(c_.norm_eps), hf, nullptr);
-  const int32_t off[2] = {0, static_cast<int32_t>(R)};
-  matmul(1, off, hf, w_->lm_head, c_.vocab_size, D, out, decode);
+    be_.copy(hf + i * D, h_.data() + rows[static_cast<size_t>(i)] * D, int64_t(sizeof(float)) * D);
+  be_.rmsnorm_forward(R, D, hf, w_->final_norm, static_cast<float>(c_.norm_eps), hf, nullptr);
+  const int32_t off_host[2] = {0, static_cast<int32_t>(R)};
+  int32_t* off = one_offsets_.grow(be_, 2);
+  be_.upload(off, off_host, int64_t(sizeof(off_host)));
+  matmul(1, off, hf, w_->lm_head, c_.vocab_size, D, logits_.grow(be_, R * c_.vocab_size), decode);
 }
 
-void Session::prefill(const int32_t* tokens, int64_t tp, const int32_t* lengths, float* logits, float* all_logits) {
+void Session::prefill(const int32_t* tokens, int64_t tp, const int32_t* lengths, float* logits, float* all_logits,
+                      const int32_t* targets, float* losses) {
   const int64_t V = c_.vocab_size;
+  const int64_t fbytes = int64_t(sizeof(float));
   tok_.clear(); pos_.clear(); segs_.clear();
   for (int64_t b = 0; b < B_; ++b) {
     const int64_t n = lengths[b], p0 = len_[static_cast<size_t>(b)];
@@ -252,18 +233,33 @@ void Session::prefill(const int32_t* tokens, int64_t tp, const int32_t* lengths,
   run(false);
   started_ = true;
   std::vector<int64_t> rows;
-  if (all_logits) {
-    for (int64_t r = 0; r < N_; ++r) rows.push_back(r);
-    std::vector<float> out(static_cast<size_t>(N_ * V));
-    logits_rows(rows, out.data(), false);
-    std::fill(all_logits, all_logits + B_ * tp * V, 0.f);
-    for (const Segment& s : segs_) {
-      std::memcpy(all_logits + s.b * tp * V, out.data() + s.row0 * V, sizeof(float) * static_cast<size_t>(s.count * V));
-      std::memcpy(logits + s.b * V, out.data() + (s.row0 + s.count - 1) * V, sizeof(float) * static_cast<size_t>(V));
-    }
-  } else {
+  if (logits) {  // each sequence's last prompt token
     for (const Segment& s : segs_) rows.push_back(s.row0 + s.count - 1);
-    logits_rows(rows, logits, false);
+    logits_rows(rows, false);
+    be_.download(logits, logits_.data(), B_ * V * fbytes);
+  }
+  if (!all_logits && !(targets && losses)) return;
+  // Every position, in chunks of rows so the [rows, V] logits stay small.
+  if (all_logits) std::fill(all_logits, all_logits + B_ * tp * V, 0.f);
+  if (losses) std::fill(losses, losses + B_ * tp, 0.f);
+  constexpr int64_t kChunk = 256;
+  std::vector<int32_t> chunk_targets;
+  std::vector<float> chunk_losses;
+  for (const Segment& s : segs_) {
+    for (int64_t i0 = 0; i0 < s.count; i0 += kChunk) {
+      const int64_t n = std::min(kChunk, s.count - i0);
+      rows.clear();
+      for (int64_t i = 0; i < n; ++i) rows.push_back(s.row0 + i0 + i);
+      logits_rows(rows, false);
+      if (all_logits) be_.download(all_logits + (s.b * tp + i0) * V, logits_.data(), n * V * fbytes);
+      if (targets && losses) {
+        chunk_targets.assign(targets + s.b * tp + i0, targets + s.b * tp + i0 + n);
+        chunk_losses.assign(static_cast<size_t>(n), 0.f);
+        be_.upload(targets_.grow(be_, n), chunk_targets.data(), n * int64_t(sizeof(int32_t)));
+        be_.cross_entropy(n, V, logits_.data(), targets_.data(), nullptr, losses_.grow(be_, n), 1.f);
+        be_.download(losses + s.b * tp + i0, losses_.data(), n * fbytes);
+      }
+    }
   }
 }
 
@@ -281,7 +277,8 @@ void Session::decode(const int32_t* tokens, float* logits) {
   run(true);
   std::vector<int64_t> rows(static_cast<size_t>(B_));
   for (int64_t b = 0; b < B_; ++b) rows[static_cast<size_t>(b)] = b;
-  logits_rows(rows, logits, true);
+  logits_rows(rows, true);
+  be_.download(logits, logits_.data(), B_ * c_.vocab_size * int64_t(sizeof(float)));
 }
 
 ActiveSummary Session::summary() const {

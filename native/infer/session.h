@@ -9,11 +9,16 @@
 //   MLP:  h += Σ_{e active} S_e · down_e(gelu(up_e(x)))
 // Prefill runs the grouped expert GEMM over the rows of each expert; decode runs GEMV kernels that
 // read only the selected experts' weights. Active experts are weighted by the raw S_e.
+//
+// A session runs on the backend that holds its weights (Weights::backend()) and composes that
+// backend's ops only; its KV cache and workspace live in the backend's memory. Any number of
+// sessions may share one Weights (a server's requests), each with its own cache and routing.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <vector>
 
+#include "../backend/backend.h"
 #include "routing_spec.h"
 #include "weights.h"
 
@@ -57,9 +62,13 @@ class Session {
   // Appends the prompts to the sequences (a fresh session or after reset(): the whole prompt).
   // Row b of tokens holds lengths[b] valid tokens (1 ≤ lengths[b] ≤ tp; the rest is padding) and
   // needs lengths()[b] + lengths[b] ≤ max_len (the bindings check it).
-  //   tokens [B, tp], lengths [B], logits [B, V] at each sequence's last prompt token,
-  //   all_logits [B, tp, V] or null (padding positions are zero).
-  void prefill(const int32_t* tokens, int64_t tp, const int32_t* lengths, float* logits, float* all_logits);
+  //   tokens [B, tp], lengths [B], logits [B, V] at each sequence's last prompt token (or null),
+  //   all_logits [B, tp, V] or null (padding positions are zero),
+  //   targets [B, tp] or null: with losses [B, tp], losses[b, i] = −log softmax(logits[b, i])[target]
+  //   for valid positions with a target ≥ 0, else 0 — scored here, no logits leave the session.
+  // All pointers are host memory.
+  void prefill(const int32_t* tokens, int64_t tp, const int32_t* lengths, float* logits, float* all_logits,
+               const int32_t* targets = nullptr, float* losses = nullptr);
   // One token per sequence at position lengths()[b]; needs a prefill first and room in the cache.
   //   tokens [B], logits [B, V]
   void decode(const int32_t* tokens, float* logits);
@@ -75,25 +84,31 @@ class Session {
   int64_t route(int64_t l, bool att, const float* x, bool decode);  // returns P, fills pairs and offsets
   void matmul(int64_t E, const int32_t* offsets, const float* x, WeightRef w, int64_t n, int64_t k, float* y,
               bool decode);
-  void logits_rows(const std::vector<int64_t>& rows, float* out, bool decode);  // out [rows.size(), V]
+  // Final norm and LM head of the given rows of h into the device array logits_ [rows.size(), V].
+  void logits_rows(const std::vector<int64_t>& rows, bool decode);
 
   std::shared_ptr<const Weights> w_;
+  backend::Backend& be_;
   model::Config c_;
   int64_t B_, max_len_;
   RoutingSpec att_route_, mlp_route_;
   std::vector<int64_t> len_;
   bool started_ = false;
   InferStats stats_;
-  std::vector<float> kcache_, vcache_;  // [L, B, max_len, G, dh] each (post-RoPE K, and V)
+  template <typename T>
+  using Array = backend::Array<T>;
+  Array<float> kcache_, vcache_;  // [L, B, max_len, G, dh] each (post-RoPE K, and V)
 
-  // Rows of the current call.
+  // Rows of the current call (host) and their device copies.
   std::vector<int32_t> tok_, pos_;
+  Array<int32_t> tok_dev_, pos_dev_;
   std::vector<Segment> segs_;
   int64_t N_ = 0;
   // Workspace, grown on demand.
-  std::vector<float> h_, x_, probs_, rhid_, q_, k_, v_, att_, lse_, xg_, yg_, hf_;  // rhid_: two-layer routers
-  std::vector<int32_t> pair_token_, pair_expert_, order_, position_, offsets_, one_offsets_;
-  std::vector<float> pair_weight_;
+  Array<float> h_, x_, probs_, rhid_, q_, k_, v_, att_, lse_, xg_, yg_, hf_, logits_, losses_;  // rhid_: routers
+  Array<int32_t> pair_token_, pair_expert_, order_, position_, offsets_, one_offsets_, targets_;
+  Array<float> pair_weight_;
+  std::vector<int32_t> offsets_host_;
 };
 
 }  // namespace dsmoe::infer

@@ -56,8 +56,15 @@ void Weights::assign(Resolve resolve) {
   }
 }
 
-std::shared_ptr<Weights> Weights::from_buffer(const model::Config& c, const void* data, DType dtype) {
+std::shared_ptr<Weights> Weights::from_buffer(const model::Config& c, const void* data, DType dtype,
+                                              backend::Backend& be, std::shared_ptr<const void> owner) {
+  // Norm weights are read as fp32 in place when they are fp32 (training's live parameters); a bf16
+  // buffer is converted on the host, so it must be host memory.
+  if (dtype != DType::F32 && be.device().kind != backend::DeviceKind::Cpu)
+    throw std::invalid_argument("bf16 weights in device memory are not supported yet (issue 14)");
   std::shared_ptr<Weights> w(new Weights(c));
+  w->be_ = &be;
+  w->owner_ = std::move(owner);
   const char* base = static_cast<const char*>(data);
   w->assign([&](size_t i) {
     return WeightRef{base + w->layout_.tensors[i].offset * dtype_bytes(dtype), dtype};

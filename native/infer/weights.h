@@ -8,22 +8,15 @@
 #include <string>
 #include <vector>
 
-#include "../kernels/cpu/gemm.h"
+#include "../backend/backend.h"
 #include "../model/config.h"
 #include "../model/layout.h"
 
 namespace dsmoe::infer {
 
-using cpu::DType;
-
-struct WeightRef {
-  const void* data = nullptr;  // float* or uint16_t* (bf16), row-major as in DESIGN.md §3
-  DType dtype = DType::F32;
-  const float* f32() const { return static_cast<const float*>(data); }
-  const uint16_t* bf16() const { return static_cast<const uint16_t*>(data); }
-};
-
-inline int64_t dtype_bytes(DType t) { return t == DType::BF16 ? 2 : 4; }
+using backend::DType;
+using backend::WeightRef;  // float* or uint16_t* (bf16), row-major as in DESIGN.md §3
+using backend::dtype_bytes;
 
 struct LayerWeights {
   const float* attn_norm = nullptr;  // [D]
@@ -46,8 +39,11 @@ struct FileTensor {
 
 class Weights {
  public:
-  // data: the flat buffer [layout.total] of F32 or BF16 elements; must outlive the Weights.
-  static std::shared_ptr<Weights> from_buffer(const model::Config& c, const void* data, DType dtype);
+  // data: the flat buffer [layout.total] of F32 or BF16 elements in `be`'s memory; it must outlive
+  // the Weights, or `owner` keeps it alive.
+  static std::shared_ptr<Weights> from_buffer(const model::Config& c, const void* data, DType dtype,
+                                              backend::Backend& be = backend::cpu(),
+                                              std::shared_ptr<const void> owner = nullptr);
   // Maps `path` read-only (MAP_PRIVATE) and checks every tensor of the layout against the entries
   // and the file size; throws std::out_of_range naming the tensor on any mismatch.
   static std::shared_ptr<Weights> from_file(const model::Config& c, const std::string& path,
@@ -62,6 +58,8 @@ class Weights {
   WeightRef embed, lm_head;           // [V, D] each (the same tensor when tied)
   const float* final_norm = nullptr;  // [D]
   int64_t mapped_bytes() const { return static_cast<int64_t>(map_size_); }
+  // The backend whose memory holds the tensors (a mapped file: the CPU's); sessions run on it.
+  backend::Backend& backend() const { return *be_; }
 
  private:
   explicit Weights(const model::Config& c);
@@ -72,6 +70,8 @@ class Weights {
 
   model::Config cfg_;
   model::Layout layout_;
+  backend::Backend* be_ = &backend::cpu();
+  std::shared_ptr<const void> owner_;            // keeps a from_buffer source alive
   std::vector<std::unique_ptr<float[]>> owned_;  // fp32 copies (norms, misaligned tensors)
   void* map_ = nullptr;
   size_t map_size_ = 0;

@@ -1,7 +1,7 @@
-// The DS-MoE transformer on the CPU backend: training forward, backward, the training step and
-// evaluation, composed from the kernels in kernels/cpu. Parameters, gradients and AdamW moments are
-// caller-owned flat buffers laid out by make_layout(); activations live in a workspace that grows
-// with the batch shape.
+// The DS-MoE transformer: training forward, backward, the training step and evaluation, composed
+// from the ops of a Backend (backend/backend.h) and nothing else. Parameters, gradients and AdamW
+// moments are flat arrays in that backend's memory laid out by make_layout() (owned by a Trainer,
+// trainer.h, or by a test); activations live in a backend workspace that grows with the batch shape.
 //
 // Per block (DESIGN.md §1.1):  h += MoA(rmsnorm(h));  h += MoE-MLP(rmsnorm(h)).
 // Each MoE layer weighs its experts' outputs by W[t, e]:
@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../backend/backend.h"
 #include "config.h"
 #include "layout.h"
 
@@ -38,7 +39,8 @@ struct OptimSettings {
 
 class Model {
  public:
-  Model(const Config& config, const Buffers& buffers);
+  // buffers: backend memory of layout().total floats each.
+  Model(const Config& config, const Buffers& buffers, backend::Backend& be);
   ~Model();  // defined where LayerCache is complete
 
   const Config& config() const { return cfg_; }
@@ -48,7 +50,10 @@ class Model {
   // with the gradient of the mean loss over micro-batches. tokens/targets: [micro, batch, seq].
   StepStats loss_and_grad(const int32_t* tokens, const int32_t* targets, int64_t micro, int64_t batch,
                           int64_t seq);
-  // loss_and_grad, global-norm clipping, AdamW; leaves grads zeroed.
+  // Global-norm clipping and AdamW over the gradients, then zeroes them. Returns the norm before
+  // clipping; when it or `loss` is not finite the parameters are left alone.
+  double apply_optimizer(const OptimSettings& opt, double loss);
+  // loss_and_grad then apply_optimizer.
   StepStats train_step(const int32_t* tokens, const int32_t* targets, int64_t micro, int64_t batch,
                        int64_t seq, const OptimSettings& opt);
   // Loss and router statistics, no gradients.
@@ -61,6 +66,7 @@ class Model {
   struct LayerCache;  // activations of one block kept for the backward
   struct Kind;        // attention or MLP MoE-layer description
   void ensure_workspace(int64_t batch, int64_t seq);
+  void upload_batch(const int32_t* tokens, const int32_t* targets);  // host → tokens_/targets_ (targets may be null)
   StepStats finish_stats(StepStats st, int64_t micro) const;
   // One micro-batch: forward (filling caches) and the loss; if grad_scale > 0 also the backward.
   void run_micro(const int32_t* tokens, const int32_t* targets, float grad_scale, StepStats* stats,
@@ -78,11 +84,14 @@ class Model {
   Config cfg_;
   Layout layout_;
   Buffers buf_;
+  backend::Backend& be_;
   int64_t batch_ = 0, seq_ = 0, n_ = 0;  // n_ = batch·seq tokens
   std::vector<LayerCache> caches_;
-  std::vector<float> h_, dh_, dx_, hf_, rstd_f_, logits_, scratch_, dq_, dk_, dv_, router_logits_;
-  std::vector<int32_t> positions_, pair_token_, pair_expert_;
-  std::vector<float> pair_weight_, dprobs_, router_da_;  // router_da_: [N, router_hidden] backward scratch
+  template <typename T>
+  using Array = backend::Array<T>;
+  Array<float> h_, dh_, dx_, hf_, rstd_f_, logits_, scratch_, dq_, dk_, dv_, router_logits_;
+  Array<int32_t> positions_, pair_token_, pair_expert_, tokens_, targets_;  // tokens_/targets_: one micro-batch
+  Array<float> pair_weight_, dprobs_, router_da_;  // router_da_: [N, router_hidden] backward scratch
 };
 
 }  // namespace dsmoe::model

@@ -8,6 +8,7 @@ import type { AttentionKernels } from './types/attention';
 import type { BenchFunctions, BenchKernels } from './types/bench';
 import type { ModelFunctions } from './types/model';
 import type { InferFunctions } from './types/infer';
+import type { TrainerFunctions } from './types/trainer';
 import type { CudaFunctions, CudaKernels } from './types/cuda';
 
 export * from './types/gemm';
@@ -17,6 +18,7 @@ export * from './types/attention';
 export * from './types/bench';
 export * from './types/model';
 export * from './types/infer';
+export * from './types/trainer';
 export * from './types/cuda';
 
 export type Isa = 'avx512' | 'avx2' | 'generic';
@@ -47,6 +49,7 @@ export type WithAsync<T> = T & {
 export type NativeAddon = CoreFunctions &
   ModelFunctions &
   InferFunctions &
+  TrainerFunctions &
   BenchFunctions &
   WithAsync<BenchKernels> &
   WithAsync<GemmKernels> &

@@ -42,6 +42,13 @@ export interface PrefillArgs {
   logits: Float32Array;
   /** out (optional): [batch, len, vocab] logits at every position; padding positions are 0 */
   allLogits?: Float32Array;
+  /**
+   * in (optional): [batch, len] next-token targets (< 0: not scored). With `losses`, the engine
+   * scores every prompt position itself and no [batch, len, vocab] logits cross the boundary.
+   */
+  targets?: Int32Array;
+  /** out (optional, with targets): [batch, len] −log p(target) per position; 0 where not scored */
+  losses?: Float32Array;
 }
 
 export interface DecodeArgs {
@@ -95,7 +102,22 @@ export interface InferenceSession {
   setRouting(routing: Routing): void;
 }
 
+/**
+ * A checkpoint's weights opened once (mapped read-only, or an in-memory buffer used in place).
+ * Any number of sessions share them, each with its own KV cache, routing and counters.
+ */
+export interface OpenedWeights {
+  readonly config: ModelConfig;
+  /** bytes mapped from the file (0 for a buffer) */
+  readonly mappedBytes: number;
+  createSession(args: Omit<SessionOptions, 'config'>): InferenceSession;
+}
+
 export interface InferFunctions {
+  /** Maps a safetensors file once (tensors/dataOffset as validated from its header). */
+  openWeights(args: { config: ModelConfig; path: string; tensors: FileTensorEntry[]; dataOffset: number }): OpenedWeights;
+  /** The same over a Float32Array or Uint16Array (bf16) of modelLayout(config).totalParams, kept referenced. */
+  openWeightsFromBuffer(args: { config: ModelConfig; weights: Float32Array | Uint16Array }): OpenedWeights;
   /** weights: Float32Array or Uint16Array (bf16) of modelLayout(config).totalParams, used in place. */
   createSession(args: SessionOptions & { weights: Float32Array | Uint16Array }): InferenceSession;
   /** Maps `path` read-only; tensors/dataOffset as validated from its safetensors header. */
