@@ -1,5 +1,5 @@
 // The CPU backend: every op of backend.h over the kernels in kernels/cpu (and the decode GEMV in
-// infer/gemv.h), on host memory. It adds no arithmetic of its own beyond the few loops that used
+// kernels/cpu/gemv.h), on host memory. It adds no arithmetic of its own beyond the few loops that used
 // to sit inline in the model and the session, so its results are those kernels' results.
 #include <cmath>
 #include <cstdlib>
@@ -11,7 +11,7 @@
 #include "../core/bf16.h"
 #include "../core/cpu_features.h"
 #include "../core/threadpool.h"
-#include "../infer/gemv.h"
+#include "../kernels/cpu/gemv.h"
 #include "backend.h"
 
 namespace dsmoe::backend {
@@ -82,12 +82,12 @@ class CpuBackend final : public Backend {
     cpu::grouped_gemm_weight_grad(n_experts, offsets, dy, x, n, k, beta, dw);
   }
   void gemv_batch(const GemvJob* jobs, int64_t count) override {
-    std::vector<infer::GemvJob> js(static_cast<size_t>(count));
+    std::vector<cpu::GemvJob> js(static_cast<size_t>(count));
     for (int64_t i = 0; i < count; ++i) {
       const GemvJob& j = jobs[i];
       js[static_cast<size_t>(i)] = {j.n_experts, j.offsets, j.x, j.w.data, j.w.dtype, j.n, j.k, j.y};
     }
-    infer::gemv_batch(js.data(), count);
+    cpu::gemv_batch(js.data(), count);
   }
 
   void expert_weighted_gemm(int64_t t, int64_t n_experts, int64_t n, int64_t k, const float* x, int64_t ldx,

@@ -6,7 +6,7 @@
 #include <atomic>
 #include <memory>
 
-#include "../infer/gemv.h"
+#include "../kernels/cpu/gemv.h"
 #include "../infer/session.h"
 #include "config_reader.h"
 #include "op_args.h"
@@ -466,7 +466,7 @@ Napi::Value set_bf16_dot(const Napi::CallbackInfo& info) {
   Args args(info, "setBf16Dot");
   Napi::Value v = info[0].As<Napi::Object>().Get("enabled");
   if (!v.IsBoolean()) type_error("setBf16Dot: enabled must be a boolean");
-  return Napi::Boolean::New(info.Env(), infer::set_bf16_dot(v.As<Napi::Boolean>().Value()));
+  return Napi::Boolean::New(info.Env(), cpu::set_bf16_dot(v.As<Napi::Boolean>().Value()));
 }
 
 }  // namespace
@@ -479,7 +479,7 @@ Work bind_expert_gemv(Args& args) {
   if (!g.trans_w) range_error(args.where("transW") + ": expertGemv takes weights [E, n, k] (transW true) only");
   if (g.beta != 0.f) range_error(args.where("beta") + ": expertGemv overwrites y (beta 0) only");
   return [=] {
-    infer::expert_gemv(g.experts, g.offsets->data(), g.x.data, g.w.data, g.w_bf16 ? cpu::DType::BF16 : cpu::DType::F32,
+    cpu::expert_gemv(g.experts, g.offsets->data(), g.x.data, g.w.data, g.w_bf16 ? cpu::DType::BF16 : cpu::DType::F32,
                        g.n, g.k, g.y.data);
   };
 }

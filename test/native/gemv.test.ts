@@ -1,4 +1,4 @@
-// The decode GEMV (native/infer/gemv*.cc) against the grouped-GEMM reference on awkward sizes:
+// The decode GEMV (native/kernels/cpu/gemv*.cc) against the grouped-GEMM reference on awkward sizes:
 // K below, at and across the 64-wide blocks of the AVX-512 kernels, empty expert groups, 1..6 rows
 // per expert (the kernels block 1–4 activation rows), every ISA and thread counts 1..4, fp32 and
 // bf16 weights, with the AVX512-BF16 dot product and with the widening fallback.
@@ -52,7 +52,8 @@ describe('expert GEMV (decode)', () => {
               // error remains: FP32_TOL.
               const xr = usesDot ? fromBf16(toBf16(x)) : x;
               const err = relError(y, groupedGemmRef(off, xr, fromBf16(wb), n, k));
-              if (!(err <= FP32_TOL)) throw new Error(`native=${native} ${isa} t=${threads} groups=${sizes} k=${k}: ${err}`);
+              if (!(err <= FP32_TOL)) throw new Error(`native=${native} ${isa} t=${threads} groups=${sizes} k=${k}: ` +
+                `${err}`);
             }
         }, [1, 3]);
       }
@@ -62,9 +63,12 @@ describe('expert GEMV (decode)', () => {
   });
 
   test('bad arguments name the argument', () => {
-    const base = { experts: 2, offsets: Int32Array.of(0, 1, 2), x: new Float32Array(6), w: new Float32Array(12), n: 2, k: 3, y: new Float32Array(4) };
-    expectNativeError(() => addon.expertGemv({ ...base, offsets: Int32Array.of(0, 2, 1) }), 'RangeError', /expertGemv: offsets must be non-decreasing/);
-    expectNativeError(() => addon.expertGemv({ ...base, w: new Float32Array(11) }), 'RangeError', /expertGemv: w has 11 elements but needs at least 12/);
+    const base = { experts: 2, offsets: Int32Array.of(0, 1, 2), x: new Float32Array(6), w: new Float32Array(12), n: 2,
+      k: 3, y: new Float32Array(4) };
+    expectNativeError(() => addon.expertGemv({ ...base, offsets: Int32Array.of(0, 2, 1) }), 'RangeError',
+      /expertGemv: offsets must be non-decreasing/);
+    expectNativeError(() => addon.expertGemv({ ...base, w: new Float32Array(11) }), 'RangeError',
+      /expertGemv: w has 11 elements but needs at least 12/);
     expectNativeError(() => addon.expertGemv({ ...base, transW: false } as never), 'RangeError', /transW true/);
   });
 });

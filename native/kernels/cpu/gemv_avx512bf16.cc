@@ -11,7 +11,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,fma")
 
-namespace dsmoe::infer {
+namespace dsmoe::cpu {
 namespace {
 
 inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh&>(v); }
@@ -83,14 +83,14 @@ void gemv_bf16_dot_avx512(const uint16_t* w, int64_t rows, int64_t k, const floa
   }
 }
 
-}  // namespace dsmoe::infer
+}  // namespace dsmoe::cpu
 #pragma GCC pop_options
 #else
-namespace dsmoe::infer {
+namespace dsmoe::cpu {
 // Never selected without the instruction (bf16_dot_active() is false); kept for linking.
 void gemv_bf16_dot_avx512(const uint16_t* w, int64_t rows, int64_t k, const float* x, const uint16_t* xb,
                           int64_t m, float* y, int64_t ldy) {
   gemv_bf16_generic(w, rows, k, x, xb, m, y, ldy);
 }
-}  // namespace dsmoe::infer
+}  // namespace dsmoe::cpu
 #endif

@@ -4,11 +4,11 @@
 #include <atomic>
 #include <vector>
 
-#include "../core/bf16.h"
-#include "../core/cpu_features.h"
-#include "../core/threadpool.h"
+#include "../../core/bf16.h"
+#include "../../core/cpu_features.h"
+#include "../../core/threadpool.h"
 
-namespace dsmoe::infer {
+namespace dsmoe::cpu {
 namespace {
 
 std::atomic<bool> g_bf16_dot_allowed{true};
@@ -76,7 +76,7 @@ void gemv_batch(const GemvJob* jobs, int64_t count) {
   xb_at.assign(static_cast<size_t>(count), 0);
   size_t need = 0;
   for (int64_t j = 0; j < count; ++j)
-    if (jobs[j].w_dtype == cpu::DType::BF16 && kern.needs_xb) {
+    if (jobs[j].w_dtype == DType::BF16 && kern.needs_xb) {
       xb_at[static_cast<size_t>(j)] = need;
       need += static_cast<size_t>(jobs[j].offsets[jobs[j].n_experts] * jobs[j].k);
     }
@@ -84,7 +84,7 @@ void gemv_batch(const GemvJob* jobs, int64_t count) {
   tasks.clear();
   for (int64_t j = 0; j < count; ++j) {
     const GemvJob& g = jobs[j];
-    const bool bf16 = g.w_dtype == cpu::DType::BF16;
+    const bool bf16 = g.w_dtype == DType::BF16;
     const int64_t P = g.offsets[g.n_experts];
     if (P == 0 || g.n == 0) continue;
     if (bf16 && kern.needs_xb)
@@ -107,7 +107,7 @@ void gemv_batch(const GemvJob* jobs, int64_t count) {
     const int64_t row0 = g.offsets[task.e], m = g.offsets[task.e + 1] - row0;
     const int64_t wrow = task.e * g.n + task.r0;  // first weight row of the block
     float* yb = g.y + row0 * g.n + task.r0;
-    if (g.w_dtype == cpu::DType::BF16)
+    if (g.w_dtype == DType::BF16)
       kern.bf16(static_cast<const uint16_t*>(g.w) + wrow * g.k, task.r1 - task.r0, g.k, g.x + row0 * g.k,
                 kern.needs_xb ? xbd + xat[task.job] + row0 * g.k : nullptr, m, yb, g.n);
     else
@@ -115,10 +115,10 @@ void gemv_batch(const GemvJob* jobs, int64_t count) {
   });
 }
 
-void expert_gemv(int64_t E, const int32_t* offsets, const float* x, const void* w, cpu::DType dt, int64_t n,
+void expert_gemv(int64_t E, const int32_t* offsets, const float* x, const void* w, DType dt, int64_t n,
                  int64_t k, float* y) {
   const GemvJob job{E, offsets, x, w, dt, n, k, y};
   gemv_batch(&job, 1);
 }
 
-}  // namespace dsmoe::infer
+}  // namespace dsmoe::cpu

@@ -9,7 +9,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC target("avx512f,avx512bw,avx512vl,fma")
 
-namespace dsmoe::infer {
+namespace dsmoe::cpu {
 namespace {
 
 inline __m512 load_w(const float* p) { return _mm512_loadu_ps(p); }
@@ -101,10 +101,10 @@ void gemv_bf16_widen_avx512(const uint16_t* w, int64_t rows, int64_t k, const fl
   rows_any(w, rows, k, x, m, y, ldy);
 }
 
-}  // namespace dsmoe::infer
+}  // namespace dsmoe::cpu
 #pragma GCC pop_options
 #else
-namespace dsmoe::infer {
+namespace dsmoe::cpu {
 void gemv_f32_avx512(const float* w, int64_t rows, int64_t k, const float* x, int64_t m, float* y, int64_t ldy) {
   gemv_f32_generic(w, rows, k, x, m, y, ldy);
 }
@@ -112,5 +112,5 @@ void gemv_bf16_widen_avx512(const uint16_t* w, int64_t rows, int64_t k, const fl
                             int64_t m, float* y, int64_t ldy) {
   gemv_bf16_generic(w, rows, k, x, xb, m, y, ldy);
 }
-}  // namespace dsmoe::infer
+}  // namespace dsmoe::cpu
 #endif

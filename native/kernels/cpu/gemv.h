@@ -9,9 +9,9 @@
 #pragma once
 #include <cstdint>
 
-#include "../kernels/cpu/gemm.h"
+#include "gemm.h"
 
-namespace dsmoe::infer {
+namespace dsmoe::cpu {
 
 // One product of a batch: Y[rows of e] = X[rows of e] · W[e]ᵀ for every expert e with rows.
 struct GemvJob {
@@ -19,7 +19,7 @@ struct GemvJob {
   const int32_t* offsets = nullptr;  // [E+1]
   const float* x = nullptr;          // [P, k]
   const void* w = nullptr;           // [E, n, k]
-  cpu::DType w_dtype = cpu::DType::F32;
+  DType w_dtype = DType::F32;
   int64_t n = 0, k = 0;
   float* y = nullptr;                // [P, n]
 };
@@ -35,7 +35,7 @@ void expert_gemv(int64_t n_experts,
                  const int32_t* offsets,  // [E+1]
                  const float* x,          // [P, k]
                  const void* w,           // [E, n, k] fp32 or bf16
-                 cpu::DType w_dtype,
+                 DType w_dtype,
                  int64_t n, int64_t k,
                  float* y);               // [P, n]
 
@@ -62,4 +62,4 @@ void gemv_bf16_widen_avx512(const uint16_t* w, int64_t rows, int64_t k, const fl
 void gemv_bf16_dot_avx512(const uint16_t* w, int64_t rows, int64_t k, const float* x, const uint16_t* xb,
                           int64_t m, float* y, int64_t ldy);
 
-}  // namespace dsmoe::infer
+}  // namespace dsmoe::cpu
