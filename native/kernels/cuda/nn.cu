@@ -1,7 +1,9 @@
 // Routing, norms, RoPE, GELU, cross-entropy and AdamW on the device: the CUDA counterparts of
 // kernels/cpu/routing.h and kernels/cpu/nn.h, with the same contracts (see those headers). Sums
 // that the CPU kernels take in double are taken in double here too; every output element is
-// written by one thread in a fixed order, so results do not depend on scheduling.
+// written by one thread in a fixed order, so results do not depend on scheduling — except
+// embedding_backward (float atomics over repeated tokens) and the switch loss's expert counts (integer
+// atomics: exact). Host entry points (api.h) at the end wrap the device ones (device_ops.h).
 #include <cfloat>
 #include <cmath>
 #include <vector>
