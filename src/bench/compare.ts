@@ -1,7 +1,8 @@
 // `dsmoe bench <checkpoint…>`: every checkpoint under every routing strategy of a sweep, on the
 // same held-out token windows: perplexity, mean active parameters per token, the active share of
 // expert parameters, prefill and decode tokens/s, and the speed-up over the model's dense routing.
-// The numbers come from the inference engine's own counters (evaluate.ts). Charts: svg.ts.
+// The numbers come from the one evaluation loop (infer/eval.ts) over each checkpoint's weights
+// opened once (infer/load.ts), and the engine's own counters. Charts: svg.ts.
 //
 // Which text: `--data` files (all their tokens) when given; otherwise the checkpoints' recorded
 // held-out split when they all share one tokenizer and one recorded split (inputs, seed, share);
@@ -16,17 +17,18 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { loadCheckpoint, type LoadedCheckpoint } from '../checkpoint/checkpoint';
+import type { TrainerState } from '../checkpoint/checkpoint';
 import { BUILTIN_CORPUS } from '../data/corpus';
 import { loadDataset } from '../data/dataset';
-import type { TokenArray } from '../data/sampler';
+import { countEvalWindows, type TokenArray } from '../data/sampler';
 import { DEFAULT_THRESHOLD, paramCount } from '../model/config';
-import { loadAddon, type ModelConfig, type NativeAddon, type Routing } from '../native/addon';
+import { loadAddon, type InferenceSession, type ModelConfig, type NativeAddon, type Routing } from '../native/addon';
+import { evaluateTokens, reuseSessions, type EvalResult } from '../infer/eval';
+import { openCheckpointWeights } from '../infer/load';
 import { loadTokenizer } from '../tokenizer/tokenizer';
 import { renderTable } from '../util/table';
 import { routingLabel, strategyError } from '../model/routing';
 import { perplexityChart, usageHeatmap, type ChartSeries, type HeatmapPanel } from './svg';
-import { createEvalSessions, evaluateWindows, greedyDecode, median, tokenWindows, type TokenWindows, type WindowEval } from './evaluate';
 
 export const DEFAULT_THRESHOLDS = [0.1, 0.2, 0.3, 0.48, 0.6, 0.8, 1.0];
 export const DEFAULT_MAX_WINDOWS = 32;
@@ -139,14 +141,21 @@ function fileHash(file: string): string {
   return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 }
 
-function splitKey(ck: LoadedCheckpoint): string | undefined {
+/** What choosing the text needs of a checkpoint. */
+export interface TextSource {
+  config: ModelConfig;
+  tokenizerPath?: string;
+  trainerState?: TrainerState;
+}
+
+function splitKey(ck: TextSource): string | undefined {
   const s = ck.trainerState;
   if (!s) return undefined;
   return JSON.stringify([s.data.inputs, s.data.seed, s.data.val_share, s.batch.seq_len]);
 }
 
 /** Chooses and tokenizes the held-out text (see the file comment). */
-export async function selectEvalText(cks: LoadedCheckpoint[], names: string[], opts: { data?: string[]; cacheDir?: string; log?: (l: string) => void }): Promise<EvalText> {
+export async function selectEvalText(cks: TextSource[], names: string[], opts: { data?: string[]; cacheDir?: string; log?: (l: string) => void }): Promise<EvalText> {
   const first = cks[0];
   const notes: string[] = [];
   const hashes = cks.map((c) => (c.tokenizerPath ? fileHash(c.tokenizerPath) : undefined));
@@ -307,27 +316,34 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
   const threads = o.threads !== undefined ? addon.setThreads({ threads: o.threads }) : addon.runtimeInfo().threads;
 
   const names = modelNames(o.checkpoints);
-  const cks = o.checkpoints.map((d) => loadCheckpoint(d, { optimizer: false }));
+  const cks = o.checkpoints.map((d) => {
+    const w = openCheckpointWeights(d);
+    return { ...w, trainerState: w.trainerState() };
+  });
   const text = await selectEvalText(cks, names, { data: o.data, cacheDir: o.cacheDir, log });
   const seqLen = o.seqLen ?? Math.min(...cks.map((c) => c.trainerState?.batch.seq_len ?? c.config.max_seq_len));
   for (let i = 0; i < cks.length; i++) {
     if (seqLen > cks[i].config.max_seq_len) throw new RangeError(`--seq-len ${seqLen} is longer than ${names[i]}'s max_seq_len ${cks[i].config.max_seq_len}`);
   }
   const maxWindows = o.maxWindows ?? DEFAULT_MAX_WINDOWS;
-  const available = text.tokens.length < seqLen + 1 ? 0 : Math.floor((text.tokens.length - 1) / seqLen);
+  const available = countEvalWindows(text.tokens.length, seqLen);
+  if (available === 0) throw new Error(`the evaluation text has ${text.tokens.length} tokens, fewer than one window of ${seqLen} + 1`);
   const batch = Math.max(1, Math.min(o.batch ?? DEFAULT_EVAL_BATCH, maxWindows, available));
-  const win: TokenWindows = tokenWindows(text.tokens, seqLen, maxWindows, batch);
+  // Whole batches only (batch ≤ the window count, so at least one).
+  const windows = Math.min(available, maxWindows) - (Math.min(available, maxWindows) % batch);
+  const used = text.tokens.subarray(0, windows * seqLen + 1);
   let maxTok = 0;
-  for (const t of win.tokens) if (t > maxTok) maxTok = t;
+  for (const t of used) if (t > maxTok) maxTok = t;
   cks.forEach((c, i) => {
     if (maxTok >= c.config.vocab_size) throw new Error(`the evaluation text has token id ${maxTok}, outside ${names[i]}'s vocabulary of ${c.config.vocab_size}`);
   });
   const promptLen = Math.max(1, Math.min(16, Math.floor(seqLen / 2)));
   const decodeSteps = Math.min(o.decodeTokens ?? DEFAULT_DECODE_TOKENS, ...cks.map((c) => c.config.max_seq_len - promptLen));
   const decodePrompts = o.decodePrompts ?? DEFAULT_DECODE_PROMPTS;
+  const decodeOpts = { prompts: Math.min(decodePrompts, windows), promptLen, seqLen, steps: decodeSteps };
   log(`evaluation text: ${text.description}`);
   for (const n of text.notes) log(`note: ${n}`);
-  log(`${win.count} windows of ${seqLen} tokens (batch ${batch}); decode: ${Math.min(decodePrompts, win.count)} prompts of ${promptLen} tokens + ${decodeSteps} greedy steps`);
+  log(`${windows} windows of ${seqLen} tokens (batch ${batch}); decode: ${decodeOpts.prompts} prompts of ${promptLen} tokens + ${decodeSteps} greedy steps`);
 
   const models: CompareModel[] = [];
   const rows: CompareRow[] = [];
@@ -345,30 +361,34 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
     const heatCandidates = resolveSweep(heatItem, cfg);
     const heat = cfg.attention.n_experts === 1 && cfg.mlp.n_experts === 1 ? undefined : heatCandidates[heatCandidates.length - 1];
     const inTable = new Set(resolveSweep(items ?? defaultSweep(cfg), cfg).map((r) => r.label));
-    const s = createEvalSessions(addon, cfg, ck.params, batch, seqLen, promptLen + decodeSteps);
+    // One prefill session (batch rows) and one batch-1 decode session over the weights opened once.
+    const engine = reuseSessions(ck);
+    const decoder = ck.createSession({ batch: 1, maxLen: promptLen + decodeSteps, routing: { attention: 'dense', mlp: 'dense' } });
+    const evaluate = (rt: Routing, count: number) => evaluateTokens(engine, used, { routing: { attention: rt.attention, mlp: rt.mlp }, seqLen, batchSize: batch, maxWindows: count },
+      { source: text.source === 'files' ? 'files' : 'held-out', inputs: [] });
     // Warm-up (allocations, page faults), not timed.
-    await evaluateWindows(s.prefill, cfg, { ...win, count: batch }, routings[0], batch);
-    await greedyDecode(s.decode, cfg, win, routings[0], { prompts: 1, promptLen, steps: Math.min(2, decodeSteps) });
+    await evaluate(routings[0], batch);
+    await greedyDecode(decoder, cfg, used, routings[0], { ...decodeOpts, prompts: 1, steps: Math.min(2, decodeSteps) });
     // Quality and routing counters: every window once. Speed, over this pass and `rounds - 1`
     // more interleaved rounds (one batch of windows + the decode prompts each), so that a noisy
     // neighbour on a shared machine hits every routing alike: prefill tokens/s is the best pass,
     // decode tokens/s is 1 / the median decode-call time over all rounds.
     const measured = routings.filter((rt) => inTable.has(rt.label) || rt.label === heat?.label);
-    const evals: Array<{ rt: ResolvedRouting; ev: WindowEval; prefill: number; calls: number[] }> = [];
+    const evals: Array<{ rt: ResolvedRouting; ev: EvalResult; prefill: number; calls: number[] }> = [];
     for (let r = 0; r < measured.length; r++) {
       const rt = measured[r];
       const t0 = performance.now();
-      const ev = await evaluateWindows(s.prefill, cfg, win, rt, batch);
-      const dec = await greedyDecode(s.decode, cfg, win, rt, { prompts: decodePrompts, promptLen, steps: decodeSteps });
+      const ev = await evaluate(rt, windows);
+      const dec = await greedyDecode(decoder, cfg, used, rt, decodeOpts);
       evals.push({ rt, ev, prefill: ev.prefillTokensPerS, calls: dec.callSeconds });
-      log(`${name}: ${rt.label.padEnd(16)} ppl ${ev.ppl.toFixed(2)}, active ${(ev.activeParamsPerToken / 1e6).toFixed(3)}M/token `
-        + `(${(100 * ev.activeExpertShare).toFixed(0)}% of experts), ${((performance.now() - t0) / 1000).toFixed(1)}s  [${r + 1}/${measured.length}]`);
+      log(`${name}: ${rt.label.padEnd(16)} ppl ${ev.ppl.toFixed(2)}, active ${(ev.usage.activeParamsPerToken / 1e6).toFixed(3)}M/token `
+        + `(${(100 * ev.usage.activeExpertShare).toFixed(0)}% of experts), ${((performance.now() - t0) / 1000).toFixed(1)}s  [${r + 1}/${measured.length}]`);
     }
     for (let round = 1; round < rounds; round++) {
       log(`${name}: timing round ${round + 1}/${rounds}`);
       for (const e of evals) {
-        const p = await evaluateWindows(s.prefill, cfg, { ...win, count: batch }, e.rt, batch);
-        const d = await greedyDecode(s.decode, cfg, win, e.rt, { prompts: decodePrompts, promptLen, steps: decodeSteps });
+        const p = await evaluate(e.rt, batch);
+        const d = await greedyDecode(decoder, cfg, used, e.rt, decodeOpts);
         e.prefill = Math.max(e.prefill, p.prefillTokensPerS);
         e.calls.push(...d.callSeconds);
       }
@@ -376,14 +396,14 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
     const decodeRate = (calls: number[]) => 1 / median(calls);
     const dense = { prefill: evals[0].prefill, decode: decodeRate(evals[0].calls) };
     for (const { rt, ev, prefill, calls } of evals) {
-      const decode = decodeRate(calls);
+      const decode = decodeRate(calls), u = ev.usage;
       const row: CompareRow = {
         model: name, mode: cfg.training.mode, totalParams: pc.total, routing: { attention: rt.attention, mlp: rt.mlp }, label: rt.label,
-        activeParamsPerToken: ev.activeParamsPerToken, activeExpertShare: ev.activeExpertShare,
-        attExpertsPerToken: ev.attExpertsPerToken, mlpExpertsPerToken: ev.mlpExpertsPerToken,
+        activeParamsPerToken: u.activeParamsPerToken, activeExpertShare: u.activeExpertShare,
+        attExpertsPerToken: u.attExpertsPerToken, mlpExpertsPerToken: u.mlpExpertsPerToken,
         loss: ev.loss, ppl: ev.ppl, tokens: ev.tokens, prefillTokensPerS: prefill, decodeTokensPerS: decode,
         prefillSpeedup: prefill / dense.prefill, decodeSpeedup: decode / dense.decode,
-        attShare: ev.attUsage.map((u) => u.map((x) => x / ev.tokens)), mlpShare: ev.mlpUsage.map((u) => u.map((x) => x / ev.tokens)),
+        attShare: u.attUsage.map((x) => x.map((c) => c / ev.tokens)), mlpShare: u.mlpUsage.map((x) => x.map((c) => c / ev.tokens)),
       };
       if (inTable.has(rt.label)) rows.push(row);
       if (rt.label === heat?.label) heatmaps.push({ model: name, routing: rt.label, attShare: row.attShare, mlpShare: row.mlpShare });
@@ -391,12 +411,50 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
   }
   return {
     date: new Date().toISOString(),
-    data: { source: text.source, description: text.description, notes: text.notes, seqLen, windows: win.count, tokens: win.count * seqLen },
-    decode: { prompts: Math.min(decodePrompts, win.count), promptLen, tokens: decodeSteps },
+    data: { source: text.source, description: text.description, notes: text.notes, seqLen, windows, tokens: windows * seqLen },
+    decode: { prompts: decodeOpts.prompts, promptLen, tokens: decodeSteps },
     rounds,
     heatmapRouting: o.heatmapRouting ?? DEFAULT_HEATMAP_ROUTING,
     threads, models, rows, heatmaps,
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decode timing
+
+export function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const a = xs.slice().sort((x, y) => x - y), m = a.length >> 1;
+  return a.length % 2 ? a[m] : (a[m - 1] + a[m]) / 2;
+}
+
+/**
+ * Greedy decode at batch 1: for each prompt (the first promptLen tokens of the first windows of
+ * seqLen), prefill it, then decode `steps` tokens, each the argmax of the previous logits. Returns
+ * the seconds of each decode call (only those are timed). `session` must have batch 1 and room for
+ * promptLen + steps.
+ */
+export async function greedyDecode(session: InferenceSession, config: ModelConfig, tokens: TokenArray, routing: Routing,
+  o: { prompts: number; promptLen: number; seqLen: number; steps: number }): Promise<{ callSeconds: number[] }> {
+  const V = config.vocab_size;
+  session.setRouting({ attention: routing.attention, mlp: routing.mlp });
+  const logits = new Float32Array(V), next = new Int32Array(1);
+  const callSeconds: number[] = [];
+  for (let p = 0; p < o.prompts; p++) {
+    session.reset();
+    const prompt = Int32Array.from(tokens.subarray(p * o.seqLen, p * o.seqLen + o.promptLen));
+    await session.prefillAsync({ tokens: prompt, batch: 1, len: o.promptLen, logits });
+    for (let i = 0; i < o.steps; i++) {
+      let best = 0;
+      for (let v = 1; v < V; v++) if (logits[v] > logits[best]) best = v;
+      next[0] = best;
+      const t0 = performance.now();
+      session.decode({ tokens: next, logits });
+      callSeconds.push((performance.now() - t0) / 1000);
+    }
+  }
+  session.reset();
+  return { callSeconds };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { CONFIG_FILE } from '../checkpoint/checkpoint';
 import { atomicWrite } from '../checkpoint/fsutil';
 import type { TokenArray } from '../data/dataset';
-import { evalData, evaluateTokens, type EvalResult } from '../infer/eval';
+import { evalData, evaluateTokens, reuseSessions, type EvalResult } from '../infer/eval';
 import { loadInferenceModel, type InferenceModel } from '../infer/load';
 import type { Routing } from '../model/routing';
 
@@ -89,8 +89,10 @@ export async function calibrate(dir: string, o: CalibrateOptions): Promise<Calib
     throw new Error(`not enough text to calibrate: need at least ${2 * (T + 1)} held-out tokens (or --data), have ${heldOut.length}`);
 
   let evaluations = 0;
-  const run = async (tokens: TokenArray, routing: Routing) =>
-    evaluateTokens(model, tokens, { routing, seqLen: T, maxWindows: windows, cacheDir: o.cacheDir }, { source: 'files', inputs: [] });
+  // The one evaluation loop (infer/eval.ts), its sessions kept for all the evaluations of the search.
+  const engine = reuseSessions(model);
+  const run = async (tokens: TokenArray, routing: Routing) => evaluateTokens(engine, tokens,
+    { routing, seqLen: T, maxWindows: windows, cacheDir: o.cacheDir }, { source: 'files', inputs: [] });
   const shares = async (routing: Routing) => {
     evaluations++;
     const u = (await run(calib, routing)).usage;

@@ -1,6 +1,10 @@
 // Held-out loss and perplexity of a checkpoint under any routing, with the inference engine:
 // sequential non-overlapping windows of seqLen + 1 tokens (the trainer's evalBatches), a batched
-// prefill that returns every position's logits, cross-entropy in TypeScript (float64 sums).
+// prefill given the next-token targets that returns −log p(target) per position (no logits cross
+// into TypeScript), summed here in float64 in position order.
+//
+// This is the one evaluation loop: `dsmoe eval`, `dsmoe bench` (compare.ts, and so `bench
+// reproduce`), calibration (convert/calibrate.ts) and the trainer's routed evaluations use it.
 //
 // Data: --data files (all their tokens), else the held-out split recorded in trainer_state.json
 // (same inputs, split seed, share and sequence length, so the same documents), else the held-out
@@ -15,13 +19,11 @@
 import { BUILTIN_CORPUS } from '../data/corpus';
 import { loadDataset, type DataProgress, type TokenArray } from '../data/dataset';
 import { countEvalWindows, evalBatches } from '../data/sampler';
-import type { InferenceSession } from '../native/addon';
+import type { InferenceSession, InferStats } from '../native/addon';
 import type { InferenceModel } from './load';
 import type { Routing } from '../model/routing';
 
 export const DEFAULT_EVAL_VAL_SHARE = 0.05;
-/** Largest all-logits buffer (floats) a batch may need; the batch shrinks to fit. */
-export const MAX_LOGIT_FLOATS = 64 * 2 ** 20;
 
 /** MI loss terms of one layer kind (nats); the means are over layers. */
 export interface KindMi {
@@ -56,21 +58,8 @@ export interface EvalData {
   tokens: TokenArray;
 }
 
-export interface UsageStats {
-  tokens: number;
-  activeParamsPerToken: number;
-  activeExpertShare: number;
-  attExpertsPerToken: number;
-  mlpExpertsPerToken: number;
-  activeWeightBytesPerToken: number;
-  expertParams: number;
-  sharedParams: number;
-  embeddingParams: number;
-  lmHeadParams: number;
-  /** [layers][E] tokens that activated each expert */
-  attUsage: number[][];
-  mlpUsage: number[][];
-}
+/** The engine's counters (InferStats) over all evaluated tokens: per-token means weighted by tokens, usage summed. */
+export type UsageStats = Omit<InferStats, 'attRouter' | 'mlpRouter' | 'routing'>;
 
 export interface EvalResult {
   loss: number;
@@ -87,6 +76,9 @@ export interface EvalResult {
   mi: MiStats;
   seconds: number;
   tokensPerS: number;
+  /** seconds inside the engine's prefill calls alone, and predicted tokens / that */
+  prefillSeconds: number;
+  prefillTokensPerS: number;
   interrupted: boolean;
   notes: string[];
 }
@@ -116,21 +108,7 @@ export async function evalData(model: InferenceModel, o: Pick<EvalOptions, 'data
   return { source: 'builtin-held-out', inputs: [BUILTIN_CORPUS], tokens: ds.val };
 }
 
-/** Σ over rows of (logsumexp(z) − z[target]) for [rows, V] logits. */
-export function crossEntropySum(logits: Float32Array, targets: Int32Array, V: number): number {
-  let sum = 0;
-  for (let r = 0; r < targets.length; r++) {
-    const o = r * V;
-    let max = -Infinity;
-    for (let v = 0; v < V; v++) if (logits[o + v] > max) max = logits[o + v];
-    let s = 0;
-    for (let v = 0; v < V; v++) s += Math.exp(logits[o + v] - max);
-    sum += max + Math.log(s) - logits[o + targets[r]];
-  }
-  return sum;
-}
-
-type RouterSums = ReturnType<InferenceSession['stats']>['attRouter'];
+type RouterSums = InferStats['attRouter'];
 
 /** Sums the engine's router statistics over batches; result() turns them into MI loss terms. */
 class MiAccumulator {
@@ -138,7 +116,7 @@ class MiAccumulator {
   private att: { prob: number[][]; ent: number[] } | null = null;
   private mlp: { prob: number[][]; ent: number[] } | null = null;
 
-  add(st: ReturnType<InferenceSession['stats']>): void {
+  add(st: InferStats): void {
     this.tokens += st.tokens;
     const acc = (into: { prob: number[][]; ent: number[] } | null, r: RouterSums) => {
       if (!r) return null;
@@ -170,11 +148,11 @@ class MiAccumulator {
 class UsageAccumulator {
   private n = 0;
   private w = { params: 0, share: 0, att: 0, mlp: 0, bytes: 0 };
-  private last?: ReturnType<InferenceSession['stats']>;
+  private last?: InferStats;
   private att: number[][] = [];
   private mlp: number[][] = [];
 
-  add(st: ReturnType<InferenceSession['stats']>): void {
+  add(st: InferStats): void {
     const t = st.tokens;
     if (t === 0) return;
     this.n += t;
@@ -202,8 +180,30 @@ class UsageAccumulator {
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 
-/** What evaluation needs of a model: its config and sessions (a checkpoint, or a trainer's live weights). */
-export type EngineModel = Pick<InferenceModel, 'config' | 'createSession'>;
+/** What evaluation needs of a model: its config and sessions (a checkpoint's opened weights, or a trainer's live weights). */
+export interface EngineModel {
+  config: InferenceModel['config'];
+  createSession(opts: { batch: number; maxLen?: number; routing: Routing }): InferenceSession;
+}
+
+/**
+ * The same model, but one session per (batch, maxLen) kept for every later call (its KV cache and
+ * workspace reused; the routing set on each call), for callers that evaluate many times.
+ */
+export function reuseSessions(model: EngineModel): EngineModel {
+  const sessions = new Map<string, InferenceSession>();
+  return {
+    config: model.config,
+    createSession(opts) {
+      const key = `${opts.batch}x${opts.maxLen ?? model.config.max_seq_len}`;
+      const s = sessions.get(key);
+      if (s) { s.setRouting(opts.routing); return s; }
+      const created = model.createSession(opts);
+      sessions.set(key, created);
+      return created;
+    },
+  };
+}
 
 /** Loss and perplexity over the tokens, in windows of seqLen, under the given routing. */
 export async function evaluateTokens(model: EngineModel, tokens: TokenArray, o: EvalOptions, data: Omit<EvalData, 'tokens'>): Promise<EvalResult> {
@@ -212,18 +212,14 @@ export async function evaluateTokens(model: EngineModel, tokens: TokenArray, o: 
   const seqLen = o.seqLen ?? config.max_seq_len;
   if (!(Number.isInteger(seqLen) && seqLen >= 1 && seqLen <= config.max_seq_len))
     throw new RangeError(`--seq-len must be in 1..${config.max_seq_len} (the model's max_seq_len), got ${seqLen}`);
-  let batchSize = o.batchSize ?? 8;
-  if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new RangeError(`--batch-size must be an integer ≥ 1, got ${batchSize}`);
-  const fit = Math.max(1, Math.floor(MAX_LOGIT_FLOATS / (seqLen * V)));
-  if (batchSize > fit) {
-    notes.push(`batch size lowered from ${batchSize} to ${fit} so that one batch's logits (${seqLen}×${V} per window) stay under ${(MAX_LOGIT_FLOATS * 4 / 2 ** 20).toFixed(0)} MiB`);
-    batchSize = fit;
-  }
+  const requested = o.batchSize ?? 8;
+  if (!(Number.isInteger(requested) && requested >= 1)) throw new RangeError(`--batch-size must be an integer ≥ 1, got ${requested}`);
   const where = data.source === 'files' ? `the data (${data.inputs.join(', ')})` : `the held-out data (${data.inputs.join(', ')})`;
   const available = countEvalWindows(tokens.length, seqLen);
   if (available === 0)
     throw new Error(`${where} has ${tokens.length} tokens, fewer than one window of ${seqLen} + 1; give a smaller --seq-len or more data`);
   const windows = o.maxWindows !== undefined ? Math.min(o.maxWindows, available) : available;
+  const batchSize = Math.min(requested, windows);  // no session larger than the windows need
   const used = tokens.subarray(0, windows * seqLen + 1);
 
   const sessions = new Map<number, InferenceSession>();
@@ -235,20 +231,22 @@ export async function evaluateTokens(model: EngineModel, tokens: TokenArray, o: 
   sessionFor(batchSize);  // bad routing / file problems before any work
   const usage = new UsageAccumulator();
   const mi = new MiAccumulator();
-  let sum = 0, count = 0, done = 0, interrupted = false;
+  let sum = 0, count = 0, done = 0, interrupted = false, prefillSeconds = 0;
   const t0 = now();
-  let logits = new Float32Array(0), all = new Float32Array(0);
+  let logits = new Float32Array(0), losses = new Float32Array(0);
   for (const b of evalBatches(used, { batchSize, seqLen, name: where })) {
     if (o.signal?.aborted) { interrupted = true; break; }
     const B = b.batchSize;
-    if (all.length !== B * seqLen * V) { all = new Float32Array(B * seqLen * V); logits = new Float32Array(B * V); }
+    if (losses.length !== B * seqLen) { losses = new Float32Array(B * seqLen); logits = new Float32Array(B * V); }
     const s = sessionFor(B);
     s.reset();
-    await s.prefillAsync({ tokens: b.inputs, batch: B, len: seqLen, logits, allLogits: all });
+    const p0 = now();
+    await s.prefillAsync({ tokens: b.inputs, batch: B, len: seqLen, logits, targets: b.targets, losses });
+    prefillSeconds += now() - p0;
     const st = s.stats();
     usage.add(st);
     mi.add(st);
-    sum += crossEntropySum(all, b.targets, V);
+    for (let r = 0; r < losses.length; r++) sum += losses[r];  // float64, in position order
     count += b.targets.length;
     done += B;
     o.onProgress?.(done, windows);
@@ -260,7 +258,7 @@ export async function evaluateTokens(model: EngineModel, tokens: TokenArray, o: 
   return {
     loss, ppl: Math.exp(loss), tokens: count, windows: done, seqLen, batchSize, routing: o.routing,
     data: { source: data.source, inputs: data.inputs, tokens: tokens.length }, usage: usage.result(),
-    mi: mi.result(), seconds, tokensPerS: count / seconds, interrupted, notes,
+    mi: mi.result(), seconds, tokensPerS: count / seconds, prefillSeconds, prefillTokensPerS: count / prefillSeconds, interrupted, notes,
   };
 }
 

@@ -1,7 +1,8 @@
 // A checkpoint folder (training or inference; DESIGN.md §3) opened for inference: the validated
-// config, the tokenizer, and native sessions created from the memory-mapped model.safetensors
-// (F32 / BF16 tensors are used in place, never copied). F16 tensors, which the engine does not
-// read, are converted once into an fp32 copy in memory (with a note saying so).
+// config, the tokenizer, and the weights opened once in the engine (openWeights: model.safetensors
+// memory-mapped, F32 / BF16 tensors used in place, never copied), from which any number of
+// sessions are created, each with its own KV cache and routing. F16 tensors, which the engine does
+// not read, are converted once into an fp32 copy in memory (with a note saying so).
 //
 // Everything is checked before the engine sees it: config.json against the schema, the
 // safetensors header (ranges, dtypes, overlaps) and every tensor's name and shape against the
@@ -15,16 +16,17 @@ import {
 import { SafetensorsReader, readSafetensorsHeader, type SafetensorsHeader } from '../checkpoint/safetensors';
 import { validateConfig } from '../model/config';
 import { layoutFromConfig, type ModelLayout } from '../model/layout';
-import { loadAddon, type InferenceSession, type ModelConfig } from '../native/addon';
+import { loadAddon, type InferenceSession, type ModelConfig, type OpenedWeights } from '../native/addon';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer';
 import type { Routing } from '../model/routing';
 
-export interface InferenceModel {
+/** A checkpoint's weights opened for inference, with what describes them (no tokenizer needed). */
+export interface CheckpointWeights {
   dir: string;
   config: ModelConfig;
   layout: ModelLayout;
-  tokenizer: Tokenizer;
-  tokenizerPath: string;
+  /** the tokenizer.json used (the checkpoint's, when it has one) */
+  tokenizerPath?: string;
   modelFile: string;
   /** dtype of the stored weights ('mixed' when tensors differ) */
   dtype: string;
@@ -32,10 +34,18 @@ export interface InferenceModel {
   inMemory: boolean;
   /** things the user should know (conversions, recovered saves) */
   notes: string[];
-  /** A session over the model's weights; maxLen defaults to config.max_seq_len. */
+  /** The weights, opened once; every session shares them. */
+  weights: OpenedWeights;
+  /** A session over the model's weights (weights.createSession); maxLen defaults to config.max_seq_len. */
   createSession(opts: { batch: number; maxLen?: number; routing: Routing }): InferenceSession;
   /** trainer_state.json when present (checked; throws naming the file when invalid). */
   trainerState(): TrainerState | undefined;
+}
+
+/** A checkpoint opened for inference: its weights and its tokenizer. */
+export interface InferenceModel extends CheckpointWeights {
+  tokenizer: Tokenizer;
+  tokenizerPath: string;
 }
 
 export interface LoadInferenceOptions {
@@ -72,6 +82,15 @@ function checkTensors(h: SafetensorsHeader, layout: ModelLayout, file: string): 
 
 /** Opens a checkpoint folder for inference (see the file comment). */
 export function loadInferenceModel(dir: string, opts: LoadInferenceOptions = {}): InferenceModel {
+  return open(dir, { required: true, file: opts.tokenizer }) as InferenceModel;
+}
+
+/** The same without a tokenizer: tokenizerPath is the checkpoint's tokenizer.json when it has one. */
+export function openCheckpointWeights(dir: string): CheckpointWeights {
+  return open(dir, { required: false });
+}
+
+function open(dir: string, tok: { required: boolean; file?: string }): CheckpointWeights & { tokenizer?: Tokenizer } {
   const abs = path.resolve(dir);
   const notes: string[] = [];
   const recovered = recoverInterruptedSave(abs);
@@ -90,11 +109,16 @@ export function loadInferenceModel(dir: string, opts: LoadInferenceOptions = {})
   const dtypes = new Set(header.tensors.map((t) => t.dtype));
   const dtype = dtypes.size === 1 ? [...dtypes][0] : 'mixed';
 
-  const tokFile = opts.tokenizer ?? path.join(abs, TOKENIZER_FILE);
-  if (!opts.tokenizer && !fs.existsSync(tokFile)) throw new Error(`checkpoint ${dir} has no ${TOKENIZER_FILE}; give one with --tokenizer FILE`);
-  const tokenizer = loadTokenizer(tokFile);
-  if (tokenizer.vocabSize > config.vocab_size)
-    throw new Error(`the tokenizer ${tokFile} has ${tokenizer.vocabSize} tokens, more than the model's vocab_size ${config.vocab_size}`);
+  const own = path.join(abs, TOKENIZER_FILE);
+  let tokFile: string | undefined, tokenizer: Tokenizer | undefined;
+  if (!tok.required) tokFile = fs.existsSync(own) ? own : undefined;
+  else {
+    tokFile = tok.file ?? own;
+    if (!tok.file && !fs.existsSync(tokFile)) throw new Error(`checkpoint ${dir} has no ${TOKENIZER_FILE}; give one with --tokenizer FILE`);
+    tokenizer = loadTokenizer(tokFile);
+    if (tokenizer.vocabSize > config.vocab_size)
+      throw new Error(`the tokenizer ${tokFile} has ${tokenizer.vocabSize} tokens, more than the model's vocab_size ${config.vocab_size}`);
+  }
 
   const addon = loadAddon();
   // F16 is not an engine dtype: the whole model goes to fp32 in memory, once.
@@ -110,19 +134,22 @@ export function loadInferenceModel(dir: string, opts: LoadInferenceOptions = {})
     notes.push(`${MODEL_FILE} stores F16 tensors, which the engine does not read: converted once to fp32 in memory (${(weights.byteLength / 2 ** 20).toFixed(1)} MiB)`);
   }
   const tensors = header.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, begin: t.begin, end: t.end }));
+  let opened: OpenedWeights;
+  if (weights) opened = addon.openWeightsFromBuffer({ config, weights });
+  else {
+    try {
+      opened = addon.openWeights({ config, path: modelFile, tensors, dataOffset: header.dataStart });
+    } catch (e) {
+      // Errors name the file: the engine's own messages may not.
+      const msg = (e as Error).message;
+      throw new Error(msg.includes(modelFile) ? msg : `${modelFile}: ${msg}`);
+    }
+  }
 
   return {
-    dir: abs, config, layout, tokenizer, tokenizerPath: path.resolve(tokFile), modelFile, dtype, inMemory: weights !== undefined, notes,
-    createSession({ batch, maxLen, routing }) {
-      const base = { config, batch, maxLen, routing };
-      if (weights) return addon.createSession({ ...base, weights });
-      try {
-        return addon.createSessionFromFile({ ...base, path: modelFile, tensors, dataOffset: header.dataStart });
-      } catch (e) {
-        const msg = (e as Error).message;
-        throw new Error(msg.includes(modelFile) ? msg : `${modelFile}: ${msg}`);
-      }
-    },
+    dir: abs, config, layout, tokenizer, tokenizerPath: tokFile && path.resolve(tokFile), modelFile, dtype, inMemory: weights !== undefined, notes,
+    weights: opened,
+    createSession: ({ batch, maxLen, routing }) => opened.createSession({ batch, maxLen, routing }),
     trainerState() {
       const f = path.join(abs, TRAINER_STATE_FILE);
       return fs.existsSync(f) ? validateTrainerState(readJson(f), f) : undefined;

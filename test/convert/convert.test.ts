@@ -9,7 +9,6 @@ import { SafetensorsReader } from '../../src/checkpoint/safetensors';
 import { runConvert } from '../../src/cli/commands/convert';
 import { formatInfo, runInfo } from '../../src/cli/commands/info';
 import { convertCheckpoint } from '../../src/convert/convert';
-import { crossEntropySum } from '../../src/infer/eval';
 import { loadInferenceModel } from '../../src/infer/load';
 import { train } from '../../src/train/trainer';
 import { parseRouting } from '../../src/model/routing';
@@ -46,7 +45,8 @@ describe('dsmoe info', () => {
       attention: { experts: 4, heads_per_expert: 2, kv_heads: 2, head_dim: 8 }, mlp: { experts: 4, expert_dim: 64 } });
     expect(i.params.total).toBe(ck.layout.totalParams);
     expect(i.params.non_embedding).toBe(ck.layout.nonEmbeddingParams);
-    const parts = i.params.embedding + i.params.lm_head + i.params.norms + i.params.attention.q + i.params.attention.k + i.params.attention.v
+    const parts = i.params.embedding + i.params.lm_head + i.params.norms + i.params.attention.q + i.params.attention.k +
+      i.params.attention.v
       + i.params.attention.o + i.params.attention.router + i.params.mlp.up + i.params.mlp.down + i.params.mlp.router;
     expect(parts).toBe(p.total);
     expect(i.active.routing).toEqual({ attention: 'threshold:0.48', mlp: 'threshold:0.48' });
@@ -55,7 +55,8 @@ describe('dsmoe info', () => {
     expect(i.active.note).toMatch(/depends on the data/);
     expect(i.dtype).toBe('F32');
     const files = Object.fromEntries(i.files.map((f: { name: string }) => [f.name, f]));
-    expect(Object.keys(files).sort()).toEqual(['config.json', 'model.safetensors', 'optimizer.safetensors', 'tokenizer.json', 'trainer_state.json']);
+    expect(Object.keys(files).sort()).toEqual(['config.json', 'model.safetensors', 'optimizer.safetensors',
+      'tokenizer.json', 'trainer_state.json']);
     expect(files['model.safetensors'].dtypes).toEqual({ F32: ck.layout.tensors.length });
     expect(files['model.safetensors'].bytes).toBe(fs.statSync(path.join(t.dsmoe, 'model.safetensors')).size);
     expect(i.training.step).toBe(30);
@@ -68,7 +69,8 @@ describe('dsmoe info', () => {
     const D = 64, L = 2;
     const shared = L * (2 * 4 * D + 2 * 2 * 8 * D); // routers + k + v
     const qo = 2 * 2 * 8 * D, updown = 2 * 64 * D; // one expert
-    expect(activeParams(c, { attention: 'dense', mlp: 'dense' }).activeParamsPerToken).toBe(shared + L * (4 * qo + 4 * updown));
+    expect(activeParams(c, { attention: 'dense', mlp: 'dense' }).activeParamsPerToken).toBe(shared +
+      L * (4 * qo + 4 * updown));
     const a = activeParams(c, { attention: 'topk:2', mlp: 'topk:1' });
     expect(a.activeParamsPerToken).toBe(shared + L * (2 * qo + 1 * updown));
     expect(a.activeExpertShare).toBeCloseTo((2 * qo + updown) / (4 * qo + 4 * updown), 12);
@@ -80,8 +82,10 @@ describe('dsmoe info', () => {
 
   test('text report names every section; inference checkpoints have no training section', () => {
     const text = formatInfo(checkpointInfo(t.dsmoe));
-    for (const re of [/training checkpoint, mode dsmoe, step 30, weights F32/, /4 experts × 2 query heads × head_dim 8, 2 shared kv heads/,
-      /non-embedding/, /attention q\/k\/v\/o/, /routers att\/mlp/, /MLP up\/down/, /depends on the data/, /model\.safetensors .*F32 × \d+ tensors/,
+    for (const re of [/training checkpoint, mode dsmoe, step 30, weights F32/,
+      /4 experts × 2 query heads × head_dim 8, 2 shared kv heads/,
+      /non-embedding/, /attention q\/k\/v\/o/, /routers att\/mlp/, /MLP up\/down/, /depends on the data/,
+      /model\.safetensors .*F32 × \d+ tensors/,
       /tokens seen\s+1\.9K \(1920\)/, /last losses/])
       expect(text).toMatch(re);
     const dst = out('info-inf');
@@ -136,9 +140,9 @@ describe('two-layer routers (router_hidden) through info, convert and the infere
     const m = loadInferenceModel(dst);
     expect(m.dtype).toBe('BF16');
     const s = m.createSession({ batch: 4, routing: { attention: 'dense', mlp: 'dense' } });
-    const logits = new Float32Array(4 * V), allLogits = new Float32Array(4 * SEQ * V);
-    s.prefill({ tokens: w.tokens, batch: 4, len: SEQ, logits, allLogits });
-    const engine = Math.exp(crossEntropySum(allLogits, w.targets, V) / w.targets.length);
+    const logits = new Float32Array(4 * V), losses = new Float32Array(4 * SEQ);
+    s.prefill({ tokens: w.tokens, batch: 4, len: SEQ, logits, targets: w.targets, losses });
+    const engine = Math.exp(losses.reduce((a, x) => a + x, 0) / w.targets.length);
     const p32 = perplexity(f32, w, 4), p16 = perplexity(b, w, 4);
     console.log(`router_hidden ${H}: perplexity fp32 ${p32.toFixed(4)}, bf16 training forward ${p16.toFixed(4)}, `
       + `bf16 engine ${engine.toFixed(4)}`);
@@ -155,7 +159,8 @@ describe('dsmoe convert', () => {
     expect(s.text()).toMatch(/model\.safetensors .* → .*\(5\d\.\d %\)/);
     expect(fs.readdirSync(dst).sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json']);
     const ratio = r.bytesAfter / r.bytesBefore;
-    const modelRatio = fs.statSync(path.join(dst, 'model.safetensors')).size / fs.statSync(path.join(t.dsmoe, 'model.safetensors')).size;
+    const modelRatio = fs.statSync(path.join(dst, 'model.safetensors')).size / fs.statSync(path.join(t.dsmoe,
+      'model.safetensors')).size;
     expect(modelRatio).toBeGreaterThan(0.49);
     expect(modelRatio).toBeLessThan(0.52);
     expect(ratio).toBeLessThan(0.2); // optimizer state dropped too
@@ -184,19 +189,22 @@ describe('dsmoe convert', () => {
     expect(changed).toBeGreaterThan(f32.params.length / 2); // it really was rounded
     const w = windows(t.fx, 8);
     const p32 = perplexity(f32, w, 8), p16 = perplexity(b, w, 8);
-    console.log(`perplexity on held-out text: fp32 ${p32.toFixed(4)}, bf16 ${p16.toFixed(4)} (${(100 * (p16 / p32 - 1)).toFixed(3)} %); `
+    console.log(`perplexity on held-out text: fp32 ${p32.toFixed(4)}, bf16 ` +
+      `${p16.toFixed(4)} (${(100 * (p16 / p32 - 1)).toFixed(3)} %); `
       + `model.safetensors ${(100 * modelRatio).toFixed(1)} %, folder ${(100 * ratio).toFixed(1)} %`);
     expect(Math.abs(p16 / p32 - 1)).toBeLessThan(0.01);
   });
 
   test('f16 and f32; routing stored in config.json', () => {
-    const f16 = convertCheckpoint(t.dsmoe, out('f16'), { dtype: 'f16', routing: 'attention=topk:3,mlp=threshold-topk:0.5' });
+    const f16 = convertCheckpoint(t.dsmoe, out('f16'), { dtype: 'f16',
+      routing: 'attention=topk:3,mlp=threshold-topk:0.5' });
     expect(f16.dtype).toBe('F16');
     const c = loadCheckpoint(out('f16'));
     expect(c.config.routing).toEqual({ attention: 'topk:3', mlp: 'threshold-topk:0.5' });
     const orig = loadCheckpoint(t.dsmoe);
     let maxRel = 0;
-    for (let i = 0; i < orig.params.length; i++) maxRel = Math.max(maxRel, Math.abs(c.params[i] - orig.params[i]) / Math.max(Math.abs(orig.params[i]), 1e-3));
+    for (let i = 0; i < orig.params.length; i++) maxRel = Math.max(maxRel,
+      Math.abs(c.params[i] - orig.params[i]) / Math.max(Math.abs(orig.params[i]), 1e-3));
     expect(maxRel).toBeLessThan(1e-3);
     convertCheckpoint(t.dsmoe, out('f32'), { dtype: 'f32', routing: 'dense' });
     const f = loadCheckpoint(out('f32'));
@@ -239,12 +247,15 @@ describe('dsmoe convert', () => {
     const r = convertCheckpoint(t.dsmoe, out('exists'), { force: true, dtype: 'f32' });
     expect(r.dtype).toBe('F32');
     expect(loadCheckpoint(out('exists')).metadata.step).toBe('30');
-    expect(() => convertCheckpoint(t.dsmoe, out('empty'), { force: true })).toThrow(/not a checkpoint folder .*not overwriting it, even with --force/);
+    expect(() => convertCheckpoint(t.dsmoe, out('empty'),
+      { force: true })).toThrow(/not a checkpoint folder .*not overwriting it, even with --force/);
     expect(fs.readFileSync(path.join(out('empty'), 'notes.txt'), 'utf8')).toBe('hello');
     expect(() => convertCheckpoint(t.dsmoe, t.dsmoe, { force: true })).toThrow(/is the input folder/);
-    expect(() => convertCheckpoint(t.dsmoe, path.join(t.dsmoe, '..', path.basename(t.dsmoe)), { force: true })).toThrow(/is the input folder/);
+    expect(() => convertCheckpoint(t.dsmoe, path.join(t.dsmoe, '..', path.basename(t.dsmoe)),
+      { force: true })).toThrow(/is the input folder/);
     expect(() => convertCheckpoint(t.dsmoe, out('z'), { dtype: 'int8' })).toThrow(/unknown dtype "int8"/);
-    expect(() => runConvert([t.dsmoe, out('z')], { targetActive: 0.4 })).toThrow(/--target-active and --data go with --calibrate/);
+    expect(() => runConvert([t.dsmoe, out('z')],
+      { targetActive: 0.4 })).toThrow(/--target-active and --data go with --calibrate/);
     expect(() => runConvert([t.dsmoe], {})).toThrow(/needs an input and an output folder/);
     expect(() => runConvert([t.dsmoe, out('z')], { attentionExperts: 2 })).toThrow(/go with --from-dense/);
     expect(fs.existsSync(out('z'))).toBe(false);
@@ -256,6 +267,7 @@ describe('dsmoe convert', () => {
     const ck = loadCheckpoint(src);
     ck.params[ck.layout.tensors[1].offset] = 1e6;
     saveCheckpoint(src, { config: ck.config, params: ck.params });
-    expect(() => convertCheckpoint(src, out('big16'), { dtype: 'f16' })).toThrow(/"layers\.0\.attn_norm\.weight" holds 1000000, beyond fp16's range/);
+    expect(() => convertCheckpoint(src, out('big16'),
+      { dtype: 'f16' })).toThrow(/"layers\.0\.attn_norm\.weight" holds 1000000, beyond fp16's range/);
   });
 });

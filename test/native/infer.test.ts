@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { InferenceSession, ModelConfig, ModelLayout } from '../../src/native/addon';
-import { readSafetensorsHeader } from '../../src/infer/safetensors';
+import { readSafetensorsHeader } from '../../src/checkpoint/safetensors';
 import { referenceForward } from '../reference/infer';
 import { addon, expectNativeError, fromBf16, relError, toBf16 } from '../helpers';
 
@@ -332,7 +332,7 @@ describe('memory-mapped safetensors', () => {
       // A reversed tensor order in the file: ranges, not positions, locate the tensors.
       writeSafetensors(file, tensorsOf(dtype).reverse());
       const hdr = readSafetensorsHeader(file);
-      const mapped = addon.createSessionFromFile({ config, path: file, tensors: hdr.tensors, dataOffset: hdr.dataOffset, batch: 2, routing });
+      const mapped = addon.createSessionFromFile({ config, path: file, tensors: hdr.tensors, dataOffset: hdr.dataStart, batch: 2, routing });
       // The in-memory equivalent: each tensor rounded to bf16 where the file stores bf16.
       const mem = params.slice();
       layout.tensors.forEach((t, i) => { if (dtype(i) === 'BF16') mem.set(fromBf16(toBf16(params.subarray(t.offset, t.offset + t.size))), t.offset); });
@@ -350,7 +350,7 @@ describe('memory-mapped safetensors', () => {
     const file = path.join(dir, 'ok.safetensors');
     writeSafetensors(file, tensorsOf(() => 'F32'));
     const hdr = readSafetensorsHeader(file);
-    const open = (edit: (t: typeof hdr.tensors) => void, dataOffset = hdr.dataOffset) => {
+    const open = (edit: (t: typeof hdr.tensors) => void, dataOffset = hdr.dataStart) => {
       const tensors = hdr.tensors.map((t) => ({ ...t, shape: t.shape.slice() }));
       edit(tensors);
       return () => addon.createSessionFromFile({ config, path: file, tensors, dataOffset, batch: 1 });
@@ -369,7 +369,7 @@ describe('memory-mapped safetensors', () => {
     // The TS header reader rejects a truncated file before native code sees it.
     const cut = path.join(dir, 'cut.safetensors');
     fs.writeFileSync(cut, fs.readFileSync(file).subarray(0, fs.statSync(file).size - 10));
-    expect(() => readSafetensorsHeader(cut)).toThrow(/past the end/);
+    expect(() => readSafetensorsHeader(cut)).toThrow(/truncated or corrupt/);
   });
 });
 
@@ -466,7 +466,7 @@ describe('two-layer routers (router_hidden)', () => {
       const hdr = readSafetensorsHeader(file), seqs = seqsOf(2, 5, V);
       const routing = { attention: 'topk:2', mlp: 'threshold:0.48' };
       const open = (c: ModelConfig, h: typeof hdr, f: string, batch = 1) => addon.createSessionFromFile(
-        { config: c, path: f, tensors: h.tensors, dataOffset: h.dataOffset, batch, routing });
+        { config: c, path: f, tensors: h.tensors, dataOffset: h.dataStart, batch, routing });
       const mapped = open(config, hdr, file, 2);
       addon.setBf16Dot({ enabled: false });  // exact widening on both sides
       try {
