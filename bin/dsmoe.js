@@ -6,7 +6,8 @@ const fs = require('node:fs');
 
 const entry = path.join(__dirname, '..', 'dist', 'cli', 'index.js');
 if (!fs.existsSync(entry)) {
-  process.stderr.write(`dsmoe: the CLI is not compiled (missing ${entry}).\nRun: npm run build   (in ${path.dirname(__dirname)})\n`);
+  process.stderr.write(`dsmoe: the CLI is not compiled (missing ${entry}).\nRun: npm run build   (in ` +
+    `${path.dirname(__dirname)})\n`);
   process.exit(1);
 }
 require(entry).main(process.argv).then((code) => {

@@ -34,7 +34,8 @@ const rows = [
   ['corpus', `${sentences.length} sentences, ${chars} chars (read in ${readMs.toFixed(0)} ms)`],
   ['train', `vocab ${model.vocab.length} (${model.merges.length} merges) in ${(trainMs / 1000).toFixed(2)} s`],
   ['tokens/char', `${(tokens / chars).toFixed(4)} on the training corpus`],
-  ['encode', `${(chars / encodeMs / 1000).toFixed(2)} M chars/s (memoised path), ${(heldChars / libMs / 1000).toFixed(2)} M chars/s (library encode)`],
+  ['encode', `${(chars / encodeMs / 1000).toFixed(2)} M chars/s (memoised path), ` +
+    `${(heldChars / libMs / 1000).toFixed(2)} M chars/s (library encode)`],
 ];
 for (const [k, v] of rows) console.log(`${k.padEnd(12)} ${v}`);
 console.log(JSON.stringify({ vocabSize: model.vocab.length, merges: model.merges.length, trainSeconds: trainMs / 1000,

@@ -30,7 +30,8 @@ function run(cmd, args) {
 
 function cmakeBuild() {
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [root] });
-  const args = [cmakeJs, 'compile', '--out', outDir, '--parallel', String(Math.max(2, require('node:os').cpus().length))];
+  const args = [cmakeJs, 'compile', '--out', outDir, '--parallel', String(Math.max(2,
+    require('node:os').cpus().length))];
   // Always passed, so a cached value from an earlier build never sticks.
   const cuda = (process.env.DSMOE_CUDA || 'auto').toLowerCase();
   if (!['auto', 'on', 'off'].includes(cuda)) {

@@ -19,7 +19,8 @@ const opt = (name, def) => {
 const quick = args.includes('--quick');
 const root = path.resolve(__dirname, '..');
 const outFile = path.resolve(opt('--out', path.join(root, 'bench-results', 'gpu-bench.json')));
-const addonFile = process.env.DSMOE_ADDON || path.join(root, process.env.DSMOE_BUILD_DIR || 'build', 'Release', 'dsmoe.node');
+const addonFile = process.env.DSMOE_ADDON || path.join(root, process.env.DSMOE_BUILD_DIR || 'build', 'Release',
+  'dsmoe.node');
 const addon = require(addonFile);
 
 const info = addon.cudaInfo();
@@ -42,7 +43,8 @@ function timed(fn, target = quick ? 0.2 : 1.0) {
 const results = { device: info, date: new Date().toISOString(), gemm: [], grouped: [], memcpy: [], notMeasured: [] };
 
 // ---- GEMM ----
-const gemmShapes = quick ? [[4096, 4096, 4096]] : [[2048, 2048, 2048], [4096, 4096, 4096], [8192, 8192, 8192], [16384, 4096, 4096], [4096, 16384, 2048]];
+const gemmShapes = quick ? [[4096, 4096, 4096]] : [[2048, 2048, 2048], [4096, 4096, 4096], [8192, 8192, 8192],
+  [16384, 4096, 4096], [4096, 16384, 2048]];
 for (const [m, n, k] of gemmShapes) {
   const { seconds, reps } = timed((r) => addon.cudaBenchGemm({ m, n, k, reps: r }));
   results.gemm.push({ m, n, k, reps, seconds, tflops: (2 * m * n * k) / seconds / 1e12 });
@@ -75,7 +77,8 @@ for (const [name, sizes] of [['balanced', balanced], ['skewed (4 empty)', skewed
 for (const bytes of quick ? [2 ** 28] : [2 ** 28, 2 ** 30, 2 ** 32]) {
   const { seconds, reps } = timed((r) => addon.cudaBenchMemcpy({ bytes, reps: r }));
   // A copy reads and writes every byte: bandwidth counts both.
-  results.memcpy.push({ bytes, reps, seconds, gbPerSReadWrite: (2 * bytes) / seconds / 1e9, gbPerSCopied: bytes / seconds / 1e9 });
+  results.memcpy.push({ bytes, reps, seconds, gbPerSReadWrite: (2 * bytes) / seconds / 1e9,
+    gbPerSCopied: bytes / seconds / 1e9 });
 }
 
 results.notMeasured = [
@@ -90,14 +93,18 @@ const pad = (s, n) => String(s).padStart(n);
 console.log('\nbf16 GEMM (A [m,k] · B [n,k]ᵀ, fp32 out)');
 console.log(`${pad('m', 6)} ${pad('n', 6)} ${pad('k', 6)} ${pad('ms', 9)} ${pad('TFLOP/s', 8)} ${pad('of peak', 8)}`);
 for (const g of results.gemm)
-  console.log(`${pad(g.m, 6)} ${pad(g.n, 6)} ${pad(g.k, 6)} ${pad((g.seconds * 1e3).toFixed(3), 9)} ${pad(g.tflops.toFixed(1), 8)} ${pad(((100 * g.tflops) / peak).toFixed(0) + '%', 8)}`);
+  console.log(`${pad(g.m, 6)} ${pad(g.n, 6)} ${pad(g.k, 6)} ${pad((g.seconds * 1e3).toFixed(3), 9)} ` +
+    `${pad(g.tflops.toFixed(1), 8)} ${pad(((100 * g.tflops) / peak).toFixed(0) + '%', 8)}`);
 console.log(`measured peak (best shape above): ${peak.toFixed(1)} TFLOP/s`);
 console.log(`\ngrouped expert GEMM, ${E} experts, ${R} rows, n=${gn}, k=${gk}, one launch`);
 for (const g of results.grouped)
-  console.log(`  ${g.groups.padEnd(18)} max rows/expert ${pad(g.maxRows, 6)}  ${pad((g.seconds * 1e3).toFixed(3), 8)} ms  ${pad(g.tflops.toFixed(1), 7)} TFLOP/s  ${pad((100 * g.ofPeak).toFixed(0), 3)}% of peak`);
+  console.log(`  ${g.groups.padEnd(18)} max rows/expert ${pad(g.maxRows, 6)}  ` +
+    `${pad((g.seconds * 1e3).toFixed(3), 8)} ms  ${pad(g.tflops.toFixed(1), 7)} TFLOP/s  ` +
+      `${pad((100 * g.ofPeak).toFixed(0), 3)}% of peak`);
 console.log('\ndevice-to-device cudaMemcpy');
 for (const c of results.memcpy)
-  console.log(`  ${pad((c.bytes / 2 ** 20).toFixed(0), 6)} MiB  ${pad(c.gbPerSReadWrite.toFixed(0), 6)} GB/s read+write  (${c.gbPerSCopied.toFixed(0)} GB/s copied)`);
+  console.log(`  ${pad((c.bytes / 2 ** 20).toFixed(0), 6)} MiB  ${pad(c.gbPerSReadWrite.toFixed(0), 6)} GB/s ` +
+    `read+write  (${c.gbPerSCopied.toFixed(0)} GB/s copied)`);
 console.log('\nnot measured:');
 for (const s of results.notMeasured) console.log(`  - ${s}`);
 fs.mkdirSync(path.dirname(outFile), { recursive: true });

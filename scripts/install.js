@@ -118,7 +118,8 @@ if (l.envFlag(env.DSMOE_BUILD_FROM_SOURCE)) {
     if (smoke.ok) {
       log(l.describeAddon({ file: prebuild, source: 'prebuild', info: smoke.info }, root) + '; nothing to compile');
     } else {
-      log(`the prebuilt addon ${path.relative(root, prebuild)} does not load here:\n  ${smoke.reason.split('\n').join('\n  ')}`);
+      log(`the prebuilt addon ${path.relative(root, prebuild)} does not load here:\n  ` +
+        `${smoke.reason.split('\n').join('\n  ')}`);
       buildFromSource('falling back');
     }
   }

@@ -87,11 +87,13 @@ try {
 } catch (err) {
   fail(err.message);
 }
-const cuda = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(require(process.argv[1]).cudaInfo().compiled))', dest],
-  { encoding: 'utf8' });
+const cuda = spawnSync(process.execPath, ['-e',
+  'process.stdout.write(String(require(process.argv[1]).cudaInfo().compiled))', dest],
+{ encoding: 'utf8' });
 const withCuda = cuda.status === 0 && cuda.stdout === 'true';
 const mb = (fs.statSync(dest).size / 1e6).toFixed(1);
-log(`${path.relative(root, dest)}: ${mb} MB, ${loc.info.buildSystem} build, CUDA kernels ${withCuda ? 'included (static runtime)' : 'NOT included'}`);
+log(`${path.relative(root, dest)}: ${mb} MB, ${loc.info.buildSystem} build, CUDA kernels ` +
+  `${withCuda ? 'included (static runtime)' : 'NOT included'}`);
 if (!withCuda && process.platform === 'linux' && process.arch === 'x64') {
   log('warning: no CUDA kernels in the linux-x64 prebuild (no nvcc found?); set DSMOE_CUDA=on to make that an error');
 }

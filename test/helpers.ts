@@ -124,7 +124,9 @@ export function expectNativeError(call: () => unknown, name: 'TypeError' | 'Rang
 const DSMOE_BIN = path.join(__dirname, '..', 'bin', 'dsmoe.js');
 
 /** Runs the dsmoe CLI in a child process with 2 kernel threads; cwd, cache folder and stdin optional. */
-export function runCli(args: string[], o: { cwd?: string; cacheDir?: string; input?: string } = {}): { code: number | null; stdout: string; stderr: string } {
+export function runCli(
+  args: string[], o: { cwd?: string; cacheDir?: string; input?: string } = {},
+): { code: number | null; stdout: string; stderr: string } {
   const env = { ...process.env, DSMOE_THREADS: '2', ...(o.cacheDir ? { DSMOE_CACHE_DIR: o.cacheDir } : {}) };
   const r = spawnSync(process.execPath, [DSMOE_BIN, ...args], { encoding: 'utf8', cwd: o.cwd, input: o.input, env });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };

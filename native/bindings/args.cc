@@ -36,7 +36,8 @@ int64_t Args::integer(const char* name, int64_t min, int64_t max) {
   if (v.IsUndefined()) type_error(where(name) + " is missing (expected an integer)");
   if (!v.IsNumber()) type_error(where(name) + " must be a number");
   double d = v.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d) || d != std::floor(d)) type_error(where(name) + " must be an integer, got " + std::to_string(d));
+  if (!std::isfinite(d) || d != std::floor(d)) type_error(where(name) + " must be an integer, got "
+      + std::to_string(d));
   if (d < static_cast<double>(min) || d > static_cast<double>(max))
     range_error(where(name) + " must be in [" + std::to_string(min) + ", " + std::to_string(max) +
                 "], got " + std::to_string(static_cast<long long>(d)));

@@ -51,7 +51,10 @@ class Args {
   // Typed arrays of at least `min_elems` elements (the exact need for a dense tensor). The array
   // stays referenced until the Args object is gone, so async work may use it.
   View<float> f32(const char* name, int64_t min_elems);
-  View<const float> f32_in(const char* name, int64_t min_elems) { auto v = f32(name, min_elems); return {v.data, v.size}; }
+  View<const float> f32_in(const char* name, int64_t min_elems) {
+    auto v = f32(name, min_elems);
+    return {v.data, v.size};
+  }
   View<int32_t> i32(const char* name, int64_t min_elems);
   View<uint16_t> u16(const char* name, int64_t min_elems);  // bf16 tensors
   View<uint8_t> u8(const char* name, int64_t min_elems);

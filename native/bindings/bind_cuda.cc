@@ -52,7 +52,8 @@ Work bind_gemm(Args& args) {
   cuda::require_device();
   const GemmArgs g = read_gemm(args);
   return [=] {
-    cuda::gemm(g.ta, g.tb, g.m, g.n, g.k, g.alpha, g.a.data, g.lda, g.a_elems, g.b.data, g.b_bf16, g.ldb, g.b_elems, g.beta,
+    cuda::gemm(g.ta, g.tb, g.m, g.n, g.k, g.alpha, g.a.data, g.lda, g.a_elems, g.b.data, g.b_bf16, g.ldb, g.b_elems,
+        g.beta,
                g.c.data, g.ldc, g.c_elems);
   };
 }
@@ -60,7 +61,8 @@ Work bind_gemm(Args& args) {
 Work bind_grouped_gemm(Args& args) {
   cuda::require_device();
   const GroupedGemmArgs g = read_grouped_gemm(args);
-  return [=] { cuda::grouped_gemm(g.experts, g.offsets->data(), g.x.data, g.w.data, g.w_bf16, g.trans_w, g.n, g.k, g.beta, g.y.data); };
+  return [=] { cuda::grouped_gemm(g.experts, g.offsets->data(), g.x.data, g.w.data, g.w_bf16, g.trans_w, g.n, g.k,
+      g.beta, g.y.data); };
 }
 
 Work bind_router_softmax(Args& args) {
@@ -72,13 +74,15 @@ Work bind_router_softmax(Args& args) {
 Work bind_route_topk(Args& args) {
   cuda::require_device();
   const RouteTopkArgs r = read_route_topk(args);
-  return [=] { cuda::route_topk(r.t, r.experts, r.probs.data, r.k, r.out.token.data, r.out.expert.data, r.out.weight.data); };
+  return [=] { cuda::route_topk(r.t, r.experts, r.probs.data, r.k, r.out.token.data, r.out.expert.data,
+      r.out.weight.data); };
 }
 
 Work bind_group_by_expert(Args& args) {
   cuda::require_device();
   const GroupByExpertArgs g = read_group_by_expert(args);
-  return [=] { cuda::group_by_expert(g.pairs, g.experts, g.pair_expert->data(), g.offsets.data, g.order.data, g.position.data); };
+  return [=] { cuda::group_by_expert(g.pairs, g.experts, g.pair_expert->data(), g.offsets.data, g.order.data,
+      g.position.data); };
 }
 
 Work bind_gather_rows(Args& args) {
@@ -91,7 +95,8 @@ Work bind_combine(Args& args) {
   cuda::require_device();
   const CombineArgs c = read_combine(args);
   return [=] {
-    cuda::combine(c.t, c.pairs, c.n, c.yg.data, c.pair_token->data(), c.weight.data, c.position->data(), c.y.data, c.beta);
+    cuda::combine(c.t, c.pairs, c.n, c.yg.data, c.pair_token->data(), c.weight.data, c.position->data(), c.y.data,
+        c.beta);
   };
 }
 
@@ -105,7 +110,8 @@ Work bind_rmsnorm_backward(Args& args) {
   cuda::require_device();
   const RmsnormBackwardArgs a = read_rmsnorm_backward(args);
   return [=] {
-    cuda::rmsnorm_backward(a.rows, a.dim, a.x.data, a.w.data, a.rstd.data, a.dy.data, a.dx.data, a.dw.data, a.accumulate_dw);
+    cuda::rmsnorm_backward(a.rows, a.dim, a.x.data, a.w.data, a.rstd.data, a.dy.data, a.dx.data, a.dw.data,
+        a.accumulate_dw);
   };
 }
 
@@ -133,7 +139,8 @@ Work bind_adamw_update(Args& args) {
   cuda::require_device();
   const AdamwArgs a = read_adamw(args);
   return [=] {
-    cuda::adamw_update(a.n, a.param.data, a.grad.data, a.m.data, a.v.data, a.lr, a.beta1, a.beta2, a.eps, a.weight_decay, a.step);
+    cuda::adamw_update(a.n, a.param.data, a.grad.data, a.m.data, a.v.data, a.lr, a.beta1, a.beta2, a.eps,
+        a.weight_decay, a.step);
   };
 }
 
@@ -151,13 +158,15 @@ Work bind_attention_forward(Args& args) {
   const AttentionShapes sh = read_attention_shapes(args);
   // Device limits on top of the shared rules: the head is one tile, grid y/z are ≤ 65535.
   if (sh.s.head_dim > cuda::kMaxAttentionHeadDim)
-    range_error(args.where("headDim") + " must be at most " + std::to_string(cuda::kMaxAttentionHeadDim) + " on CUDA, got " +
+    range_error(args.where("headDim") + " must be at most " + std::to_string(cuda::kMaxAttentionHeadDim)
+        + " on CUDA, got " +
                 std::to_string(sh.s.head_dim));
   if (sh.s.n_heads_total > 65535 || sh.s.batch > 65535)
     range_error(args.where("nHeads") + " and batch must be at most 65535 on CUDA");
   cuda::AttentionShape s;
   s.batch = sh.s.batch; s.tq = sh.s.tq; s.tk = sh.s.tk; s.n_heads_total = sh.s.n_heads_total;
-  s.heads_per_expert = sh.s.heads_per_expert; s.kv_heads = sh.s.kv_heads; s.head_dim = sh.s.head_dim; s.scale = sh.s.scale;
+  s.heads_per_expert = sh.s.heads_per_expert; s.kv_heads = sh.s.kv_heads; s.head_dim = sh.s.head_dim;
+  s.scale = sh.s.scale;
   auto q = args.f32_in("q", sh.q_elems);
   auto k = args.f32_in("k", sh.kv_elems);
   auto v = args.f32_in("v", sh.kv_elems);

@@ -27,7 +27,8 @@ Work bind_rmsnorm_forward(Args& args) {
 Work bind_rmsnorm_backward(Args& args) {
   const RmsnormBackwardArgs a = read_rmsnorm_backward(args);
   return [=] {
-    cpu::rmsnorm_backward(a.rows, a.dim, a.x.data, a.w.data, a.rstd.data, a.dy.data, a.dx.data, a.dw.data, a.accumulate_dw);
+    cpu::rmsnorm_backward(a.rows, a.dim, a.x.data, a.w.data, a.rstd.data, a.dy.data, a.dx.data, a.dw.data,
+        a.accumulate_dw);
   };
 }
 
@@ -63,7 +64,8 @@ Work bind_gelu_backward(Args& args) {
 Work bind_adamw_update(Args& args) {
   const AdamwArgs a = read_adamw(args);
   return [=] {
-    cpu::adamw_update(a.n, a.param.data, a.grad.data, a.m.data, a.v.data, a.lr, a.beta1, a.beta2, a.eps, a.weight_decay, a.step);
+    cpu::adamw_update(a.n, a.param.data, a.grad.data, a.m.data, a.v.data, a.lr, a.beta1, a.beta2, a.eps, a.weight_decay,
+        a.step);
   };
 }
 

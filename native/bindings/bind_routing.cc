@@ -42,7 +42,8 @@ Work bind_router_softmax_backward(Args& args) {
 // routeTopk({t, experts, probs [t, E], k in [1, E], pairToken, pairExpert, pairWeight [t·k]})
 Work bind_route_topk(Args& args) {
   const RouteTopkArgs r = read_route_topk(args);
-  return [=] { cpu::route_topk(r.t, r.experts, r.probs.data, r.k, r.out.token.data, r.out.expert.data, r.out.weight.data); };
+  return [=] { cpu::route_topk(r.t, r.experts, r.probs.data, r.k, r.out.token.data, r.out.expert.data,
+      r.out.weight.data); };
 }
 
 // The threshold routings share their arguments: {t, experts, probs, eps, pairToken, pairExpert,
@@ -56,13 +57,15 @@ Work bind_threshold_routing(Args& args) {
   auto probs = args.f32_in("probs", n);
   auto pr = pair_outputs(args, n);
   auto out = args.i32("out", 1);
-  return [=] { out.data[0] = static_cast<int32_t>(Route(T, E, probs.data, eps, pr.token.data, pr.expert.data, pr.weight.data)); };
+  return [=] { out.data[0] = static_cast<int32_t>(Route(T, E, probs.data, eps, pr.token.data, pr.expert.data,
+      pr.weight.data)); };
 }
 
 // groupByExpert({pairs, experts, pairExpert [P], offsets [E+1], order [P], position [P]})
 Work bind_group_by_expert(Args& args) {
   const GroupByExpertArgs g = read_group_by_expert(args);
-  return [=] { cpu::group_by_expert(g.pairs, g.experts, g.pair_expert->data(), g.offsets.data, g.order.data, g.position.data); };
+  return [=] { cpu::group_by_expert(g.pairs, g.experts, g.pair_expert->data(), g.offsets.data, g.order.data,
+      g.position.data); };
 }
 
 // gatherRows({t, pairs, d, x [t, d], pairToken [P], order [P], xg [P, d]})
@@ -86,7 +89,8 @@ Work bind_gather_rows_backward(Args& args) {
 Work bind_combine(Args& args) {
   const CombineArgs c = read_combine(args);
   return [=] {
-    cpu::combine(c.t, c.pairs, c.n, c.yg.data, c.pair_token->data(), c.weight.data, c.position->data(), c.y.data, c.beta);
+    cpu::combine(c.t, c.pairs, c.n, c.yg.data, c.pair_token->data(), c.weight.data, c.position->data(), c.y.data,
+        c.beta);
   };
 }
 

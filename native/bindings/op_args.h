@@ -110,7 +110,8 @@ inline GroupedGemmArgs read_grouped_gemm(Args& args) {
   g.offsets = group_offsets(args, g.experts);
   g.rows = g.offsets->back();
   g.x = args.f32_in("x", checked_mul(g.rows, g.k, args.where("x")));
-  g.w = args.f32_or_bf16("w", checked_mul(g.experts, checked_mul(g.n, g.k, args.where("w")), args.where("w")), &g.w_bf16);
+  g.w = args.f32_or_bf16("w", checked_mul(g.experts, checked_mul(g.n, g.k, args.where("w")), args.where("w")),
+      &g.w_bf16);
   g.y = args.f32("y", checked_mul(g.rows, g.n, args.where("y")));
   return g;
 }
@@ -124,7 +125,8 @@ inline int64_t read_pairs(Args& args) { return args.integer("pairs", 0, kMaxPair
 // t·experts, the size of a score matrix and the most pairs a routing can make (must fit int32).
 inline int64_t score_elems(Args& args, int64_t T, int64_t E) {
   const int64_t n = checked_mul(T, E, args.where("t·experts"));
-  if (n > kMaxPairs) range_error(args.where("t·experts") + " = " + std::to_string(n) + " exceeds 2^31 − 1 (pair indices are int32)");
+  if (n > kMaxPairs) range_error(args.where("t·experts") + " = " + std::to_string(n)
+      + " exceeds 2^31 − 1 (pair indices are int32)");
   return n;
 }
 
@@ -396,7 +398,8 @@ inline AttentionShapes read_attention_shapes(Args& args) {
                 std::to_string(s.heads_per_expert) + ")");
   const double scale = args.number_or("scale", 1.0 / std::sqrt(static_cast<double>(s.head_dim)));
   s.scale = static_cast<float>(scale);
-  if (!std::isfinite(s.scale)) range_error(args.where("scale") + " must be finite in fp32, got " + std::to_string(scale));
+  if (!std::isfinite(s.scale)) range_error(args.where("scale") + " must be finite in fp32, got "
+      + std::to_string(scale));
   const std::string wq = args.where("q"), wk = args.where("k"), wl = args.where("lse");
   r.q_elems = checked_mul(checked_mul(checked_mul(s.batch, s.tq, wq), s.n_heads_total, wq), s.head_dim, wq);
   r.kv_elems = checked_mul(checked_mul(checked_mul(s.batch, s.tk, wk), s.kv_heads, wk), s.head_dim, wk);

@@ -54,7 +54,8 @@ function randomFill(n: number, seed: number): Float32Array {
 
 /** Group sizes summing to `rows`: equal, or Zipf-like (share ∝ (rank+1)^-1.5, in shuffled order). */
 export function groupSizes(rows: number, experts: number, kind: 'balanced' | 'skewed'): number[] {
-  if (kind === 'balanced') return Array.from({ length: experts }, (_, e) => Math.floor((rows * (e + 1)) / experts) - Math.floor((rows * e) / experts));
+  if (kind === 'balanced') return Array.from({ length: experts }, (_, e) => Math.floor((rows * (e +
+    1)) / experts) - Math.floor((rows * e) / experts));
   const w = Array.from({ length: experts }, (_, e) => Math.pow(e + 1, -1.5));
   const total = w.reduce((a, b) => a + b, 0);
   const sizes = w.map((x) => Math.floor((rows * x) / total));
@@ -104,7 +105,8 @@ export function runKernelBench(opts: KernelBenchOptions): KernelBenchResult {
       addon.setThreads({ threads: t });
       const ours = gflops(flops, timeBest(() => addon.gemm({ transB: true, m: n, n, k: n, a, b, c }), minSec));
       const peer = openblas.loaded
-        ? gflops(flops, timeBest(() => addon.openblasSgemm({ threads: t, transB: true, m: n, n, k: n, a, b, c }), minSec))
+        ? gflops(flops, timeBest(() => addon.openblasSgemm({ threads: t, transB: true, m: n, n, k: n, a, b, c }),
+          minSec))
         : null;
       square.push({ size: n, threads: t, dsmoeGflops: ours, openblasGflops: peer, naiveGflops: naive,
         ofPeak: ours / peakGflops[t], vsOpenblas: peer ? ours / peer : null });
@@ -131,8 +133,10 @@ export function runKernelBench(opts: KernelBenchOptions): KernelBenchResult {
       gs.forEach((g, e) => (offsets[e + 1] = offsets[e] + g));
       for (const t of opts.threads) {
         addon.setThreads({ threads: t });
-        const grouped = gflops(flops, timeBest(() => addon.groupedGemm({ experts: E, offsets, x, w, n: F, k: D, y }), minSec));
-        const dense = gflops(flops, timeBest(() => addon.gemm({ transB: true, m: rows, n: F, k: D, a: x, b: w, c: y }), minSec));
+        const grouped = gflops(flops, timeBest(() => addon.groupedGemm({ experts: E, offsets, x, w, n: F, k: D, y }),
+          minSec));
+        const dense = gflops(flops, timeBest(() => addon.gemm({ transB: true, m: rows, n: F, k: D, a: x, b: w, c: y }),
+          minSec));
         const denseTraining = gflops(denseTrainFlops, timeBest(() => addon.expertWeightedGemm({
           t: tokens, experts: E, n: D, k: F, x: xe, ldx: E * F, xExpertStride: F, w: wd, s, y: yd }), minSec));
         let peerLoop: number | null = null;
@@ -151,7 +155,8 @@ export function runKernelBench(opts: KernelBenchOptions): KernelBenchResult {
           emptyGroups: gs.filter((g) => g === 0).length, largestGroup: Math.max(...gs),
           groupedGflops: grouped, denseGflops: dense, groupedVsDense: grouped / dense,
           openblasLoopGflops: peerLoop, denseTrainingGflops: denseTraining });
-        log(`moe T=${tokens} D=${D} E=${E} F=${F} ${groups} ${t}t: grouped ${grouped.toFixed(0)}, dense ${dense.toFixed(0)} GFLOP/s`);
+        log(`moe T=${tokens} D=${D} E=${E} F=${F} ${groups} ${t}t: grouped ${grouped.toFixed(0)}, dense ` +
+          `${dense.toFixed(0)} GFLOP/s`);
       }
     }
   }

@@ -34,7 +34,8 @@ import { loadTokenizer } from '../tokenizer/tokenizer';
 import { formatDuration } from '../train/schedule';
 import { train, type TrainResult } from '../train/trainer';
 import { renderTable } from '../util/table';
-import { defaultRoutingOf, formatCompare, routingLabel, runCompare, writeCompareOutputs, type CompareResult, type CompareRow, type WrittenFiles } from './compare';
+import { defaultRoutingOf, formatCompare, routingLabel, runCompare, writeCompareOutputs, type CompareResult,
+  type CompareRow, type WrittenFiles } from './compare';
 
 export const DEFAULT_REPRODUCE_BUDGET_S = 600;
 export const DEFAULT_REPRODUCE_TARGET_ACTIVE = 0.35;
@@ -124,7 +125,8 @@ export interface ReproduceResult {
 }
 
 /** The three training setups (preset, mode, overrides) of a reproduce run. */
-export function reproduceSetups(preset: string, overrides: ConfigOverrides = {}): Array<{ mode: ReproduceMode; overrides: ConfigOverrides }> {
+export function reproduceSetups(preset: string,
+  overrides: ConfigOverrides = {}): Array<{ mode: ReproduceMode; overrides: ConfigOverrides }> {
   const base = buildConfig({ preset, overrides });
   return [
     { mode: 'dense', overrides: { ...overrides } },
@@ -134,19 +136,23 @@ export function reproduceSetups(preset: string, overrides: ConfigOverrides = {})
 }
 
 /** Seconds per optimizer step of `config` (median of 3 timed steps after a warm-up, random tokens). */
-export async function probeStepSeconds(config: ModelConfig, batchSize: number, gradAccum: number, seed = 0): Promise<number> {
+export async function probeStepSeconds(config: ModelConfig, batchSize: number, gradAccum: number,
+  seed = 0): Promise<number> {
   const addon = loadAddon();
   const n = addon.modelLayout(config).totalParams;
   const params = new Float32Array(n);
   addon.initParams({ config, params, seed });
-  const model = addon.createModel({ config, params, grads: new Float32Array(n), adamM: new Float32Array(n), adamV: new Float32Array(n) });
+  const model = addon.createModel({ config, params, grads: new Float32Array(n), adamM: new Float32Array(n),
+    adamV: new Float32Array(n) });
   const T = config.max_seq_len, N = batchSize * gradAccum * T;
   const tokens = new Int32Array(N), targets = new Int32Array(N);
-  for (let i = 0; i < N; i++) { tokens[i] = (i * 7919 + 13) % config.vocab_size; targets[i] = (i * 104729 + 7) % config.vocab_size; }
+  for (let i = 0; i < N; i++) { tokens[i] = (i * 7919 + 13) % config.vocab_size; targets[i] = (i * 104729 +
+    7) % config.vocab_size; }
   const times: number[] = [];
   for (let s = 0; s < 4; s++) {
     const t0 = performance.now();
-    await model.trainStepAsync({ tokens, targets, batch: batchSize, seq: T, micro: gradAccum, lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0, clip: 1, step: s + 1 });
+    await model.trainStepAsync({ tokens, targets, batch: batchSize, seq: T, micro: gradAccum, lr: 1e-4, beta1: 0.9,
+      beta2: 0.95, eps: 1e-8, weightDecay: 0, clip: 1, step: s + 1 });
     if (s > 0) times.push((performance.now() - t0) / 1000);
   }
   times.sort((a, b) => a - b);
@@ -156,9 +162,11 @@ export async function probeStepSeconds(config: ModelConfig, batchSize: number, g
 function row(mode: ReproduceMode, r: CompareRow, m: ReproduceModel, denseActive: number): ReproduceRow {
   const c = m.config;
   return {
-    model: mode, routing: r.label, totalParams: m.totalParams, hiddenParams: m.hiddenParams, activeParamsPerToken: r.activeParamsPerToken,
+    model: mode, routing: r.label, totalParams: m.totalParams, hiddenParams: m.hiddenParams,
+    activeParamsPerToken: r.activeParamsPerToken,
     activeShareOfHidden: r.activeParamsPerToken / denseActive, activeExpertShare: r.activeExpertShare,
-    attActiveShare: r.attExpertsPerToken / c.attention.n_experts, mlpActiveShare: r.mlpExpertsPerToken / c.mlp.n_experts,
+    attActiveShare: r.attExpertsPerToken / c.attention.n_experts,
+    mlpActiveShare: r.mlpExpertsPerToken / c.mlp.n_experts,
     ppl: r.ppl, decodeSpeedup: r.decodeSpeedup,
   };
 }
@@ -167,9 +175,11 @@ export async function runReproduce(o: ReproduceOptions): Promise<ReproduceResult
   if (!(o.budgetS > 0)) throw new RangeError(`--budget must be positive, got ${o.budgetS}`);
   const preset = o.preset ?? 'small';
   const eps = o.threshold ?? 0.48;
-  if (!(eps >= 0) || !Number.isFinite(eps)) throw new RangeError(`--threshold must be a non-negative number, got ${eps}`);
+  if (!(eps >= 0) || !Number.isFinite(eps)) throw new RangeError(`--threshold must be a non-negative number, got ` +
+    `${eps}`);
   const targetActive = o.targetActive ?? DEFAULT_REPRODUCE_TARGET_ACTIVE;
-  if (!(targetActive > 0 && targetActive <= 1)) throw new RangeError(`--target-active must be a share in (0, 1], got ${targetActive}`);
+  if (!(targetActive > 0 && targetActive <= 1)) throw new RangeError(`--target-active must be a share in (0, 1], got ` +
+    `${targetActive}`);
   const log = o.log ?? (() => undefined);
   const setups = reproduceSetups(preset, o.overrides);
   const share = o.budgetS / setups.length;
@@ -202,38 +212,48 @@ export async function runReproduce(o: ReproduceOptions): Promise<ReproduceResult
         info = i;
         trainStart = performance.now();
         cap = setTimeout(() => ac.abort(), share * 1000);
-        log(`  ${s.mode}: ${(i.params.total / 1e6).toFixed(2)}M params (${(i.params.nonEmbedding / 1e6).toFixed(2)}M non-embedding), ${i.tokensPerStep} tokens/step`);
+        log(`  ${s.mode}: ${(i.params.total / 1e6).toFixed(2)}M params (${(i.params.nonEmbedding / 1e6).toFixed(2)}M ` +
+          `non-embedding), ${i.tokensPerStep} tokens/step`);
       },
       onStep: (st) => {
         trainEnd = performance.now();
         if (performance.now() - lastLog > 15000) {
           lastLog = performance.now();
-          log(`  ${s.mode}: step ${st.step}${st.total_steps ? `/${st.total_steps}` : ''}, loss ${st.lm_loss.toFixed(3)}, ${Math.round(st.tokens_per_s)} tok/s`);
+          log(`  ${s.mode}: step ${st.step}${st.total_steps ? `/${st.total_steps}` : ''}, loss ` +
+            `${st.lm_loss.toFixed(3)}, ${Math.round(st.tokens_per_s)} tok/s`);
         }
       },
     });
     clearTimeout(cap);
-    if (r.reason === 'interrupted') log(`  ${s.mode}: its ${formatDuration(share)} share ran out at step ${r.step} of ${steps}`);
+    if (r.reason === 'interrupted') log(`  ${s.mode}: its ${formatDuration(share)} share ran out at step ` +
+      `${r.step} of ${steps}`);
     // The calibrated routing is stored in the checkpoint after training: read it back from there.
     const cfg = r.calibration ? { ...info!.config, routing: r.calibration.routing } : info!.config;
     const pc = paramCount(cfg);
     models.push({
       mode: s.mode, dir: r.outDir, config: cfg, totalParams: pc.total, hiddenParams: pc.nonEmbedding, mlpParams: pc.mlp,
-      probeStepSeconds: perStep, plannedSteps: steps, capped: r.reason === 'interrupted', steps: r.step, tokensSeen: r.tokensSeen, trainSeconds: ((trainEnd || performance.now()) - trainStart) / 1000,
+      probeStepSeconds: perStep, plannedSteps: steps, capped: r.reason === 'interrupted', steps: r.step,
+      tokensSeen: r.tokensSeen, trainSeconds: ((trainEnd || performance.now()) - trainStart) / 1000,
       trainerValPpl: r.finalEval?.ppl ?? null,
     });
-    log(`  ${s.mode}: ${r.step} steps in ${formatDuration(models[models.length - 1].trainSeconds)}, ${r.tokensSeen} tokens, validation ppl ${r.finalEval ? r.finalEval.ppl.toFixed(2) : '—'}`);
+    log(`  ${s.mode}: ${r.step} steps in ${formatDuration(models[models.length - 1].trainSeconds)}, ` +
+      `${r.tokensSeen} tokens, validation ppl ${r.finalEval ? r.finalEval.ppl.toFixed(2) : '—'}`);
   }
 
   log('evaluating the three models on the same held-out windows');
   const compare = await runCompare({
-    checkpoints: models.map((m) => m.dir), sweep: `dense,topk:2,threshold:${eps},default`, heatmapRouting: `threshold:${eps}`,
-    maxWindows: o.maxWindows ?? 32, threads: o.threads, cacheDir: o.cacheDir, decodeTokens: o.decodeTokens, decodePrompts: o.decodePrompts,
+    checkpoints: models.map((m) => m.dir), sweep: `dense,topk:2,threshold:${eps},default`,
+    heatmapRouting: `threshold:${eps}`,
+    maxWindows: o.maxWindows ?? 32, threads: o.threads, cacheDir: o.cacheDir, decodeTokens: o.decodeTokens,
+    decodePrompts: o.decodePrompts,
     log: (l) => log(`  ${l}`),
   });
   const files = writeCompareOutputs(compare, o.out);
-  const pick = (mode: ReproduceMode, label: string) => compare.rows.find((r) => r.model === path.basename(models.find((m) => m.mode === mode)!.dir) && r.label === label);
-  const denseActive = (mode: ReproduceMode) => compare.models.find((m) => m.name === path.basename(models.find((x) => x.mode === mode)!.dir))!.denseActiveParams;
+  const pick = (mode: ReproduceMode,
+    label: string) => compare.rows.find((r) => r.model === path.basename(models.find((m) => m.mode === mode)!.dir) &&
+      r.label === label);
+  const denseActive = (mode: ReproduceMode) =>
+    compare.models.find((m) => m.name === path.basename(models.find((x) => x.mode === mode)!.dir))!.denseActiveParams;
   const table: ReproduceRow[] = [];
   const add = (mode: ReproduceMode, label: string) => {
     const r = pick(mode, label);
@@ -250,23 +270,34 @@ export async function runReproduce(o: ReproduceOptions): Promise<ReproduceResult
 
   const findings: string[] = [];
   const get = (m: ReproduceMode, label: string) => table.find((t) => t.model === m && t.routing === label);
-  const d = get('dense', 'dense'), sm = get('smoe', 'topk:2'), dsd = get('dsmoe', 'dense'), dst = get('dsmoe', `threshold:${eps}`);
+  const d = get('dense', 'dense'), sm = get('smoe', 'topk:2'), dsd = get('dsmoe', 'dense'),
+    dst = get('dsmoe', `threshold:${eps}`);
   const dsc = get('dsmoe', calibrated);
   const rel = (a: number, b: number) => `${a < b ? '' : '+'}${(100 * (a / b - 1)).toFixed(1)}%`;
-  if (d && dst) findings.push(`DS-MoE under threshold:${eps}: perplexity ${dst.ppl.toFixed(2)} vs dense ${d.ppl.toFixed(2)} (${rel(dst.ppl, d.ppl)}), `
-    + `${(100 * dst.activeExpertShare).toFixed(0)}% of its expert parameters and ${(100 * dst.activeShareOfHidden).toFixed(0)}% of its hidden parameters active `
+  if (d && dst) findings.push(`DS-MoE under threshold:${eps}: perplexity ${dst.ppl.toFixed(2)} vs dense ` +
+    `${d.ppl.toFixed(2)} (${rel(dst.ppl, d.ppl)}), `
+    + `${(100 * dst.activeExpertShare).toFixed(0)}% of its expert parameters and ` +
+      `${(100 * dst.activeShareOfHidden).toFixed(0)}% of its hidden parameters active `
     + '(paper, 1B–6B: matches dense at 29–41% of the hidden parameters).');
-  if (d && dsc) findings.push(`DS-MoE calibrated for ${(100 * targetActive).toFixed(0)}% (${calibrated}): perplexity ${dsc.ppl.toFixed(2)} vs dense ${d.ppl.toFixed(2)} `
+  if (d && dsc) findings.push(`DS-MoE calibrated for ${(100 * targetActive).toFixed(0)}% (${calibrated}): perplexity ` +
+    `${dsc.ppl.toFixed(2)} vs dense ${d.ppl.toFixed(2)} `
     + `(${rel(dsc.ppl, d.ppl)}), ${(100 * dsc.activeExpertShare).toFixed(0)}% of its expert parameters active.`);
-  if (dsd && dst) findings.push(`DS-MoE dense routing → threshold:${eps}: perplexity ${dsd.ppl.toFixed(2)} → ${dst.ppl.toFixed(2)} (${rel(dst.ppl, dsd.ppl)}).`);
-  if (dst) findings.push(`DS-MoE under threshold:${eps}: ${(100 * dst.attActiveShare).toFixed(0)}% of attention experts and ${(100 * dst.mlpActiveShare).toFixed(0)}% of MLP experts active per token (paper: attention > 60%, MLP much sparser).`);
-  if (sm && d) findings.push(`SMoE (top-2, 2× MLP parameters): perplexity ${sm.ppl.toFixed(2)} vs dense ${d.ppl.toFixed(2)} (${rel(sm.ppl, d.ppl)})${dst ? ` and DS-MoE threshold ${dst.ppl.toFixed(2)}` : ''}, `
+  if (dsd && dst) findings.push(`DS-MoE dense routing → threshold:${eps}: perplexity ${dsd.ppl.toFixed(2)} → ` +
+    `${dst.ppl.toFixed(2)} (${rel(dst.ppl, dsd.ppl)}).`);
+  if (dst) findings.push(`DS-MoE under threshold:${eps}: ${(100 * dst.attActiveShare).toFixed(0)}% of attention ` +
+    `experts and ${(100 * dst.mlpActiveShare).toFixed(0)}% of MLP experts active per token (paper: attention > 60%, ` +
+      `MLP much sparser).`);
+  if (sm && d) findings.push(`SMoE (top-2, 2× MLP parameters): perplexity ${sm.ppl.toFixed(2)} vs dense ` +
+    `${d.ppl.toFixed(2)} (${rel(sm.ppl, d.ppl)})${dst ? ` and DS-MoE threshold ${dst.ppl.toFixed(2)}` : ''}, `
     + `${(100 * sm.activeShareOfHidden).toFixed(0)}% of its hidden parameters active.`);
-  const steps = models.map((m) => `${m.mode} ${m.steps}${m.capped ? ` of ${m.plannedSteps} planned (time cap)` : ''} steps / ${(m.tokensSeen / 1e6).toFixed(2)}M tokens in ${m.trainSeconds.toFixed(0)}s`).join(', ');
-  findings.push(`Equal time (${share.toFixed(0)}s share each), not equal tokens: ${steps}. These are tiny models trained for minutes; the paper's models saw 100B+ tokens.`);
+  const steps = models.map((m) => `${m.mode} ${m.steps}${m.capped ? ` of ${m.plannedSteps} planned (time cap)` : ''} ` +
+    `steps / ${(m.tokensSeen / 1e6).toFixed(2)}M tokens in ${m.trainSeconds.toFixed(0)}s`).join(', ');
+  findings.push(`Equal time (${share.toFixed(0)}s share each), not equal tokens: ${steps}. These are tiny models ` +
+    `trained for minutes; the paper's models saw 100B+ tokens.`);
 
   const result: ReproduceResult = {
-    date: new Date().toISOString(), budgetS: o.budgetS, shareS: share, preset, threshold: eps, targetActive, calibratedRouting: calibrated,
+    date: new Date().toISOString(), budgetS: o.budgetS, shareS: share, preset, threshold: eps, targetActive,
+    calibratedRouting: calibrated,
     wallSeconds: (performance.now() - t0) / 1000, models, table, findings, compare,
     files: { ...files, reproduce: path.join(o.out, 'reproduce.json') },
   };
@@ -279,18 +310,24 @@ const M = (x: number) => `${(x / 1e6).toFixed(2)}M`;
 export function formatReproduce(r: ReproduceResult): string {
   const m = (mode: string) => r.models.find((x) => x.mode === mode)!;
   return [
-    `DS-MoE reproduction in miniature: preset ${r.preset}, ${formatDuration(r.shareS)} of training each, ${formatDuration(r.wallSeconds)} in all`,
-    `Evaluation: ${r.compare.data.windows} held-out windows × ${r.compare.data.seqLen} tokens (${r.compare.data.description})`,
+    `DS-MoE reproduction in miniature: preset ${r.preset}, ${formatDuration(r.shareS)} of training each, ` +
+      `${formatDuration(r.wallSeconds)} in all`,
+    `Evaluation: ${r.compare.data.windows} held-out windows × ${r.compare.data.seqLen} tokens ` +
+      `(${r.compare.data.description})`,
     '',
-    renderTable(['model', 'routing', 'steps', 'train s', 'train tokens', 'total params', 'hidden params', 'active hidden', 'active %', 'active experts',
+    renderTable(['model', 'routing', 'steps', 'train s', 'train tokens', 'total params', 'hidden params',
+      'active hidden', 'active %', 'active experts',
       'att experts', 'MLP experts', 'val ppl', 'decode speed-up'],
-    r.table.map((t) => [t.model, t.routing, m(t.model).steps, Math.round(m(t.model).trainSeconds), M(m(t.model).tokensSeen), M(t.totalParams), M(t.hiddenParams),
-      M(t.activeParamsPerToken), `${(100 * t.activeShareOfHidden).toFixed(0)}%`, `${(100 * t.activeExpertShare).toFixed(0)}%`,
+    r.table.map((t) => [t.model, t.routing, m(t.model).steps, Math.round(m(t.model).trainSeconds),
+      M(m(t.model).tokensSeen), M(t.totalParams), M(t.hiddenParams),
+      M(t.activeParamsPerToken), `${(100 * t.activeShareOfHidden).toFixed(0)}%`,
+      `${(100 * t.activeExpertShare).toFixed(0)}%`,
       `${(100 * t.attActiveShare).toFixed(0)}%`, `${(100 * t.mlpActiveShare).toFixed(0)}%`,
-        Number(t.ppl.toFixed(3)), `${t.decodeSpeedup.toFixed(2)}x`])),
+      Number(t.ppl.toFixed(3)), `${t.decodeSpeedup.toFixed(2)}x`])),
     '',
     'hidden = non-embedding parameters; active hidden = mean per token (routers, k/v, active experts; norms excluded);',
-    'active % = active hidden / the model\'s dense-routing count; active experts = share of expert parameters active per token;',
+    'active % = active hidden / the model\'s dense-routing count; active experts = share of expert parameters active ' +
+      'per token;',
     'att/MLP experts = mean share of experts active per token.',
     '',
     'Findings:',

@@ -6,7 +6,8 @@
 // Text is XML-escaped; every chart has a viewBox and a white background.
 
 export function esc(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g,
+    '&apos;');
 }
 
 const FONT = 'font-family="Helvetica, Arial, sans-serif"';
@@ -82,10 +83,13 @@ function marker(f: Family, x: number, y: number, colour: string, tip: string): s
   const t = `<title>${esc(tip)}</title>`;
   const style = `fill="${colour}" stroke="#ffffff" stroke-width="1"`;
   switch (f) {
-    case 'dense': return `<rect class="marker" x="${n(x - 5)}" y="${n(y - 5)}" width="10" height="10" ${style}>${t}</rect>`;
-    case 'topk': return `<path class="marker" d="M${n(x)},${n(y - 6.5)} L${n(x + 6)},${n(y + 4.5)} L${n(x - 6)},${n(y + 4.5)} Z" ${style}>${t}</path>`;
+    case 'dense': return `<rect class="marker" x="${n(x - 5)}" y="${n(y - 5)}" width="10" height="10" ` +
+      `${style}>${t}</rect>`;
+    case 'topk': return `<path class="marker" ` +
+      `d="M${n(x)},${n(y - 6.5)} L${n(x + 6)},${n(y + 4.5)} L${n(x - 6)},${n(y + 4.5)} Z" ${style}>${t}</path>`;
     case 'threshold': return `<circle class="marker" cx="${n(x)}" cy="${n(y)}" r="5" ${style}>${t}</circle>`;
-    default: return `<path class="marker" d="M${n(x)},${n(y - 6)} L${n(x + 6)},${n(y)} L${n(x)},${n(y + 6)} L${n(x - 6)},${n(y)} Z" ${style}>${t}</path>`;
+    default: return `<path class="marker" ` +
+      `d="M${n(x)},${n(y - 6)} L${n(x + 6)},${n(y)} L${n(x)},${n(y + 6)} L${n(x - 6)},${n(y)} Z" ${style}>${t}</path>`;
   }
 }
 
@@ -120,7 +124,8 @@ export function perplexityChart(series: ChartSeries[], opts: PerplexityChartOpti
     ylo = r.lo; yhi = r.hi; yticks = r.ticks;
   }
   const sx = (v: number) => L + ((v - xr.lo) / (xr.hi - xr.lo)) * pw;
-  const sy = (v: number) => (log ? T + ph - ((Math.log(v) - Math.log(ylo)) / (Math.log(yhi) - Math.log(ylo))) * ph : T + ph - ((v - ylo) / (yhi - ylo)) * ph);
+  const sy = (v: number) => (log ? T + ph - ((Math.log(v) - Math.log(ylo)) / (Math.log(yhi) - Math.log(ylo))) * ph : T +
+    ph - ((v - ylo) / (yhi - ylo)) * ph);
 
   const out: string[] = [];
   out.push(`<?xml version="1.0" encoding="UTF-8"?>`);
@@ -135,29 +140,36 @@ export function perplexityChart(series: ChartSeries[], opts: PerplexityChartOpti
   out.push(`</g>`);
   out.push(`<rect x="${L}" y="${T}" width="${pw}" height="${ph}" fill="none" stroke="#333333" stroke-width="1"/>`);
   out.push(`<g class="x-ticks" font-size="12" text-anchor="middle">`);
-  for (const t of xr.ticks) out.push(`<line x1="${n(sx(t))}" y1="${T + ph}" x2="${n(sx(t))}" y2="${T + ph + 5}" stroke="#333333"/>` + text(sx(t), T + ph + 20, fmtTick(t)));
+  for (const t of xr.ticks) out.push(`<line x1="${n(sx(t))}" y1="${T + ph}" x2="${n(sx(t))}" y2="${T + ph + 5}" ` +
+    `stroke="#333333"/>` + text(sx(t), T + ph + 20, fmtTick(t)));
   out.push(`</g>`);
   out.push(`<g class="y-ticks" font-size="12" text-anchor="end">`);
-  for (const t of yticks) out.push(`<line x1="${L - 5}" y1="${n(sy(t))}" x2="${L}" y2="${n(sy(t))}" stroke="#333333"/>` + text(L - 8, sy(t) + 4, fmtTick(t)));
+  for (const t of yticks) out.push(`<line x1="${L - 5}" y1="${n(sy(t))}" x2="${L}" y2="${n(sy(t))}" ` +
+    `stroke="#333333"/>` + text(L - 8, sy(t) + 4, fmtTick(t)));
   out.push(`</g>`);
-  out.push(text(L + pw / 2, H - 18, 'active parameters per token (M)', 'class="axis-label" text-anchor="middle" font-size="14"'));
-  out.push(text(22, T + ph / 2, log ? 'perplexity (log scale)' : 'perplexity', `class="axis-label" text-anchor="middle" font-size="14" transform="rotate(-90 22 ${n(T + ph / 2)})"`));
+  out.push(text(L + pw / 2, H - 18, 'active parameters per token (M)',
+    'class="axis-label" text-anchor="middle" font-size="14"'));
+  out.push(text(22, T + ph / 2, log ? 'perplexity (log scale)' : 'perplexity',
+    `class="axis-label" text-anchor="middle" font-size="14" transform="rotate(-90 22 ${n(T + ph / 2)})"`));
 
   // curves
   series.forEach((s, i) => {
     const c = PALETTE[i % PALETTE.length];
     const valid = s.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y) && p.y > 0);
     const line = (fam: Family, dash: string) => {
-      const p = valid.filter((q) => routingFamily(q.routing) === 'dense' || routingFamily(q.routing) === fam).sort((a, b) => a.x - b.x);
+      const p = valid.filter((q) => routingFamily(q.routing) === 'dense' ||
+        routingFamily(q.routing) === fam).sort((a, b) => a.x - b.x);
       if (p.length < 2) return;
-      out.push(`<polyline fill="none" stroke="${c}" stroke-width="2"${dash} points="${p.map((q) => `${n(sx(q.x / 1e6))},${n(sy(q.y))}`).join(' ')}"/>`);
+      out.push(`<polyline fill="none" stroke="${c}" ` +
+        `stroke-width="2"${dash} points="${p.map((q) => `${n(sx(q.x / 1e6))},${n(sy(q.y))}`).join(' ')}"/>`);
     };
     out.push(`<g class="series" data-model="${esc(s.name)}">`);
     line('threshold', '');
     line('topk', ' stroke-dasharray="6 4"');
     const order = (p: ChartPoint) => (routingFamily(p.routing) === 'dense' ? 1 : 0);
     for (const p of valid.slice().sort((a, b) => order(a) - order(b)))
-      out.push(marker(routingFamily(p.routing), sx(p.x / 1e6), sy(p.y), c, `${s.name}, ${p.routing}: ${(p.x / 1e6).toFixed(3)}M active, perplexity ${p.y.toFixed(2)}`));
+      out.push(marker(routingFamily(p.routing), sx(p.x / 1e6), sy(p.y), c,
+        `${s.name}, ${p.routing}: ${(p.x / 1e6).toFixed(3)}M active, perplexity ${p.y.toFixed(2)}`));
     out.push(`</g>`);
   });
 
@@ -169,13 +181,15 @@ export function perplexityChart(series: ChartSeries[], opts: PerplexityChartOpti
   ly += 22;
   series.forEach((s, i) => {
     const c = PALETTE[i % PALETTE.length];
-    out.push(`<g class="legend-entry"><line x1="${lx}" y1="${ly}" x2="${lx + 26}" y2="${ly}" stroke="${c}" stroke-width="3"/>${text(lx + 34, ly + 4, s.name)}</g>`);
+    out.push(`<g class="legend-entry"><line x1="${lx}" y1="${ly}" x2="${lx + 26}" y2="${ly}" stroke="${c}" ` +
+      `stroke-width="3"/>${text(lx + 34, ly + 4, s.name)}</g>`);
     ly += 22;
   });
   ly += 12;
   out.push(text(lx, ly + 4, 'routing', 'font-weight="bold"'));
   ly += 22;
-  const fams: Array<[Family, string]> = [['dense', 'dense'], ['threshold', 'threshold:ε (solid)'], ['topk', 'topk:K (dashed)'], ['other', 'other']];
+  const fams: Array<[Family, string]> = [['dense', 'dense'], ['threshold', 'threshold:ε (solid)'],
+    ['topk', 'topk:K (dashed)'], ['other', 'other']];
   const present = new Set(pts.map((p) => routingFamily(p.routing)));
   for (const [f, label] of fams) {
     if (!present.has(f)) continue;
@@ -210,7 +224,8 @@ export interface HeatmapPanel {
  */
 export function usageHeatmap(panels: HeatmapPanel[], opts: { title: string; subtitle?: string }): string {
   const rowsMax = Math.max(...panels.map((p) => p.share.length), 1);
-  const cell = Math.max(12, Math.min(44, Math.floor(560 / Math.max(...panels.map((p) => p.share[0]?.length ?? 1), 1)), Math.floor(420 / rowsMax)));
+  const cell = Math.max(12, Math.min(44, Math.floor(560 / Math.max(...panels.map((p) => p.share[0]?.length ?? 1), 1)),
+    Math.floor(420 / rowsMax)));
   const L = 70, T = opts.subtitle ? 106 : 84, gap = 64, barW = 16;
   const widths = panels.map((p) => (p.share[0]?.length ?? 0) * cell);
   const bx = L + widths.reduce((a, b) => a + b, 0) + gap * (panels.length - 1) + 44;
@@ -221,7 +236,8 @@ export function usageHeatmap(panels: HeatmapPanel[], opts: { title: string; subt
   out.push(`<?xml version="1.0" encoding="UTF-8"?>`);
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" ${FONT} font-size="13">`);
   out.push(`<defs><linearGradient id="scale" x1="0" y1="1" x2="0" y2="0">`
-    + Array.from({ length: 9 }, (_, i) => `<stop offset="${i / 8}" stop-color="${viridis(i / 8)}"/>`).join('') + `</linearGradient></defs>`);
+    + Array.from({ length: 9 }, (_, i) => `<stop offset="${i / 8}" stop-color="${viridis(i / 8)}"/>`).join('') +
+      `</linearGradient></defs>`);
   out.push(`<rect x="0" y="0" width="${W}" height="${H}" fill="#ffffff"/>`);
   out.push(text(16, 28, opts.title, 'font-size="17" font-weight="bold"'));
   if (opts.subtitle) out.push(text(16, 50, opts.subtitle, 'font-size="12" fill="#555555"'));
@@ -235,25 +251,31 @@ export function usageHeatmap(panels: HeatmapPanel[], opts: { title: string; subt
       for (let e = 0; e < E; e++) {
         const v = p.share[l][e];
         const x = x0 + e * cell, y = T + l * cell;
-        out.push(`<rect class="cell" x="${x}" y="${y}" width="${cell}" height="${cell}" fill="${viridis(v)}" stroke="#ffffff" stroke-width="1">`
+        out.push(`<rect class="cell" x="${x}" y="${y}" width="${cell}" height="${cell}" fill="${viridis(v)}" ` +
+          `stroke="#ffffff" stroke-width="1">`
           + `<title>${esc(`${p.title}, layer ${l}, expert ${e}: ${(100 * v).toFixed(1)}% of tokens`)}</title></rect>`);
-        if (showValues) out.push(text(x + cell / 2, y + cell / 2 + 4, (100 * v).toFixed(0), `text-anchor="middle" font-size="11" fill="${v > 0.6 ? '#000000' : '#ffffff'}"`));
+        if (showValues) out.push(text(x + cell / 2, y + cell / 2 + 4, (100 * v).toFixed(0),
+          `text-anchor="middle" font-size="11" fill="${v > 0.6 ? '#000000' : '#ffffff'}"`));
       }
     }
     const step = E > 16 ? Math.ceil(E / 16) : 1;
-    for (let e = 0; e < E; e += step) out.push(text(x0 + e * cell + cell / 2, T - 8, String(e), 'text-anchor="middle" font-size="11"'));
+    for (let e = 0; e < E; e += step) out.push(text(x0 + e * cell + cell / 2, T - 8, String(e),
+      'text-anchor="middle" font-size="11"'));
     out.push(text(x0 + (E * cell) / 2, T + Ls * cell + 24, 'expert', 'text-anchor="middle" font-size="13"'));
-    if (k === 0) out.push(text(20, T + (Ls * cell) / 2, 'layer', `text-anchor="middle" font-size="13" transform="rotate(-90 20 ${n(T + (Ls * cell) / 2)})"`));
+    if (k === 0) out.push(text(20, T + (Ls * cell) / 2, 'layer', `text-anchor="middle" font-size="13" ` +
+      `transform="rotate(-90 20 ${n(T + (Ls * cell) / 2)})"`));
     out.push(`</g>`);
     x0 += widths[k] + gap;
   });
   // colour bar
   const bh = Math.max(rowsMax * cell, 120);
   out.push(`<g class="colour-scale" font-size="11">`);
-  out.push(`<rect class="scale-bar" x="${bx}" y="${T}" width="${barW}" height="${bh}" fill="url(#scale)" stroke="#333333" stroke-width="0.5"/>`);
+  out.push(`<rect class="scale-bar" x="${bx}" y="${T}" width="${barW}" height="${bh}" fill="url(#scale)" ` +
+    `stroke="#333333" stroke-width="0.5"/>`);
   for (const v of [0, 0.25, 0.5, 0.75, 1]) {
     const y = T + bh - v * bh;
-    out.push(`<line x1="${bx + barW}" y1="${n(y)}" x2="${bx + barW + 4}" y2="${n(y)}" stroke="#333333"/>` + text(bx + barW + 7, y + 4, `${v * 100}%`));
+    out.push(`<line x1="${bx + barW}" y1="${n(y)}" x2="${bx + barW + 4}" y2="${n(y)}" stroke="#333333"/>` +
+      text(bx + barW + 7, y + 4, `${v * 100}%`));
   }
   out.push(text(bx - 6, T - 12, 'share of tokens', 'font-size="11"'));
   out.push(`</g>`);

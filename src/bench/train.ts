@@ -58,7 +58,8 @@ export function runTrainBench(opts: TrainBenchOptions): TrainBenchResult {
   const addon = loadAddon();
   const log = opts.log ?? (() => {});
   addon.setThreads({ threads: opts.threads });
-  const n = 2048, a = new Float32Array(n * n).fill(0.5), b = new Float32Array(n * n).fill(0.25), c = new Float32Array(n * n);
+  const n = 2048, a = new Float32Array(n * n).fill(0.5), b = new Float32Array(n * n).fill(0.25),
+    c = new Float32Array(n * n);
   const gemmPeakGflops = (2 * n ** 3) / timeBest(() => addon.gemm({ transB: true, m: n, n, k: n, a, b, c }), 1) / 1e9;
   log(`GEMM 2048³ with ${opts.threads} thread(s): ${gemmPeakGflops.toFixed(0)} GFLOP/s`);
   const worker = path.join(__dirname, 'train-worker.js');
@@ -71,7 +72,8 @@ export function runTrainBench(opts: TrainBenchOptions): TrainBenchResult {
       const m = JSON.parse(r.stdout.trim().split('\n').pop()!);
       const gflops = (m.flopsPerToken * m.tokensPerSecond) / 1e9;
       rows.push({ preset, mode, ...m, gflops, mfu: gflops / gemmPeakGflops, vsDense: null });
-      log(`${preset}/${mode}: ${m.tokensPerSecond.toFixed(0)} tok/s, step ${m.stepSeconds.toFixed(3)} s, MFU ${(100 * gflops / gemmPeakGflops).toFixed(1)}%`);
+      log(`${preset}/${mode}: ${m.tokensPerSecond.toFixed(0)} tok/s, step ${m.stepSeconds.toFixed(3)} s, MFU ` +
+        `${(100 * gflops / gemmPeakGflops).toFixed(1)}%`);
     }
   for (const r of rows) {
     const dense = rows.find((x) => x.preset === r.preset && x.mode === 'dense');

@@ -7,7 +7,8 @@ import { activeParams, type ActiveParams } from '../model/active';
 import { paramCount, validateConfig, type ModelConfig } from '../model/config';
 import { layoutFromConfig } from '../model/layout';
 import {
-  CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, TOKENIZER_FILE, TRAINER_STATE_FILE, checkTensors, readJsonFile, validateTrainerState,
+  CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, TOKENIZER_FILE, TRAINER_STATE_FILE, checkTensors, readJsonFile,
+  validateTrainerState,
   type LossRecord,
 } from './checkpoint';
 import { SafetensorsReader } from './safetensors';
@@ -80,14 +81,18 @@ export function checkpointInfo(dir: string): CheckpointInfo {
   const model = safetensorsInfo(modelFile, (r) => checkTensors(r, layout, [''], modelFile, false));
   const optFile = path.join(abs, OPTIMIZER_FILE), stateFile = path.join(abs, TRAINER_STATE_FILE);
   const hasOpt = fs.existsSync(optFile);
-  const state = fs.existsSync(stateFile) ? validateTrainerState(readJsonFile(stateFile, 'trainer state'), stateFile) : undefined;
-  if (hasOpt && !state) throw new Error(`checkpoint ${dir} is incomplete: it has ${OPTIMIZER_FILE} but no ${TRAINER_STATE_FILE}`);
-  if (state && !hasOpt && state.step !== 0) throw new Error(`checkpoint ${dir} is incomplete: it has ${TRAINER_STATE_FILE} (step ${state.step}) but no ${OPTIMIZER_FILE}`);
+  const state = fs.existsSync(stateFile) ? validateTrainerState(readJsonFile(stateFile, 'trainer state'), stateFile)
+    : undefined;
+  if (hasOpt && !state) throw new Error(`checkpoint ${dir} is incomplete: it has ${OPTIMIZER_FILE} but no ` +
+    `${TRAINER_STATE_FILE}`);
+  if (state && !hasOpt && state.step !== 0) throw new Error(`checkpoint ${dir} is incomplete: it has ` +
+    `${TRAINER_STATE_FILE} (step ${state.step}) but no ${OPTIMIZER_FILE}`);
   for (const name of [CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, OPTIMIZER_FILE, TRAINER_STATE_FILE]) {
     const f = path.join(abs, name);
     if (!fs.existsSync(f)) continue;
     if (name === MODEL_FILE) files.push(model);
-    else if (name === OPTIMIZER_FILE) files.push(safetensorsInfo(f, (r) => checkTensors(r, layout, ['m.', 'v.'], f, true)));
+    else if (name === OPTIMIZER_FILE) files.push(safetensorsInfo(f, (r) => checkTensors(r, layout, ['m.', 'v.'], f,
+      true)));
     else files.push({ name, bytes: fs.statSync(f).size });
   }
   const dtypes = Object.keys(model.dtypes ?? {});
@@ -96,7 +101,8 @@ export function checkpointInfo(dir: string): CheckpointInfo {
   return {
     dir: abs, kind: state ? 'training' : 'inference', mode: config.training.mode,
     shape: {
-      layers: L, d_model: config.d_model, vocab_size: config.vocab_size, max_seq_len: config.max_seq_len, tie_embeddings: config.tie_embeddings,
+      layers: L, d_model: config.d_model, vocab_size: config.vocab_size, max_seq_len: config.max_seq_len,
+      tie_embeddings: config.tie_embeddings,
       attention: { experts: a.n_experts, heads_per_expert: a.n_heads, kv_heads: a.n_kv_heads, head_dim: a.head_dim },
       mlp: { experts: m.n_experts, expert_dim: m.expert_dim, activation: m.activation },
       router_hidden: config.router_hidden ?? 0,

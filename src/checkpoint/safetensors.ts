@@ -17,7 +17,8 @@ export type Dtype = 'F32' | 'F16' | 'BF16';
 export const DTYPE_BYTES: Readonly<Record<Dtype, number>> = { F32: 4, F16: 2, BF16: 2 };
 
 /** dtypes of the format that dsmoe does not read (a clearer error than "unknown"). */
-const OTHER_DTYPES = new Set(['F64', 'F8_E4M3', 'F8_E5M2', 'F8_E8M0', 'F6_E2M3', 'F6_E3M2', 'F4', 'I64', 'I32', 'I16', 'I8',
+const OTHER_DTYPES = new Set(['F64', 'F8_E4M3', 'F8_E5M2', 'F8_E8M0', 'F6_E2M3', 'F6_E3M2', 'F4', 'I64', 'I32', 'I16',
+  'I8',
   'U64', 'U32', 'U16', 'U8', 'BOOL', 'C64']);
 
 /** Largest header accepted (the format's own readers use 100 MB too). */
@@ -46,7 +47,8 @@ export interface SafetensorsHeader {
 }
 
 function assertLittleEndian(): void {
-  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new Error('safetensors data is little-endian; this machine is big-endian');
+  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new Error('safetensors data is little-endian; this ' +
+    'machine is big-endian');
 }
 
 export function numel(shape: readonly number[]): number {
@@ -140,40 +142,54 @@ export interface TensorToWrite {
   data: TensorData | (() => TensorData);
 }
 
+// By tag, not instanceof: arrays made by the addon belong to another realm under a test runner's
+// vm context, where `instanceof Float32Array` is false for a real Float32Array.
+const tagOf = (x: unknown) => Object.prototype.toString.call(x);
+const isU16 = (x: unknown): x is Uint16Array => tagOf(x) === '[object Uint16Array]';
+const isF32 = (x: unknown): x is Float32Array => tagOf(x) === '[object Float32Array]';
+
 /** Checks a tensor's data against its entry (length, type). */
 function checkData(t: TensorToWrite, data: TensorData, n: number): void {
   if (data.length !== n)
-    throw new Error(`tensor "${t.name}": shape [${t.shape.join(', ')}] has ${n} elements but the data has ${data.length}`);
-  if (data instanceof Uint16Array && t.dtype === 'F32') throw new Error(`tensor "${t.name}": 16-bit data cannot be written as F32`);
-  if (!(data instanceof Uint16Array) && !(data instanceof Float32Array))
+    throw new Error(`tensor "${t.name}": shape [${t.shape.join(', ')}] has ${n} elements but the data has ` +
+      `${data.length}`);
+  if (isU16(data) && t.dtype === 'F32') throw new Error(`tensor "${t.name}": 16-bit data cannot be ` +
+    `written as F32`);
+  if (!isU16(data) && !isF32(data))
     throw new TypeError(`tensor "${t.name}": data must be a Float32Array or Uint16Array`);
 }
 
 const CONVERT_CHUNK = 1 << 20;
 
 /** Checks the tensors and builds the header; returns the header bytes (padded) and the data size. */
-export function safetensorsHeaderBytes(tensors: readonly TensorToWrite[], metadata: Record<string, string> = {}): { header: Uint8Array; dataBytes: number } {
+export function safetensorsHeaderBytes(tensors: readonly TensorToWrite[], metadata: Record<string,
+  string> = {}): { header: Uint8Array; dataBytes: number } {
   const seen = new Set<string>();
   const parts: string[] = [];
   const meta: Record<string, string> = {};
   for (const [k, v] of Object.entries(metadata)) {
-    if (typeof v !== 'string') throw new TypeError(`safetensors metadata value for "${k}" must be a string, got ${typeof v}`);
+    if (typeof v !== 'string') throw new TypeError(`safetensors metadata value for "${k}" must be a string, got ` +
+      `${typeof v}`);
     meta[k] = v;
   }
   if (Object.keys(meta).length > 0) parts.push(`"__metadata__":${JSON.stringify(meta)}`);
   let offset = 0;
   for (const t of tensors) {
-    if (typeof t.name !== 'string' || t.name.length === 0 || t.name === '__metadata__') throw new Error(`invalid tensor name ${JSON.stringify(t.name)}`);
+    if (typeof t.name !== 'string' || t.name.length === 0 || t.name === '__metadata__') throw new Error(`invalid ` +
+      `tensor name ${JSON.stringify(t.name)}`);
     if (seen.has(t.name)) throw new Error(`duplicate tensor name "${t.name}"`);
     seen.add(t.name);
-    if (!(t.dtype in DTYPE_BYTES)) throw new Error(`tensor "${t.name}": unsupported dtype ${JSON.stringify(t.dtype)} (F32, F16, BF16)`);
+    if (!(t.dtype in DTYPE_BYTES)) throw new Error(`tensor "${t.name}": unsupported dtype ` +
+      `${JSON.stringify(t.dtype)} (F32, F16, BF16)`);
     if (!Array.isArray(t.shape) || t.shape.some((d) => !Number.isSafeInteger(d) || d < 0))
-      throw new Error(`tensor "${t.name}": shape must be a list of non-negative integers, got ${JSON.stringify(t.shape)}`);
+      throw new Error(`tensor "${t.name}": shape must be a list of non-negative integers, got ` +
+        `${JSON.stringify(t.shape)}`);
     const n = numel(t.shape);
     // Data given by a function is checked when it is produced (writeSafetensorsFd).
     if (typeof t.data !== 'function') checkData(t, t.data, n);
     const bytes = n * DTYPE_BYTES[t.dtype];
-    parts.push(`${JSON.stringify(t.name)}:${JSON.stringify({ dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] })}`);
+    const entry = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+    parts.push(`${JSON.stringify(t.name)}:${JSON.stringify(entry)}`);
     offset += bytes;
   }
   // Built by hand: JSON.stringify of an object would move integer-like names ("0") to the front.
@@ -192,7 +208,8 @@ export function safetensorsHeaderBytes(tensors: readonly TensorToWrite[], metada
  * Writes a safetensors file to an open fd (at its current position). Tensors whose data is a
  * function are produced one at a time, in order, as their bytes are written.
  */
-export function writeSafetensorsFd(fd: number, tensors: readonly TensorToWrite[], metadata: Record<string, string> = {}): void {
+export function writeSafetensorsFd(fd: number, tensors: readonly TensorToWrite[], metadata: Record<string,
+  string> = {}): void {
   assertLittleEndian();
   const { header } = safetensorsHeaderBytes(tensors, metadata);
   writeAll(fd, header);
@@ -203,7 +220,7 @@ export function writeSafetensorsFd(fd: number, tensors: readonly TensorToWrite[]
       data = t.data();
       checkData(t, data, numel(t.shape));
     } else data = t.data;
-    if (t.dtype === 'F32' || data instanceof Uint16Array) {
+    if (t.dtype === 'F32' || isU16(data)) {
       writeAll(fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
       continue;
     }
@@ -218,7 +235,8 @@ export function writeSafetensorsFd(fd: number, tensors: readonly TensorToWrite[]
 }
 
 /** Writes a safetensors file atomically (temporary file, fsync, rename). */
-export function writeSafetensors(file: string, tensors: readonly TensorToWrite[], metadata: Record<string, string> = {}): void {
+export function writeSafetensors(file: string, tensors: readonly TensorToWrite[], metadata: Record<string,
+  string> = {}): void {
   safetensorsHeaderBytes(tensors, metadata); // check before creating anything
   atomicWriteFile(file, (fd) => writeSafetensorsFd(fd, tensors, metadata));
 }
@@ -240,14 +258,17 @@ const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typ
 /** Reads and validates the header of an open safetensors file. */
 export function readSafetensorsHeaderFd(fd: number, file: string): SafetensorsHeader {
   const size = fs.fstatSync(fd).size;
-  if (size < 8) throw new Error(`${file}: not a safetensors file: ${size} bytes, too short for the 8-byte header length`);
+  if (size < 8) throw new Error(`${file}: not a safetensors file: ${size} bytes, too short for the 8-byte header ` +
+    `length`);
   const lenBytes = new Uint8Array(8);
   readExact(fd, lenBytes, 0, file);
   const n64 = new DataView(lenBytes.buffer).getBigUint64(0, true);
   if (n64 > BigInt(MAX_HEADER_BYTES))
-    throw new Error(`${file}: header length ${n64} is larger than the ${MAX_HEADER_BYTES}-byte limit (corrupt file or not safetensors)`);
+    throw new Error(`${file}: header length ${n64} is larger than the ${MAX_HEADER_BYTES}-byte limit (corrupt file ` +
+      `or not safetensors)`);
   const n = Number(n64);
-  if (8 + n > size) throw new Error(`${file}: header length ${n} runs past the end of the file (${size} bytes): the file is truncated or corrupt`);
+  if (8 + n > size) throw new Error(`${file}: header length ${n} runs past the end of the file (${size} bytes): the ` +
+    `file is truncated or corrupt`);
   if (n < 2) throw new Error(`${file}: header length ${n} is too small for a JSON header`);
   const headerBytes = new Uint8Array(n);
   readExact(fd, headerBytes, 8, file);
@@ -273,7 +294,8 @@ export function readSafetensorsHeaderFd(fd: number, file: string): SafetensorsHe
     if (name === '__metadata__') {
       if (!isObject(value)) throw new Error(`${file}: "__metadata__" must be an object of strings`);
       for (const [k, v] of Object.entries(value)) {
-        if (typeof v !== 'string') throw new Error(`${file}: "__metadata__"."${k}" must be a string, got ${JSON.stringify(v)}`);
+        if (typeof v !== 'string') throw new Error(`${file}: "__metadata__"."${k}" must be a string, got ` +
+          `${JSON.stringify(v)}`);
         metadata[k] = v;
       }
       continue;
@@ -291,16 +313,19 @@ export function readSafetensorsHeaderFd(fd: number, file: string): SafetensorsHe
     if (offsets === undefined) throw new Error(`${where}: "data_offsets" is missing`);
     if (!Array.isArray(shape) || shape.some((d) => typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0))
       throw new Error(`${where}: "shape" must be a list of non-negative integers, got ${JSON.stringify(shape)}`);
-    if (!Array.isArray(offsets) || offsets.length !== 2 || offsets.some((o) => typeof o !== 'number' || !Number.isSafeInteger(o) || o < 0))
+    if (!Array.isArray(offsets) || offsets.length !== 2 || offsets.some((o) => typeof o !== 'number' ||
+      !Number.isSafeInteger(o) || o < 0))
       throw new Error(`${where}: "data_offsets" must be two non-negative integers, got ${JSON.stringify(offsets)}`);
     const [begin, end] = offsets as number[];
     if (end < begin) throw new Error(`${where}: data_offsets [${begin}, ${end}] end before they begin`);
     if (end > dataLength)
-      throw new Error(`${where}: data_offsets [${begin}, ${end}] lie outside the data section (${dataLength} bytes): the file is truncated or corrupt`);
+      throw new Error(`${where}: data_offsets [${begin}, ${end}] lie outside the data section (${dataLength} bytes): ` +
+        `the file is truncated or corrupt`);
     const el = DTYPE_BYTES[dtype as Dtype];
     const count = (shape as number[]).reduce((a, d) => a * d, 1);
     if (!Number.isSafeInteger(count * el) || count * el !== end - begin)
-      throw new Error(`${where}: data_offsets [${begin}, ${end}] span ${end - begin} bytes but ${dtype} [${(shape as number[]).join(', ')}] needs ${count * el}`);
+      throw new Error(`${where}: data_offsets [${begin}, ${end}] span ${end - begin} bytes but ` +
+        `${dtype} [${(shape as number[]).join(', ')}] needs ${count * el}`);
     tensors.push({ name, dtype: dtype as Dtype, shape: shape as number[], begin, end });
   }
   tensors.sort((a, b) => a.begin - b.begin || a.end - b.end);
@@ -308,7 +333,8 @@ export function readSafetensorsHeaderFd(fd: number, file: string): SafetensorsHe
   for (const t of tensors) {
     if (t.begin === t.end) continue; // empty tensors take no bytes
     if (prev && t.begin < prev.end)
-      throw new Error(`${file}: tensors "${prev.name}" [${prev.begin}, ${prev.end}] and "${t.name}" [${t.begin}, ${t.end}] overlap`);
+      throw new Error(`${file}: tensors "${prev.name}" [${prev.begin}, ${prev.end}] and "${t.name}" [${t.begin}, ` +
+        `${t.end}] overlap`);
     prev = t;
   }
   return { file, headerLength: n, dataStart, dataLength, tensors, metadata };
@@ -329,7 +355,8 @@ function openOrThrow(file: string): number {
     return fs.openSync(file, 'r');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(code === 'ENOENT' ? `safetensors file not found: ${file}` : `cannot open ${file}: ${(e as Error).message}`);
+    throw new Error(code === 'ENOENT' ? `safetensors file not found: ${file}`
+      : `cannot open ${file}: ${(e as Error).message}`);
   }
 }
 
@@ -406,7 +433,8 @@ export class SafetensorsReader {
   readFloat32Into(name: string, dst: Float32Array): void {
     const t = this.entry(name);
     const n = numel(t.shape);
-    if (dst.length !== n) throw new Error(`${this.file}: tensor "${name}" has ${n} elements; the destination has ${dst.length}`);
+    if (dst.length !== n) throw new Error(`${this.file}: tensor "${name}" has ${n} elements; the destination has ` +
+      `${dst.length}`);
     const fd = this.handle();
     const pos = this.header.dataStart + t.begin;
     if (t.dtype === 'F32') {
@@ -435,11 +463,13 @@ export interface LoadedTensor {
 }
 
 /** Reads a whole safetensors file, every tensor converted to fp32, in data order. */
-export function readSafetensors(file: string): { metadata: Record<string, string>; tensors: Map<string, LoadedTensor> } {
+export function readSafetensors(file: string): { metadata: Record<string, string>; tensors: Map<string,
+  LoadedTensor> } {
   const r = SafetensorsReader.open(file);
   try {
     const tensors = new Map<string, LoadedTensor>();
-    for (const t of r.header.tensors) tensors.set(t.name, { dtype: t.dtype, shape: t.shape, data: r.readFloat32(t.name) });
+    for (const t of r.header.tensors) tensors.set(t.name, { dtype: t.dtype, shape: t.shape,
+      data: r.readFloat32(t.name) });
     return { metadata: r.metadata, tensors };
   } finally {
     r.close();

@@ -4,13 +4,15 @@ import { InvalidArgumentError } from 'commander';
 
 export const intArg = (flag: string, min = 1) => (v: string): number => {
   const n = Number(v);
-  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${flag} expects an integer ≥ ${min}, got "${v}"`);
+  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${flag} expects ` +
+    `an integer ≥ ${min}, got "${v}"`);
   return n;
 };
 
 export const numArg = (flag: string, check: (n: number) => boolean, what: string) => (v: string): number => {
   const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || !check(n)) throw new InvalidArgumentError(`${flag} expects ${what}, got "${v}"`);
+  if (v.trim() === '' || !Number.isFinite(n) || !check(n)) throw new InvalidArgumentError(`${flag} expects ${what}, ` +
+    `got "${v}"`);
   return n;
 };
 
@@ -20,6 +22,7 @@ export const collect = (v: string, prev: string[] | undefined): string[] => [...
 export const shareArg = (flag: string) => (v: string): number => {
   const t = v.trim(), percent = t.endsWith('%');
   const n = Number(percent ? t.slice(0, -1) : t) / (percent ? 100 : 1);
-  if (t === '' || !Number.isFinite(n) || n <= 0 || n > 1) throw new InvalidArgumentError(`${flag} expects a share in (0, 1] such as 0.35 or 35%, got "${v}"`);
+  if (t === '' || !Number.isFinite(n) || n <= 0 || n > 1) throw new InvalidArgumentError(`${flag} expects a share in ` +
+    `(0, 1] such as 0.35 or 35%, got "${v}"`);
   return n;
 };

@@ -36,7 +36,8 @@ export interface ConvertResult {
 /** Bytes of the regular files directly inside a folder. */
 export function folderBytes(dir: string): number {
   let n = 0;
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isFile()) n += fs.statSync(path.join(dir, e.name)).size;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isFile()) n += fs.statSync(path.join(dir,
+    e.name)).size;
   return n;
 }
 
@@ -52,12 +53,14 @@ export function parseDtype(s: string | undefined): Dtype {
  */
 export function checkOutput(input: string, out: string, force: boolean | undefined): void {
   const real = (p: string) => { try { return fs.realpathSync(p); } catch { return path.resolve(p); } };
-  if (real(input) === real(out)) throw new Error(`the output ${out} is the input folder; convert writes a new checkpoint (give another folder)`);
+  if (real(input) === real(out)) throw new Error(`the output ${out} is the input folder; convert writes a new ` +
+    `checkpoint (give another folder)`);
   if (!fs.existsSync(out)) return;
   if (!force) throw new Error(`${out} already exists; add --force to overwrite it`);
   if (!fs.statSync(out).isDirectory()) throw new Error(`${out} exists and is not a folder; not overwriting it`);
   if (!fs.existsSync(path.join(out, CONFIG_FILE)) && fs.readdirSync(out).length > 0)
-    throw new Error(`${out} exists and is not a checkpoint folder (no ${CONFIG_FILE}); not overwriting it, even with --force`);
+    throw new Error(`${out} exists and is not a checkpoint folder (no ${CONFIG_FILE}); not overwriting it, even with ` +
+      `--force`);
 }
 
 /** Throws when fp16 cannot hold a value (it would become infinite). */
@@ -65,7 +68,8 @@ function checkF16Range(ck: LoadedCheckpoint): void {
   for (const t of ck.layout.tensors) {
     for (let i = t.offset; i < t.offset + t.size; i++)
       if (Math.abs(ck.params[i]) > F16_MAX)
-        throw new Error(`tensor "${t.name}" holds ${ck.params[i]}, beyond fp16's range (±${F16_MAX}); use --dtype bf16 or f32`);
+        throw new Error(`tensor "${t.name}" holds ${ck.params[i]}, beyond fp16's range (±${F16_MAX}); use --dtype ` +
+          `bf16 or f32`);
   }
 }
 
@@ -87,7 +91,8 @@ export function convertCheckpoint(input: string, out: string, o: ConvertOptions 
   const dtype = parseDtype(o.dtype);
   checkOutput(input, out, o.force);
   const ck = loadCheckpoint(input, { optimizer: false });
-  const config: ModelConfig = validateConfig({ ...ck.config, routing: o.routing !== undefined ? parseRouting(o.routing, ck.config) : ck.config.routing });
+  const config: ModelConfig = validateConfig({ ...ck.config, routing: o.routing !== undefined
+    ? parseRouting(o.routing, ck.config) : ck.config.routing });
   if (dtype === 'F16') checkF16Range(ck);
   const notes: string[] = [];
   const tokenizerJson = readTokenizerJson(ck, notes);
@@ -100,6 +105,7 @@ export function convertCheckpoint(input: string, out: string, o: ConvertOptions 
   saveCheckpoint(out, { config, params: ck.params, tokenizerJson, dtype, metadata });
   return {
     input: ck.dir, out: path.resolve(out), dtype, routing: config.routing, bytesBefore, modelBytesBefore,
-    bytesAfter: folderBytes(out), modelBytesAfter: fs.statSync(path.join(out, 'model.safetensors')).size, dropped, notes,
+    bytesAfter: folderBytes(out), modelBytesAfter: fs.statSync(path.join(out, 'model.safetensors')).size, dropped,
+    notes,
   };
 }

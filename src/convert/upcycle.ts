@@ -44,14 +44,19 @@ export function upcycledConfig(dense: ModelConfig, s: UpcycleShape, source = 'th
       + `${dense.attention.n_experts} attention and ${dense.mlp.n_experts} MLP experts (mode ${dense.training.mode})`);
   for (const [flag, v] of [['--attention-experts', N], ['--mlp-experts', M]] as const)
     if (!Number.isSafeInteger(v) || v < 1) throw new Error(`${flag} must be an integer ≥ 1, got ${v}`);
-  if (N === 1 && M === 1) throw new Error('--attention-experts and --mlp-experts are both 1: that is the dense model (give more experts to one or both)');
+  if (N === 1 && M === 1) throw new Error('--attention-experts and --mlp-experts are both 1: that is the dense model ' +
+    '(give more experts to one or both)');
   const Ht = dense.attention.n_heads, G = dense.attention.n_kv_heads, Ft = dense.mlp.expert_dim;
-  if (Ht % N !== 0) throw new Error(`--attention-experts ${N}: the ${Ht} query heads of ${source} cannot be split into ${N} equal experts (${N} must divide ${Ht})`);
+  if (Ht % N !== 0) throw new Error(`--attention-experts ${N}: the ${Ht} query heads of ${source} cannot be split ` +
+    `into ${N} equal experts (${N} must divide ${Ht})`);
   const H = Ht / N;
   if (H % G !== 0)
-    throw new Error(`--attention-experts ${N}: each expert would have ${H} query heads, not a multiple of the ${G} shared kv heads; `
-      + `head j of every expert uses kv head floor(j/(H/G)), so every expert needs the same number of heads per kv head (${N} must divide ${Ht / G})`);
-  if (Ft % M !== 0) throw new Error(`--mlp-experts ${M}: the MLP width ${Ft} of ${source} cannot be split into ${M} equal experts (${M} must divide ${Ft})`);
+    throw new Error(`--attention-experts ${N}: each expert would have ${H} query heads, not a multiple of the ` +
+      `${G} shared kv heads; `
+      + `head j of every expert uses kv head floor(j/(H/G)), so every expert needs the same number of heads per kv ` +
+        `head (${N} must divide ${Ht / G})`);
+  if (Ft % M !== 0) throw new Error(`--mlp-experts ${M}: the MLP width ${Ft} of ${source} cannot be split into ` +
+    `${M} equal experts (${M} must divide ${Ft})`);
   const Rh = s.routerHidden ?? 0;
   if (!Number.isSafeInteger(Rh) || Rh < 0) throw new Error(`--router-hidden must be an integer ≥ 0, got ${Rh}`);
   const c = withRouterHidden(cloneConfig(dense), Rh);
@@ -82,10 +87,12 @@ function fillNormal(dst: Float32Array, rng: Rng, std: number): void {
 /** The upcycled parameters (fresh buffer in the layout of `moe`); `seed` draws two-layer routers' hidden weights. */
 export function upcycleParams(dense: ModelConfig, params: Float32Array, moe: ModelConfig, seed = 1): Float32Array {
   const Ld = layoutFromConfig(dense), Lm = layoutFromConfig(moe);
-  if (params.length !== Ld.totalParams) throw new Error(`dense parameters have ${params.length} values, the layout needs ${Ld.totalParams}`);
+  if (params.length !== Ld.totalParams) throw new Error(`dense parameters have ${params.length} values, the layout ` +
+    `needs ${Ld.totalParams}`);
   const out = new Float32Array(Lm.totalParams);
   const D = dense.d_model, dh = dense.attention.head_dim, G = dense.attention.n_kv_heads, Ht = dense.attention.n_heads;
-  const N = moe.attention.n_experts, H = moe.attention.n_heads, M = moe.mlp.n_experts, F = moe.mlp.expert_dim, Ft = dense.mlp.expert_dim;
+  const N = moe.attention.n_experts, H = moe.attention.n_heads, M = moe.mlp.n_experts, F = moe.mlp.expert_dim,
+    Ft = dense.mlp.expert_dim;
   const rng = new Rng(seed);
   for (const t of Lm.tensors) {
     const dst = view(Lm, out, t.name);
@@ -129,7 +136,10 @@ export interface UpcycleResult {
   notes: string[];
 }
 
-/** Upcycles a dense checkpoint folder into a DS-MoE training-compatible checkpoint (fp32, step 0, no optimizer state). */
+/**
+ * Upcycles a dense checkpoint folder into a DS-MoE training-compatible checkpoint (fp32, step 0, no
+ * optimizer state).
+ */
 export function upcycleCheckpoint(denseDir: string, out: string, s: UpcycleShape & { force?: boolean }): UpcycleResult {
   checkOutput(denseDir, out, s.force);
   const ck = loadCheckpoint(denseDir, { optimizer: false });
@@ -142,10 +152,12 @@ export function upcycleCheckpoint(denseDir: string, out: string, s: UpcycleShape
     // Step 0 with the dense run's data, batch and schedule settings; the sampler continues where the
     // dense run stopped (new batches). No optimizer state: --resume starts a fresh AdamW.
     trainerState = { ...ck.trainerState, step: 0, tokens_seen: 0, elapsed_s: 0, last_losses: [], last_eval: null };
-  } else notes.push(`${denseDir} has no trainer_state.json, so ${out} cannot be resumed with dsmoe train --resume (no data settings to continue with)`);
+  } else notes.push(`${denseDir} has no trainer_state.json, so ${out} cannot be resumed with dsmoe train --resume ` +
+    `(no data settings to continue with)`);
   saveCheckpoint(out, {
     config, params, tokenizerJson, trainerState, dtype: 'F32',
-    metadata: { upcycled_from: path.basename(ck.dir), ...(ck.trainerState ? { dense_step: String(ck.trainerState.step) } : {}) },
+    metadata: { upcycled_from: path.basename(ck.dir), ...(ck.trainerState ? { dense_step: String(ck.trainerState.step) }
+      : {}) },
   });
   return {
     input: ck.dir, out: path.resolve(out), config,

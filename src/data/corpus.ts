@@ -25,7 +25,8 @@ export function corpusInfo(): CorpusInfo {
     // The package exports only its ESM entry; resolving it does not load it.
     entry = require.resolve('nlp-corpus');
   } catch (e) {
-    throw new Error(`the built-in corpus needs the 'nlp-corpus' package, which is not installed (${(e as Error).message})`);
+    throw new Error(`the built-in corpus needs the 'nlp-corpus' package, which is not installed ` +
+      `(${(e as Error).message})`);
   }
   let dir = path.dirname(entry);
   for (;;) {

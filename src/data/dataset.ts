@@ -85,7 +85,8 @@ export function resolveInputs(inputs: string[]): InputFile[] {
       out.push(...found);
     } else if (st.isFile()) {
       const kind = kindOf(p);
-      if (!kind) throw new Error(`unsupported data file extension "${path.extname(p) || '(none)'}": ${input} (supported: ${SUPPORTED})`);
+      if (!kind) throw new Error(`unsupported data file extension "${path.extname(p) || '(none)'}": ` +
+        `${input} (supported: ${SUPPORTED})`);
       out.push({ path: p, kind, size: st.size, mtimeMs: st.mtimeMs });
     } else {
       throw new Error(`data input is not a file or folder: ${input}`);
@@ -95,7 +96,8 @@ export function resolveInputs(inputs: string[]): InputFile[] {
   const unique = out.filter((f) => (seen.has(f.path) ? false : (seen.add(f.path), true)));
   const bins = unique.filter((f) => f.kind === 'bin');
   if (bins.length > 0 && bins.length < unique.length)
-    throw new Error(`cannot mix pre-tokenized .bin files (${bins[0].path}) with text inputs (${unique.find((f) => f.kind !== 'bin')!.path})`);
+    throw new Error(`cannot mix pre-tokenized .bin files (${bins[0].path}) with text inputs ` +
+      `(${unique.find((f) => f.kind !== 'bin')!.path})`);
   return unique;
 }
 
@@ -164,7 +166,8 @@ export function* readDocuments(file: InputFile, textMode: TextMode = 'paragraphs
       if (obj === null || typeof obj !== 'object' || Array.isArray(obj))
         throw new Error(`${file.path}:${lineNo}: expected a JSON object with a "text" string field`);
       const text = (obj as Record<string, unknown>).text;
-      if (typeof text !== 'string') throw new Error(`${file.path}:${lineNo}: the "text" field is ${text === undefined ? 'missing' : `a ${typeof text}, not a string`}`);
+      if (typeof text !== 'string') throw new Error(`${file.path}:${lineNo}: the "text" field is ` +
+        `${text === undefined ? 'missing' : `a ${typeof text}, not a string`}`);
       yield text;
     }
     return;
@@ -224,18 +227,23 @@ export function countDocuments(file: InputFile, textMode: TextMode = 'paragraphs
 // Token files
 
 /** Reads a .bin token file, checking its length and that every id is below vocabSize. */
-export function readTokenFile(file: string, vocabSize: number, dtype: TokenDtype = dtypeForVocab(vocabSize)): TokenArray {
+export function readTokenFile(file: string, vocabSize: number,
+  dtype: TokenDtype = dtypeForVocab(vocabSize)): TokenArray {
   if (!fs.existsSync(file)) throw new Error(`token file not found: ${file}`);
   const el = dtype === 'uint16' ? 2 : 4;
   const bytes = readAligned(file);
   if (bytes.byteLength === 0) throw new Error(`token file ${file} is empty`);
   if (bytes.byteLength % el !== 0)
-    throw new Error(`token file ${file}: ${bytes.byteLength} bytes is not a multiple of ${el} (${dtype}); wrong --token-dtype?`);
-  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new Error('token files are little-endian; this machine is big-endian');
-  const arr: TokenArray = dtype === 'uint16' ? new Uint16Array(bytes.buffer, 0, bytes.byteLength / 2) : new Uint32Array(bytes.buffer, 0, bytes.byteLength / 4);
+    throw new Error(`token file ${file}: ${bytes.byteLength} bytes is not a multiple of ${el} (${dtype}); wrong ` +
+      `--token-dtype?`);
+  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new Error('token files are little-endian; this ' +
+    'machine is big-endian');
+  const arr: TokenArray = dtype === 'uint16' ? new Uint16Array(bytes.buffer, 0, bytes.byteLength / 2)
+    : new Uint32Array(bytes.buffer, 0, bytes.byteLength / 4);
   for (let i = 0; i < arr.length; i++) {
     if (arr[i] >= vocabSize)
-      throw new Error(`token file ${file}: token id ${arr[i]} at index ${i} (byte offset ${i * el}) is out of range for vocabulary size ${vocabSize}`);
+      throw new Error(`token file ${file}: token id ${arr[i]} at index ${i} (byte offset ${i * el}) is out of range ` +
+        `for vocabulary size ${vocabSize}`);
   }
   return arr;
 }
@@ -243,7 +251,11 @@ export function readTokenFile(file: string, vocabSize: number, dtype: TokenDtype
 /** Writes a token array as a flat little-endian .bin file (atomically). */
 export function writeTokenFile(file: string, tokens: ArrayLike<number>, dtype: TokenDtype): void {
   const arr = dtype === 'uint16' ? Uint16Array.from(tokens) : Uint32Array.from(tokens);
-  if (dtype === 'uint16') for (let i = 0; i < tokens.length; i++) if (tokens[i] !== arr[i]) throw new RangeError(`token ${tokens[i]} at index ${i} does not fit uint16`);
+  if (dtype === 'uint16') {
+    for (let i = 0; i < tokens.length; i++) {
+      if (tokens[i] !== arr[i]) throw new RangeError(`token ${tokens[i]} at index ${i} does not fit uint16`);
+    }
+  }
   atomicWrite(file, new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength));
 }
 
@@ -321,7 +333,8 @@ function readCache(file: string, vocabSize: number): { tokens: TokenArray; offse
   for (let i = 0; i < 8; i++) if (dv.getUint8(i) !== CACHE_MAGIC.charCodeAt(i)) return undefined;
   const el = dv.getUint32(8, true);
   const nTok = dv.getFloat64(16, true), nDoc = dv.getFloat64(24, true), vocab = dv.getFloat64(32, true);
-  if ((el !== 2 && el !== 4) || vocab !== vocabSize || !Number.isSafeInteger(nTok) || !Number.isSafeInteger(nDoc)) return undefined;
+  if ((el !== 2 && el !== 4) || vocab !== vocabSize || !Number.isSafeInteger(nTok) ||
+    !Number.isSafeInteger(nDoc)) return undefined;
   const offBytes = 8 * (nDoc + 1);
   if (bytes.byteLength !== HEADER_BYTES + offBytes + el * nTok) return undefined;
   const offsets = new Float64Array(bytes.buffer, HEADER_BYTES, nDoc + 1);
@@ -357,7 +370,8 @@ const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
  * this exact input set and tokenizer. Async only so that callers' spinners keep turning: the
  * work is done in slices between event-loop turns.
  */
-export async function tokenizeInputs(files: InputFile[], tokenizer: DataTokenizer, opts: TokenizeOptions = {}): Promise<TokenizedCorpus> {
+export async function tokenizeInputs(files: InputFile[], tokenizer: DataTokenizer,
+  opts: TokenizeOptions = {}): Promise<TokenizedCorpus> {
   const textMode = opts.textMode ?? 'paragraphs';
   const useCache = (opts.cache ?? true) && typeof tokenizer.contentHash === 'string';
   const dtype = dtypeForVocab(tokenizer.vocabSize);
@@ -396,7 +410,8 @@ export async function tokenizeInputs(files: InputFile[], tokenizer: DataTokenize
       const ids = tokenizer.encode(doc);
       for (let i = 0; i < ids.length; i++) {
         const id = ids[i];
-        if (!(id >= 0 && id < tokenizer.vocabSize)) throw new Error(`tokenizer gave id ${id}, outside its vocabulary of ${tokenizer.vocabSize}, for a document of ${f.path}`);
+        if (!(id >= 0 && id < tokenizer.vocabSize)) throw new Error(`tokenizer gave id ${id}, outside its vocabulary ` +
+          `of ${tokenizer.vocabSize}, for a document of ${f.path}`);
       }
       buf.append(ids);
       offsets[++d] = buf.length;
@@ -454,7 +469,8 @@ function describe(files: InputFile[]): string {
 }
 
 /** Joins the given documents (in the given order) with eos between them. */
-function joinDocs(tok: TokenArray, offsets: Float64Array, docs: ArrayLike<number>, eos: number, dtype: TokenDtype): TokenArray {
+function joinDocs(tok: TokenArray, offsets: Float64Array, docs: ArrayLike<number>, eos: number,
+  dtype: TokenDtype): TokenArray {
   let n = 0;
   for (let i = 0; i < docs.length; i++) n += offsets[docs[i] + 1] - offsets[docs[i]];
   n += Math.max(0, docs.length - 1);
@@ -470,13 +486,15 @@ function joinDocs(tok: TokenArray, offsets: Float64Array, docs: ArrayLike<number
 }
 
 /** Holds out the last share of a token stream (at least one window when seqLen is given). */
-function tailSplit(tokens: TokenArray, valShare: number, seqLen: number | undefined, names: string): { train: TokenArray; val: TokenArray } {
+function tailSplit(tokens: TokenArray, valShare: number, seqLen: number | undefined,
+  names: string): { train: TokenArray; val: TokenArray } {
   const n = tokens.length;
   if (valShare === 0) return { train: tokens, val: tokens.subarray(n) };
   let v = Math.max(1, Math.round(n * valShare));
   if (seqLen !== undefined) v = Math.max(v, seqLen + 1);
   if (seqLen !== undefined && n - v < seqLen + 1)
-    throw new Error(`data too short for a train/validation split: ${names} has ${n} tokens; each part needs at least ${seqLen + 1} (sequence length ${seqLen} + 1)`);
+    throw new Error(`data too short for a train/validation split: ${names} has ${n} tokens; each part needs at least ` +
+      `${seqLen + 1} (sequence length ${seqLen} + 1)`);
   if (n - v < 1) throw new Error(`data too short for a train/validation split: ${names} has ${n} tokens`);
   return { train: tokens.subarray(0, n - v), val: tokens.subarray(n - v) };
 }
@@ -487,7 +505,8 @@ function tailSplit(tokens: TokenArray, valShare: number, seqLen: number | undefi
  */
 export async function loadDataset(inputs: string[], opts: LoadDatasetOptions = {}): Promise<Dataset> {
   const valShare = opts.valShare ?? 0.05;
-  if (!(valShare >= 0 && valShare <= 0.5)) throw new RangeError(`validation share must be in [0, 0.5], got ${valShare}`);
+  if (!(valShare >= 0 && valShare <= 0.5)) throw new RangeError(`validation share must be in [0, 0.5], got ` +
+    `${valShare}`);
   const seed = opts.seed ?? 0;
   if (opts.seqLen !== undefined && (!Number.isInteger(opts.seqLen) || opts.seqLen < 1))
     throw new RangeError(`sequence length must be a positive integer, got ${opts.seqLen}`);
@@ -497,9 +516,11 @@ export async function loadDataset(inputs: string[], opts: LoadDatasetOptions = {
 
   if (files[0].kind === 'bin') {
     const vocabSize = opts.tokenizer?.vocabSize ?? opts.vocabSize;
-    if (vocabSize === undefined) throw new Error(`reading token files (${names}) needs a tokenizer or a vocabulary size`);
+    if (vocabSize === undefined) throw new Error(`reading token files (${names}) needs a tokenizer or a vocabulary ` +
+      `size`);
     const dtype = opts.tokenDtype ?? dtypeForVocab(vocabSize);
-    if (dtype === 'uint16' && vocabSize > 65536) throw new Error(`token dtype uint16 cannot hold a vocabulary of ${vocabSize}`);
+    if (dtype === 'uint16' && vocabSize > 65536) throw new Error(`token dtype uint16 cannot hold a vocabulary of ` +
+      `${vocabSize}`);
     const parts: TokenArray[] = [];
     files.forEach((f, i) => {
       opts.onProgress?.({ phase: 'bin', done: i, total: files.length, file: f.path });
@@ -515,7 +536,8 @@ export async function loadDataset(inputs: string[], opts: LoadDatasetOptions = {
       for (const p of parts) { all.set(p, o); o += p.length; }
     }
     const { train, val } = tailSplit(all, valShare, opts.seqLen, names);
-    return { train, val, vocabSize, eosId: opts.tokenizer?.eosId, dtype, files: paths, documents: { train: 0, val: 0 }, fromCache: false };
+    return { train, val, vocabSize, eosId: opts.tokenizer?.eosId, dtype, files: paths, documents: { train: 0, val: 0 },
+      fromCache: false };
   }
 
   const tokenizer = opts.tokenizer;
@@ -524,7 +546,8 @@ export async function loadDataset(inputs: string[], opts: LoadDatasetOptions = {
   const dtype = dtypeForVocab(tokenizer.vocabSize);
   const nDocs = corpus.docOffsets.length - 1;
   const eos = tokenizer.eosId;
-  const base = { vocabSize: tokenizer.vocabSize, eosId: eos, dtype, files: paths, fromCache: corpus.fromCache, cachePath: corpus.cachePath };
+  const base = { vocabSize: tokenizer.vocabSize, eosId: eos, dtype, files: paths, fromCache: corpus.fromCache,
+    cachePath: corpus.cachePath };
   if (corpus.tokens.length === 0) throw new Error(`data is empty: the documents of ${names} have no tokens`);
 
   if (nDocs === 1) {
@@ -539,14 +562,17 @@ export async function loadDataset(inputs: string[], opts: LoadDatasetOptions = {
     for (let i = 0; i < k; i++) valTokens += docLen(order[i]) + 1;
     while (valTokens < opts.seqLen + 1 && k < nDocs - 1) valTokens += docLen(order[k++]) + 1;
     if (valTokens < opts.seqLen + 1)
-      throw new Error(`data too short for a validation window: ${names} has ${corpus.tokens.length} tokens in ${nDocs} documents; sequence length ${opts.seqLen} needs ${opts.seqLen + 1} held-out tokens and as many for training`);
+      throw new Error(`data too short for a validation window: ${names} has ${corpus.tokens.length} tokens in ` +
+        `${nDocs} documents; sequence length ${opts.seqLen} needs ${opts.seqLen + 1} held-out tokens and as many for ` +
+          `training`);
   }
   const valDocs = Array.from(order.subarray(0, k)).sort((x, y) => x - y);
   const trainDocs = Array.from(order.subarray(k)).sort((x, y) => x - y);
   const train = joinDocs(corpus.tokens, corpus.docOffsets, trainDocs, eos, dtype);
   const val = joinDocs(corpus.tokens, corpus.docOffsets, valDocs, eos, dtype);
   if (opts.seqLen !== undefined && train.length < opts.seqLen + 1)
-    throw new Error(`data too short: after holding out ${k} of ${nDocs} documents for validation, the training part of ${names} has ${train.length} tokens; sequence length ${opts.seqLen} needs ${opts.seqLen + 1}`);
+    throw new Error(`data too short: after holding out ${k} of ${nDocs} documents for validation, the training part ` +
+      `of ${names} has ${train.length} tokens; sequence length ${opts.seqLen} needs ${opts.seqLen + 1}`);
   if (train.length === 0) throw new Error(`data is empty: the training part of ${names} has no tokens`);
   return { ...base, train, val, documents: { train: trainDocs.length, val: valDocs.length } };
 }

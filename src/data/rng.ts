@@ -51,7 +51,8 @@ export class Rng {
 
   /** Uniform integer in [0, n), n ≤ 2^53. */
   nextInt(n: number): number {
-    if (!(n >= 1) || !Number.isSafeInteger(n)) throw new RangeError(`nextInt: bound must be a positive safe integer, got ${n}`);
+    if (!(n >= 1) || !Number.isSafeInteger(n)) throw new RangeError(`nextInt: bound must be a positive safe integer, ` +
+      `got ${n}`);
     if (n <= 2 ** 32) {
       // Rejection sampling on 32 bits: unbiased and cheap.
       const limit = Math.floor(2 ** 32 / n) * n;
@@ -68,7 +69,8 @@ export class Rng {
   }
 
   setState(state: readonly number[]): void {
-    if (!Array.isArray(state) || state.length !== 4 || !state.every((x) => Number.isInteger(x) && x >= 0 && x < 2 ** 32))
+    if (!Array.isArray(state) || state.length !== 4 || !state.every((x) => Number.isInteger(x) && x >= 0 &&
+      x < 2 ** 32))
       throw new TypeError(`RNG state must be four unsigned 32-bit integers, got ${JSON.stringify(state)}`);
     if (state.every((x) => x === 0)) throw new RangeError('RNG state must not be all zeros');
     [this.s0, this.s1, this.s2, this.s3] = state.map((x) => x | 0);

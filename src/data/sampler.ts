@@ -34,14 +34,17 @@ export interface SamplerOptions {
 }
 
 function checkShape(batchSize: number, seqLen: number): void {
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batch size must be a positive integer, got ${batchSize}`);
-  if (!Number.isInteger(seqLen) || seqLen < 1) throw new RangeError(`sequence length must be a positive integer, got ${seqLen}`);
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batch size must be a positive integer, ` +
+    `got ${batchSize}`);
+  if (!Number.isInteger(seqLen) || seqLen < 1) throw new RangeError(`sequence length must be a positive integer, got ` +
+    `${seqLen}`);
 }
 
 function checkLength(tokens: TokenArray, seqLen: number, name: string): void {
   if (tokens.length === 0) throw new Error(`${name} is empty: no tokens`);
   if (tokens.length < seqLen + 1)
-    throw new Error(`${name} has ${tokens.length} tokens, fewer than one window needs (sequence length ${seqLen} + 1 = ${seqLen + 1})`);
+    throw new Error(`${name} has ${tokens.length} tokens, fewer than one window needs (sequence length ${seqLen} + 1 ` +
+      `= ${seqLen + 1})`);
 }
 
 function fill(tokens: TokenArray, starts: number[], seqLen: number): Batch {
@@ -90,7 +93,8 @@ export class BatchSampler {
 
   /** A JSON-serialisable state; setState() on a sampler over the same data continues exactly. */
   getState(): SamplerState {
-    return { rng: this.rng.getState(), step: this.steps, tokens: this.tokens.length, batchSize: this.batchSize, seqLen: this.seqLen };
+    return { rng: this.rng.getState(), step: this.steps, tokens: this.tokens.length, batchSize: this.batchSize,
+      seqLen: this.seqLen };
   }
 
   setState(state: SamplerState): void {
@@ -98,7 +102,8 @@ export class BatchSampler {
     if (state.tokens !== this.tokens.length || state.batchSize !== this.batchSize || state.seqLen !== this.seqLen)
       throw new Error(`sampler state is for ${state.tokens} tokens, batch ${state.batchSize} × ${state.seqLen}; `
         + `this sampler has ${this.tokens.length} tokens, batch ${this.batchSize} × ${this.seqLen}`);
-    if (!Number.isInteger(state.step) || state.step < 0) throw new TypeError(`sampler state step must be a non-negative integer, got ${state.step}`);
+    if (!Number.isInteger(state.step) || state.step < 0) throw new TypeError(`sampler state step must be a ` +
+      `non-negative integer, got ${state.step}`);
     this.rng.setState(state.rng);
     this.steps = state.step;
   }

@@ -42,7 +42,8 @@ export function activeParams(c: ModelConfig, routing: { attention: string; mlp: 
   const ka = fixedExperts(routing.attention, Ea), km = fixedExperts(routing.mlp, Em);
   const fixed = ka !== null && km !== null;
   const total = fixed ? count(ka, km) : null;
-  const open = [ka === null && `attention (${routing.attention})`, km === null && `MLP (${routing.mlp})`].filter(Boolean);
+  const open = [ka === null && `attention (${routing.attention})`, km === null &&
+    `MLP (${routing.mlp})`].filter(Boolean);
   return {
     routing: { ...routing }, fixed, attExpertsPerToken: ka, mlpExpertsPerToken: km,
     activeParamsPerToken: total,
@@ -50,6 +51,7 @@ export function activeParams(c: ModelConfig, routing: { attention: string; mlp: 
     minParamsPerToken: count(ka ?? 1, km ?? 1),
     maxParamsPerToken: count(ka ?? Ea, km ?? Em),
     sharedParams: shared, expertParams: p.expertParams,
-    ...(fixed ? {} : { note: `threshold routing of ${open.join(' and ')} depends on the data: measure it with dsmoe eval or bench` }),
+    ...(fixed ? {} : { note: `threshold routing of ${open.join(' and ')} depends on the data: measure it with dsmoe ` +
+      `eval or bench` }),
   };
 }

@@ -133,32 +133,39 @@ const PAPER_VOCAB = 32000;
 const PRESET_LIST: Preset[] = [
   {
     name: 'tiny', description: 'for tests: D 64, 2 layers, 4×2×8 attention experts, 4×64 MLP experts',
-    config: makeConfig({ vocab: DEFAULT_VOCAB, d: 64, layers: 2, seq: 64, att: [4, 2, 2, 8], mlp: [4, 64], alpha: SHORT_RUN_ALPHA }),
+    config: makeConfig({ vocab: DEFAULT_VOCAB, d: 64, layers: 2, seq: 64, att: [4, 2, 2, 8], mlp: [4, 64],
+      alpha: SHORT_RUN_ALPHA }),
     train: { batchSize: 4, gradAccum: 1, lr: 1e-3, steps: 20 }, paperShape: false,
   },
   {
-    name: 'small', description: 'the default; trains in minutes on a 2-core CPU: D 256, 4 layers, 8×2×16 attention, 16×64 MLP',
-    config: makeConfig({ vocab: DEFAULT_VOCAB, d: 256, layers: 4, seq: 128, att: [8, 2, 2, 16], mlp: [16, 64], alpha: SHORT_RUN_ALPHA }),
+    name: 'small', description: 'the default; trains in minutes on a 2-core CPU: D 256, 4 layers, 8×2×16 attention, ' +
+      '16×64 MLP',
+    config: makeConfig({ vocab: DEFAULT_VOCAB, d: 256, layers: 4, seq: 128, att: [8, 2, 2, 16], mlp: [16, 64],
+      alpha: SHORT_RUN_ALPHA }),
     train: { batchSize: 16, gradAccum: 1, lr: 1e-3, steps: 300 }, paperShape: false,
   },
   {
     name: 'medium', description: 'D 512, 6 layers, 8×4×16 attention, 16×128 MLP',
-    config: makeConfig({ vocab: DEFAULT_VOCAB, d: 512, layers: 6, seq: 256, att: [8, 4, 4, 16], mlp: [16, 128], alpha: SHORT_RUN_ALPHA }),
+    config: makeConfig({ vocab: DEFAULT_VOCAB, d: 512, layers: 6, seq: 256, att: [8, 4, 4, 16], mlp: [16, 128],
+      alpha: SHORT_RUN_ALPHA }),
     train: { batchSize: 16, gradAccum: 1, lr: 6e-4, steps: 2000 }, paperShape: false,
   },
   {
     name: 'ds-moe-1b', description: 'paper DS-MoE-1B: D 2048, 24 layers, 16×2×64 attention, 32×256 MLP',
-    config: makeConfig({ vocab: PAPER_VOCAB, d: 2048, layers: 24, seq: 2048, att: [16, 2, 2, 64], mlp: [32, 256], alpha: [3.5e-4, 6.3e-4] }),
+    config: makeConfig({ vocab: PAPER_VOCAB, d: 2048, layers: 24, seq: 2048, att: [16, 2, 2, 64], mlp: [32, 256],
+      alpha: [3.5e-4, 6.3e-4] }),
     train: { batchSize: 8, gradAccum: 8, lr: 3e-4, steps: 100000 }, paperShape: true,
   },
   {
     name: 'ds-moe-3b', description: 'paper DS-MoE-3B: D 3072, 28 layers, 8×4×96 attention, 32×384 MLP',
-    config: makeConfig({ vocab: PAPER_VOCAB, d: 3072, layers: 28, seq: 2048, att: [8, 4, 4, 96], mlp: [32, 384], alpha: [2e-4, 4e-4] }),
+    config: makeConfig({ vocab: PAPER_VOCAB, d: 3072, layers: 28, seq: 2048, att: [8, 4, 4, 96], mlp: [32, 384],
+      alpha: [2e-4, 4e-4] }),
     train: { batchSize: 8, gradAccum: 8, lr: 3e-4, steps: 100000 }, paperShape: true,
   },
   {
     name: 'ds-moe-6b', description: 'paper DS-MoE-6B: D 4096, 36 layers, 8×4×128 attention, 32×512 MLP',
-    config: makeConfig({ vocab: PAPER_VOCAB, d: 4096, layers: 36, seq: 2048, att: [8, 4, 4, 128], mlp: [32, 512], alpha: [2e-4, 2e-4] }),
+    config: makeConfig({ vocab: PAPER_VOCAB, d: 4096, layers: 36, seq: 2048, att: [8, 4, 4, 128], mlp: [32, 512],
+      alpha: [2e-4, 2e-4] }),
     train: { batchSize: 8, gradAccum: 8, lr: 3e-4, steps: 100000 }, paperShape: true,
   },
   {
@@ -231,10 +238,13 @@ export function applyMode(c: ModelConfig, mode: string, presetName?: string): Mo
     throw new ConfigError('training.mode', `unknown mode "${mode}" (expected one of ${MODES.join(', ')})`);
   const m = mode as TrainingMode;
   const isDense = c.attention.n_experts === 1 && c.mlp.n_experts === 1;
-  if (m === 'dense') return isDense ? { ...cloneConfig(c), training: { ...c.training, mode: 'dense' }, routing: routingFor('dense', c.training.top_k) } : denseCounterpart(c);
+  if (m === 'dense') return isDense ? { ...cloneConfig(c), training: { ...c.training, mode: 'dense' },
+    routing: routingFor('dense', c.training.top_k) } : denseCounterpart(c);
   if (isDense)
-    throw new ConfigError('training.mode', `mode ${m} needs experts, but ${presetName ? `preset ${presetName}` : 'this config'} has one expert per layer`
-      + `${presetName?.startsWith('dense-') ? ` (use ${presetName.replace('dense-', 'ds-moe-')} for the MoE shape)` : ''}`);
+    throw new ConfigError('training.mode', `mode ${m} needs experts, but ` +
+      `${presetName ? `preset ${presetName}` : 'this config'} has one expert per layer`
+      + (presetName?.startsWith('dense-')
+        ? ` (use ${presetName.replace('dense-', 'ds-moe-')} for the MoE shape)` : ''));
   const out = cloneConfig(c);
   out.training.mode = m;
   if (m === 'smoe') {
@@ -250,7 +260,8 @@ export function applyMode(c: ModelConfig, mode: string, presetName?: string): Mo
 
 const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
-const TOP_FIELDS = ['format_version', 'vocab_size', 'd_model', 'n_layers', 'max_seq_len', 'norm_eps', 'rope_theta', 'tie_embeddings',
+const TOP_FIELDS = ['format_version', 'vocab_size', 'd_model', 'n_layers', 'max_seq_len', 'norm_eps', 'rope_theta',
+  'tie_embeddings',
   'router_hidden', 'attention', 'mlp', 'training', 'routing'];
 const SUB_FIELDS: Record<string, string[]> = {
   attention: ['n_experts', 'n_heads', 'n_kv_heads', 'head_dim'],
@@ -272,10 +283,12 @@ export function validateConfig(value: unknown, source?: string): ModelConfig {
   };
   if (!isObj(value)) fail('config', 'must be a JSON object');
   const c = value as Record<string, unknown>;
-  for (const k of Object.keys(c)) if (!TOP_FIELDS.includes(k)) fail(k, `unknown field (known: ${TOP_FIELDS.join(', ')})`);
+  for (const k of Object.keys(c)) if (!TOP_FIELDS.includes(k)) fail(k,
+    `unknown field (known: ${TOP_FIELDS.join(', ')})`);
   for (const [sub, fields] of Object.entries(SUB_FIELDS)) {
     if (!isObj(c[sub])) fail(sub, c[sub] === undefined ? 'missing' : 'must be an object');
-    for (const k of Object.keys(c[sub] as object)) if (!fields.includes(k)) fail(`${sub}.${k}`, `unknown field (known: ${fields.join(', ')})`);
+    for (const k of Object.keys(c[sub] as object)) if (!fields.includes(k)) fail(`${sub}.${k}`,
+      `unknown field (known: ${fields.join(', ')})`);
   }
   const get = (field: string): unknown => {
     const [a, b] = field.split('.');
@@ -286,7 +299,8 @@ export function validateConfig(value: unknown, source?: string): ModelConfig {
     if (v === undefined) fail(field, 'missing');
     if (typeof v !== 'number' || !Number.isInteger(v)) fail(field, `must be an integer, got ${JSON.stringify(v)}`);
     const n = v as number;
-    if (n < min || n > max) fail(field, `must be ${max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `in ${min}..${max}`}, got ${n}`);
+    if (n < min || n > max) fail(field, `must be ` +
+      `${max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `in ${min}..${max}`}, got ${n}`);
     return n;
   };
   const num = (field: string, min: number, exclusive: boolean): number => {
@@ -299,7 +313,8 @@ export function validateConfig(value: unknown, source?: string): ModelConfig {
   };
 
   const version = int('format_version', 1);
-  if (version > FORMAT_VERSION) fail('format_version', `${version} is newer than this dsmoe understands (${FORMAT_VERSION}); upgrade dsmoe`);
+  if (version > FORMAT_VERSION) fail('format_version', `${version} is newer than this dsmoe understands ` +
+    `(${FORMAT_VERSION}); upgrade dsmoe`);
   const vocab = int('vocab_size', 2, 2 ** 31 - 1);
   const d = int('d_model', 1, 1 << 20);
   int('n_layers', 1, 4096);
@@ -307,30 +322,37 @@ export function validateConfig(value: unknown, source?: string): ModelConfig {
   num('norm_eps', 0, true);
   num('rope_theta', 0, true);
   if (c.tie_embeddings === undefined) fail('tie_embeddings', 'missing');
-  if (typeof c.tie_embeddings !== 'boolean') fail('tie_embeddings', `must be true or false, got ${JSON.stringify(c.tie_embeddings)}`);
+  if (typeof c.tie_embeddings !== 'boolean') fail('tie_embeddings', `must be true or false, got ` +
+    `${JSON.stringify(c.tie_embeddings)}`);
 
   const eAtt = int('attention.n_experts', 1, 4096);
   const h = int('attention.n_heads', 1, 4096);
   const g = int('attention.n_kv_heads', 1, 4096);
   const dh = int('attention.head_dim', 2, 4096);
   if (dh % 2 !== 0) fail('attention.head_dim', `must be even (RoPE rotates pairs of dimensions), got ${dh}`);
-  if (h % g !== 0) fail('attention.n_heads', `${h} query heads per expert cannot be shared evenly over ${g} kv heads (attention.n_kv_heads): n_heads must be a multiple of n_kv_heads`);
+  if (h % g !== 0) fail('attention.n_heads', `${h} query heads per expert cannot be shared evenly over ${g} kv heads ` +
+    `(attention.n_kv_heads): n_heads must be a multiple of n_kv_heads`);
   const eMlp = int('mlp.n_experts', 1, 4096);
   const f = int('mlp.expert_dim', 1, 1 << 24);
   const act = get('mlp.activation');
-  if (!(ACTIVATIONS as readonly unknown[]).includes(act)) fail('mlp.activation', `unknown activation ${JSON.stringify(act)} (expected ${ACTIVATIONS.join(' or ')})`);
+  if (!(ACTIVATIONS as readonly unknown[]).includes(act)) fail('mlp.activation',
+    `unknown activation ${JSON.stringify(act)} (expected ${ACTIVATIONS.join(' or ')})`);
 
   const mode = get('training.mode');
-  if (!(MODES as readonly unknown[]).includes(mode)) fail('training.mode', `unknown mode ${JSON.stringify(mode)} (expected one of ${MODES.join(', ')})`);
+  if (!(MODES as readonly unknown[]).includes(mode)) fail('training.mode',
+    `unknown mode ${JSON.stringify(mode)} (expected one of ${MODES.join(', ')})`);
   num('training.mi_alpha_att', 0, false);
   num('training.mi_alpha_mlp', 0, false);
   num('training.switch_alpha', 0, false);
   const topK = int('training.top_k', 1, 4096);
   if (mode === 'dense' && (eAtt !== 1 || eMlp !== 1))
-    fail(eAtt !== 1 ? 'attention.n_experts' : 'mlp.n_experts', `mode dense needs one expert per layer, got ${eAtt !== 1 ? eAtt : eMlp}`);
+    fail(eAtt !== 1 ? 'attention.n_experts' : 'mlp.n_experts', `mode dense needs one expert per layer, got ` +
+      `${eAtt !== 1 ? eAtt : eMlp}`);
   if (mode !== 'dense') {
-    if (eAtt === 1 && eMlp === 1) fail('training.mode', `mode ${mode} needs experts, but every layer has one (use mode dense)`);
-    if (eAtt > 1 && topK > eAtt) fail('training.top_k', `${topK} is more than the ${eAtt} attention experts (attention.n_experts)`);
+    if (eAtt === 1 && eMlp === 1) fail('training.mode', `mode ${mode} needs experts, but every layer has one (use ` +
+      `mode dense)`);
+    if (eAtt > 1 && topK > eAtt) fail('training.top_k', `${topK} is more than the ${eAtt} attention experts ` +
+      `(attention.n_experts)`);
     if (eMlp > 1 && topK > eMlp) fail('training.top_k', `${topK} is more than the ${eMlp} MLP experts (mlp.n_experts)`);
   }
   // Optional (configs before two-layer routers lack it): 0 or absent = linear routers.
@@ -389,7 +411,8 @@ export interface BuildConfigOptions {
 
 function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
-  for (const [k, v] of Object.entries(over)) out[k] = isObj(v) && isObj(base[k]) ? deepMerge(base[k] as Record<string, unknown>, v) : v;
+  for (const [k, v] of Object.entries(over)) out[k] = isObj(v) && isObj(base[k])
+    ? deepMerge(base[k] as Record<string, unknown>, v) : v;
   return out;
 }
 
@@ -432,7 +455,8 @@ export function buildConfig(opts: BuildConfigOptions): ModelConfig {
   if (o.router_hidden !== undefined) c = withRouterHidden(c, o.router_hidden);
   if (opts.tokenizerVocab !== undefined) {
     if (fileVocab !== undefined && fileVocab < opts.tokenizerVocab)
-      throw new ConfigError('vocab_size', `${fileVocab} is smaller than the tokenizer's vocabulary (${opts.tokenizerVocab})`, opts.fileName);
+      throw new ConfigError('vocab_size', `${fileVocab} is smaller than the tokenizer's vocabulary ` +
+        `(${opts.tokenizerVocab})`, opts.fileName);
     c.vocab_size = fileVocab ?? opts.tokenizerVocab;
   }
   // Routing strategies may name more experts than a shrunken layer now has: fall back to the mode's default.
@@ -443,7 +467,8 @@ export function buildConfig(opts: BuildConfigOptions): ModelConfig {
 
 /** Whether two configs describe the same parameter tensors (training options and routing may differ). */
 export function sameShape(a: ModelConfig, b: ModelConfig): boolean {
-  return a.vocab_size === b.vocab_size && a.d_model === b.d_model && a.n_layers === b.n_layers && a.tie_embeddings === b.tie_embeddings
+  return a.vocab_size === b.vocab_size && a.d_model === b.d_model && a.n_layers === b.n_layers &&
+    a.tie_embeddings === b.tie_embeddings
     && a.attention.n_experts === b.attention.n_experts && a.attention.n_heads === b.attention.n_heads
     && a.attention.n_kv_heads === b.attention.n_kv_heads && a.attention.head_dim === b.attention.head_dim
     && a.mlp.n_experts === b.mlp.n_experts && a.mlp.expert_dim === b.mlp.expert_dim
@@ -455,8 +480,10 @@ export function shapeDifferences(a: ModelConfig, b: ModelConfig): string[] {
   const rows: Array<[string, unknown, unknown]> = [
     ['vocab_size', a.vocab_size, b.vocab_size], ['d_model', a.d_model, b.d_model], ['n_layers', a.n_layers, b.n_layers],
     ['tie_embeddings', a.tie_embeddings, b.tie_embeddings],
-    ['attention.n_experts', a.attention.n_experts, b.attention.n_experts], ['attention.n_heads', a.attention.n_heads, b.attention.n_heads],
-    ['attention.n_kv_heads', a.attention.n_kv_heads, b.attention.n_kv_heads], ['attention.head_dim', a.attention.head_dim, b.attention.head_dim],
+    ['attention.n_experts', a.attention.n_experts, b.attention.n_experts],
+    ['attention.n_heads', a.attention.n_heads, b.attention.n_heads],
+    ['attention.n_kv_heads', a.attention.n_kv_heads, b.attention.n_kv_heads],
+    ['attention.head_dim', a.attention.head_dim, b.attention.head_dim],
     ['mlp.n_experts', a.mlp.n_experts, b.mlp.n_experts], ['mlp.expert_dim', a.mlp.expert_dim, b.mlp.expert_dim],
     ['router_hidden', a.router_hidden ?? 0, b.router_hidden ?? 0],
   ];
@@ -466,7 +493,8 @@ export function shapeDifferences(a: ModelConfig, b: ModelConfig): string[] {
 /** A one-line description of a config's shape. */
 export function describeShape(c: ModelConfig): string {
   const a = c.attention, m = c.mlp;
-  return `D ${c.d_model}, ${c.n_layers} layers, attention ${a.n_experts}×${a.n_heads}×${a.head_dim} (kv ${a.n_kv_heads}), `
+  return `D ${c.d_model}, ${c.n_layers} layers, attention ${a.n_experts}×${a.n_heads}×${a.head_dim} (kv ` +
+    `${a.n_kv_heads}), `
     + `MLP ${m.n_experts}×${m.expert_dim}, ${c.router_hidden ? `two-layer routers (hidden ${c.router_hidden}), ` : ''}`
     + `vocab ${c.vocab_size}, seq ${c.max_seq_len}, mode ${c.training.mode}`;
 }
@@ -526,7 +554,8 @@ export function paramCount(c: ModelConfig): ParamCount {
     downProj: Em * D * F,
     total: 0,
   };
-  l.total = l.attnNorm + l.attnRouter + l.qProj + l.kProj + l.vProj + l.oProj + l.mlpNorm + l.mlpRouter + l.upProj + l.downProj;
+  l.total = l.attnNorm + l.attnRouter + l.qProj + l.kProj + l.vProj + l.oProj + l.mlpNorm + l.mlpRouter + l.upProj +
+    l.downProj;
   const embedding = V * D;
   const lmHead = c.tie_embeddings ? 0 : V * D;
   const finalNorm = D;

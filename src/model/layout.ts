@@ -72,15 +72,20 @@ export function layoutFromConfig(c: ModelConfig): ModelLayout {
  */
 export function layoutDifferences(expected: ModelLayout, got: ModelLayout, limit = 5): string[] {
   const out: string[] = [];
-  if (expected.totalParams !== got.totalParams) out.push(`totalParams ${got.totalParams}, expected ${expected.totalParams}`);
-  if (expected.nonEmbeddingParams !== got.nonEmbeddingParams) out.push(`nonEmbeddingParams ${got.nonEmbeddingParams}, expected ${expected.nonEmbeddingParams}`);
-  if (expected.tensors.length !== got.tensors.length) out.push(`${got.tensors.length} tensors, expected ${expected.tensors.length}`);
+  if (expected.totalParams !== got.totalParams) out.push(`totalParams ${got.totalParams}, expected ` +
+    `${expected.totalParams}`);
+  if (expected.nonEmbeddingParams !== got.nonEmbeddingParams) out.push(`nonEmbeddingParams ` +
+    `${got.nonEmbeddingParams}, expected ${expected.nonEmbeddingParams}`);
+  if (expected.tensors.length !== got.tensors.length) out.push(`${got.tensors.length} tensors, expected ` +
+    `${expected.tensors.length}`);
   const n = Math.min(expected.tensors.length, got.tensors.length);
   for (let i = 0; i < n && out.length < limit; i++) {
     const e = expected.tensors[i], g = got.tensors[i];
     if (e.name !== g.name) out.push(`tensor ${i} is "${g.name}", expected "${e.name}"`);
-    else if (e.shape.join(',') !== g.shape.join(',')) out.push(`${e.name}: shape [${g.shape.join(', ')}], expected [${e.shape.join(', ')}]`);
-    else if (e.offset !== g.offset || e.size !== g.size) out.push(`${e.name}: offset ${g.offset} size ${g.size}, expected ${e.offset} and ${e.size}`);
+    else if (e.shape.join(',') !== g.shape.join(',')) out.push(`${e.name}: shape [${g.shape.join(', ')}], expected ` +
+      `[${e.shape.join(', ')}]`);
+    else if (e.offset !== g.offset || e.size !== g.size) out.push(`${e.name}: offset ${g.offset} size ${g.size}, ` +
+      `expected ${e.offset} and ${e.size}`);
     else if (e.decay !== g.decay) out.push(`${e.name}: decay ${g.decay}, expected ${e.decay}`);
   }
   return out.slice(0, limit);

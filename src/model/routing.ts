@@ -37,15 +37,18 @@ type Parsed = { ok: true; strategy: Strategy } | { ok: false; error: string };
 export function parseStrategy(s: unknown, experts: number, kind?: 'attention' | 'mlp'): Parsed {
   const fail = (error: string): Parsed => ({ ok: false, error });
   if (s === undefined) return fail('missing');
-  if (typeof s !== 'string') return fail(`must be a string such as "dense", "topk:2", "threshold:0.48", got ${JSON.stringify(s)}`);
+  if (typeof s !== 'string') return fail(`must be a string such as "dense", "topk:2", "threshold:0.48", got ` +
+    `${JSON.stringify(s)}`);
   if (s === 'dense') return { ok: true, strategy: { kind: 'dense' } };
   const colon = s.indexOf(':');
   const name = colon < 0 ? s : s.slice(0, colon), arg = colon < 0 ? '' : s.slice(colon + 1);
-  if (colon < 0 || !['topk', 'threshold', 'threshold-topk'].includes(name)) return fail(`"${s}" is not a routing strategy (${STRATEGIES})`);
+  if (colon < 0 || !['topk', 'threshold', 'threshold-topk'].includes(name)) return fail(`"${s}" is not a routing ` +
+    `strategy (${STRATEGIES})`);
   if (name === 'topk') {
     if (!/^\d+$/.test(arg)) return fail(`"${s}": K must be a whole number in 1..${experts}, got "${arg}"`);
     const k = Number(arg);
-    if (k > experts && kind) return fail(`"${s}": K = ${k} is more than the ${experts} ${kind === 'attention' ? 'attention' : 'MLP'} experts of this model`);
+    if (k > experts && kind) return fail(`"${s}": K = ${k} is more than the ` +
+      `${experts} ${kind === 'attention' ? 'attention' : 'MLP'} experts of this model`);
     if (k < 1 || k > experts) return fail(`"${s}": K must be in 1..${experts} (the layer's experts)`);
     return { ok: true, strategy: { kind: 'topk', k } };
   }
@@ -60,7 +63,8 @@ export function strategyError(s: unknown, experts: number, kind?: 'attention' | 
   return p.ok ? undefined : p.error;
 }
 
-const KINDS: Record<string, keyof Routing> = { attention: 'attention', attn: 'attention', att: 'attention', mlp: 'mlp' };
+const KINDS: Record<string, keyof Routing> = { attention: 'attention', attn: 'attention', att: 'attention',
+  mlp: 'mlp' };
 
 /** The model's default routing (config.json `routing`, else dense). */
 export function defaultRouting(config: ModelConfig): Routing {
@@ -86,7 +90,8 @@ export function parseRouting(value: string | undefined, config: ModelConfig): Ro
     return r;
   }
   const v = value.trim();
-  if (v === '') throw new Error('--routing: empty value (expected e.g. "topk:2" or "attention=dense,mlp=threshold:0.48")');
+  if (v === '') throw new Error('--routing: empty value (expected e.g. "topk:2" or ' +
+    '"attention=dense,mlp=threshold:0.48")');
   const parts = v.split(',').map((p) => p.trim());
   if (parts.length === 1 && !v.includes('=')) {
     check('attention', v, config, v);

@@ -40,16 +40,20 @@ export interface ResolveOptions {
 export function resolveDevice(request: DeviceRequest, opts: ResolveOptions): DeviceChoice {
   if (request === 'cpu') return { device: 'cpu' };
   const info = opts.info ?? loadAddon().cudaInfo();
-  const gpu = info.available ? `${info.name ?? 'GPU'}${info.computeCapability ? ` (compute capability ${info.computeCapability})` : ''}` : '';
+  const gpu = info.available
+    ? `${info.name ?? 'GPU'}${info.computeCapability ? ` (compute capability ${info.computeCapability})` : ''}` : '';
   if (request === 'cuda') {
     if (!info.available) throw new Error(`--device cuda: no usable CUDA device: ${info.reason ?? 'unknown reason'}`);
     if (!opts.cudaImplemented)
-      throw new Error(`--device cuda: the CUDA ${opts.what} path is not implemented in this build (found ${gpu}); use --device cpu`);
+      throw new Error(`--device cuda: the CUDA ${opts.what} path is not implemented in this build (found ${gpu}); ` +
+        `use --device cpu`);
     return { device: 'cuda' };
   }
   // auto
-  if (!info.available) return { device: 'cpu', notice: `no usable GPU (${info.reason ?? 'unknown reason'}); using the CPU` };
+  if (!info.available) return { device: 'cpu', notice: `no usable GPU (${info.reason ?? 'unknown reason'}); using ` +
+    `the CPU` };
   if (!opts.cudaImplemented)
-    return { device: 'cpu', notice: `found ${gpu}, but the CUDA ${opts.what} path is not implemented in this build; using the CPU` };
+    return { device: 'cpu', notice: `found ${gpu}, but the CUDA ${opts.what} path is not implemented in this build; ` +
+      `using the CPU` };
   return { device: 'cuda' };
 }

@@ -65,7 +65,8 @@ export function isInstalledPackage(root: string): boolean {
 }
 
 /** Where this platform's prebuilt addon goes in the package (prebuildify's layout and tags). */
-export function prebuildName(platform: string = process.platform, arch: string = process.arch, libc = detectLibc()): string {
+export function prebuildName(platform: string = process.platform, arch: string = process.arch,
+  libc = detectLibc()): string {
   const tags = ['dsmoe', 'napi', ...(libc ? [libc] : [])];
   return path.join('prebuilds', `${platform}-${arch}`, `${tags.join('.')}.node`);
 }
@@ -107,7 +108,8 @@ export function locateAddon(opts: LocateOptions): AddonLocation {
   const why = envFlag(env.DSMOE_BUILD_FROM_SOURCE) ? 'DSMOE_BUILD_FROM_SOURCE=1'
     : env.DSMOE_BUILD_DIR ? `DSMOE_BUILD_DIR=${env.DSMOE_BUILD_DIR}` : undefined;
   if (why) {
-    throw new AddonError(`dsmoe's native addon is not built (looked for ${local}; ${why} uses only a build from source).\n` +
+    throw new AddonError(`dsmoe's native addon is not built (looked for ${local}; ${why} uses only a build from ` +
+      `source).\n` +
       buildAdvice(root));
   }
   const prebuild = (opts.findPrebuild ?? findPrebuild)(root);
@@ -134,7 +136,8 @@ export interface SmokeOptions {
 // Loads the addon and asks it for its runtime facts (which also runs the CPU feature detection).
 // A JavaScript error (dlopen's "invalid ELF header", "GLIBC_2.xx not found") is printed alone, exit 1.
 const SMOKE_SCRIPT =
-  'let a; try { a = require(process.argv[1]); } catch (e) { process.stderr.write(String(e && e.message || e) + "\\n"); ' +
+  'let a; try { a = require(process.argv[1]); } catch (e) { process.stderr.write(String(e && e.message || e) + ' +
+    '"\\n"); ' +
   'process.exit(1); } process.stdout.write(JSON.stringify(a.runtimeInfo()));';
 
 function smokeStamp(file: string, env: NodeJS.ProcessEnv, cacheDir: string): string | undefined {
@@ -171,12 +174,14 @@ export function smokeLoad(file: string, opts: SmokeOptions = {}): SmokeResult {
   });
   if (r.error) {
     const code = (r.error as NodeJS.ErrnoException).code;
-    if (code === 'ETIMEDOUT') return { ok: false, reason: `loading it did not finish in ${(opts.timeoutMs ?? 120_000) / 1000} s` };
+    if (code === 'ETIMEDOUT') return { ok: false, reason: `loading it did not finish in ` +
+      `${(opts.timeoutMs ?? 120_000) / 1000} s` };
     return { ok: false, reason: `could not start a Node process to load it: ${r.error.message}` };
   }
   const stderr = (r.stderr ?? '').trim().split('\n').filter((l) => l.trim() !== '').slice(-8).join('\n');
   if (r.status !== 0 || r.signal) {
-    const how = r.signal ? `the process was killed by ${r.signal}${r.signal === 'SIGILL' ? ' (an instruction this CPU lacks)' : ''}`
+    const how = r.signal ? `the process was killed by ` +
+      `${r.signal}${r.signal === 'SIGILL' ? ' (an instruction this CPU lacks)' : ''}`
       : `the process exited with code ${r.status}`;
     return { ok: false, reason: stderr ? `${how}:\n${stderr}` : how };
   }
@@ -210,7 +215,8 @@ export function loadFailureMessage(loc: AddonLocation, reason: string, root: str
   const advice = loc.source === 'DSMOE_ADDON'
     ? 'Unset DSMOE_ADDON to use dsmoe\'s own addon, or point it at a working build.'
     : loc.source === 'prebuild'
-      ? `The prebuilt addon does not run on this machine (${process.platform}-${process.arch}, Node ${process.version}).\n${buildAdvice(root)}`
+      ? `The prebuilt addon does not run on this machine (${process.platform}-${process.arch}, Node ` +
+        `${process.version}).\n${buildAdvice(root)}`
       : `Rebuild it. ${buildAdvice(root)}`;
   const indented = reason.split('\n').map((l) => `  ${l}`).join('\n');
   return `dsmoe's native addon failed to load: ${loc.file} (${SOURCE_WORDS[loc.source]})\n${indented}\n${advice}`;
@@ -228,5 +234,6 @@ export function checkedAddon(opts: LocateOptions & SmokeOptions): AddonLocation 
 export function describeAddon(loc: AddonLocation & { info: RuntimeInfo }, root: string): string {
   const rel = path.relative(root, loc.file);
   const shown = rel.startsWith('..') || path.isAbsolute(rel) ? loc.file : rel;
-  return `${SOURCE_WORDS[loc.source]} ${shown} loads (${loc.info.buildSystem} build, ${loc.info.isa} kernels on this CPU)`;
+  return `${SOURCE_WORDS[loc.source]} ${shown} loads (${loc.info.buildSystem} build, ${loc.info.isa} kernels on this ` +
+    `CPU)`;
 }

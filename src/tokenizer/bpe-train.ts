@@ -147,9 +147,11 @@ export function trainBpeFromCounts(wordCounts: Map<string, number>, opts: BpeTra
   const minFrequency = Math.max(1, opts.minFrequency ?? 2);
   const base = specialTokens.length + 256;
   if (!Number.isInteger(opts.vocabSize) || opts.vocabSize < base)
-    throw new RangeError(`vocabSize must be an integer >= ${base} (${specialTokens.length} special tokens + 256 bytes), got ${opts.vocabSize}`);
+    throw new RangeError(`vocabSize must be an integer >= ${base} (${specialTokens.length} special tokens + 256 ` +
+      `bytes), got ${opts.vocabSize}`);
   if (opts.vocabSize > PAIR_BASE) throw new RangeError(`vocabSize must be <= ${PAIR_BASE}, got ${opts.vocabSize}`);
-  if (new Set(specialTokens).size !== specialTokens.length) throw new Error(`duplicate special tokens: ${specialTokens.join(', ')}`);
+  if (new Set(specialTokens).size !== specialTokens.length) throw new Error(`duplicate special tokens: ` +
+    `${specialTokens.join(', ')}`);
 
   const vocab: string[] = [...specialTokens];
   const idOf = new Map<string, number>();
@@ -250,7 +252,8 @@ export function trainBpeFromCounts(wordCounts: Map<string, number>, opts: BpeTra
       const c = pairCount.get(k);
       if (c !== undefined && c > 0) heap.push(k, c);
     }
-    if (opts.onProgress && (merges.length & 63) === 0) opts.onProgress({ phase: 'merge', done: vocab.length - base, total: totalMerges });
+    if (opts.onProgress && (merges.length & 63) === 0) opts.onProgress({ phase: 'merge', done: vocab.length - base,
+      total: totalMerges });
   }
   opts.onProgress?.({ phase: 'merge', done: vocab.length - base, total: totalMerges });
   return { vocab, merges: merges.map(([x, y]) => [vocab[x], vocab[y]]), specialTokens };

@@ -19,7 +19,8 @@ export interface DefaultTokenizerOptions {
 export function defaultTokenizerPath(opts: DefaultTokenizerOptions = {}): string {
   const vocab = opts.vocabSize ?? DEFAULT_VOCAB_SIZE;
   const dir = opts.cacheDir ?? defaultCacheDir();
-  return path.join(dir, 'tokenizers', `nlp-corpus-${corpusInfo().version}-bpe${vocab}-v${TRAINER_VERSION}`, 'tokenizer.json');
+  return path.join(dir, 'tokenizers', `nlp-corpus-${corpusInfo().version}-bpe${vocab}-v${TRAINER_VERSION}`,
+    'tokenizer.json');
 }
 
 /**
@@ -36,7 +37,8 @@ export function defaultTokenizer(opts: DefaultTokenizerOptions = {}): string {
       // unreadable: train again and replace it
     }
   }
-  const model = trainBpe(corpusSentences(), { vocabSize: opts.vocabSize ?? DEFAULT_VOCAB_SIZE, onProgress: opts.onProgress });
+  const model = trainBpe(corpusSentences(), { vocabSize: opts.vocabSize ?? DEFAULT_VOCAB_SIZE,
+    onProgress: opts.onProgress });
   saveTokenizerJson(model, file);
   return file;
 }

@@ -48,7 +48,8 @@ export class Tokenizer implements TextTokenizer {
     this.fast = Tokenizer.fastPath(json);
   }
 
-  private static fastPath(json: Record<string, unknown>): { specials: RegExp | null; memo: Map<string, Uint32Array> } | null {
+  private static fastPath(json: Record<string, unknown>): { specials: RegExp | null; memo: Map<string,
+    Uint32Array> } | null {
     const pre = json.pre_tokenizer as Record<string, unknown> | null;
     const model = json.model as Record<string, unknown>;
     const post = json.post_processor as Record<string, unknown> | null;
@@ -58,7 +59,8 @@ export class Tokenizer implements TextTokenizer {
       && model.type === 'BPE' && !model.ignore_merges && !model.dropout && !model.end_of_word_suffix
       && !model.continuing_subword_suffix && !model.byte_fallback && !model.fuse_unk
       && (post === null || post.type === 'ByteLevel')
-      && Array.isArray(added) && added.every((t) => typeof t.content === 'string' && t.content !== '' && !t.lstrip && !t.rstrip);
+      && Array.isArray(added) && added.every((t) => typeof t.content === 'string' && t.content !== '' && !t.lstrip &&
+        !t.rstrip);
     if (!ok) return null;
     const contents = [...new Set(added.map((t) => t.content as string))].sort((x, y) => y.length - x.length);
     const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -77,7 +79,8 @@ export class Tokenizer implements TextTokenizer {
           ids = new Uint32Array(toks.length);
           for (let i = 0; i < toks.length; i++) {
             const id = this.hf.token_to_id(toks[i]);
-            if (id === undefined) throw new Error(`${this.source}: text has a token that is not in the vocabulary and there is no unk token`);
+            if (id === undefined) throw new Error(`${this.source}: text has a token that is not in the vocabulary ` +
+              `and there is no unk token`);
             ids[i] = id;
           }
           if (fast.memo.size >= 1 << 20) fast.memo.clear();
@@ -138,14 +141,19 @@ export class Tokenizer implements TextTokenizer {
       throw new Error(`${source}: not a valid tokenizer.json (expected a JSON object)`);
     const obj = json as Record<string, unknown>;
     const model = obj.model as Record<string, unknown> | undefined;
-    if (!model || typeof model !== 'object') throw new Error(`${source}: not a valid tokenizer.json (no "model" object)`);
+    if (!model || typeof model !== 'object') throw new Error(`${source}: not a valid tokenizer.json (no "model" ` +
+      `object)`);
     const type = model.type;
     if (typeof type !== 'string' || !(SUPPORTED_MODELS as readonly string[]).includes(type))
-      throw new Error(`${source}: unsupported tokenizer model type ${JSON.stringify(type)} (supported: ${SUPPORTED_MODELS.join(', ')})`);
-    if (model.vocab === undefined || model.vocab === null) throw new Error(`${source}: the ${type} model has no "vocab"`);
-    if (type === 'BPE' && !Array.isArray(model.merges)) throw new Error(`${source}: the BPE model has no "merges" list`);
+      throw new Error(`${source}: unsupported tokenizer model type ${JSON.stringify(type)} (supported: ` +
+        `${SUPPORTED_MODELS.join(', ')})`);
+    if (model.vocab === undefined || model.vocab === null) throw new Error(`${source}: the ${type} model has no ` +
+      `"vocab"`);
+    if (type === 'BPE' && !Array.isArray(model.merges)) throw new Error(`${source}: the BPE model has no "merges" ` +
+      `list`);
     // Optional pieces the library requires to be present (as null at least).
-    const full: Record<string, unknown> = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [], ...obj };
+    const full: Record<string, unknown> = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null,
+      added_tokens: [], ...obj };
     let hf: HfTokenizer;
     try {
       // Never "clean up" spaces on decode: decode(encode(s)) must give s back.
@@ -189,7 +197,8 @@ export class Tokenizer implements TextTokenizer {
     const out = new Uint32Array(ids.length);
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];
-      if (id === undefined || id === null) throw new Error(`${this.source}: text has a token that is not in the vocabulary and there is no unk token`);
+      if (id === undefined || id === null) throw new Error(`${this.source}: text has a token that is not in the ` +
+        `vocabulary and there is no unk token`);
       out[i] = id;
     }
     return out;
@@ -202,7 +211,8 @@ export class Tokenizer implements TextTokenizer {
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];
       if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize)
-        throw new RangeError(`decode: token id ${id} at position ${i} is out of range [0, ${this.vocabSize}) for ${this.source}`);
+        throw new RangeError(`decode: token id ${id} at position ${i} is out of range [0, ${this.vocabSize}) for ` +
+          `${this.source}`);
       arr[i] = id;
     }
     return this.hf.decode(arr, { skip_special_tokens: false, clean_up_tokenization_spaces: false });

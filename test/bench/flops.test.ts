@@ -34,7 +34,8 @@ describe('modelFlopsPerToken', () => {
     }).toEqual({ D: 64, L: 2, T: 64, V: 4096, tied: false, rh: 0, att: [4, 2, 2, 8], mlp: [4, 64] });
   });
 
-  test('tiny: dsmoe 2 145 024, smoe top-2 1 874 304, dense 2 138 880, router_hidden 16: 2 164 992 FLOPs per token', () => {
+  test('tiny: dsmoe 2 145 024, smoe top-2 1 874 304, dense 2 138 880, ' +
+    'router_hidden 16: 2 164 992 FLOPs per token', () => {
     const tiny = (mode: string, overrides = {}) => buildConfig({ preset: 'tiny', mode, overrides });
     expect(modelFlopsPerToken(tiny('dsmoe'))).toBe(2_145_024);
     const smoe = tiny('smoe');

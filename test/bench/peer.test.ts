@@ -8,7 +8,8 @@ import { addon, expectNativeError, FP32_TOL, randArray, relError } from '../help
 
 const ob = addon.openblasLoad();
 const why = 'OpenBLAS is not installed here (no libopenblas.so.0; apt-get install libopenblas0 runs them)';
-const withPeer = (title: string) => (ob.loaded ? test : test.skip)(ob.loaded ? title : `${title} (skipped: ${why})`, () => {});
+const withPeer = (title: string) => (ob.loaded ? test : test.skip)(ob.loaded ? title : `${title} (skipped: ${why})`,
+  () => {});
 if (!ob.loaded) console.log(`bench kernels peer tests skipped: ${why}`);
 
 describe('bench kernels: the OpenBLAS peer', () => {
@@ -21,7 +22,8 @@ describe('bench kernels: the OpenBLAS peer', () => {
         for (const threads of [1, 2]) {
           addon.openblasSgemm({ threads, transA, transB, m, n, k, a, b, c });
           const ref = gemmRef({ transA, transB, m, n, k, a, b, c: new Float32Array(m * n) });
-          expect({ transA, transB, threads, ok: relError(c, ref) <= FP32_TOL }).toEqual({ transA, transB, threads, ok: true });
+          expect({ transA, transB, threads, ok: relError(c, ref) <= FP32_TOL }).toEqual({ transA, transB, threads,
+            ok: true });
         }
       }
     });
@@ -46,7 +48,8 @@ describe('bench kernels: the OpenBLAS peer', () => {
     test('without OpenBLAS: openblasLoad says so, and openblasSgemm is a clear error', () => {
       expect(ob.loaded).toBe(false);
       const a = new Float32Array(4);
-      expectNativeError(() => addon.openblasSgemm({ threads: 1, m: 2, n: 2, k: 2, a, b: a, c: new Float32Array(4) }), 'TypeError',
+      expectNativeError(() => addon.openblasSgemm({ threads: 1, m: 2, n: 2, k: 2, a, b: a, c: new Float32Array(4) }),
+        'TypeError',
         /OpenBLAS is not loaded/);
     });
   }

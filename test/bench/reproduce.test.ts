@@ -16,7 +16,8 @@ const dsmoe = (...args: string[]) => runCli(args);
 
 describe('dsmoe bench reproduce', () => {
   test('the smoe setup has twice the MLP parameters of the dsmoe one; dense is the same width', () => {
-    const [dense, smoe, dsmoe] = reproduceSetups('small').map((s) => buildConfig({ preset: 'small', mode: s.mode, overrides: s.overrides }));
+    const [dense, smoe, dsmoe] = reproduceSetups('small').map((s) => buildConfig({ preset: 'small', mode: s.mode,
+      overrides: s.overrides }));
     expect(dense.training.mode).toBe('dense');
     const mlpExperts = (c: typeof smoe) => paramCount(c).perLayer.upProj + paramCount(c).perLayer.downProj;
     expect(mlpExperts(smoe)).toBe(2 * mlpExperts(dsmoe));
@@ -30,14 +31,16 @@ describe('dsmoe bench reproduce', () => {
     const lines: string[] = [];
     const r = await runReproduce({
       budgetS: 1.5, preset: 'tiny', out, data: [fx.corpus], tokenizer: fx.tokenizer, cacheDir: fx.cacheDir,
-      overrides: { seq_len: 16 }, batchSize: 4, maxWindows: 4, decodePrompts: 1, decodeTokens: 2, threads: 2, log: (l) => lines.push(l),
+      overrides: { seq_len: 16 }, batchSize: 4, maxWindows: 4, decodePrompts: 1, decodeTokens: 2, threads: 2,
+      log: (l) => lines.push(l),
     });
     expect(r.models.map((m) => m.mode)).toEqual(['dense', 'smoe', 'dsmoe']);
     for (const m of r.models) {
       expect(m.steps).toBeGreaterThan(0);
       expect(fs.existsSync(path.join(m.dir, 'model.safetensors'))).toBe(true);
     }
-    expect(r.table.slice(0, 4).map((t) => `${t.model} ${t.routing}`)).toEqual(['dense dense', 'smoe topk:2', 'dsmoe dense', 'dsmoe threshold:0.48']);
+    expect(r.table.slice(0, 4).map((t) => `${t.model} ${t.routing}`)).toEqual(['dense dense', 'smoe topk:2',
+      'dsmoe dense', 'dsmoe threshold:0.48']);
     // The fifth row: DS-MoE under the thresholds its training calibrated for 35 % (stored in its config.json).
     const cal = r.table[4];
     expect(cal).toMatchObject({ model: 'dsmoe', routing: r.calibratedRouting });
@@ -63,7 +66,8 @@ describe('dsmoe bench reproduce', () => {
       const label = `${t.model} ${t.routing}`;
       expect([label, t.activeParamsPerToken / active]).toEqual([label, expect.closeTo(1, 9)]);
       expect([label, t.activeShareOfHidden]).toEqual([label, expect.closeTo(active / (shared + qo + ud), 9)]);
-      expect([label, t.activeExpertShare]).toEqual([label, expect.closeTo((t.attActiveShare * qo + t.mlpActiveShare * ud) / (qo + ud), 9)]);
+      expect([label, t.activeExpertShare]).toEqual([label, expect.closeTo((t.attActiveShare * qo +
+        t.mlpActiveShare * ud) / (qo + ud), 9)]);
       // at least one expert of each kind per token and layer, at most all
       expect(t.attActiveShare).toBeGreaterThanOrEqual(1 / m.config.attention.n_experts - 1e-12);
       expect(t.mlpActiveShare).toBeGreaterThanOrEqual(1 / m.config.mlp.n_experts - 1e-12);
@@ -74,13 +78,15 @@ describe('dsmoe bench reproduce', () => {
     const text = formatReproduce(r);
     expect(text).toMatch(/dsmoe\s+threshold:0\.48/);
     expect(text).toMatch(/Findings:/);
-    for (const f of [r.files.reproduce, r.files.json, r.files.chart, ...r.files.heatmaps]) expect(fs.existsSync(f)).toBe(true);
+    for (const f of [r.files.reproduce, r.files.json, r.files.chart,
+      ...r.files.heatmaps]) expect(fs.existsSync(f)).toBe(true);
     expect(r.files.heatmaps.map((h) => path.basename(h))).toEqual(['experts-smoe.svg', 'experts-dsmoe.svg']);
     expect(lines.some((l) => /training smoe/.test(l))).toBe(true);
   });
 
   test('a bad budget is refused', async () => {
-    await expect(runReproduce({ budgetS: 0, out: path.join(fx.dir, 'x') })).rejects.toThrow(/--budget must be positive/);
+    await expect(runReproduce({ budgetS: 0, out: path.join(fx.dir,
+      'x') })).rejects.toThrow(/--budget must be positive/);
   });
 });
 

@@ -49,22 +49,27 @@ const isBf16NaN = (h: number) => (h & 0x7f80) === 0x7f80 && (h & 0x007f) !== 0;
 describe('bf16 rounding: nearest, ties to even', () => {
   test('the reference agrees with the hand-made table (so it can judge the rest)', () => {
     const wrong = TABLE.filter(([b, want]) => bf16NearestEvenRef(f32FromBits(b)) !== want)
-      .map(([b, want, why]) => `${hex(b, 8)} (${why}): reference ${hex(bf16NearestEvenRef(f32FromBits(b)))}, table ${hex(want)}`);
+      .map(([b, want, why]) => `${hex(b, 8)} (${why}): reference ${hex(bf16NearestEvenRef(f32FromBits(b)))}, table ` +
+        `${hex(want)}`);
     expect(wrong).toEqual([]);
   });
 
   const converters: [string, (bits: Uint32Array) => Uint16Array][] = [
-    ['f32ToBf16Bits (convert, safetensors writer)', (bits) => Uint16Array.from(new Float32Array(bits.buffer), f32ToBf16Bits)],
+    ['f32ToBf16Bits (convert, safetensors writer)', (bits) => Uint16Array.from(new Float32Array(bits.buffer),
+      f32ToBf16Bits)],
     ['test/helpers toBf16 (judge of the native bf16 kernels)', (bits) => toBf16(new Float32Array(bits.buffer))],
   ];
 
-  test.each(converters)('%s: values that round, ties both ways, carries, the largest finite values, subnormals', (_, conv) => {
+  test.each(converters)('%s: values that round, ties both ways, carries, the largest finite values, subnormals', (_,
+    conv) => {
     const got = conv(Uint32Array.from(TABLE.map(([b]) => b)));
-    const wrong = TABLE.flatMap(([b, want, why], i) => (got[i] === want ? [] : [`${hex(b, 8)} (${why}): got ${hex(got[i])}, want ${hex(want)}`]));
+    const wrong = TABLE.flatMap(([b, want, why], i) => (got[i] === want ? []
+      : [`${hex(b, 8)} (${why}): got ${hex(got[i])}, want ${hex(want)}`]));
     expect(wrong).toEqual([]);
   });
 
-  test.each(converters)('%s: 200k random fp32 patterns, half of them at or next to a tie, = the reference', (_, conv) => {
+  test.each(converters)('%s: 200k random fp32 patterns, half of them at or next to a tie, = the reference', (_,
+    conv) => {
     const r = rng(0xbf16);
     const n = 200_000, bits = new Uint32Array(n);
     const low = [0x7fff, 0x8000, 0x8001, 0x0000, 0xffff];
@@ -93,7 +98,8 @@ describe('bf16 rounding: nearest, ties to even', () => {
   test('NaN stays NaN (never ±Inf or ±0), and bf16 → fp32 is exact', () => {
     expect(isBf16NaN(f32ToBf16Bits(NaN))).toBe(true);
     const nans = Uint32Array.from([0x7fc00000, 0xffc00000, 0x7fffffff, 0xffffffff]);
-    for (const h of toBf16(new Float32Array(nans.buffer))) expect(hex(h) + (isBf16NaN(h) ? ' NaN' : '')).toMatch(/ NaN$/);
+    for (const h of toBf16(new Float32Array(nans.buffer))) expect(hex(h) +
+      (isBf16NaN(h) ? ' NaN' : '')).toMatch(/ NaN$/);
     // Every bf16 pattern widens to the fp32 with the same top half and a zero bottom half.
     const all = Uint16Array.from({ length: 65536 }, (_, i) => i);
     const wide = fromBf16(all);

@@ -11,7 +11,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, TRAINER_STATE_FILE, loadCheckpoint, saveCheckpoint, type TrainerState } from '../../src/checkpoint/checkpoint';
+import { CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, TRAINER_STATE_FILE, loadCheckpoint, saveCheckpoint,
+  type TrainerState } from '../../src/checkpoint/checkpoint';
 import { checkpointInfo } from '../../src/checkpoint/info';
 import { validateConfig, type ModelConfig } from '../../src/model/config';
 import { layoutFromConfig } from '../../src/model/layout';
@@ -25,8 +26,10 @@ const TIME_CAP_MS = 90_000;
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'dsmoe-fuzz-'));
 
 const config: ModelConfig = validateConfig({
-  format_version: 1, vocab_size: 20, d_model: 8, n_layers: 1, max_seq_len: 16, norm_eps: 1e-5, rope_theta: 10000, tie_embeddings: false,
-  attention: { n_experts: 2, n_heads: 2, n_kv_heads: 1, head_dim: 4 }, mlp: { n_experts: 2, expert_dim: 6, activation: 'gelu' },
+  format_version: 1, vocab_size: 20, d_model: 8, n_layers: 1, max_seq_len: 16, norm_eps: 1e-5, rope_theta: 10000,
+  tie_embeddings: false,
+  attention: { n_experts: 2, n_heads: 2, n_kv_heads: 1, head_dim: 4 },
+  mlp: { n_experts: 2, expert_dim: 6, activation: 'gelu' },
   training: { mode: 'dsmoe', mi_alpha_att: 1e-3, mi_alpha_mlp: 1e-3, top_k: 2, switch_alpha: 0.01 },
   routing: { attention: 'threshold:0.48', mlp: 'topk:1' },
 });
@@ -37,7 +40,8 @@ const state: TrainerState = {
   schedule: { lr: 1e-3, min_lr: 1e-4, warmup: 2, total_steps: 10 },
   optimizer: { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.01, clip: 1 },
   batch: { batch_size: 4, grad_accum: 1, seq_len: 16 }, eval: { interval: 5, batches: 2 },
-  last_losses: [{ step: 3, loss: 3, lm_loss: 2.9, aux_loss: 0.1 }], last_eval: null, threads: 2, versions: { dsmoe: 'test' },
+  last_losses: [{ step: 3, loss: 3, lm_loss: 2.9, aux_loss: 0.1 }], last_eval: null, threads: 2,
+  versions: { dsmoe: 'test' },
 };
 
 /** The valid checkpoint every case starts from (training, fp32) and a bf16 inference one. */
@@ -66,7 +70,8 @@ function readHeader(file: string): { json: Record<string, unknown>; data: Buffer
     const n = Number(buf.readBigUInt64LE(0));
     const json = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
     if (json === null || typeof json !== 'object' || Array.isArray(json)) return undefined;
-    for (const [k, v] of Object.entries(json)) if (k !== '__metadata__' && (v === null || typeof v !== 'object')) return undefined;
+    for (const [k, v] of Object.entries(json)) if (k !== '__metadata__' &&
+      (v === null || typeof v !== 'object')) return undefined;
     return { json, data: buf.subarray(8 + n) };
   } catch {
     return undefined;
@@ -78,7 +83,8 @@ function writeHeader(file: string, json: unknown, data: Buffer, lengthOverride?:
   len.writeBigUInt64LE(lengthOverride ?? BigInt(body.length));
   fs.writeFileSync(file, Buffer.concat([len, body, data]));
 }
-const WEIRD: unknown[] = [-1, 0, 1, 2.5, 1e308, -1e308, 2 ** 53, 2 ** 31, 4097, '', 'x', 'F64', 'BF16', null, true, [], {}, [1, 2], [-1], ['a'], NaN];
+const WEIRD: unknown[] = [-1, 0, 1, 2.5, 1e308, -1e308, 2 ** 53, 2 ** 31, 4097, '', 'x', 'F64', 'BF16', null, true, [],
+  {}, [1, 2], [-1], ['a'], NaN];
 
 const CORRUPTIONS: Record<string, (dir: string, r: Rand) => void> = {
   truncate(dir, r) {
@@ -96,7 +102,8 @@ const CORRUPTIONS: Record<string, (dir: string, r: Rand) => void> = {
   hugeHeaderLength(dir, r) {
     const file = path.join(dir, MODEL_FILE);
     const buf = fs.readFileSync(file);
-    const v = pick(r, [2n ** 64n - 1n, 2n ** 63n, BigInt(Number.MAX_SAFE_INTEGER) + 2n, 100_000_001n, BigInt(buf.length), BigInt(buf.length - 7), 0n, 1n]);
+    const v = pick(r, [2n ** 64n - 1n, 2n ** 63n, BigInt(Number.MAX_SAFE_INTEGER) + 2n, 100_000_001n,
+      BigInt(buf.length), BigInt(buf.length - 7), 0n, 1n]);
     buf.writeBigUInt64LE(v, 0);
     fs.writeFileSync(file, buf);
   },
@@ -110,7 +117,8 @@ const CORRUPTIONS: Record<string, (dir: string, r: Rand) => void> = {
     const other = json[pick(r, names)] as { data_offsets: number[] };
     const choice = int(r, 5);
     if (choice === 0) e.data_offsets = [...other.data_offsets]; // overlap (or itself)
-    else if (choice === 1) e.data_offsets = [(e.data_offsets[0] as number) + 4, (e.data_offsets[1] as number) + 4]; // shifted into the next
+    else if (choice === 1) e.data_offsets = [(e.data_offsets[0] as number) + 4, (e.data_offsets[1] as number) +
+      4]; // shifted into the next
     else if (choice === 2) e.data_offsets = [e.data_offsets[1], e.data_offsets[0]]; // reversed
     else if (choice === 3) e.data_offsets = [0, data.length + 4 * int(r, 100)]; // past the end
     else e.data_offsets = pick(r, WEIRD) as unknown[];
@@ -182,7 +190,8 @@ const CORRUPTIONS: Record<string, (dir: string, r: Rand) => void> = {
     if (s === null || typeof s !== 'object') return;
     const top = pick(r, Object.keys(s));
     const value = pick(r, WEIRD);
-    if (typeof s[top] === 'object' && s[top] !== null && !Array.isArray(s[top]) && int(r, 3) > 0) s[top][pick(r, Object.keys(s[top]))] = value;
+    if (typeof s[top] === 'object' && s[top] !== null && !Array.isArray(s[top]) &&
+      int(r, 3) > 0) s[top][pick(r, Object.keys(s[top]))] = value;
     else if (Array.isArray(s[top]) && s[top].length > 0) s[top][0] = value;
     else s[top] = value;
     fs.writeFileSync(file, JSON.stringify(s));
@@ -206,9 +215,11 @@ function checkLoad(dir: string): string | undefined {
   try {
     const ck = loadCheckpoint(dir);
     const layout = layoutFromConfig(ck.config);
-    if (ck.params.length !== layout.totalParams) return `loaded ${ck.params.length} params, layout has ${layout.totalParams}`;
+    if (ck.params.length !== layout.totalParams) return `loaded ${ck.params.length} params, layout has ` +
+      `${layout.totalParams}`;
     if (!ck.params.every(Number.isFinite)) return 'loaded non-finite params';
-    if (ck.optimizer && !(ck.optimizer.m.every(Number.isFinite) && ck.optimizer.v.every(Number.isFinite))) return 'loaded non-finite moments';
+    if (ck.optimizer && !(ck.optimizer.m.every(Number.isFinite) &&
+      ck.optimizer.v.every(Number.isFinite))) return 'loaded non-finite moments';
   } catch (e) {
     const p = clear(e);
     if (p) return p;
@@ -225,7 +236,8 @@ function checkLoad(dir: string): string | undefined {
 }
 
 describe('checkpoint fuzzing', () => {
-  test(`${ITERATIONS} random corruptions, every kind ≥ ${MIN_PER_KIND} times: load or a clear Error naming the file`, () => {
+  test(`${ITERATIONS} random corruptions, every kind ≥ ${MIN_PER_KIND} times: ` +
+    `load or a clear Error naming the file`, () => {
     const r = rng(20240611);
     const t0 = Date.now();
     const problems: string[] = [];
@@ -251,7 +263,8 @@ describe('checkpoint fuzzing', () => {
       }
       fs.rmSync(dir, { recursive: true, force: true });
     }
-    console.log(`fuzz: ${i} cases in ${Date.now() - t0} ms, ${loaded} still loaded (finite, consistent); ${JSON.stringify(counts)}`);
+    console.log(`fuzz: ${i} cases in ${Date.now() - t0} ms, ${loaded} still loaded (finite, consistent); ` +
+      `${JSON.stringify(counts)}`);
     expect(problems).toEqual([]);
     expect(`${i} cases in ${Date.now() - t0} ms`).toMatch(new RegExp(`^${ITERATIONS} cases`));
     const few = Object.keys(CORRUPTIONS).filter((k) => !((counts[k] ?? 0) >= MIN_PER_KIND));
@@ -269,8 +282,11 @@ describe('checkpoint fuzzing', () => {
 
 describe('dsmoe info and convert on corrupted checkpoints (child process)', () => {
   const bin = path.join(__dirname, '..', '..', 'bin', 'dsmoe.js');
-  const dsmoe = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, DSMOE_THREADS: '2', DSMOE_DEBUG: '' } });
-  test.each(['truncate', 'hugeHeaderLength', 'badOffsets', 'randomConfigBytes', 'badDtypeOrShape', 'flipDataBytes'])('%s: exit code 1 and one line naming the folder (info: 0 where only weight bytes changed)', (kind) => {
+  const dsmoe = (...args: string[]) => spawnSync(process.execPath, [bin, ...args],
+    { encoding: 'utf8', env: { ...process.env, DSMOE_THREADS: '2', DSMOE_DEBUG: '' } });
+  test.each(['truncate', 'hugeHeaderLength', 'badOffsets', 'randomConfigBytes', 'badDtypeOrShape',
+    'flipDataBytes'])('%s: exit code 1 and one line naming the folder ' +
+    '(info: 0 where only weight bytes changed)', (kind) => {
     const r = rng(kind.length * 7919);
     // Corrupt until loading fails (some corruptions, e.g. a flipped mantissa bit, are harmless).
     let dir = '';

@@ -46,11 +46,13 @@ describe('safetensors round trip', () => {
     expect(Array.from(tensors.get('w.a')!.data)).toEqual(Array.from(a));
     expect(tensors.get('w.a')!.shape).toEqual([3, 4]);
     // BF16: each value is the nearest bf16, ties to even (the value-based reference, not the writer's function).
-    expect(Array.from(tensors.get('w.b')!.data)).toEqual(Array.from(b, (x) => f32FromBits(bf16NearestEvenRef(x) << 16)));
+    expect(Array.from(tensors.get('w.b')!.data)).toEqual(Array.from(b,
+      (x) => f32FromBits(bf16NearestEvenRef(x) << 16)));
     expect([tensors.get('w.b')!.data[2], tensors.get('w.b')!.data[5]]).toEqual([1 + 2 ** -6, 1]);
     expect(Array.from(b).every((x, i) => tensors.get('w.b')!.data[i] !== x)).toBe(true);  // all of them were rounded
     // F16 keeps 11 bits: relative error ≤ 2^-11.
-    tensors.get('0')!.data.forEach((v, i) => expect(Math.abs(v - c[i])).toBeLessThanOrEqual(Math.abs(c[i]) * 2 ** -11 + 1e-7));
+    tensors.get('0')!.data.forEach((v, i) => expect(Math.abs(v - c[i])).toBeLessThanOrEqual(Math.abs(c[i]) * 2 ** -11 +
+      1e-7));
     expect(tensors.get('empty')!.data.length).toBe(0);
     const r = SafetensorsReader.open(file);
     expect(Array.from(r.readHalfBits('w.b'))).toEqual(Array.from(b, bf16NearestEvenRef));
@@ -93,9 +95,12 @@ describe('safetensors round trip', () => {
   test('writer rejects bad tensors before creating the file', () => {
     const dir = tmp();
     const file = path.join(dir, 'bad.safetensors');
-    expect(() => writeSafetensors(file, [{ name: 'a', dtype: 'F32', shape: [2, 2], data: new Float32Array(3) }])).toThrow(/"a".*4 elements but the data has 3/);
-    expect(() => writeSafetensors(file, [{ name: 'a', dtype: 'F32', shape: [1], data: new Float32Array(1) }, { name: 'a', dtype: 'F32', shape: [1], data: new Float32Array(1) }])).toThrow(/duplicate tensor name "a"/);
-    expect(() => writeSafetensors(file, [{ name: 'a', dtype: 'I8' as never, shape: [1], data: new Float32Array(1) }])).toThrow(/unsupported dtype/);
+    expect(() => writeSafetensors(file, [{ name: 'a', dtype: 'F32', shape: [2, 2],
+      data: new Float32Array(3) }])).toThrow(/"a".*4 elements but the data has 3/);
+    expect(() => writeSafetensors(file, [{ name: 'a', dtype: 'F32', shape: [1], data: new Float32Array(1) },
+      { name: 'a', dtype: 'F32', shape: [1], data: new Float32Array(1) }])).toThrow(/duplicate tensor name "a"/);
+    expect(() => writeSafetensors(file, [{ name: 'a', dtype: 'I8' as never, shape: [1],
+      data: new Float32Array(1) }])).toThrow(/unsupported dtype/);
     expect(fs.existsSync(file)).toBe(false);
     expect(fs.readdirSync(dir)).toEqual([]);
   });
@@ -147,16 +152,21 @@ describe('safetensors corruption → clear errors naming the file and field', ()
   });
 
   test('unknown and unsupported dtypes', () => {
-    expect(() => readSafetensorsHeader(rawFile(dir, '{"w":{"dtype":"F33","shape":[1],"data_offsets":[0,4]}}', 4))).toThrow(/tensor "w": unknown dtype "F33"/);
-    expect(() => readSafetensorsHeader(rawFile(dir, '{"w":{"dtype":"I32","shape":[1],"data_offsets":[0,4]}}', 4))).toThrow(/tensor "w": dtype I32 is not supported/);
-    expect(() => readSafetensorsHeader(rawFile(dir, '{"w":{"shape":[1],"data_offsets":[0,4]}}', 4))).toThrow(/tensor "w": "dtype" is missing/);
+    expect(() => readSafetensorsHeader(rawFile(dir, '{"w":{"dtype":"F33","shape":[1],"data_offsets":[0,4]}}',
+      4))).toThrow(/tensor "w": unknown dtype "F33"/);
+    expect(() => readSafetensorsHeader(rawFile(dir, '{"w":{"dtype":"I32","shape":[1],"data_offsets":[0,4]}}',
+      4))).toThrow(/tensor "w": dtype I32 is not supported/);
+    expect(() => readSafetensorsHeader(rawFile(dir, '{"w":{"shape":[1],"data_offsets":[0,4]}}',
+      4))).toThrow(/tensor "w": "dtype" is missing/);
   });
 
   test('bad shapes and offsets', () => {
     const t = (entry: string, data: number) => () => readSafetensorsHeader(rawFile(dir, `{"w":${entry}}`, data));
-    expect(t('{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}', 4)).toThrow(/tensor "w": "shape" must be a list of non-negative integers/);
+    expect(t('{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}',
+      4)).toThrow(/tensor "w": "shape" must be a list of non-negative integers/);
     expect(t('{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}', 4)).toThrow(/"shape"/);
-    expect(t('{"dtype":"F32","shape":[1],"data_offsets":[0.5,4]}', 4)).toThrow(/tensor "w": "data_offsets" must be two non-negative integers/);
+    expect(t('{"dtype":"F32","shape":[1],"data_offsets":[0.5,4]}',
+      4)).toThrow(/tensor "w": "data_offsets" must be two non-negative integers/);
     expect(t('{"dtype":"F32","shape":[1],"data_offsets":[0]}', 4)).toThrow(/"data_offsets"/);
     expect(t('{"dtype":"F32","shape":[1],"data_offsets":["0",4]}', 4)).toThrow(/"data_offsets"/);
     expect(t('{"dtype":"F32","shape":[1],"data_offsets":[4,0]}', 4)).toThrow(/end before they begin/);
@@ -168,12 +178,16 @@ describe('safetensors corruption → clear errors naming the file and field', ()
   });
 
   test('overlapping tensors', () => {
-    const f = rawFile(dir, '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}', 12);
+    const f = rawFile(dir,
+      '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}',
+      12);
     expect(() => readSafetensorsHeader(f)).toThrow(/tensors "a" \[0, 8\] and "b" \[4, 12\] overlap/);
   });
 
   test('bad metadata', () => {
-    expect(() => readSafetensorsHeader(rawFile(dir, '{"__metadata__":{"k":1}}', 0))).toThrow(/"__metadata__"."k" must be a string/);
-    expect(() => readSafetensorsHeader(rawFile(dir, '{"__metadata__":[]}', 0))).toThrow(/"__metadata__" must be an object/);
+    expect(() => readSafetensorsHeader(rawFile(dir, '{"__metadata__":{"k":1}}',
+      0))).toThrow(/"__metadata__"."k" must be a string/);
+    expect(() => readSafetensorsHeader(rawFile(dir, '{"__metadata__":[]}',
+      0))).toThrow(/"__metadata__" must be an object/);
   });
 });

@@ -23,7 +23,8 @@ function sink(): NodeJS.WriteStream & { text: () => string } {
   const s = new PassThrough();
   const chunks: Buffer[] = [];
   s.on('data', (c: Buffer) => chunks.push(c));
-  return Object.assign(s as unknown as NodeJS.WriteStream, { isTTY: false, text: () => Buffer.concat(chunks).toString('utf8') });
+  return Object.assign(s as unknown as NodeJS.WriteStream, { isTTY: false,
+    text: () => Buffer.concat(chunks).toString('utf8') });
 }
 
 const base: GenerateCliOptions = { maxTokens: 8, temperature: 0 };
@@ -32,15 +33,22 @@ describe('dsmoe generate / eval: bad input is one clear line and exit code 1 (ch
   test.each<[string, () => string[], RegExp]>([
     ['missing checkpoint', () => ['generate', 'nope', 'the'], /^dsmoe: checkpoint folder not found: nope$/],
     ['folder without config', () => ['generate', ck.dir, 'the'], /has no config\.json/],
-    ['malformed routing', () => ['generate', ck.checkpoint, 'the', '--routing', 'attention=top2'], /--routing attention=top2: "top2" is not a routing strategy/],
-    ['unknown layer kind', () => ['generate', ck.checkpoint, 'the', '--routing', 'moe=dense'], /--routing: unknown layer kind "moe"/],
-    ['K > E', () => ['generate', ck.checkpoint, 'the', '--routing', 'mlp=topk:9'], /--routing mlp=topk:9: "topk:9": K = 9 is more than the 4 MLP experts/],
+    ['malformed routing', () => ['generate', ck.checkpoint, 'the', '--routing', 'attention=top2'],
+      /--routing attention=top2: "top2" is not a routing strategy/],
+    ['unknown layer kind', () => ['generate', ck.checkpoint, 'the', '--routing', 'moe=dense'],
+      /--routing: unknown layer kind "moe"/],
+    ['K > E', () => ['generate', ck.checkpoint, 'the', '--routing', 'mlp=topk:9'],
+      /--routing mlp=topk:9: "topk:9": K = 9 is more than the 4 MLP experts/],
     ['empty prompt', () => ['generate', ck.checkpoint, ''], /the prompt is empty/],
     ['empty stdin', () => ['generate', ck.checkpoint], /the prompt is empty/],
-    ['too-long prompt', () => ['generate', ck.checkpoint, 'the model '.repeat(40)], /the prompt is \d+ tokens long, longer than the model's context of 32 tokens/],
-    ['two prompt sources', () => ['generate', ck.checkpoint, 'the', '--prompt-file', 'x.txt'], /give one prompt source/],
-    ['missing prompt file', () => ['generate', ck.checkpoint, '--prompt-file', 'x.txt'], /--prompt-file: file not found: x\.txt/],
-    ['eval: seq-len too long', () => ['eval', ck.checkpoint, '--seq-len', '64'], /--seq-len 64 is longer than the model's context \(max_seq_len 32\)/],
+    ['too-long prompt', () => ['generate', ck.checkpoint, 'the model '.repeat(40)],
+      /the prompt is \d+ tokens long, longer than the model's context of 32 tokens/],
+    ['two prompt sources', () => ['generate', ck.checkpoint, 'the', '--prompt-file', 'x.txt'],
+      /give one prompt source/],
+    ['missing prompt file', () => ['generate', ck.checkpoint, '--prompt-file', 'x.txt'],
+      /--prompt-file: file not found: x\.txt/],
+    ['eval: seq-len too long', () => ['eval', ck.checkpoint, '--seq-len', '64'],
+      /--seq-len 64 is longer than the model's context \(max_seq_len 32\)/],
     ['eval: missing data', () => ['eval', ck.checkpoint, '--data', 'nope.txt'], /data input not found: nope\.txt/],
   ])('%s', (_, args, re) => {
     const r = dsmoe(args());
@@ -66,7 +74,8 @@ describe('dsmoe generate / eval: bad input is one clear line and exit code 1 (ch
     expect(dsmoe(['generate', dir, 'the']).stderr).toMatch(/^dsmoe: .*config\.json: not valid JSON/);
   });
 
-  test.each([['--temperature', '-1'], ['--max-tokens', '0'], ['--top-p', '2'], ['--top-k', 'x']])('bad option value %s %s', (flag, v) => {
+  test.each([['--temperature', '-1'], ['--max-tokens', '0'], ['--top-p', '2'],
+    ['--top-k', 'x']])('bad option value %s %s', (flag, v) => {
     const r = dsmoe(['generate', ck.checkpoint, 'the', flag, v]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(new RegExp(`${flag} expects`));
@@ -88,21 +97,27 @@ describe('dsmoe generate (child process)', () => {
   test('--prompts-file runs a batch and labels each completion in order; --json is one object', () => {
     const file = path.join(ck.dir, 'prompts.txt');
     fs.writeFileSync(file, 'the model\n\nkey of the\ndense\n');
-    const r = dsmoe(['generate', ck.checkpoint, '--prompts-file', file, '--temperature', '0', '--max-tokens', '6', '--routing', 'mlp=topk:1']);
+    const r = dsmoe(['generate', ck.checkpoint, '--prompts-file', file, '--temperature', '0', '--max-tokens', '6',
+      '--routing', 'mlp=topk:1']);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^--- 1\/3: "the model" ---\n[^]*\n--- 2\/3: "key of the" ---\n[^]*\n--- 3\/3: "dense" ---\n/);
+    expect(r.stdout)
+      .toMatch(/^--- 1\/3: "the model" ---\n[^]*\n--- 2\/3: "key of the" ---\n[^]*\n--- 3\/3: "dense" ---\n/);
     expect(r.stderr).toMatch(/in a batch of 3/);
-    const j = dsmoe(['generate', ck.checkpoint, '--prompts-file', file, '--temperature', '0', '--max-tokens', '6', '--json', '--routing', 'mlp=topk:1']);
+    const j = dsmoe(['generate', ck.checkpoint, '--prompts-file', file, '--temperature', '0', '--max-tokens', '6',
+      '--json', '--routing', 'mlp=topk:1']);
     expect(j.code).toBe(0);
     const o = JSON.parse(j.stdout);
     expect(j.stdout.trim().split('\n')).toHaveLength(1);
     expect(o.completions.map((c: { prompt: string }) => c.prompt)).toEqual(['the model', 'key of the', 'dense']);
     expect(o.routing).toEqual({ attention: 'threshold:0.48', mlp: 'topk:1' });
     expect(o.mlp_experts_per_token).toBe(1);
-    for (const k of ['prompt_tokens', 'generated_tokens', 'prefill_tokens_per_s', 'decode_tokens_per_s', 'ttft_ms', 'active_params_per_token',
-      'active_expert_share', 'att_experts_per_token', 'embedding_params', 'lm_head_params', 'seed']) expect(typeof o[k]).toBe('number');
+    for (const k of ['prompt_tokens', 'generated_tokens', 'prefill_tokens_per_s', 'decode_tokens_per_s', 'ttft_ms',
+      'active_params_per_token',
+      'active_expert_share', 'att_experts_per_token', 'embedding_params', 'lm_head_params',
+      'seed']) expect(typeof o[k]).toBe('number');
     // The labelled texts are the JSON texts.
-    o.completions.forEach((c: { text: string }, i: number) => expect(r.stdout).toContain(`---\n${c.text}\n${i < 2 ? '---' : ''}`));
+    o.completions.forEach((c: { text: string },
+      i: number) => expect(r.stdout).toContain(`---\n${c.text}\n${i < 2 ? '---' : ''}`));
   });
 });
 
@@ -122,9 +137,11 @@ describe('dsmoe bench decode (child process)', () => {
 describe('handlers in-process', () => {
   test('runGenerate: streamed stdout equals the JSON text; same seed, same text', async () => {
     const out = sink(), err = sink();
-    expect(await runGenerate(ck.checkpoint, 'the router', { ...base, temperature: 1, seed: 7 }, { stdout: out, stderr: err })).toBe(0);
+    expect(await runGenerate(ck.checkpoint, 'the router', { ...base, temperature: 1, seed: 7 },
+      { stdout: out, stderr: err })).toBe(0);
     const js = sink();
-    await runGenerate(ck.checkpoint, 'the router', { ...base, temperature: 1, seed: 7, json: true }, { stdout: js, stderr: sink() });
+    await runGenerate(ck.checkpoint, 'the router', { ...base, temperature: 1, seed: 7, json: true },
+      { stdout: js, stderr: sink() });
     const o = JSON.parse(js.text());
     expect(out.text()).toBe(o.completions[0].text + '\n');
     expect(o.seed).toBe(7);
@@ -138,13 +155,15 @@ describe('handlers in-process', () => {
     await runGenerate(ck.checkpoint, 'the model', base, { stdout: ref, stderr: sink() });
     expect(out.text()).toBe(ref.text());
     const tty = Object.assign(Readable.from([]), { isTTY: true });
-    await expect(runGenerate(ck.checkpoint, undefined, base, { stdout: sink(), stderr: sink(), stdin: tty })).rejects.toThrow(/no prompt/);
+    await expect(runGenerate(ck.checkpoint, undefined, base, { stdout: sink(), stderr: sink(),
+      stdin: tty })).rejects.toThrow(/no prompt/);
   });
 
   test('runEval --json: loss, ppl, usage per layer and expert, MI loss terms per layer kind', async () => {
     const out = sink();
-    expect(await runEval(ck.checkpoint, { batchSize: 4, maxWindows: 4, json: true, routing: 'attention=dense,mlp=topk:2' },
-      { stdout: out, stderr: sink(), cacheDir: ck.cacheDir })).toBe(0);
+    expect(await runEval(ck.checkpoint, { batchSize: 4, maxWindows: 4, json: true,
+      routing: 'attention=dense,mlp=topk:2' },
+    { stdout: out, stderr: sink(), cacheDir: ck.cacheDir })).toBe(0);
     const o = JSON.parse(out.text());
     expect(o.windows).toBe(4);
     expect(o.data.source).toBe('held-out');
@@ -157,7 +176,8 @@ describe('handlers in-process', () => {
       expect(kind.perLayer).toHaveLength(o.usage.attention.length);
     }
     const txt = sink();
-    await runEval(ck.checkpoint, { batchSize: 4, maxWindows: 2 }, { stdout: txt, stderr: sink(), cacheDir: ck.cacheDir });
+    await runEval(ck.checkpoint, { batchSize: 4, maxWindows: 2 }, { stdout: txt, stderr: sink(),
+      cacheDir: ck.cacheDir });
     expect(txt.text()).toMatch(/loss \d+\.\d+, perplexity \d+\.\d+/);
     expect(txt.text()).toMatch(/MI loss −H\(e\) \+ H\(e\|X\) \(nats, mean over layers\): attention -?\d/);
     expect(txt.text()).toMatch(/attention expert usage/);

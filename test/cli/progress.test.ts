@@ -14,7 +14,12 @@ function terminal(columns: number | undefined, isTTY = true) {
   const chunks: Buffer[] = [];
   s.on('data', (c: Buffer) => chunks.push(c));
   /** What was written since the last call. */
-  const next = () => { const all = Buffer.concat(chunks).toString('utf8'); const out = all.slice(seen); seen = all.length; return out; };
+  const next = () => {
+    const all = Buffer.concat(chunks).toString('utf8');
+    const out = all.slice(seen);
+    seen = all.length;
+    return out;
+  };
   return { stream: s as unknown as NodeJS.WriteStream, next };
 }
 
@@ -90,6 +95,7 @@ describe('bar cells and rates', () => {
     expect(barCells(0.26, 10)).toBe('███' + '░'.repeat(7));
     expect(barCells(1.7, 4)).toBe('████');
     expect(barCells(-1, 4)).toBe('░░░░');
-    expect([formatRate(999), formatRate(12345), formatRate(2.5e6), formatRate(NaN)]).toEqual(['999', '12.3k', '2.50M', '?']);
+    expect([formatRate(999), formatRate(12345), formatRate(2.5e6), formatRate(NaN)]).toEqual(['999', '12.3k', '2.50M',
+      '?']);
   });
 });

@@ -24,7 +24,8 @@ describe('--router-hidden', () => {
   test.each<[string, string[], RegExp]>([
     ['negative', ['--router-hidden', '-3'], /--router-hidden expects an integer ≥ 0, got "-3"/],
     ['not a number', ['--router-hidden', 'wide'], /--router-hidden expects an integer ≥ 0, got "wide"/],
-    ['too large', ['--preset', 'tiny', '--router-hidden', '70000'], /router_hidden \(--router-hidden\): must be in 0\.\.65536/],
+    ['too large', ['--preset', 'tiny', '--router-hidden', '70000'],
+      /router_hidden \(--router-hidden\): must be in 0\.\.65536/],
     ['a dense model', ['--preset', 'tiny', '--mode', 'dense', '--router-hidden', '8'],
       /router_hidden \(--router-hidden\): 8 is set, but every layer has one expert/],
   ])('train: %s is a one-line error', (_what, args, re) => {
@@ -37,8 +38,10 @@ describe('--router-hidden', () => {
 
   test('train, info, convert and generate on a checkpoint with two-layer routers', () => {
     const run = path.join(fx.dir, 'rh');
-    const t = dsmoe('train', '--preset', 'tiny', '--router-hidden', '24', '--data', fx.corpus, '--tokenizer', fx.tokenizer,
-      '--seq-len', '16', '--batch-size', '2', '--steps', '4', '--eval-interval', '0', '--eval-batches', '1', '--out', run,
+    const t = dsmoe('train', '--preset', 'tiny', '--router-hidden', '24', '--data', fx.corpus, '--tokenizer',
+      fx.tokenizer,
+      '--seq-len', '16', '--batch-size', '2', '--steps', '4', '--eval-interval', '0', '--eval-batches', '1', '--out',
+      run,
       '--quiet');
     expect(t.stderr).toBe('');
     expect(t.code).toBe(0);

@@ -15,7 +15,8 @@ const quiet = { write: () => true } as unknown as NodeJS.WritableStream;
 describe('convert --calibrate', () => {
   test('finds thresholds whose active share is near the target and stores them as the default routing', async () => {
     const out = path.join(t.fx.dir, 'calibrated');
-    const r = await runCalibratedConvert([t.dsmoe, out], { calibrate: true, targetActive: 0.5, cacheDir: t.fx.cacheDir, json: true }, quiet, quiet);
+    const r = await runCalibratedConvert([t.dsmoe, out], { calibrate: true, targetActive: 0.5, cacheDir: t.fx.cacheDir,
+      json: true }, quiet, quiet);
     const cal = r.calibration;
     expect(cal.routing.attention).toMatch(/^threshold:\d/);
     expect(cal.routing.mlp).toMatch(/^threshold:\d/);
@@ -33,10 +34,14 @@ describe('convert --calibrate', () => {
 
   test('bad combinations are clear errors before any work', async () => {
     const out = path.join(t.fx.dir, 'never');
-    await expect(runCalibratedConvert([t.dsmoe, out], { calibrate: true }, quiet, quiet)).rejects.toThrow(/--calibrate needs --target-active/);
-    await expect(runCalibratedConvert([t.dsmoe, out], { calibrate: true, targetActive: 0.4, routing: 'topk:1' }, quiet, quiet)).rejects.toThrow(/do not give --routing/);
-    await expect(runCalibratedConvert([t.dense, out], { calibrate: true, targetActive: 0.4, cacheDir: t.fx.cacheDir }, quiet, quiet)).rejects.toThrow(/dense model .*no routing to calibrate/);
-    await expect(runCalibratedConvert([t.dsmoe, t.dsmoe], { calibrate: true, targetActive: 0.4 }, quiet, quiet)).rejects.toThrow();
+    await expect(runCalibratedConvert([t.dsmoe, out], { calibrate: true }, quiet,
+      quiet)).rejects.toThrow(/--calibrate needs --target-active/);
+    await expect(runCalibratedConvert([t.dsmoe, out], { calibrate: true, targetActive: 0.4, routing: 'topk:1' }, quiet,
+      quiet)).rejects.toThrow(/do not give --routing/);
+    await expect(runCalibratedConvert([t.dense, out], { calibrate: true, targetActive: 0.4, cacheDir: t.fx.cacheDir },
+      quiet, quiet)).rejects.toThrow(/dense model .*no routing to calibrate/);
+    await expect(runCalibratedConvert([t.dsmoe, t.dsmoe], { calibrate: true, targetActive: 0.4 }, quiet,
+      quiet)).rejects.toThrow();
     expect(fs.existsSync(out)).toBe(false);
   });
 });

@@ -37,10 +37,12 @@ export async function trainTiny(): Promise<Trained> {
 export function nativeModel(config: ModelConfig, params: Float32Array): NativeModel {
   const addon = loadAddon();
   const n = params.length;
-  return addon.createModel({ config, params, grads: new Float32Array(n), adamM: new Float32Array(n), adamV: new Float32Array(n) });
+  return addon.createModel({ config, params, grads: new Float32Array(n), adamM: new Float32Array(n),
+    adamV: new Float32Array(n) });
 }
 
-export function logits(ck: { config: ModelConfig; params: Float32Array }, tokens: Int32Array, batch: number, seq: number): Float32Array {
+export function logits(ck: { config: ModelConfig; params: Float32Array }, tokens: Int32Array, batch: number,
+  seq: number): Float32Array {
   const out = new Float32Array(batch * seq * ck.config.vocab_size);
   nativeModel(ck.config, ck.params).forward({ tokens, batch, seq, logits: out });
   return out;
@@ -71,7 +73,8 @@ export function windows(fx: Fixture, batch: number): { tokens: Int32Array; targe
 }
 
 /** Perplexity of a checkpoint's weights on windows (evaluate's LM loss). */
-export function perplexity(ck: Pick<LoadedCheckpoint, 'config' | 'params'>, w: { tokens: Int32Array; targets: Int32Array }, batch: number): number {
+export function perplexity(ck: Pick<LoadedCheckpoint, 'config' | 'params'>,
+  w: { tokens: Int32Array; targets: Int32Array }, batch: number): number {
   const s = nativeModel(ck.config, ck.params).evaluate({ tokens: w.tokens, targets: w.targets, batch, seq: SEQ });
   return Math.exp(s.lmLoss);
 }

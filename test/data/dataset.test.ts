@@ -29,7 +29,8 @@ function write(rel: string, content: string | Buffer): string {
 }
 
 /** Splits a decoded token stream back into documents. */
-const docsOf = (t: Tokenizer, ids: ArrayLike<number>) => (ids.length === 0 ? [] : t.decode(Array.from(ids)).split('<|endoftext|>'));
+const docsOf = (t: Tokenizer, ids: ArrayLike<number>) => (ids.length === 0 ? []
+  : t.decode(Array.from(ids)).split('<|endoftext|>'));
 
 /** A tokenizer that counts encode calls and shares the real one's cache identity. */
 function counting(t: Tokenizer): DataTokenizer & { calls: number } {
@@ -116,7 +117,8 @@ describe('bad inputs name the culprit', () => {
     const r = write('bad3.jsonl', '[1,2]\n');
     await expect(loadDataset([r], { tokenizer: tok, cacheDir })).rejects.toThrow(`${r}:1: expected a JSON object`);
     const s = write('bad4.jsonl', '{"text": 5}\n');
-    await expect(loadDataset([s], { tokenizer: tok, cacheDir })).rejects.toThrow(`${s}:1: the "text" field is a number, not a string`);
+    await expect(loadDataset([s], { tokenizer: tok, cacheDir })).rejects.toThrow(`${s}:1: the "text" field is a ` +
+      `number, not a string`);
   });
 
   test('text inputs need a tokenizer; bin and text cannot be mixed', async () => {
@@ -158,24 +160,28 @@ describe('.bin token files', () => {
 
   test('length and id validation errors name the file and the offset', async () => {
     const odd = write('odd.bin', Buffer.from([1, 0, 2]));
-    await expect(loadDataset([odd], { vocabSize: 400 })).rejects.toThrow(`token file ${odd}: 3 bytes is not a multiple of 2 (uint16)`);
+    await expect(loadDataset([odd], { vocabSize: 400 })).rejects.toThrow(`token file ${odd}: 3 bytes is not a ` +
+      `multiple of 2 (uint16)`);
     const high = path.join(tmp, 'high.bin');
     writeTokenFile(high, [1, 2, 3, 400, 5], 'uint16');
     await expect(loadDataset([high], { tokenizer: tok })).rejects.toThrow(
       `token file ${high}: token id 400 at index 3 (byte offset 6) is out of range for vocabulary size 400`);
     const empty = write('empty.bin', '');
     await expect(loadDataset([empty], { vocabSize: 400 })).rejects.toThrow(`token file ${empty} is empty`);
-    await expect(loadDataset([high], {})).rejects.toThrow(`reading token files (${high}) needs a tokenizer or a vocabulary size`);
+    await expect(loadDataset([high], {})).rejects.toThrow(`reading token files (${high}) needs a tokenizer or a ` +
+      `vocabulary size`);
     const short = path.join(tmp, 'short.bin');
     writeTokenFile(short, [1, 2, 3, 4], 'uint16');
-    await expect(loadDataset([short], { vocabSize: 400, seqLen: 8 })).rejects.toThrow(`data too short for a train/validation split: ${short} has 4 tokens`);
+    await expect(loadDataset([short], { vocabSize: 400, seqLen: 8 })).rejects.toThrow(`data too short for a ` +
+      `train/validation split: ${short} has 4 tokens`);
   });
 });
 
 describe('token cache', () => {
   test('the second load reads the cache file instead of tokenizing; a changed input misses', async () => {
     const dir = path.join(tmp, 'cache-test');
-    const p = write('cache-test/doc.jsonl', Array.from({ length: 50 }, (_, i) => JSON.stringify({ text: `document number ${i}` })).join('\n'));
+    const p = write('cache-test/doc.jsonl', Array.from({ length: 50 },
+      (_, i) => JSON.stringify({ text: `document number ${i}` })).join('\n'));
     const t1 = counting(tok);
     const progress: DataProgress[] = [];
     const first = await loadDataset([p], { tokenizer: t1, cacheDir: dir, onProgress: (x) => progress.push(x) });
@@ -226,7 +232,8 @@ describe('train/validation split', () => {
   const N = 200;
   let p: string;
   beforeAll(() => {
-    p = write('split.jsonl', Array.from({ length: N }, (_, i) => JSON.stringify({ text: `doc ${i} says hello` })).join('\n'));
+    p = write('split.jsonl', Array.from({ length: N }, (_, i) => JSON.stringify({ text: `doc ${i} says ` +
+      `hello` })).join('\n'));
   });
 
   test('is at document level, with no overlap, and covers every document', async () => {
@@ -253,7 +260,8 @@ describe('train/validation split', () => {
     expect(ds.val.length).toBeGreaterThanOrEqual(201);
     expect(ds.train.length).toBeGreaterThanOrEqual(201);
     expect(ds.documents.val).toBeGreaterThan(10);
-    await expect(loadDataset([p], { tokenizer: tok, cacheDir, seqLen: 5000 })).rejects.toThrow(`data too short for a validation window: ${p}`);
+    await expect(loadDataset([p], { tokenizer: tok, cacheDir, seqLen: 5000 })).rejects.toThrow(`data too short for a ` +
+      `validation window: ${p}`);
   });
 
   test('a single document holds out its last tokens', async () => {
@@ -265,6 +273,7 @@ describe('train/validation split', () => {
   });
 
   test('rejects a share outside [0, 0.5]', async () => {
-    await expect(loadDataset([p], { tokenizer: tok, valShare: 0.9 })).rejects.toThrow('validation share must be in [0, 0.5], got 0.9');
+    await expect(loadDataset([p], { tokenizer: tok, valShare: 0.9 })).rejects.toThrow('validation share must be in ' +
+      '[0, 0.5], got 0.9');
   });
 });

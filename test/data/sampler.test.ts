@@ -54,15 +54,18 @@ describe('BatchSampler', () => {
   test('rejects a state from another shape or data', () => {
     const a = new BatchSampler(tokens, { batchSize: 3, seqLen: 10 });
     const b = new BatchSampler(tokens, { batchSize: 4, seqLen: 10 });
-    expect(() => b.setState(a.getState())).toThrow('sampler state is for 1000 tokens, batch 3 × 10; this sampler has 1000 tokens, batch 4 × 10');
+    expect(() => b.setState(a.getState())).toThrow('sampler state is for 1000 tokens, batch 3 × 10; this sampler has ' +
+      '1000 tokens, batch 4 × 10');
     expect(() => a.setState({ ...a.getState(), rng: [0, 0, 0, 0] })).toThrow('RNG state must not be all zeros');
   });
 
   test('errors when the data is shorter than one window or empty, naming it', () => {
     expect(() => new BatchSampler(new Uint16Array(16), { batchSize: 1, seqLen: 16, name: 'train.bin' }))
       .toThrow('train.bin has 16 tokens, fewer than one window needs (sequence length 16 + 1 = 17)');
-    expect(() => new BatchSampler(new Uint32Array(0), { batchSize: 1, seqLen: 4, name: 'corpus/' })).toThrow('corpus/ is empty: no tokens');
-    expect(() => new BatchSampler(tokens, { batchSize: 0, seqLen: 4 })).toThrow('batch size must be a positive integer, got 0');
+    expect(() => new BatchSampler(new Uint32Array(0), { batchSize: 1, seqLen: 4,
+      name: 'corpus/' })).toThrow('corpus/ is empty: no tokens');
+    expect(() => new BatchSampler(tokens, { batchSize: 0, seqLen: 4 })).toThrow('batch size must be a positive ' +
+      'integer, got 0');
     // exactly one window is enough
     const one = new BatchSampler(Uint16Array.from([1, 2, 3, 4, 5]), { batchSize: 2, seqLen: 4 });
     expect(Array.from(one.next().targets)).toEqual([2, 3, 4, 5, 2, 3, 4, 5]);
@@ -81,7 +84,8 @@ describe('evalBatches', () => {
     const last = batches[3];
     expect(last.targets[last.targets.length - 1]).toBe(tokens[30 * seqLen + seqLen]);
     expect([...evalBatches(tokens, { batchSize: 8, seqLen, maxBatches: 2 })]).toHaveLength(2);
-    expect(() => [...evalBatches(new Uint16Array(3), { batchSize: 1, seqLen: 8, name: 'val' })]).toThrow('val has 3 tokens');
+    expect(() => [...evalBatches(new Uint16Array(3), { batchSize: 1, seqLen: 8,
+      name: 'val' })]).toThrow('val has 3 tokens');
   });
 });
 

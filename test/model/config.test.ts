@@ -35,7 +35,8 @@ describe('presets', () => {
     expect(s.attention).toEqual({ n_experts: 8, n_heads: 2, n_kv_heads: 2, head_dim: 16 });
     expect(s.mlp.n_experts * s.mlp.expert_dim).toBe(4 * s.d_model);
     const m = getPreset('medium').config;
-    expect([m.d_model, m.n_layers, m.max_seq_len, m.attention.n_heads, m.mlp.expert_dim]).toEqual([512, 6, 256, 4, 128]);
+    expect([m.d_model, m.n_layers, m.max_seq_len, m.attention.n_heads, m.mlp.expert_dim]).toEqual([512, 6, 256, 4,
+      128]);
     // The CPU presets train short runs with the sweep's α (docs/method.md); the paper shapes keep the paper's.
     for (const name of ['tiny', 'small', 'medium'])
       expect(getPreset(name).config.training).toMatchObject({ mode: 'dsmoe', mi_alpha_att: 3e-3, mi_alpha_mlp: 1e-2 });
@@ -99,34 +100,43 @@ describe('presets', () => {
   });
 
   test('overrides, config files and the tokenizer vocabulary', () => {
-    const c = buildConfig({ preset: 'tiny', overrides: { d_model: 96, n_layers: 3, att_heads: 4, kv_heads: 2, seq_len: 32, mi_alpha_att: 1e-3 }, tokenizerVocab: 300 });
-    expect([c.d_model, c.n_layers, c.attention.n_heads, c.max_seq_len, c.vocab_size, c.training.mi_alpha_att]).toEqual([96, 3, 4, 32, 300, 1e-3]);
-    const f = buildConfig({ preset: 'tiny', file: { mlp: { expert_dim: 32 }, vocab_size: 512 }, fileName: 'cfg.json', tokenizerVocab: 300 });
+    const c = buildConfig({ preset: 'tiny', overrides: { d_model: 96, n_layers: 3, att_heads: 4, kv_heads: 2,
+      seq_len: 32, mi_alpha_att: 1e-3 }, tokenizerVocab: 300 });
+    expect([c.d_model, c.n_layers, c.attention.n_heads, c.max_seq_len, c.vocab_size,
+      c.training.mi_alpha_att]).toEqual([96, 3, 4, 32, 300, 1e-3]);
+    const f = buildConfig({ preset: 'tiny', file: { mlp: { expert_dim: 32 }, vocab_size: 512 }, fileName: 'cfg.json',
+      tokenizerVocab: 300 });
     expect([f.mlp.expert_dim, f.mlp.n_experts, f.vocab_size]).toEqual([32, 4, 512]);
     expect(() => buildConfig({ preset: 'tiny', file: { vocab_size: 100 }, fileName: 'cfg.json', tokenizerVocab: 300 }))
       .toThrow(/cfg.json: vocab_size: 100 is smaller than the tokenizer's vocabulary \(300\)/);
     const fd = buildConfig({ preset: 'tiny', file: { training: { mode: 'dense' } } });
     expect(fd.attention.n_experts).toBe(1);
     expect(() => buildConfig({ preset: 'huge' })).toThrow(/unknown preset "huge" \(available: tiny, small/);
-    expect(() => buildConfig({ preset: 'tiny', file: { attention: { n_heads: 3 } }, fileName: 'x.json' })).toThrow(/^x.json: attention.n_heads/);
+    expect(() => buildConfig({ preset: 'tiny', file: { attention: { n_heads: 3 } },
+      fileName: 'x.json' })).toThrow(/^x.json: attention.n_heads/);
   });
 });
 
 describe('validation names the field', () => {
   test.each<[string, (c: Record<string, any>) => void, RegExp]>([
     ['unknown mode', (c) => { c.training.mode = 'sparse'; }, /training.mode \(--mode\): unknown mode "sparse"/],
-    ['heads not divisible by kv heads', (c) => { c.attention.n_heads = 3; }, /attention.n_heads \(--att-heads\): 3 query heads .* over 2 kv heads/],
+    ['heads not divisible by kv heads', (c) => { c.attention.n_heads = 3; },
+      /attention.n_heads \(--att-heads\): 3 query heads .* over 2 kv heads/],
     ['odd head_dim', (c) => { c.attention.head_dim = 7; }, /attention.head_dim \(--head-dim\): must be even/],
-    ['zero attention experts', (c) => { c.attention.n_experts = 0; }, /attention.n_experts \(--att-experts\): must be in 1..4096, got 0/],
+    ['zero attention experts', (c) => { c.attention.n_experts = 0; },
+      /attention.n_experts \(--att-experts\): must be in 1..4096, got 0/],
     ['zero MLP experts', (c) => { c.mlp.n_experts = 0; }, /mlp.n_experts \(--mlp-experts\): must be in 1..4096, got 0/],
-    ['top_k above experts', (c) => { c.training.top_k = 5; }, /training.top_k \(--top-k\): 5 is more than the 4 attention experts/],
+    ['top_k above experts', (c) => { c.training.top_k = 5; },
+      /training.top_k \(--top-k\): 5 is more than the 4 attention experts/],
     ['non-integer d_model', (c) => { c.d_model = 64.5; }, /d_model \(--d-model\): must be an integer, got 64.5/],
     ['missing field', (c) => { delete c.n_layers; }, /n_layers \(--layers\): missing/],
     ['unknown field', (c) => { c.n_layer = 2; }, /n_layer: unknown field/],
     ['unknown nested field', (c) => { c.mlp.experts = 2; }, /mlp.experts: unknown field/],
     ['bad activation', (c) => { c.mlp.activation = 'relu'; }, /mlp.activation: unknown activation "relu"/],
-    ['dense mode with experts', (c) => { c.training.mode = 'dense'; }, /attention.n_experts \(--att-experts\): mode dense needs one expert per layer/],
-    ['negative alpha', (c) => { c.training.mi_alpha_mlp = -1; }, /training.mi_alpha_mlp \(--mi-alpha-mlp\): must be ≥ 0/],
+    ['dense mode with experts', (c) => { c.training.mode = 'dense'; },
+      /attention.n_experts \(--att-experts\): mode dense needs one expert per layer/],
+    ['negative alpha', (c) => { c.training.mi_alpha_mlp = -1; },
+      /training.mi_alpha_mlp \(--mi-alpha-mlp\): must be ≥ 0/],
     ['bad routing', (c) => { c.routing.mlp = 'topk:9'; }, /routing.mlp: "topk:9": K must be in 1..4/],
     ['norm_eps not positive', (c) => { c.norm_eps = 0; }, /norm_eps: must be > 0/],
     ['tie_embeddings not boolean', (c) => { c.tie_embeddings = 'yes'; }, /tie_embeddings: must be true or false/],
@@ -153,8 +163,10 @@ describe('layout', () => {
     const names = L.tensors.map((t) => t.name);
     expect(names.slice(0, 12)).toEqual([
       'embed.weight', 'layers.0.attn_norm.weight', 'layers.0.attn.router.weight', 'layers.0.attn.q_proj.weight',
-      'layers.0.attn.k_proj.weight', 'layers.0.attn.v_proj.weight', 'layers.0.attn.o_proj.weight', 'layers.0.mlp_norm.weight',
-      'layers.0.mlp.router.weight', 'layers.0.mlp.up_proj.weight', 'layers.0.mlp.down_proj.weight', 'layers.1.attn_norm.weight',
+      'layers.0.attn.k_proj.weight', 'layers.0.attn.v_proj.weight', 'layers.0.attn.o_proj.weight',
+      'layers.0.mlp_norm.weight',
+      'layers.0.mlp.router.weight', 'layers.0.mlp.up_proj.weight', 'layers.0.mlp.down_proj.weight',
+      'layers.1.attn_norm.weight',
     ]);
     expect(names.slice(-2)).toEqual(['final_norm.weight', 'lm_head.weight']);
     const byName = new Map(L.tensors.map((t) => [t.name, t]));
@@ -217,7 +229,8 @@ describe('layout', () => {
 
   // The addon is built before the tests (npm test / pretest); a load failure fails this test
   // instead of skipping it.
-  test('native modelLayout equals the TypeScript layout and paramCount (every preset and mode, tied, two-layer routers)', () => {
+  test('native modelLayout equals the TypeScript layout and paramCount ' +
+    '(every preset and mode, tied, two-layer routers)', () => {
     const native: ModelFunctions = loadAddon();
     for (const name of ['tiny', 'small', 'medium', 'ds-moe-1b', 'dense-1b']) {
       for (const mode of name.startsWith('dense') ? ['dense'] : ['dsmoe', 'smoe', 'dense']) {

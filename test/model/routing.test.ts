@@ -18,11 +18,16 @@ function nativeAccepts(s: string): boolean {
 }
 
 const CANDIDATES = [
-  'dense', 'Dense', 'dense:1', '', 'sparse', 'topk', 'topk:', 'topk:0', 'topk:1', 'topk:4', 'topk:5', 'topk:02', 'topk:1.0', 'topk:+1',
-  'topk:-1', 'topk: 1', 'topk:1e0', 'threshold', 'threshold:', 'threshold:0', 'threshold:0.48', 'threshold:.5', 'threshold:5.',
-  'threshold:1e-3', 'threshold:1E3', 'threshold:+1', 'threshold:-0', 'threshold:-1', 'threshold:1e', 'threshold:1e+', 'threshold:.',
-  'threshold:inf', 'threshold:nan', 'threshold:0x1p3', 'threshold: 1', 'threshold:1 ', 'threshold:1e400', 'threshold:1e-400',
-  'threshold:1e-310', 'threshold:1e-300', 'threshold:1..2', 'threshold:1-2', 'threshold-topk:0.3', 'threshold-topk:-0.3', 'threshold_topk:1',
+  'dense', 'Dense', 'dense:1', '', 'sparse', 'topk', 'topk:', 'topk:0', 'topk:1', 'topk:4', 'topk:5', 'topk:02',
+  'topk:1.0', 'topk:+1',
+  'topk:-1', 'topk: 1', 'topk:1e0', 'threshold', 'threshold:', 'threshold:0', 'threshold:0.48', 'threshold:.5',
+  'threshold:5.',
+  'threshold:1e-3', 'threshold:1E3', 'threshold:+1', 'threshold:-0', 'threshold:-1', 'threshold:1e', 'threshold:1e+',
+  'threshold:.',
+  'threshold:inf', 'threshold:nan', 'threshold:0x1p3', 'threshold: 1', 'threshold:1 ', 'threshold:1e400',
+  'threshold:1e-400',
+  'threshold:1e-310', 'threshold:1e-300', 'threshold:1..2', 'threshold:1-2', 'threshold-topk:0.3',
+  'threshold-topk:-0.3', 'threshold_topk:1',
   'top-k:2', 'threshold:0.48:1',
 ];
 
@@ -34,7 +39,8 @@ describe('routing strategies', () => {
   test('parsed values', () => {
     expect(parseStrategy('threshold:1e-3', 4)).toEqual({ ok: true, strategy: { kind: 'threshold', eps: 1e-3 } });
     expect(parseStrategy('topk:3', 4)).toEqual({ ok: true, strategy: { kind: 'topk', k: 3 } });
-    expect(parseStrategy('threshold-topk:.25', 4)).toEqual({ ok: true, strategy: { kind: 'threshold-topk', eps: 0.25 } });
+    expect(parseStrategy('threshold-topk:.25', 4)).toEqual({ ok: true,
+      strategy: { kind: 'threshold-topk', eps: 0.25 } });
     expect(parseStrategy('dense', 1)).toEqual({ ok: true, strategy: { kind: 'dense' } });
   });
 
@@ -43,14 +49,17 @@ describe('routing strategies', () => {
     expect(strategyError('topk:5', 4, 'mlp')).toBe('"topk:5": K = 5 is more than the 4 MLP experts of this model');
     expect(strategyError('topk:x', 4)).toBe('"topk:x": K must be a whole number in 1..4, got "x"');
     expect(strategyError('threshold:-1', 4)).toBe('"threshold:-1": ε must be a finite number ≥ 0, got "-1"');
-    expect(strategyError('fast', 4)).toMatch(/^"fast" is not a routing strategy \(dense, topk:K, threshold:ε, threshold-topk:ε\)$/);
+    expect(strategyError('fast',
+      4)).toMatch(/^"fast" is not a routing strategy \(dense, topk:K, threshold:ε, threshold-topk:ε\)$/);
     expect(strategyError(undefined, 4)).toBe('missing');
     expect(strategyError(3, 4)).toMatch(/must be a string/);
   });
 
   test('config.json routing takes the same grammar (threshold:1e-3 was refused before)', () => {
-    expect(validateConfig({ ...config, routing: { attention: 'threshold:1e-3', mlp: 'threshold:.5' } }).routing.attention).toBe('threshold:1e-3');
-    expect(() => validateConfig({ ...config, routing: { attention: 'threshold:inf', mlp: 'dense' } })).toThrow(/routing\.attention: .*ε must be a finite number/);
+    expect(validateConfig({ ...config, routing: { attention: 'threshold:1e-3',
+      mlp: 'threshold:.5' } }).routing.attention).toBe('threshold:1e-3');
+    expect(() => validateConfig({ ...config, routing: { attention: 'threshold:inf',
+      mlp: 'dense' } })).toThrow(/routing\.attention: .*ε must be a finite number/);
   });
 });
 
@@ -58,7 +67,8 @@ describe('--routing', () => {
   test('a bare strategy sets both kinds; kind=strategy parts set one; the rest keeps the default', () => {
     expect(parseRouting(undefined, config)).toEqual(config.routing);
     expect(parseRouting('topk:2', config)).toEqual({ attention: 'topk:2', mlp: 'topk:2' });
-    expect(parseRouting('mlp=threshold:1e-3', config)).toEqual({ attention: config.routing.attention, mlp: 'threshold:1e-3' });
+    expect(parseRouting('mlp=threshold:1e-3', config)).toEqual({ attention: config.routing.attention,
+      mlp: 'threshold:1e-3' });
     expect(parseRouting(' attn = dense , MLP=topk:1 ', config)).toEqual({ attention: 'dense', mlp: 'topk:1' });
     expect(parseRouting('att=topk:4', config)).toEqual({ attention: 'topk:4', mlp: config.routing.mlp });
   });

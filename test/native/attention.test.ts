@@ -9,7 +9,8 @@ const EHG: Array<[number, number, number]> = [[1, 1, 1], [1, 4, 2], [3, 2, 2], [
 
 function shape(batch: number, tq: number, tk: number, [E, H, G]: [number, number, number], headDim: number,
   scale?: number): AttentionShapeArgs {
-  return { batch, tq, tk, nHeads: E * H, headsPerExpert: H, kvHeads: G, headDim, ...(scale === undefined ? {} : { scale }) };
+  return { batch, tq, tk, nHeads: E * H, headsPerExpert: H, kvHeads: G, headDim,
+    ...(scale === undefined ? {} : { scale }) };
 }
 
 const sizes = (s: AttentionShapeArgs) => ({
@@ -48,7 +49,8 @@ function runNative(s: AttentionShapeArgs, x: ReturnType<typeof inputs>) {
   const n = sizes(s);
   const out = new Float32Array(n.q).fill(NaN), lse = new Float32Array(n.lse).fill(NaN);
   addon.attentionForward({ ...s, q: x.q, k: x.k, v: x.v, out, lse });
-  const dq = new Float32Array(n.q).fill(NaN), dk = new Float32Array(n.kv).fill(NaN), dv = new Float32Array(n.kv).fill(NaN);
+  const dq = new Float32Array(n.q).fill(NaN), dk = new Float32Array(n.kv).fill(NaN),
+    dv = new Float32Array(n.kv).fill(NaN);
   addon.attentionBackward({ ...s, q: x.q, k: x.k, v: x.v, out, lse, dout: x.dout, dq, dk, dv });
   return { out, lse, dq, dk, dv };
 }
@@ -57,7 +59,8 @@ describe('attention forward and backward', () => {
   // B ∈ {1,2}, T ∈ {1,2,7,33} (33 crosses the 16-query and 32-key blocks), dh ∈ {1,2,16,24}
   // (1, 2: only the scalar tail of the 8-wide dot; 16, 24: whole chunks), every (E,H,G), and
   // tq ∈ {tk, ceil(tk/2), 1}: training, a query suffix, and decode.
-  const cases: Array<{ s: AttentionShapeArgs; x: ReturnType<typeof inputs>; ref: ReturnType<typeof attentionForwardRef> & ReturnType<typeof attentionBackwardRef> }> = [];
+  type Ref = ReturnType<typeof attentionForwardRef> & ReturnType<typeof attentionBackwardRef>;
+  const cases: Array<{ s: AttentionShapeArgs; x: ReturnType<typeof inputs>; ref: Ref }> = [];
   let seed = 1;
   for (const B of [1, 2])
     for (const T of [1, 2, 7, 33])
@@ -65,7 +68,8 @@ describe('attention forward and backward', () => {
         for (const ehg of EHG)
           for (const tq of [...new Set([T, Math.ceil(T / 2), 1])]) {
             const s = shape(B, tq, T, ehg, dh), x = inputs(s, (seed += 4));
-            cases.push({ s, x, ref: { ...attentionForwardRef(s, x.q, x.k, x.v), ...attentionBackwardRef(s, x.q, x.k, x.v, x.dout) } });
+            cases.push({ s, x, ref: { ...attentionForwardRef(s, x.q, x.k, x.v),
+              ...attentionBackwardRef(s, x.q, x.k, x.v, x.dout) } });
           }
 
   test(`forward (out, lse) and backward (dq, dk, dv) match the reference on ${cases.length} shapes`, () => {
@@ -84,7 +88,8 @@ describe('attention forward and backward', () => {
 
   test('an explicit scale is used instead of 1/sqrt(dh)', () => {
     const s = shape(2, 5, 8, [2, 2, 1], 6, 0.7), x = inputs(s, 900);
-    const got = runNative(s, x), ref = attentionForwardRef(s, x.q, x.k, x.v), bref = attentionBackwardRef(s, x.q, x.k, x.v, x.dout);
+    const got = runNative(s, x), ref = attentionForwardRef(s, x.q, x.k, x.v),
+      bref = attentionBackwardRef(s, x.q, x.k, x.v, x.dout);
     expect(relError(got.out, ref.out)).toBeLessThanOrEqual(FP32_TOL);
     expect(relError(got.lse, ref.lse)).toBeLessThanOrEqual(FP32_TOL);
     expect(termRelError(got.dq, bref.dq, bref.dqMag)).toBeLessThanOrEqual(FP32_TOL);
@@ -100,7 +105,8 @@ describe('attention forward and backward', () => {
         // The decode query is the full computation's last query: slice q and dout to it.
         const last = (a: Float32Array, s: AttentionShapeArgs) => {
           const row = s.nHeads * s.headDim, r = new Float32Array(s.batch * row);
-          for (let b = 0; b < s.batch; b++) r.set(a.subarray((b * s.tq + s.tq - 1) * row, (b * s.tq + s.tq) * row), b * row);
+          for (let b = 0; b < s.batch; b++) r.set(a.subarray((b * s.tq + s.tq - 1) * row, (b * s.tq + s.tq) * row),
+            b * row);
           return r;
         };
         const lastLse = (a: Float32Array, s: AttentionShapeArgs) =>
@@ -152,7 +158,8 @@ describe('attention forward and backward', () => {
         const base = bases.get(isa);
         if (!base) bases.set(isa, got);
         else for (const key of ['out', 'lse', 'dq', 'dk', 'dv'] as const)
-          if (!got[key].every((v, i) => Object.is(v, base[key][i]))) throw new Error(`${isa} t=${threads} tq=${tq}: ${key} differs`);
+          if (!got[key].every((v, i) => Object.is(v, base[key][i]))) throw new Error(`${isa} t=${threads} tq=${tq}: ` +
+            `${key} differs`);
       });
     }
   });
@@ -177,7 +184,8 @@ describe('attention forward and backward', () => {
         expect(got.out).toEqual(heads(all.out, e));
         expect(got.dq).toEqual(heads(all.dq, e));
         const lseOfE = new Float32Array(B * H * tq);  // expert e's rows of lse [B, E·H, Tq]
-        for (let b = 0; b < B; b++) lseOfE.set(all.lse.subarray((b * E + e) * H * tq, (b * E + e + 1) * H * tq), b * H * tq);
+        for (let b = 0; b < B; b++) lseOfE.set(all.lse.subarray((b * E + e) * H * tq, (b * E + e + 1) * H * tq),
+          b * H * tq);
         expect(got.lse).toEqual(lseOfE);
         got.dk.forEach((v, i) => (dkSum[i] += v));
         got.dv.forEach((v, i) => (dvSum[i] += v));
@@ -203,9 +211,11 @@ describe('attention bad arguments are JavaScript errors naming the argument', ()
   // A valid forward call: B=1, tq=2, tk=3, Hq=4 (E=2, H=2), G=1, dh=2.
   const ok = () => ({
     batch: 1, tq: 2, tk: 3, nHeads: 4, headsPerExpert: 2, kvHeads: 1, headDim: 2,
-    q: new Float32Array(16), k: new Float32Array(6), v: new Float32Array(6), out: new Float32Array(16), lse: new Float32Array(8),
+    q: new Float32Array(16), k: new Float32Array(6), v: new Float32Array(6), out: new Float32Array(16),
+    lse: new Float32Array(8),
   });
-  const okBack = () => ({ ...ok(), dout: new Float32Array(16), dq: new Float32Array(16), dk: new Float32Array(6), dv: new Float32Array(6) });
+  const okBack = () => ({ ...ok(), dout: new Float32Array(16), dq: new Float32Array(16), dk: new Float32Array(6),
+    dv: new Float32Array(6) });
   const fwd = (over: object) => () => addon.attentionForward({ ...ok(), ...over });
   const back = (over: object) => () => addon.attentionBackward({ ...okBack(), ...over });
 
@@ -215,38 +225,46 @@ describe('attention bad arguments are JavaScript errors naming the argument', ()
   });
 
   test.each([
-    ['no argument object', () => (addon.attentionForward as unknown as () => void)(), 'TypeError', /object of named arguments/],
+    ['no argument object', () => (addon.attentionForward as unknown as () => void)(), 'TypeError',
+      /object of named arguments/],
     ['missing batch', fwd({ batch: undefined }), 'TypeError', /attentionForward: batch is missing/],
     ['batch 0', fwd({ batch: 0 }), 'RangeError', /attentionForward: batch must be in/],
     ['tq 0', fwd({ tq: 0 }), 'RangeError', /attentionForward: tq must be in/],
     ['tq not an integer', fwd({ tq: 1.5 }), 'TypeError', /attentionForward: tq must be an integer/],
     ['tk < tq', fwd({ tk: 1 }), 'RangeError', /attentionForward: tk \(1\) must be at least tq \(2\)/],
     ['nHeads 0', fwd({ nHeads: 0 }), 'RangeError', /attentionForward: nHeads must be in/],
-    ['headsPerExpert does not divide nHeads', fwd({ headsPerExpert: 3 }), 'RangeError', /attentionForward: headsPerExpert \(3\) must divide nHeads \(4\)/],
-    ['kvHeads does not divide headsPerExpert', fwd({ kvHeads: 4 }), 'RangeError', /attentionForward: kvHeads \(4\) must divide headsPerExpert \(2\)/],
+    ['headsPerExpert does not divide nHeads', fwd({ headsPerExpert: 3 }), 'RangeError',
+      /attentionForward: headsPerExpert \(3\) must divide nHeads \(4\)/],
+    ['kvHeads does not divide headsPerExpert', fwd({ kvHeads: 4 }), 'RangeError',
+      /attentionForward: kvHeads \(4\) must divide headsPerExpert \(2\)/],
     ['kvHeads 0', fwd({ kvHeads: 0 }), 'RangeError', /attentionForward: kvHeads must be in/],
     ['headDim 0', fwd({ headDim: 0 }), 'RangeError', /attentionForward: headDim must be in/],
     ['NaN scale', fwd({ scale: NaN }), 'RangeError', /attentionForward: scale must be finite/],
     ['scale beyond fp32', fwd({ scale: 1e300 }), 'RangeError', /attentionForward: scale must be finite in fp32/],
-    ['q too short', fwd({ q: new Float32Array(15) }), 'RangeError', /attentionForward: q has 15 elements but needs at least 16/],
+    ['q too short', fwd({ q: new Float32Array(15) }), 'RangeError',
+      /attentionForward: q has 15 elements but needs at least 16/],
     ['k wrong type', fwd({ k: [0, 0, 0, 0, 0, 0] }), 'TypeError', /attentionForward: k must be a Float32Array/],
     ['v too short', fwd({ v: new Float32Array(5) }), 'RangeError', /attentionForward: v has 5/],
     ['out missing', fwd({ out: undefined }), 'TypeError', /attentionForward: out is missing/],
     ['lse too short', fwd({ lse: new Float32Array(7) }), 'RangeError', /attentionForward: lse has 7/],
-    ['huge sizes overflow', fwd({ batch: 2 ** 31 - 1, tq: 2 ** 31 - 1, tk: 2 ** 31 - 1, nHeads: 2 ** 31 - 1, headsPerExpert: 1, headDim: 2 ** 31 - 1 }),
-      'RangeError', /attentionForward: q is too large/],
+    ['huge sizes overflow', fwd({ batch: 2 ** 31 - 1, tq: 2 ** 31 - 1, tk: 2 ** 31 - 1, nHeads: 2 ** 31 - 1,
+      headsPerExpert: 1, headDim: 2 ** 31 - 1 }),
+    'RangeError', /attentionForward: q is too large/],
     ['backward tk < tq', back({ tk: 1 }), 'RangeError', /attentionBackward: tk \(1\) must be at least tq/],
     ['backward dout missing', back({ dout: undefined }), 'TypeError', /attentionBackward: dout is missing/],
     ['backward lse too short', back({ lse: new Float32Array(3) }), 'RangeError', /attentionBackward: lse has 3/],
     ['backward dq too short', back({ dq: new Float32Array(15) }), 'RangeError', /attentionBackward: dq has 15/],
     ['backward dk too short', back({ dk: new Float32Array(5) }), 'RangeError', /attentionBackward: dk has 5/],
-    ['backward dv wrong type', back({ dv: new Float64Array(6) }), 'TypeError', /attentionBackward: dv must be a Float32Array/],
+    ['backward dv wrong type', back({ dv: new Float64Array(6) }), 'TypeError',
+      /attentionBackward: dv must be a Float32Array/],
   ] as const)('%s', (_name, call, type, message) => {
     expectNativeError(call, type, message);
   });
 
   test('async variants reject bad arguments synchronously with the same error', () => {
-    expectNativeError(() => addon.attentionForwardAsync({ ...ok(), tk: 1 }), 'RangeError', /attentionForward: tk \(1\) must be at least tq/);
-    expectNativeError(() => addon.attentionBackwardAsync({ ...okBack(), dk: new Float32Array(1) }), 'RangeError', /attentionBackward: dk has 1/);
+    expectNativeError(() => addon.attentionForwardAsync({ ...ok(), tk: 1 }), 'RangeError',
+      /attentionForward: tk \(1\) must be at least tq/);
+    expectNativeError(() => addon.attentionBackwardAsync({ ...okBack(), dk: new Float32Array(1) }), 'RangeError',
+      /attentionBackward: dk has 1/);
   });
 });

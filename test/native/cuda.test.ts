@@ -21,22 +21,22 @@ const runKernels = info.available || withCpu;
 type Cuda = Pick<CudaKernels, keyof CudaKernels> & Pick<CudaFunctions, 'cudaCrossEntropy'>;
 const cuda: Cuda = withCpu
   ? {
-      cudaGemm: (a) => addon.gemm(a),
-      cudaGroupedGemm: (a) => addon.groupedGemm(a),
-      cudaRouterSoftmax: (a) => addon.routerSoftmax(a),
-      cudaRouteTopk: (a) => addon.routeTopk(a),
-      cudaGroupByExpert: (a) => addon.groupByExpert(a),
-      cudaGatherRows: (a) => addon.gatherRows(a),
-      cudaCombine: (a) => addon.combine(a),
-      cudaRmsnormForward: (a) => addon.rmsnormForward(a),
-      cudaRmsnormBackward: (a) => addon.rmsnormBackward(a),
-      cudaRopeForward: (a) => addon.ropeForward(a),
-      cudaGeluForward: (a) => addon.geluForward(a),
-      cudaGeluBackward: (a) => addon.geluBackward(a),
-      cudaAdamwUpdate: (a) => addon.adamwUpdate(a),
-      cudaAttentionForward: (a) => addon.attentionForward(a),
-      cudaCrossEntropy: (a) => addon.crossEntropy(a),
-    }
+    cudaGemm: (a) => addon.gemm(a),
+    cudaGroupedGemm: (a) => addon.groupedGemm(a),
+    cudaRouterSoftmax: (a) => addon.routerSoftmax(a),
+    cudaRouteTopk: (a) => addon.routeTopk(a),
+    cudaGroupByExpert: (a) => addon.groupByExpert(a),
+    cudaGatherRows: (a) => addon.gatherRows(a),
+    cudaCombine: (a) => addon.combine(a),
+    cudaRmsnormForward: (a) => addon.rmsnormForward(a),
+    cudaRmsnormBackward: (a) => addon.rmsnormBackward(a),
+    cudaRopeForward: (a) => addon.ropeForward(a),
+    cudaGeluForward: (a) => addon.geluForward(a),
+    cudaGeluBackward: (a) => addon.geluBackward(a),
+    cudaAdamwUpdate: (a) => addon.adamwUpdate(a),
+    cudaAttentionForward: (a) => addon.attentionForward(a),
+    cudaCrossEntropy: (a) => addon.crossEntropy(a),
+  }
   : addon;
 
 function nvccOnPath(): boolean {
@@ -146,7 +146,8 @@ describeCuda('cudaGemm and cudaGroupedGemm (bf16 tensor cores) against the CPU g
               addon.groupedGemm(args(ref));
               const err = relError(got, ref);
               if (!(err <= BF16_TOL))
-                throw new Error(`groups ${groups} n=${n} k=${k} transW=${transW} bf16=${bf16} beta=${beta}: rel err ${err}`);
+                throw new Error(`groups ${groups} n=${n} k=${k} transW=${transW} bf16=${bf16} beta=${beta}: rel err ` +
+                  `${err}`);
             }
   });
 
@@ -163,8 +164,10 @@ describeCuda('cudaGemm and cudaGroupedGemm (bf16 tensor cores) against the CPU g
     if (withCpu) return;
     expectNativeError(() => addon.cudaGemm({ m: 4, n: 4, k: 4, a: new Float32Array(15), b: new Float32Array(16),
       c: new Float32Array(16) }), 'RangeError', /cudaGemm: a/);
-    expectNativeError(() => addon.cudaGroupedGemm({ experts: 2, offsets: new Int32Array([0, 3, 2]), x: new Float32Array(12),
-      w: new Float32Array(32), n: 4, k: 4, y: new Float32Array(8) }), 'RangeError', /cudaGroupedGemm: offsets must be non-decreasing/);
+    expectNativeError(() => addon.cudaGroupedGemm({ experts: 2, offsets: new Int32Array([0, 3, 2]),
+      x: new Float32Array(12),
+      w: new Float32Array(32), n: 4, k: 4, y: new Float32Array(8) }), 'RangeError',
+    /cudaGroupedGemm: offsets must be non-decreasing/);
   });
 });
 
@@ -332,7 +335,8 @@ describeCuda('cudaAttentionForward (fused, online softmax) against the CPU', () 
   const EHG: Array<[number, number, number]> = [[1, 1, 1], [1, 4, 2], [2, 4, 4], [3, 2, 1]];
   function run(B: number, tq: number, tk: number, [E, H, G]: [number, number, number], dh: number, seed: number): void {
     const s = { batch: B, tq, tk, nHeads: E * H, headsPerExpert: H, kvHeads: G, headDim: dh };
-    const q = randn(B * tq * E * H * dh, seed), k = randn(B * tk * G * dh, seed + 1), v = randn(B * tk * G * dh, seed + 2);
+    const q = randn(B * tq * E * H * dh, seed), k = randn(B * tk * G * dh, seed + 1),
+      v = randn(B * tk * G * dh, seed + 2);
     const args = (out: Float32Array, lse: Float32Array): AttentionForwardArgs => ({ ...s, q, k, v, out, lse });
     const out = new Float32Array(q.length), lse = new Float32Array(B * E * H * tq);
     const outR = new Float32Array(q.length), lseR = new Float32Array(B * E * H * tq);

@@ -4,8 +4,10 @@ import { parseDeviceRequest, resolveDevice } from '../../src/native/device';
 import { addon } from '../helpers';
 import type { CudaInfo } from '../../src/native/addon';
 
-const noGpu: CudaInfo = { compiled: true, available: false, deviceCount: 0, buildOption: 'auto', reason: 'no CUDA driver (error 35)' };
-const h200: CudaInfo = { compiled: true, available: true, deviceCount: 1, buildOption: 'on', name: 'NVIDIA H200', computeCapability: '9.0' };
+const noGpu: CudaInfo = { compiled: true, available: false, deviceCount: 0, buildOption: 'auto',
+  reason: 'no CUDA driver (error 35)' };
+const h200: CudaInfo = { compiled: true, available: true, deviceCount: 1, buildOption: 'on', name: 'NVIDIA H200',
+  computeCapability: '9.0' };
 
 describe('device selection', () => {
   test('parseDeviceRequest', () => {
@@ -28,7 +30,8 @@ describe('device selection', () => {
     expect(() => resolveDevice('cuda', { what: 'training', cudaImplemented: true, info: noGpu }))
       .toThrow('--device cuda: no usable CUDA device: no CUDA driver (error 35)');
     expect(() => resolveDevice('cuda', { what: 'training', cudaImplemented: false, info: h200 }))
-      .toThrow(/the CUDA training path is not implemented in this build \(found NVIDIA H200 \(compute capability 9.0\)\); use --device cpu/);
+      .toThrow(new RegExp(String.raw`the CUDA training path is not implemented in this build \(found ` +
+        String.raw`NVIDIA H200 \(compute capability 9.0\)\); use --device cpu`));
   });
 
   test('auto with a GPU: CUDA when the command has a CUDA path, else the CPU with a notice', () => {

@@ -166,23 +166,37 @@ describe('GEMM bad arguments are JavaScript errors naming the argument', () => {
     ['missing m', () => addon.gemm({ ...ok(), m: undefined as unknown as number }), 'TypeError', /gemm: m is missing/],
     ['m not integer', () => addon.gemm({ ...ok(), m: 1.5 }), 'TypeError', /gemm: m must be an integer/],
     ['negative n', () => addon.gemm({ ...ok(), n: -1 }), 'RangeError', /gemm: n must be in/],
-    ['a wrong type', () => addon.gemm({ ...ok(), a: [1, 2] as unknown as Float32Array }), 'TypeError', /gemm: a must be a Float32Array/],
-    ['a too short', () => addon.gemm({ ...ok(), a: new Float32Array(7) }), 'RangeError', /gemm: a has 7 elements but needs at least 8/],
+    ['a wrong type', () => addon.gemm({ ...ok(), a: [1, 2] as unknown as Float32Array }), 'TypeError',
+      /gemm: a must be a Float32Array/],
+    ['a too short', () => addon.gemm({ ...ok(), a: new Float32Array(7) }), 'RangeError',
+      /gemm: a has 7 elements but needs at least 8/],
     ['c too short', () => addon.gemm({ ...ok(), c: new Float32Array(5) }), 'RangeError', /gemm: c has 5/],
-    ['b Int32Array', () => addon.gemm({ ...ok(), b: new Int32Array(12) as unknown as Float32Array }), 'TypeError', /gemm: b must be a Float32Array or a Uint16Array/],
+    ['b Int32Array', () => addon.gemm({ ...ok(), b: new Int32Array(12) as unknown as Float32Array }), 'TypeError',
+      /gemm: b must be a Float32Array or a Uint16Array/],
     ['lda < k', () => addon.gemm({ ...ok(), lda: 3 }), 'RangeError', /leading dimension 3 is smaller/],
     ['NaN alpha', () => addon.gemm({ ...ok(), alpha: NaN }), 'RangeError', /gemm: alpha must be finite/],
-    ['huge sizes overflow', () => addon.gemm({ ...ok(), m: 2 ** 31 - 1, k: 2 ** 31 - 1, lda: 2 ** 31 - 1 }), 'RangeError', /gemm: a/],
-    ['offsets not starting at 0', () => addon.groupedGemm({ experts: 2, offsets: Int32Array.of(1, 2, 3), x: new Float32Array(9), w: new Float32Array(8), n: 2, k: 2, y: new Float32Array(9) }), 'RangeError', /groupedGemm: offsets\[0\] must be 0/],
-    ['offsets decreasing', () => addon.groupedGemm({ experts: 2, offsets: Int32Array.of(0, 3, 2), x: new Float32Array(9), w: new Float32Array(8), n: 2, k: 2, y: new Float32Array(9) }), 'RangeError', /non-decreasing/],
-    ['offsets too short', () => addon.groupedGemm({ experts: 3, offsets: Int32Array.of(0, 1, 2), x: new Float32Array(9), w: new Float32Array(12), n: 2, k: 2, y: new Float32Array(9) }), 'RangeError', /offsets has 3 elements but needs at least 4/],
-    ['zero experts', () => addon.groupedGemm({ experts: 0, offsets: Int32Array.of(0), x: new Float32Array(0), w: new Float32Array(0), n: 2, k: 2, y: new Float32Array(0) }), 'RangeError', /experts must be in/],
-    ['weighted s too short', () => addon.expertWeightedGemm({ t: 3, experts: 2, n: 2, k: 2, x: new Float32Array(6), w: new Float32Array(8), s: new Float32Array(5), y: new Float32Array(6) }), 'RangeError', /expertWeightedGemm: s has 5/],
+    ['huge sizes overflow', () => addon.gemm({ ...ok(), m: 2 ** 31 - 1, k: 2 ** 31 - 1, lda: 2 ** 31 - 1 }),
+      'RangeError', /gemm: a/],
+    ['offsets not starting at 0', () => addon.groupedGemm({ experts: 2, offsets: Int32Array.of(1, 2, 3),
+      x: new Float32Array(9), w: new Float32Array(8), n: 2, k: 2, y: new Float32Array(9) }), 'RangeError',
+    /groupedGemm: offsets\[0\] must be 0/],
+    ['offsets decreasing', () => addon.groupedGemm({ experts: 2, offsets: Int32Array.of(0, 3, 2),
+      x: new Float32Array(9), w: new Float32Array(8), n: 2, k: 2, y: new Float32Array(9) }), 'RangeError',
+    /non-decreasing/],
+    ['offsets too short', () => addon.groupedGemm({ experts: 3, offsets: Int32Array.of(0, 1, 2), x: new Float32Array(9),
+      w: new Float32Array(12), n: 2, k: 2, y: new Float32Array(9) }), 'RangeError',
+    /offsets has 3 elements but needs at least 4/],
+    ['zero experts', () => addon.groupedGemm({ experts: 0, offsets: Int32Array.of(0), x: new Float32Array(0),
+      w: new Float32Array(0), n: 2, k: 2, y: new Float32Array(0) }), 'RangeError', /experts must be in/],
+    ['weighted s too short', () => addon.expertWeightedGemm({ t: 3, experts: 2, n: 2, k: 2, x: new Float32Array(6),
+      w: new Float32Array(8), s: new Float32Array(5), y: new Float32Array(6) }), 'RangeError',
+    /expertWeightedGemm: s has 5/],
   ] as const)('%s', (_name, call, type, message) => {
     expectNativeError(call, type, message);
   });
 
   test('async variant rejects bad arguments synchronously with the same error', () => {
-    expectNativeError(() => addon.gemmAsync({ ...ok(), a: new Float32Array(1) }), 'RangeError', /gemm: a has 1 elements/);
+    expectNativeError(() => addon.gemmAsync({ ...ok(), a: new Float32Array(1) }), 'RangeError',
+      /gemm: a has 1 elements/);
   });
 });

@@ -47,9 +47,11 @@ function normalProblems(v: Float32Array, sigma: number): string[] {
   }
   const mean = sum / n, sd = Math.sqrt(sq / n);
   if (Math.abs(mean) > 5 * sigma / Math.sqrt(n)) out.push(`mean ${mean.toExponential(3)}`);
-  if (Math.abs(sd / sigma - 1) > 5 / Math.sqrt(2 * n)) out.push(`std ${sd.toExponential(4)}, want ${sigma.toExponential(4)}`);
+  if (Math.abs(sd / sigma - 1) > 5 / Math.sqrt(2 * n)) out.push(`std ${sd.toExponential(4)}, want ` +
+    `${sigma.toExponential(4)}`);
   for (const [got, p] of [[in1 / n, 0.682689], [in2 / n, 0.954500]])
-    if (Math.abs(got - p) > 5 * Math.sqrt(p * (1 - p) / n)) out.push(`mass within ${p > 0.9 ? 2 : 1}σ ${got.toFixed(4)}, want ${p}`);
+    if (Math.abs(got - p) > 5 * Math.sqrt(p * (1 - p) / n)) out.push(`mass within ${p > 0.9 ? 2 : 1}σ ` +
+      `${got.toFixed(4)}, want ${p}`);
   if (maxAbs > 6.5 * sigma) out.push(`max |x| ${maxAbs} beyond 6.5σ`);
   return out;
 }
@@ -73,8 +75,11 @@ const tensor = (l: ModelLayout, p: Float32Array, name: string) => {
 describe('initParams', () => {
   test.each<[string, ModelConfig]>([
     ['linear routers, untied', config()],
-    ['two-layer routers (h 96), tied embeddings, 5 layers', config({ router_hidden: 96, tie_embeddings: true, n_layers: 5 })],
-    ['dense (no routers)', config({ attention: { n_experts: 1, n_heads: 8, n_kv_heads: 2, head_dim: 16 }, mlp: { n_experts: 1, expert_dim: 256, activation: 'gelu' }, training: { mode: 'dense', mi_alpha_att: 0, mi_alpha_mlp: 0, top_k: 2, switch_alpha: 0.01 } })],
+    ['two-layer routers (h 96), tied embeddings, 5 layers', config({ router_hidden: 96, tie_embeddings: true,
+      n_layers: 5 })],
+    ['dense (no routers)', config({ attention: { n_experts: 1, n_heads: 8, n_kv_heads: 2, head_dim: 16 },
+      mlp: { n_experts: 1, expert_dim: 256, activation: 'gelu' }, training: { mode: 'dense', mi_alpha_att: 0,
+        mi_alpha_mlp: 0, top_k: 2, switch_alpha: 0.01 } })],
   ])('%s: norms 1; weights N(0, σ²) with σ 0.02, 0.02/√(2L) on o_proj/down_proj, 1/√D on router hidden', (_, c) => {
     const { layout, params } = init(c, 7);
     const problems: string[] = [];
@@ -104,10 +109,12 @@ describe('initParams', () => {
       ['k_proj vs v_proj (same layer, same shape)', T('layers.0.attn.k_proj.weight'), T('layers.0.attn.v_proj.weight')],
       ['up_proj of layers 0 and 1', T('layers.0.mlp.up_proj.weight'), T('layers.1.mlp.up_proj.weight')],
       ['embed vs lm_head', T('embed.weight'), T('lm_head.weight')],
-      ['chunks 0 and 1 of up_proj', T('layers.0.mlp.up_proj.weight').subarray(0, 4096), T('layers.0.mlp.up_proj.weight').subarray(4096, 8192)],
+      ['chunks 0 and 1 of up_proj', T('layers.0.mlp.up_proj.weight').subarray(0, 4096),
+        T('layers.0.mlp.up_proj.weight').subarray(4096, 8192)],
       ['chunks 0 and 7 of embed', T('embed.weight').subarray(0, 4096), T('embed.weight').subarray(7 * 4096, 8 * 4096)],
     ];
-    const bad = pairs.map(([what, a, b]) => [what, corr(a, b)] as const).filter(([, r]) => !(Math.abs(r) < 5 / Math.sqrt(4096)));
+    const bad = pairs.map(([what, a, b]) => [what, corr(a, b)] as const).filter(([,
+      r]) => !(Math.abs(r) < 5 / Math.sqrt(4096)));
     expect(bad).toEqual([]);
     // same seed: the same bits; another seed: other values, uncorrelated
     expect(Buffer.from(init(c, 7).params.buffer).equals(Buffer.from(params.buffer))).toBe(true);
@@ -134,6 +141,7 @@ describe('initParams', () => {
   test('a buffer of the wrong length is a RangeError', () => {
     const c = config();
     const n = addon.modelLayout(c).totalParams;
-    expectNativeError(() => addon.initParams({ config: c, params: new Float32Array(n - 1), seed: 1 }), 'RangeError', new RegExp(`${n}`));
+    expectNativeError(() => addon.initParams({ config: c, params: new Float32Array(n - 1), seed: 1 }), 'RangeError',
+      new RegExp(`${n}`));
   });
 });

@@ -77,7 +77,8 @@ describe('locateAddon', () => {
   test('DSMOE_BUILD_FROM_SOURCE=1 ignores the prebuild: a build or a clear error', () => {
     const root = pkg('p', { [prebuild]: 'x' });
     expectAddonError(() => locateAddon({ root, env: { DSMOE_BUILD_FROM_SOURCE: '1' } }),
-      /not built \(looked for .*build\/Release\/dsmoe\.node; DSMOE_BUILD_FROM_SOURCE=1 uses only a build from source\)/);
+      new RegExp(String.raw`not built \(looked for .*build\/Release\/dsmoe\.node; ` +
+        String.raw`DSMOE_BUILD_FROM_SOURCE=1 uses only a build from source\)`));
     fs.mkdirSync(path.join(root, 'build', 'Release'), { recursive: true });
     fs.writeFileSync(path.join(root, build), 'y');
     expect(locateAddon({ root, env: { DSMOE_BUILD_FROM_SOURCE: '1' } }).source).toBe('build');
@@ -87,12 +88,14 @@ describe('locateAddon', () => {
 
   test('DSMOE_BUILD_DIR names the build folder and, like a build from source, skips the prebuild', () => {
     const root = pkg('p', { [prebuild]: 'x', 'build-x/Release/dsmoe.node': 'y' });
-    expect(locateAddon({ root, env: { DSMOE_BUILD_DIR: 'build-x' } }).file).toBe(path.join(root, 'build-x/Release/dsmoe.node'));
+    expect(locateAddon({ root, env: { DSMOE_BUILD_DIR: 'build-x' } }).file).toBe(path.join(root,
+      'build-x/Release/dsmoe.node'));
     expectAddonError(() => locateAddon({ root, env: { DSMOE_BUILD_DIR: 'build-y' } }), /DSMOE_BUILD_DIR=build-y/);
   });
 
   test('no prebuild for this platform and no build: says so, and how to build (clone vs installed package)', () => {
-    const clone = pkg('clone', { 'prebuilds/plan9-mips/dsmoe.napi.node': 'x', [path.join('build', 'Release', 'other.node')]: 'y' });
+    const clone = pkg('clone', { 'prebuilds/plan9-mips/dsmoe.napi.node': 'x',
+      [path.join('build', 'Release', 'other.node')]: 'y' });
     expect(findPrebuild(clone)).toBeUndefined(); // node-gyp-build's build/Release answer is not a prebuild
     expectAddonError(() => locateAddon({ root: clone, env: {} }),
       new RegExp(`no prebuilt addon matches ${here}`), /npm run build:addon/);
@@ -121,7 +124,8 @@ describe('smoke load (a child process)', () => {
     expect(smokeLoad(copy, { cache: true, cacheDir })).toMatchObject({ ok: true, cached: false });
   });
 
-  test('a file that is not a loadable addon fails in the child, with the loader\'s error, and is not remembered', () => {
+  test('a file that is not a loadable addon fails in the child, with the loader\'s error, ' +
+    'and is not remembered', () => {
     const bad = path.join(tmp, 'bad.node');
     fs.writeFileSync(bad, Buffer.alloc(4096, 'not an ELF file '));
     const cacheDir = path.join(tmp, 'cache');
@@ -130,7 +134,8 @@ describe('smoke load (a child process)', () => {
     if (r.ok) return;
     expect(r.reason).toMatch(/exited with code 1/);
     expect(r.reason).toMatch(/bad\.node: invalid ELF header/);
-    expect(fs.existsSync(path.join(cacheDir, 'addon-ok')) && fs.readdirSync(path.join(cacheDir, 'addon-ok')).length).toBeFalsy();
+    expect(fs.existsSync(path.join(cacheDir, 'addon-ok')) && fs.readdirSync(path.join(cacheDir,
+      'addon-ok')).length).toBeFalsy();
   });
 
   test('a prebuild that does not load says to build from source; a bad DSMOE_ADDON says to unset it', () => {
@@ -158,7 +163,9 @@ describe('smoke load (a child process)', () => {
         // (isolateModules loads its own copy of loader.ts, so compare the name, not the class)
         expect(() => loadAddon()).toThrow(expect.objectContaining({
           name: 'AddonError',
-          message: expect.stringMatching(/failed to load: .*bad\.node \(the addon DSMOE_ADDON names\)\n {2}.*\n {2}.*bad\.node: (invalid ELF header|file too short)/),
+          message: expect.stringMatching(new RegExp(
+            String.raw`failed to load: .*bad\.node \(the addon DSMOE_ADDON names\)\n ` +
+            String.raw`{2}.*\n {2}.*bad\.node: (invalid ELF header|file too short)`)),
         }));
       });
     } finally {

@@ -1,6 +1,7 @@
 // nn kernels (RMSNorm, RoPE, GELU, cross-entropy, AdamW, gradient norms) against the double
 // references, finite differences, on every ISA and thread count 1..4.
-import { addon, expectNativeError, finiteDiff, FP32_TOL, forEachConfig, randArray, randn as randnFresh, relError, rng } from '../helpers';
+import { addon, expectNativeError, finiteDiff, FP32_TOL, forEachConfig, randArray, randn as randnFresh, relError,
+  rng } from '../helpers';
 import {
   adamwRef, crossEntropyRef, geluGradRef, geluRef, globalNormRef, rmsnormBackwardRef, rmsnormRef, ropeRef,
 } from '../reference/nn';
@@ -41,15 +42,9 @@ function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return s;
 }
 
-/** A few indices spread over [0, n), always including the first and last. */
-function sampleIdx(n: number, count: number, seed: number): number[] {
-  const r = rng(seed), out = new Set<number>([0, n - 1]);
-  while (out.size < Math.min(n, count)) out.add(Math.floor(r() * n));
-  return [...out];
-}
-
 describe('rmsnorm', () => {
-  const SHAPES: Array<[number, number]> = [[1, 1], [1, 7], [7, 13], [13, 97], [97, 33], [130, 300], [3, 255], [200, 17]];
+  const SHAPES: Array<[number, number]> = [[1, 1], [1, 7], [7, 13], [13, 97], [97, 33], [130, 300], [3, 255],
+    [200, 17]];
   // dim 1: dx = rstd·w·dy·eps/(x² + eps), two O(1) terms cancelling to O(eps), which no fp32
   // formula gets to 1e-5 of itself; a large eps keeps that case's result O(1) so it still checks.
   const epsFor = (dim: number) => (dim === 1 ? 0.5 : 1e-5);
@@ -137,7 +132,8 @@ describe('rmsnorm', () => {
 
 describe('rope', () => {
   // [rows, heads, headDim]
-  const SHAPES: Array<[number, number, number]> = [[1, 1, 2], [7, 3, 2], [13, 2, 6], [5, 4, 34], [97, 1, 64], [3, 2, 130]];
+  const SHAPES: Array<[number, number, number]> = [[1, 1, 2], [7, 3, 2], [13, 2, 6], [5, 4, 34], [97, 1, 64],
+    [3, 2, 130]];
   const theta = 10000;
 
   function positionsFor(rows: number, seed: number): Int32Array {
@@ -155,10 +151,12 @@ describe('rope', () => {
         const x = randn(n, seed++), out = new Float32Array(n);
         const args = { rows, heads, headDim, theta, positions };
         addon.ropeForward({ ...args, x, out });
-        fail(`${isa} t=${threads} ${rows}x${heads}x${headDim} fwd`, relError(out, ropeRef(rows, heads, headDim, theta, positions, x)), FP32_TOL);
+        fail(`${isa} t=${threads} ${rows}x${heads}x${headDim} fwd`, relError(out,
+          ropeRef(rows, heads, headDim, theta, positions, x)), FP32_TOL);
         const dx = new Float32Array(n);
         addon.ropeBackward({ ...args, dy: x, dx });
-        fail(`${isa} t=${threads} ${rows}x${heads}x${headDim} bwd`, relError(dx, ropeRef(rows, heads, headDim, theta, positions, x, -1)), FP32_TOL);
+        fail(`${isa} t=${threads} ${rows}x${heads}x${headDim} bwd`, relError(dx,
+          ropeRef(rows, heads, headDim, theta, positions, x, -1)), FP32_TOL);
         // Position 0 is the identity, exactly.
         expectSame(out.subarray(0, heads * headDim), x.subarray(0, heads * headDim));
         // In place (no out) equals out of place; backward undoes forward.
@@ -181,7 +179,8 @@ describe('rope', () => {
     const dx = new Float32Array(n);
     addon.ropeBackward({ rows, heads, headDim, theta, positions, dy, dx });
     const fd = Array.from(x, (_, i) => finiteDiff(f, x, i, H));
-    fail('rope dx vs FD', relError(dx, fd), FD_TOL); // FD_TOL: fp32 forward noise / 2h (f is linear: no truncation error)
+    fail('rope dx vs FD', relError(dx, fd),
+      FD_TOL); // FD_TOL: fp32 forward noise / 2h (f is linear: no truncation error)
   });
 });
 
@@ -203,8 +202,10 @@ describe('gelu', () => {
         addon.geluForward({ n, x, y, approximate });
         addon.geluBackward({ n, x, dy, dx, approximate });
         // float libm erf/tanh/exp are within a few ulp: FP32_TOL holds norm-wise.
-        fail(`${isa} t=${threads} ${approximate} n=${n} y`, relError(y, Array.from(x, (v) => geluRef(v, approximate))), FP32_TOL);
-        fail(`${isa} t=${threads} ${approximate} n=${n} dx`, relError(dx, Array.from(x, (v, i) => dy[i] * geluGradRef(v, approximate))), FP32_TOL);
+        fail(`${isa} t=${threads} ${approximate} n=${n} y`, relError(y, Array.from(x, (v) => geluRef(v, approximate))),
+          FP32_TOL);
+        fail(`${isa} t=${threads} ${approximate} n=${n} dx`, relError(dx,
+          Array.from(x, (v, i) => dy[i] * geluGradRef(v, approximate))), FP32_TOL);
         // dx may overwrite dy; y may overwrite x.
         const d2 = dy.slice();
         addon.geluBackward({ n, x, dy: d2, dx: d2, approximate });
@@ -224,7 +225,8 @@ describe('gelu', () => {
   });
 
   test.each(['erf', 'tanh'] as const)('%s backward against finite differences', (approximate) => {
-    const n = 64, x = randn(n, 11, 2), y = new Float32Array(n), dy = new Float32Array(n).fill(1), dx = new Float32Array(n);
+    const n = 64, x = randn(n, 11, 2), y = new Float32Array(n), dy = new Float32Array(n).fill(1),
+      dx = new Float32Array(n);
     addon.geluBackward({ n, x, dy, dx, approximate });
     // Element-wise: differentiate y[i] alone, so the fp32 noise is that of one output (~6e-8/2h).
     const fd = Array.from(x, (_, i) => finiteDiff(() => {
@@ -416,43 +418,67 @@ describe('nn bad arguments are JavaScript errors naming the argument', () => {
   const rmsB = () => ({ rows: 2, dim: 3, x: f(6), w: f(3), rstd: f(2), dy: f(6), dx: f(6), dw: f(3) });
   const rope = () => ({ rows: 2, heads: 1, headDim: 4, theta: 10000, positions: Int32Array.of(0, 1), x: f(8) });
   const ce = () => ({ rows: 2, vocab: 5, logits: f(10), targets: Int32Array.of(1, -1), dlogits: f(10) });
-  const adam = () => ({ n: 3, param: f(3), grad: f(3), m: f(3), v: f(3), lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, step: 1 });
+  const adam = () => ({ n: 3, param: f(3), grad: f(3), m: f(3), v: f(3), lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8,
+    step: 1 });
   test.each([
-    ['rmsnorm eps 0', () => addon.rmsnormForward({ ...rms(), eps: 0 }), 'RangeError', /rmsnormForward: eps must be > 0/],
+    ['rmsnorm eps 0', () => addon.rmsnormForward({ ...rms(), eps: 0 }), 'RangeError',
+      /rmsnormForward: eps must be > 0/],
     ['rmsnorm dim 0', () => addon.rmsnormForward({ ...rms(), dim: 0 }), 'RangeError', /rmsnormForward: dim must be in/],
-    ['rmsnorm x short', () => addon.rmsnormForward({ ...rms(), x: f(5) }), 'RangeError', /rmsnormForward: x has 5 elements/],
-    ['rmsnorm rstd short', () => addon.rmsnormForward({ ...rms(), rstd: f(1) }), 'RangeError', /rmsnormForward: rstd has 1/],
-    ['rmsnormBackward rstd missing', () => addon.rmsnormBackward({ ...rmsB(), rstd: undefined as unknown as Float32Array }), 'TypeError', /rmsnormBackward: rstd is missing/],
-    ['rmsnormBackward dw short', () => addon.rmsnormBackward({ ...rmsB(), dw: f(2) }), 'RangeError', /rmsnormBackward: dw has 2/],
-    ['rope odd headDim', () => addon.ropeForward({ ...rope(), headDim: 3 }), 'RangeError', /ropeForward: headDim must be even/],
-    ['rope headDim 0', () => addon.ropeBackward({ ...rope(), headDim: 0, dy: f(8) }), 'RangeError', /ropeBackward: headDim must be in/],
-    ['rope negative position', () => addon.ropeForward({ ...rope(), positions: Int32Array.of(0, -3) }), 'RangeError', /ropeForward: positions\[1\] must be >= 0/],
-    ['rope positions wrong type', () => addon.ropeForward({ ...rope(), positions: f(2) as unknown as Int32Array }), 'TypeError', /ropeForward: positions must be a/],
+    ['rmsnorm x short', () => addon.rmsnormForward({ ...rms(), x: f(5) }), 'RangeError',
+      /rmsnormForward: x has 5 elements/],
+    ['rmsnorm rstd short', () => addon.rmsnormForward({ ...rms(), rstd: f(1) }), 'RangeError',
+      /rmsnormForward: rstd has 1/],
+    ['rmsnormBackward rstd missing', () => addon.rmsnormBackward({ ...rmsB(),
+      rstd: undefined as unknown as Float32Array }), 'TypeError', /rmsnormBackward: rstd is missing/],
+    ['rmsnormBackward dw short', () => addon.rmsnormBackward({ ...rmsB(), dw: f(2) }), 'RangeError',
+      /rmsnormBackward: dw has 2/],
+    ['rope odd headDim', () => addon.ropeForward({ ...rope(), headDim: 3 }), 'RangeError',
+      /ropeForward: headDim must be even/],
+    ['rope headDim 0', () => addon.ropeBackward({ ...rope(), headDim: 0, dy: f(8) }), 'RangeError',
+      /ropeBackward: headDim must be in/],
+    ['rope negative position', () => addon.ropeForward({ ...rope(), positions: Int32Array.of(0, -3) }), 'RangeError',
+      /ropeForward: positions\[1\] must be >= 0/],
+    ['rope positions wrong type', () => addon.ropeForward({ ...rope(), positions: f(2) as unknown as Int32Array }),
+      'TypeError', /ropeForward: positions must be a/],
     ['rope theta 0', () => addon.ropeForward({ ...rope(), theta: 0 }), 'RangeError', /ropeForward: theta must be > 0/],
     ['rope out short', () => addon.ropeForward({ ...rope(), out: f(7) }), 'RangeError', /ropeForward: out has 7/],
-    ['gelu bad approximate', () => addon.geluForward({ n: 2, x: f(2), y: f(2), approximate: 'none' as 'erf' }), 'RangeError', /geluForward: approximate must be 'erf' or 'tanh'/],
-    ['gelu approximate not a string', () => addon.geluBackward({ n: 2, x: f(2), dy: f(2), dx: f(2), approximate: 1 as unknown as 'erf' }), 'TypeError', /geluBackward: approximate must be a string/],
-    ['gelu dx short', () => addon.geluBackward({ n: 2, x: f(2), dy: f(2), dx: f(1) }), 'RangeError', /geluBackward: dx has 1/],
-    ['ce target >= vocab', () => addon.crossEntropy({ ...ce(), targets: Int32Array.of(0, 5) }), 'RangeError', /crossEntropy: targets\[1\] = 5 is out of range for vocab 5/],
+    ['gelu bad approximate', () => addon.geluForward({ n: 2, x: f(2), y: f(2), approximate: 'none' as 'erf' }),
+      'RangeError', /geluForward: approximate must be 'erf' or 'tanh'/],
+    ['gelu approximate not a string', () => addon.geluBackward({ n: 2, x: f(2), dy: f(2), dx: f(2),
+      approximate: 1 as unknown as 'erf' }), 'TypeError', /geluBackward: approximate must be a string/],
+    ['gelu dx short', () => addon.geluBackward({ n: 2, x: f(2), dy: f(2), dx: f(1) }), 'RangeError',
+      /geluBackward: dx has 1/],
+    ['ce target >= vocab', () => addon.crossEntropy({ ...ce(), targets: Int32Array.of(0, 5) }), 'RangeError',
+      /crossEntropy: targets\[1\] = 5 is out of range for vocab 5/],
     ['ce vocab 0', () => addon.crossEntropy({ ...ce(), vocab: 0 }), 'RangeError', /crossEntropy: vocab must be in/],
-    ['ce dlogits short', () => addon.crossEntropy({ ...ce(), dlogits: f(9) }), 'RangeError', /crossEntropy: dlogits has 9/],
-    ['ce targets short', () => addon.crossEntropy({ ...ce(), targets: Int32Array.of(1) }), 'RangeError', /crossEntropy: targets has 1/],
+    ['ce dlogits short', () => addon.crossEntropy({ ...ce(), dlogits: f(9) }), 'RangeError',
+      /crossEntropy: dlogits has 9/],
+    ['ce targets short', () => addon.crossEntropy({ ...ce(), targets: Int32Array.of(1) }), 'RangeError',
+      /crossEntropy: targets has 1/],
     ['adamw lr < 0', () => addon.adamwUpdate({ ...adam(), lr: -1 }), 'RangeError', /adamwUpdate: lr must be >= 0/],
-    ['adamw lr missing', () => addon.adamwUpdate({ ...adam(), lr: undefined as unknown as number }), 'TypeError', /adamwUpdate: lr is missing/],
-    ['adamw beta1 1', () => addon.adamwUpdate({ ...adam(), beta1: 1 }), 'RangeError', /adamwUpdate: beta1 must be in \[0, 1\)/],
-    ['adamw beta2 < 0', () => addon.adamwUpdate({ ...adam(), beta2: -0.1 }), 'RangeError', /adamwUpdate: beta2 must be in \[0, 1\)/],
+    ['adamw lr missing', () => addon.adamwUpdate({ ...adam(), lr: undefined as unknown as number }), 'TypeError',
+      /adamwUpdate: lr is missing/],
+    ['adamw beta1 1', () => addon.adamwUpdate({ ...adam(), beta1: 1 }), 'RangeError',
+      /adamwUpdate: beta1 must be in \[0, 1\)/],
+    ['adamw beta2 < 0', () => addon.adamwUpdate({ ...adam(), beta2: -0.1 }), 'RangeError',
+      /adamwUpdate: beta2 must be in \[0, 1\)/],
     ['adamw eps 0', () => addon.adamwUpdate({ ...adam(), eps: 0 }), 'RangeError', /adamwUpdate: eps must be > 0/],
     ['adamw step 0', () => addon.adamwUpdate({ ...adam(), step: 0 }), 'RangeError', /adamwUpdate: step must be in/],
-    ['adamw weightDecay < 0', () => addon.adamwUpdate({ ...adam(), weightDecay: -0.1 }), 'RangeError', /adamwUpdate: weightDecay must be >= 0/],
+    ['adamw weightDecay < 0', () => addon.adamwUpdate({ ...adam(), weightDecay: -0.1 }), 'RangeError',
+      /adamwUpdate: weightDecay must be >= 0/],
     ['adamw v short', () => addon.adamwUpdate({ ...adam(), v: f(2) }), 'RangeError', /adamwUpdate: v has 2/],
-    ['gradNorm tensors not an array', () => addon.gradNorm({ tensors: f(3) as unknown as Float32Array[] }), 'TypeError', /gradNorm: tensors must be an array of Float32Array/],
-    ['gradNorm tensors[1] wrong type', () => addon.gradNorm({ tensors: [f(1), new Float64Array(1) as unknown as Float32Array] }), 'TypeError', /gradNorm: tensors\[1\] must be a Float32Array/],
-    ['clipGradNorm maxNorm 0', () => addon.clipGradNorm({ tensors: [f(1)], maxNorm: 0 }), 'RangeError', /clipGradNorm: maxNorm must be > 0/],
+    ['gradNorm tensors not an array', () => addon.gradNorm({ tensors: f(3) as unknown as Float32Array[] }), 'TypeError',
+      /gradNorm: tensors must be an array of Float32Array/],
+    ['gradNorm tensors[1] wrong type', () => addon.gradNorm({ tensors: [f(1),
+      new Float64Array(1) as unknown as Float32Array] }), 'TypeError', /gradNorm: tensors\[1\] must be a Float32Array/],
+    ['clipGradNorm maxNorm 0', () => addon.clipGradNorm({ tensors: [f(1)], maxNorm: 0 }), 'RangeError',
+      /clipGradNorm: maxNorm must be > 0/],
   ] as const)('%s', (_name, call, type, message) => {
     expectNativeError(call, type, message);
   });
 
   test('async variant rejects bad arguments synchronously with the same error', () => {
-    expectNativeError(() => addon.ropeForwardAsync({ ...rope(), headDim: 5 }), 'RangeError', /ropeForward: headDim must be even/);
+    expectNativeError(() => addon.ropeForwardAsync({ ...rope(), headDim: 5 }), 'RangeError',
+      /ropeForward: headDim must be even/);
   });
 });

@@ -1,9 +1,11 @@
 // Routing kernels against the double references (test/reference/routing.ts), on every ISA and thread
 // count 1..4; backward kernels also against central finite differences; bad arguments.
-import { addon, expectNativeError, finiteDiff, FP32_TOL, forEachConfig, randArray, randn, relError, rng } from '../helpers';
+import { addon, expectNativeError, finiteDiff, FP32_TOL, forEachConfig, randArray, randn, relError,
+  rng } from '../helpers';
 import {
   combineBackwardRef, expertScoresBackwardRef, gatherRowsRef, groupByExpertRef, miLossRef, type Pairs, rankExperts,
-  softmaxBackwardRef, softmaxRef, sumPairsRef, switchLossRef, thresholdCountRef, thresholdRef, thresholdTopkRef, topkRef,
+  softmaxBackwardRef, softmaxRef, sumPairsRef, switchLossRef, thresholdCountRef, thresholdRef, thresholdTopkRef,
+  topkRef,
 } from '../reference/routing';
 
 const TS = [1, 2, 7, 97];
@@ -57,8 +59,11 @@ function group(E: number, pairExpert: Int32Array) {
 
 function expectPairs(got: NativePairs, ref: Pairs, what: string): void {
   const same = got.P === ref.token.length && Array.from(got.token).every((v, i) => v === ref.token[i]) &&
-    Array.from(got.expert).every((v, i) => v === ref.expert[i]) && Array.from(got.weight).every((v, i) => v === ref.weight[i]);
-  if (!same) throw new Error(`${what}: pairs differ\n got ${JSON.stringify([Array.from(got.token), Array.from(got.expert)])}\n ref ${JSON.stringify([ref.token, ref.expert])}`);
+    Array.from(got.expert).every((v, i) => v === ref.expert[i]) && Array.from(got.weight).every((v,
+    i) => v === ref.weight[i]);
+  if (!same) throw new Error(`${what}: pairs differ\n got ` +
+    `${JSON.stringify([Array.from(got.token), Array.from(got.expert)])}\n ref ` +
+      `${JSON.stringify([ref.token, ref.expert])}`);
 }
 
 /** Scores with many ties: values from a few levels (routing does not need them to sum to 1). */
@@ -87,11 +92,13 @@ describe('router softmax', () => {
 
   test('is stable for huge logits and rows sum to 1', () => {
     const T = 3, E = 5;
-    const logits = Float32Array.from([1e30, 0, -1e30, 88, 89, 1000, 1000, 1000, 1000, 1000, -1e4, -1e4 + 1, -1e4, -1e4, -1e4]);
+    const logits = Float32Array.from([1e30, 0, -1e30, 88, 89, 1000, 1000, 1000, 1000, 1000, -1e4, -1e4 + 1, -1e4, -1e4,
+      -1e4]);
     const probs = new Float32Array(T * E);
     addon.routerSoftmax({ t: T, experts: E, logits, probs });
     expect(relError(probs, softmaxRef(T, E, logits))).toBeLessThanOrEqual(FP32_TOL);
-    for (let t = 0; t < T; t++) expect(Math.abs(probs.slice(t * E, t * E + E).reduce((a, b) => a + b) - 1)).toBeLessThan(1e-6);
+    for (let t = 0; t < T; t++) expect(Math.abs(probs.slice(t * E, t * E + E).reduce((a, b) => a +
+      b) - 1)).toBeLessThan(1e-6);
   });
 
   test('backward against finite differences of a double-precision loss Σ c·softmax(x)', () => {
@@ -143,7 +150,8 @@ describe('selection', () => {
         for (const E of ES)
           for (const probs of [softmax(T, E, seed++), tiedScores(T * E, seed++)])
             for (const eps of EPS)
-              expectPairs(threshold(T, E, probs, eps), thresholdRef(T, E, probs, eps), `${isa} t=${threads} T=${T} E=${E} eps=${eps}`);
+              expectPairs(threshold(T, E, probs, eps), thresholdRef(T, E, probs, eps),
+                `${isa} t=${threads} T=${T} E=${E} eps=${eps}`);
     });
   });
 
@@ -241,9 +249,11 @@ describe('grouping, gather and combine', () => {
               const e1 = relError(dx, sumPairsRef(T, D, dxg, pr.token, position, undefined, beta, dx0));
               const y0 = beta === 0 ? new Float32Array(T * D).fill(NaN) : randArray(T * D, seed++);
               const y = y0.slice(), yg = randArray(P * D, seed++);
-              addon.combine({ t: T, pairs: P, n: D, yg, pairToken: pr.token, pairWeight: pr.weight, position, y, beta });
+              addon.combine({ t: T, pairs: P, n: D, yg, pairToken: pr.token, pairWeight: pr.weight, position, y,
+                beta });
               const e2 = relError(y, sumPairsRef(T, D, yg, pr.token, position, pr.weight, beta, y0));
-              if (!(e1 <= FP32_TOL && e2 <= FP32_TOL)) throw new Error(`${where} beta=${beta}: backward ${e1}, combine ${e2}`);
+              if (!(e1 <= FP32_TOL && e2 <= FP32_TOL)) throw new Error(`${where} beta=${beta}: backward ${e1}, ` +
+                `combine ${e2}`);
             }
           }
     });
@@ -259,10 +269,12 @@ describe('grouping, gather and combine', () => {
             const { position } = group(E, pr.expert);
             const dy = randArray(T * N, seed++), yg = randArray(P * N, seed++);
             const dyg = new Float32Array(P * N).fill(NaN), dweight = new Float32Array(P).fill(NaN);
-            addon.combineBackward({ t: T, pairs: P, n: N, dy, yg, pairToken: pr.token, pairWeight: pr.weight, position, dyg, dweight });
+            addon.combineBackward({ t: T, pairs: P, n: N, dy, yg, pairToken: pr.token, pairWeight: pr.weight, position,
+              dyg, dweight });
             const ref = combineBackwardRef(N, dy, yg, pr.token, pr.weight, position);
             const e1 = relError(dyg, ref.dyg), e2 = relError(dweight, ref.dweight);
-            if (!(e1 <= FP32_TOL && e2 <= FP32_TOL)) throw new Error(`${isa} t=${threads} T=${T} E=${E} N=${N}: dyg ${e1}, dweight ${e2}`);
+            if (!(e1 <= FP32_TOL && e2 <= FP32_TOL)) throw new Error(`${isa} t=${threads} T=${T} E=${E} N=${N}: dyg ` +
+              `${e1}, dweight ${e2}`);
           }
     });
   });
@@ -280,7 +292,8 @@ describe('grouping, gather and combine', () => {
     addon.combine({ t: T, pairs: P, n: D, yg: xg, pairToken: pr.token, pairWeight: pr.weight, position, y });
     const ref = new Float64Array(T * D);
     for (let t = 0; t < T; t++)
-      for (let e = 0; e < E; e++) for (let d = 0; d < D; d++) ref[t * D + d] += probs[t * E + e] * (e + 1) * x[t * D + d];
+      for (let e = 0; e < E; e++) for (let d = 0; d < D; d++) ref[t * D + d] += probs[t * E + e] * (e + 1) * x[t * D +
+        d];
     expect(relError(y, ref)).toBeLessThanOrEqual(FP32_TOL);
   });
 
@@ -300,10 +313,12 @@ describe('grouping, gather and combine', () => {
     const yg = quantize(randArray(P * D, 93)), dy = randArray(T * D, 94);
     const lossC = () => sumPairsRef(T, D, yg, pr.token, position, weight).reduce((a, v, i) => a + dy[i] * v, 0);
     const dyg = new Float32Array(P * D), dweight = new Float32Array(P);
-    addon.combineBackward({ t: T, pairs: P, n: D, dy, yg, pairToken: pr.token, pairWeight: weight, position, dyg, dweight });
+    addon.combineBackward({ t: T, pairs: P, n: D, dy, yg, pairToken: pr.token, pairWeight: weight, position, dyg,
+      dweight });
     // L is linear in each of yg and w separately: exact up to double rounding.
     expect(relError(dyg, Array.from(yg, (_, i) => finiteDiff(lossC, yg, i, 2 ** -10)))).toBeLessThanOrEqual(FP32_TOL);
-    expect(relError(dweight, Array.from(weight, (_, i) => finiteDiff(lossC, weight, i, 2 ** -10)))).toBeLessThanOrEqual(FP32_TOL);
+    expect(relError(dweight, Array.from(weight, (_, i) => finiteDiff(lossC, weight, i,
+      2 ** -10)))).toBeLessThanOrEqual(FP32_TOL);
   });
 });
 
@@ -343,7 +358,8 @@ describe('dense-training expert scores backward', () => {
   });
 });
 
-function miLoss(T: number, E: number, probs: Float32Array, extra: { gradScale?: number; dprobs?: Float32Array; accumulate?: boolean } = {}) {
+function miLoss(T: number, E: number, probs: Float32Array,
+  extra: { gradScale?: number; dprobs?: Float32Array; accumulate?: boolean } = {}) {
   const out = new Float64Array(3);
   addon.miLoss({ t: T, experts: E, probs, out, ...extra });
   return { loss: out[0], hE: out[1], hEX: out[2] };
@@ -366,9 +382,11 @@ describe('auxiliary losses', () => {
           const v = miLoss(T, E, probs, { dprobs, gradScale: 0.5 });
           const ref = miLossRef(T, E, probs);
           // Both sum the same fp32 inputs in double, in different orders: agree to ~1e-15.
-          const close = [[v.loss, ref.loss], [v.hE, ref.hE], [v.hEX, ref.hEX]].every(([a, b]) => Math.abs(a - b) <= 1e-12);
+          const close = [[v.loss, ref.loss], [v.hE, ref.hE], [v.hEX, ref.hEX]].every(([a,
+            b]) => Math.abs(a - b) <= 1e-12);
           const err = relError(dprobs, ref.grad.map((g) => 0.5 * g));
-          if (!close || !(err <= FP32_TOL)) throw new Error(`${isa} t=${threads} T=${T} E=${E}: ${JSON.stringify(v)} vs ${JSON.stringify(ref)}, grad ${err}`);
+          if (!close || !(err <= FP32_TOL)) throw new Error(`${isa} t=${threads} T=${T} E=${E}: ` +
+            `${JSON.stringify(v)} vs ${JSON.stringify(ref)}, grad ${err}`);
         }
     });
   });
@@ -462,7 +480,8 @@ describe('determinism and async', () => {
     const o = pairsOf(T * E), out = new Int32Array(1);
     await addon.routeThresholdTopkAsync({ t: T, experts: E, probs, eps: 0.48, out, ...o });
     expect(out[0]).toBe(sync.K);
-    expectPairs(trim(o, T * out[0]), { token: Array.from(sync.pairs.token), expert: Array.from(sync.pairs.expert), weight: Array.from(sync.pairs.weight) }, 'async');
+    expectPairs(trim(o, T * out[0]), { token: Array.from(sync.pairs.token), expert: Array.from(sync.pairs.expert),
+      weight: Array.from(sync.pairs.weight) }, 'async');
     const mi = new Float64Array(3);
     await addon.miLossAsync({ t: T, experts: E, probs, out: mi });
     expect(Array.from(mi)).toEqual(Object.values(miLoss(T, E, probs)));
@@ -472,47 +491,95 @@ describe('determinism and async', () => {
 describe('routing bad arguments are JavaScript errors naming the argument', () => {
   const probs = () => new Float32Array(12).fill(0.25);  // t = 3, experts = 4
   const route = () => ({ t: 3, experts: 4, probs: probs(), ...pairsOf(12), out: new Int32Array(1) });
-  const pairs = () => ({ t: 3, pairs: 4, pairToken: Int32Array.from([0, 0, 1, 2]), position: Int32Array.from([2, 0, 3, 1]) });
+  const pairs = () => ({ t: 3, pairs: 4, pairToken: Int32Array.from([0, 0, 1, 2]),
+    position: Int32Array.from([2, 0, 3, 1]) });
   test.each([
     ['k = 0', () => addon.routeTopk({ ...route(), k: 0 }), 'RangeError', /routeTopk: k must be in \[1, 4\]/],
     ['k > E', () => addon.routeTopk({ ...route(), k: 5 }), 'RangeError', /routeTopk: k must be in \[1, 4\]/],
     ['k not integer', () => addon.routeTopk({ ...route(), k: 1.5 }), 'TypeError', /routeTopk: k must be an integer/],
-    ['zero experts', () => addon.routeTopk({ ...route(), experts: 0, k: 1 }), 'RangeError', /routeTopk: experts must be in/],
-    ['topk output too short', () => addon.routeTopk({ ...route(), k: 2, pairExpert: new Int32Array(5) }), 'RangeError', /routeTopk: pairExpert has 5 elements but needs at least 6/],
-    ['t·experts beyond int32', () => addon.routeTopk({ ...route(), t: 2 ** 31 - 1, experts: 2, k: 1 }), 'RangeError', /routeTopk: t·experts = 4294967294 exceeds/],
-    ['eps NaN', () => addon.routeThreshold({ ...route(), eps: NaN }), 'RangeError', /routeThreshold: eps must be finite/],
-    ['eps infinite', () => addon.routeThresholdTopk({ ...route(), eps: Infinity }), 'RangeError', /routeThresholdTopk: eps must be finite/],
-    ['eps missing', () => addon.routeThreshold({ ...route(), eps: undefined as unknown as number }), 'TypeError', /routeThreshold: eps is missing/],
-    ['threshold outputs sized t·k', () => addon.routeThreshold({ ...route(), eps: 1, pairWeight: new Float32Array(6) }), 'RangeError', /routeThreshold: pairWeight has 6 elements but needs at least 12/],
-    ['out missing', () => addon.routeThreshold({ ...route(), eps: 1, out: undefined as unknown as Int32Array }), 'TypeError', /routeThreshold: out is missing/],
-    ['probs wrong type', () => addon.routerSoftmax({ t: 3, experts: 4, logits: new Float64Array(12) as unknown as Float32Array, probs: probs() }), 'TypeError', /routerSoftmax: logits must be a Float32Array/],
-    ['softmax backward short', () => addon.routerSoftmaxBackward({ t: 3, experts: 4, probs: probs(), dprobs: new Float32Array(11), dlogits: probs() }), 'RangeError', /routerSoftmaxBackward: dprobs has 11/],
-    ['expert out of range', () => addon.groupByExpert({ pairs: 3, experts: 4, pairExpert: Int32Array.from([0, 1, 4]), offsets: new Int32Array(5), order: new Int32Array(3), position: new Int32Array(3) }), 'RangeError', /groupByExpert: pairExpert\[2\] = 4 is out of range \[0, 4\)/],
-    ['negative expert', () => addon.groupByExpert({ pairs: 3, experts: 4, pairExpert: Int32Array.from([0, -1, 2]), offsets: new Int32Array(5), order: new Int32Array(3), position: new Int32Array(3) }), 'RangeError', /groupByExpert: pairExpert\[1\] = -1/],
-    ['offsets too short', () => addon.groupByExpert({ pairs: 3, experts: 4, pairExpert: new Int32Array(3), offsets: new Int32Array(4), order: new Int32Array(3), position: new Int32Array(3) }), 'RangeError', /groupByExpert: offsets has 4 elements but needs at least 5/],
-    ['token beyond t', () => addon.gatherRows({ ...pairs(), pairToken: Int32Array.from([0, 0, 1, 3]), d: 2, x: new Float32Array(6), order: Int32Array.from([0, 1, 2, 3]), xg: new Float32Array(8) }), 'RangeError', /gatherRows: pairToken\[3\] = 3 is out of range \[0, 3\)/],
-    ['tokens decreasing', () => addon.gatherRows({ ...pairs(), pairToken: Int32Array.from([0, 1, 0, 2]), d: 2, x: new Float32Array(6), order: Int32Array.from([0, 1, 2, 3]), xg: new Float32Array(8) }), 'RangeError', /gatherRows: pairToken must be non-decreasing .*pairToken\[2\] = 0 < pairToken\[1\] = 1/],
-    ['order out of range', () => addon.gatherRows({ ...pairs(), d: 2, x: new Float32Array(6), order: Int32Array.from([0, 1, 2, 4]), xg: new Float32Array(8) }), 'RangeError', /gatherRows: order\[3\] = 4 is out of range \[0, 4\)/],
-    ['gather x too short', () => addon.gatherRows({ ...pairs(), d: 2, x: new Float32Array(5), order: Int32Array.from([0, 1, 2, 3]), xg: new Float32Array(8) }), 'RangeError', /gatherRows: x has 5/],
-    ['position out of range', () => addon.gatherRowsBackward({ ...pairs(), position: Int32Array.from([0, 1, 2, 9]), d: 2, dxg: new Float32Array(8), dx: new Float32Array(6) }), 'RangeError', /gatherRowsBackward: position\[3\] = 9 is out of range/],
-    ['position not a permutation', () => addon.combine({ ...pairs(), position: Int32Array.from([0, 1, 1, 2]), n: 2, yg: new Float32Array(8), pairWeight: new Float32Array(4), y: new Float32Array(6) }), 'RangeError', /combine: position must be a permutation of \[0, 4\): 1 appears twice/],
-    ['combine beta NaN', () => addon.combine({ ...pairs(), n: 2, yg: new Float32Array(8), pairWeight: new Float32Array(4), y: new Float32Array(6), beta: NaN }), 'RangeError', /combine: beta must be finite/],
-    ['combine backward tokens decreasing', () => addon.combineBackward({ ...pairs(), pairToken: Int32Array.from([1, 0, 1, 2]), n: 2, dy: new Float32Array(6), yg: new Float32Array(8), pairWeight: new Float32Array(4), dyg: new Float32Array(8), dweight: new Float32Array(4) }), 'RangeError', /combineBackward: pairToken must be non-decreasing/],
-    ['combine backward dweight short', () => addon.combineBackward({ ...pairs(), n: 2, dy: new Float32Array(6), yg: new Float32Array(8), pairWeight: new Float32Array(4), dyg: new Float32Array(8), dweight: new Float32Array(3) }), 'RangeError', /combineBackward: dweight has 3/],
-    ['pairs beyond int32', () => addon.combine({ ...pairs(), pairs: 2 ** 31, n: 2, yg: new Float32Array(8), pairWeight: new Float32Array(4), y: new Float32Array(6) }), 'RangeError', /combine: pairs must be in/],
-    ['expert scores dg short', () => addon.expertScoresBackward({ t: 2, experts: 2, f: 3, s: new Float32Array(4), pe: new Float32Array(12), g: new Float32Array(12), ds: new Float32Array(4), dg: new Float32Array(11) }), 'RangeError', /expertScoresBackward: dg has 11/],
-    ['mi out wrong type', () => addon.miLoss({ t: 3, experts: 4, probs: probs(), out: new Float32Array(3) as unknown as Float64Array }), 'TypeError', /miLoss: out must be a Float64Array/],
-    ['mi out too short', () => addon.miLoss({ t: 3, experts: 4, probs: probs(), out: new Float64Array(2) }), 'RangeError', /miLoss: out has 2/],
-    ['mi dprobs short', () => addon.miLoss({ t: 3, experts: 4, probs: probs(), dprobs: new Float32Array(4), out: new Float64Array(3) }), 'RangeError', /miLoss: dprobs has 4/],
-    ['mi gradScale NaN', () => addon.miLoss({ t: 3, experts: 4, probs: probs(), gradScale: NaN, out: new Float64Array(3) }), 'RangeError', /miLoss: gradScale must be finite/],
-    ['switch expert out of range', () => addon.switchLoss({ t: 3, experts: 4, probs: probs(), pairs: 2, pairExpert: Int32Array.from([0, 7]), out: new Float64Array(1) }), 'RangeError', /switchLoss: pairExpert\[1\] = 7 is out of range \[0, 4\)/],
-    ['switch accumulate not boolean', () => addon.switchLoss({ t: 3, experts: 4, probs: probs(), pairs: 0, pairExpert: new Int32Array(0), accumulate: 1 as unknown as boolean, out: new Float64Array(1) }), 'TypeError', /switchLoss: accumulate must be a boolean/],
+    ['zero experts', () => addon.routeTopk({ ...route(), experts: 0, k: 1 }), 'RangeError',
+      /routeTopk: experts must be in/],
+    ['topk output too short', () => addon.routeTopk({ ...route(), k: 2, pairExpert: new Int32Array(5) }), 'RangeError',
+      /routeTopk: pairExpert has 5 elements but needs at least 6/],
+    ['t·experts beyond int32', () => addon.routeTopk({ ...route(), t: 2 ** 31 - 1, experts: 2, k: 1 }), 'RangeError',
+      /routeTopk: t·experts = 4294967294 exceeds/],
+    ['eps NaN', () => addon.routeThreshold({ ...route(), eps: NaN }), 'RangeError',
+      /routeThreshold: eps must be finite/],
+    ['eps infinite', () => addon.routeThresholdTopk({ ...route(), eps: Infinity }), 'RangeError',
+      /routeThresholdTopk: eps must be finite/],
+    ['eps missing', () => addon.routeThreshold({ ...route(), eps: undefined as unknown as number }), 'TypeError',
+      /routeThreshold: eps is missing/],
+    ['threshold outputs sized t·k', () => addon.routeThreshold({ ...route(), eps: 1, pairWeight: new Float32Array(6) }),
+      'RangeError', /routeThreshold: pairWeight has 6 elements but needs at least 12/],
+    ['out missing', () => addon.routeThreshold({ ...route(), eps: 1, out: undefined as unknown as Int32Array }),
+      'TypeError', /routeThreshold: out is missing/],
+    ['probs wrong type', () => addon.routerSoftmax({ t: 3, experts: 4,
+      logits: new Float64Array(12) as unknown as Float32Array, probs: probs() }), 'TypeError',
+    /routerSoftmax: logits must be a Float32Array/],
+    ['softmax backward short', () => addon.routerSoftmaxBackward({ t: 3, experts: 4, probs: probs(),
+      dprobs: new Float32Array(11), dlogits: probs() }), 'RangeError', /routerSoftmaxBackward: dprobs has 11/],
+    ['expert out of range', () => addon.groupByExpert({ pairs: 3, experts: 4, pairExpert: Int32Array.from([0, 1, 4]),
+      offsets: new Int32Array(5), order: new Int32Array(3), position: new Int32Array(3) }), 'RangeError',
+    /groupByExpert: pairExpert\[2\] = 4 is out of range \[0, 4\)/],
+    ['negative expert', () => addon.groupByExpert({ pairs: 3, experts: 4, pairExpert: Int32Array.from([0, -1, 2]),
+      offsets: new Int32Array(5), order: new Int32Array(3), position: new Int32Array(3) }), 'RangeError',
+    /groupByExpert: pairExpert\[1\] = -1/],
+    ['offsets too short', () => addon.groupByExpert({ pairs: 3, experts: 4, pairExpert: new Int32Array(3),
+      offsets: new Int32Array(4), order: new Int32Array(3), position: new Int32Array(3) }), 'RangeError',
+    /groupByExpert: offsets has 4 elements but needs at least 5/],
+    ['token beyond t', () => addon.gatherRows({ ...pairs(), pairToken: Int32Array.from([0, 0, 1, 3]), d: 2,
+      x: new Float32Array(6), order: Int32Array.from([0, 1, 2, 3]), xg: new Float32Array(8) }), 'RangeError',
+    /gatherRows: pairToken\[3\] = 3 is out of range \[0, 3\)/],
+    ['tokens decreasing', () => addon.gatherRows({ ...pairs(), pairToken: Int32Array.from([0, 1, 0, 2]), d: 2,
+      x: new Float32Array(6), order: Int32Array.from([0, 1, 2, 3]), xg: new Float32Array(8) }), 'RangeError',
+    /gatherRows: pairToken must be non-decreasing .*pairToken\[2\] = 0 < pairToken\[1\] = 1/],
+    ['order out of range', () => addon.gatherRows({ ...pairs(), d: 2, x: new Float32Array(6),
+      order: Int32Array.from([0, 1, 2, 4]), xg: new Float32Array(8) }), 'RangeError',
+    /gatherRows: order\[3\] = 4 is out of range \[0, 4\)/],
+    ['gather x too short', () => addon.gatherRows({ ...pairs(), d: 2, x: new Float32Array(5),
+      order: Int32Array.from([0, 1, 2, 3]), xg: new Float32Array(8) }), 'RangeError', /gatherRows: x has 5/],
+    ['position out of range', () => addon.gatherRowsBackward({ ...pairs(), position: Int32Array.from([0, 1, 2, 9]),
+      d: 2, dxg: new Float32Array(8), dx: new Float32Array(6) }), 'RangeError',
+    /gatherRowsBackward: position\[3\] = 9 is out of range/],
+    ['position not a permutation', () => addon.combine({ ...pairs(), position: Int32Array.from([0, 1, 1, 2]), n: 2,
+      yg: new Float32Array(8), pairWeight: new Float32Array(4), y: new Float32Array(6) }), 'RangeError',
+    /combine: position must be a permutation of \[0, 4\): 1 appears twice/],
+    ['combine beta NaN', () => addon.combine({ ...pairs(), n: 2, yg: new Float32Array(8),
+      pairWeight: new Float32Array(4), y: new Float32Array(6), beta: NaN }), 'RangeError',
+    /combine: beta must be finite/],
+    ['combine backward tokens decreasing', () => addon.combineBackward({ ...pairs(),
+      pairToken: Int32Array.from([1, 0, 1, 2]), n: 2, dy: new Float32Array(6), yg: new Float32Array(8),
+      pairWeight: new Float32Array(4), dyg: new Float32Array(8), dweight: new Float32Array(4) }), 'RangeError',
+    /combineBackward: pairToken must be non-decreasing/],
+    ['combine backward dweight short', () => addon.combineBackward({ ...pairs(), n: 2, dy: new Float32Array(6),
+      yg: new Float32Array(8), pairWeight: new Float32Array(4), dyg: new Float32Array(8),
+      dweight: new Float32Array(3) }), 'RangeError', /combineBackward: dweight has 3/],
+    ['pairs beyond int32', () => addon.combine({ ...pairs(), pairs: 2 ** 31, n: 2, yg: new Float32Array(8),
+      pairWeight: new Float32Array(4), y: new Float32Array(6) }), 'RangeError', /combine: pairs must be in/],
+    ['expert scores dg short', () => addon.expertScoresBackward({ t: 2, experts: 2, f: 3, s: new Float32Array(4),
+      pe: new Float32Array(12), g: new Float32Array(12), ds: new Float32Array(4), dg: new Float32Array(11) }),
+    'RangeError', /expertScoresBackward: dg has 11/],
+    ['mi out wrong type', () => addon.miLoss({ t: 3, experts: 4, probs: probs(),
+      out: new Float32Array(3) as unknown as Float64Array }), 'TypeError', /miLoss: out must be a Float64Array/],
+    ['mi out too short', () => addon.miLoss({ t: 3, experts: 4, probs: probs(), out: new Float64Array(2) }),
+      'RangeError', /miLoss: out has 2/],
+    ['mi dprobs short', () => addon.miLoss({ t: 3, experts: 4, probs: probs(), dprobs: new Float32Array(4),
+      out: new Float64Array(3) }), 'RangeError', /miLoss: dprobs has 4/],
+    ['mi gradScale NaN', () => addon.miLoss({ t: 3, experts: 4, probs: probs(), gradScale: NaN,
+      out: new Float64Array(3) }), 'RangeError', /miLoss: gradScale must be finite/],
+    ['switch expert out of range', () => addon.switchLoss({ t: 3, experts: 4, probs: probs(), pairs: 2,
+      pairExpert: Int32Array.from([0, 7]), out: new Float64Array(1) }), 'RangeError',
+    /switchLoss: pairExpert\[1\] = 7 is out of range \[0, 4\)/],
+    ['switch accumulate not boolean', () => addon.switchLoss({ t: 3, experts: 4, probs: probs(), pairs: 0,
+      pairExpert: new Int32Array(0), accumulate: 1 as unknown as boolean, out: new Float64Array(1) }), 'TypeError',
+    /switchLoss: accumulate must be a boolean/],
   ] as const)('%s', (_name, call, type, message) => {
     expectNativeError(call, type, message);
   });
 
   test('async variant rejects bad indices synchronously with the same error', () => {
-    expectNativeError(() => addon.groupByExpertAsync({ pairs: 1, experts: 2, pairExpert: Int32Array.of(2), offsets: new Int32Array(3), order: new Int32Array(1), position: new Int32Array(1) }),
-      'RangeError', /groupByExpert: pairExpert\[0\] = 2 is out of range/);
+    expectNativeError(() => addon.groupByExpertAsync({ pairs: 1, experts: 2, pairExpert: Int32Array.of(2),
+      offsets: new Int32Array(3), order: new Int32Array(1), position: new Int32Array(1) }),
+    'RangeError', /groupByExpert: pairExpert\[0\] = 2 is out of range/);
   });
 });

@@ -17,7 +17,8 @@ describe('runtime', () => {
       expect(addon.setThreads({ threads: 3 })).toBe(3);
       expect(addon.runtimeInfo().threads).toBe(3);
       for (const isa of availableIsas()) expect(addon.setIsa({ isa })).toBe(isa);
-      expectNativeError(() => addon.setThreads({ threads: 0 }), 'RangeError', /setThreads: threads must be in \[1, 256\]/);
+      expectNativeError(() => addon.setThreads({ threads: 0 }), 'RangeError',
+        /setThreads: threads must be in \[1, 256\]/);
       expectNativeError(() => addon.setIsa({ isa: 'sse9' as never }), 'RangeError', /setIsa: isa must be/);
     } finally {
       addon.setThreads({ threads: before.threads });

@@ -38,7 +38,8 @@ function probs(s: AttentionShapeArgs, q: Arr, k: Arr, b: number, h: number): { p
   return { p, lse };
 }
 
-export function attentionForwardRef(s: AttentionShapeArgs, q: Arr, k: Arr, v: Arr): { out: Float64Array; lse: Float64Array } {
+export function attentionForwardRef(s: AttentionShapeArgs, q: Arr, k: Arr,
+  v: Arr): { out: Float64Array; lse: Float64Array } {
   const L = layout(s);
   const out = new Float64Array(s.batch * s.tq * s.nHeads * s.headDim);
   const lse = new Float64Array(s.batch * s.nHeads * s.tq);
@@ -63,7 +64,7 @@ export function attentionForwardRef(s: AttentionShapeArgs, q: Arr, k: Arr, v: Ar
  * dS = P ⊙ (dP − D) cancels, so fp32 rounding is bounded relative to these, not to |dq| or |dk|.
  */
 export function attentionBackwardRef(s: AttentionShapeArgs, q: Arr, k: Arr, v: Arr, dout: Arr):
-  { dq: Float64Array; dk: Float64Array; dv: Float64Array; dqMag: Float64Array; dkMag: Float64Array } {
+{ dq: Float64Array; dk: Float64Array; dv: Float64Array; dqMag: Float64Array; dkMag: Float64Array } {
   const L = layout(s), dh = s.headDim;
   const dq = new Float64Array(s.batch * s.tq * s.nHeads * dh);
   const dk = new Float64Array(s.batch * s.tk * s.kvHeads * dh);

@@ -5,7 +5,8 @@
 import type { ModelConfig, ModelLayout } from '../../src/native/addon';
 
 export type Strategy =
-  | { kind: 'dense' } | { kind: 'topk'; k: number } | { kind: 'threshold'; eps: number } | { kind: 'threshold-topk'; eps: number };
+  | { kind: 'dense' } | { kind: 'topk'; k: number } | { kind: 'threshold'; eps: number }
+  | { kind: 'threshold-topk'; eps: number };
 
 export function parseStrategy(s: string): Strategy {
   if (s === 'dense') return { kind: 'dense' };
@@ -84,7 +85,8 @@ export function referenceForward(c: ModelConfig, layout: ModelLayout, params: Ar
   };
   // y[r] = Σ_j W[base + r·k + j] x[j]
   const matvec = (W: (i: number) => number, base: number, rows: number, k: number, x: number[]) =>
-    Array.from({ length: rows }, (_, r) => { let s = 0; for (let j = 0; j < k; j++) s += W(base + r * k + j) * x[j]; return s; });
+    Array.from({ length: rows }, (_, r) => { let s = 0; for (let j = 0; j < k; j++) s += W(base + r * k +
+      j) * x[j]; return s; });
   const rmsnorm = (x: number[], w: (i: number) => number) => {
     const ms = x.reduce((a, v) => a + v * v, 0) / D;
     const r = 1 / Math.sqrt(ms + c.norm_eps);
@@ -101,7 +103,12 @@ export function referenceForward(c: ModelConfig, layout: ModelLayout, params: Ar
       }
     return out;
   };
-  const softmax = (z: number[]) => { const m = Math.max(...z); const e = z.map((v) => Math.exp(v - m)); const s = e.reduce((a, b) => a + b, 0); return e.map((v) => v / s); };
+  const softmax = (z: number[]) => {
+    const m = Math.max(...z);
+    const e = z.map((v) => Math.exp(v - m));
+    const s = e.reduce((a, b) => a + b, 0);
+    return e.map((v) => v / s);
+  };
   // Flatten tokens: index → (seq, pos)
   const toks: { s: number; p: number; id: number }[] = [];
   seqs.forEach((seq, s) => seq.forEach((id, p) => toks.push({ s, p, id })));
@@ -122,7 +129,8 @@ export function referenceForward(c: ModelConfig, layout: ModelLayout, params: Ar
     probsOut.push(probs);
     const sel = select(probs, parseStrategy(strategy));
     const u = new Array(E).fill(0);
-    const w = probs.map((p, t) => { const row = new Array(E).fill(0); for (const e of sel[t]) { row[e] = p[e]; u[e]++; } return row; });
+    const w = probs.map((p,
+      t) => { const row = new Array(E).fill(0); for (const e of sel[t]) { row[e] = p[e]; u[e]++; } return row; });
     usage.push(u);
     return w;
   };
@@ -144,7 +152,8 @@ export function referenceForward(c: ModelConfig, layout: ModelLayout, params: Ar
         for (let j = 0; j < H; j++) {
           const g = Math.floor(j / (H / G)), head = e * H + j;
           const keys = toks.map((t, m) => m).filter((m) => toks[m].s === toks[i].s && toks[m].p <= toks[i].p);
-          const sc = keys.map((m) => { let s = 0; for (let d = 0; d < dh; d++) s += q[i][head * dh + d] * k[m][g * dh + d]; return s / Math.sqrt(dh); });
+          const sc = keys.map((m) => { let s = 0; for (let d = 0; d < dh; d++) s += q[i][head * dh + d] * k[m][g * dh +
+            d]; return s / Math.sqrt(dh); });
           const p = softmax(sc);
           keys.forEach((m, n) => { for (let d = 0; d < dh; d++) att[j * dh + d] += p[n] * v[m][g * dh + d]; });
         }

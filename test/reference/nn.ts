@@ -1,7 +1,8 @@
 // Plain references for the nn kernels, written for clarity, in double precision (JS numbers).
 type Arr = ArrayLike<number>;
 
-export function rmsnormRef(rows: number, dim: number, x: Arr, w: Arr, eps: number): { y: Float64Array; rstd: Float64Array } {
+export function rmsnormRef(rows: number, dim: number, x: Arr, w: Arr,
+  eps: number): { y: Float64Array; rstd: Float64Array } {
   const y = new Float64Array(rows * dim), rstd = new Float64Array(rows);
   for (let r = 0; r < rows; r++) {
     let ss = 0;
@@ -14,7 +15,8 @@ export function rmsnormRef(rows: number, dim: number, x: Arr, w: Arr, eps: numbe
 }
 
 /** Gradients of Σ dy⊙y with y = rmsnorm(x, w), from the analytic formula. */
-export function rmsnormBackwardRef(rows: number, dim: number, x: Arr, w: Arr, eps: number, dy: Arr): { dx: Float64Array; dw: Float64Array } {
+export function rmsnormBackwardRef(rows: number, dim: number, x: Arr, w: Arr, eps: number,
+  dy: Arr): { dx: Float64Array; dw: Float64Array } {
   const { rstd } = rmsnormRef(rows, dim, x, w, eps);
   const dx = new Float64Array(rows * dim), dw = new Float64Array(dim);
   for (let r = 0; r < rows; r++) {
@@ -31,7 +33,8 @@ export function rmsnormBackwardRef(rows: number, dim: number, x: Arr, w: Arr, ep
 }
 
 /** Rotate-half RoPE by +angle (sign 1) or −angle (sign −1). */
-export function ropeRef(rows: number, heads: number, headDim: number, theta: number, positions: Arr, x: Arr, sign = 1): Float64Array {
+export function ropeRef(rows: number, heads: number, headDim: number, theta: number, positions: Arr, x: Arr,
+  sign = 1): Float64Array {
   const half = headDim / 2, out = new Float64Array(rows * heads * headDim);
   for (let r = 0; r < rows; r++)
     for (let h = 0; h < heads; h++)
@@ -82,7 +85,8 @@ export function geluGradRef(x: number, kind: 'erf' | 'tanh' = 'erf'): number {
 }
 
 /** Mean softmax cross-entropy over targets ≥ 0, per-row losses and the scaled gradient. */
-export function crossEntropyRef(rows: number, vocab: number, logits: Arr, targets: Arr, gradScale = 1): { loss: number; losses: Float64Array; dlogits: Float64Array } {
+export function crossEntropyRef(rows: number, vocab: number, logits: Arr, targets: Arr,
+  gradScale = 1): { loss: number; losses: Float64Array; dlogits: Float64Array } {
   const losses = new Float64Array(rows), dlogits = new Float64Array(rows * vocab);
   let nValid = 0;
   for (let r = 0; r < rows; r++) if (targets[r] >= 0) nValid++;
@@ -106,7 +110,8 @@ export function crossEntropyRef(rows: number, vocab: number, logits: Arr, target
 export interface AdamwState { param: Float64Array; m: Float64Array; v: Float64Array }
 
 /** One AdamW step in place on double state. */
-export function adamwRef(s: AdamwState, grad: Arr, o: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number }): void {
+export function adamwRef(s: AdamwState, grad: Arr,
+  o: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number }): void {
   const bc1 = 1 - o.beta1 ** o.step, bc2 = 1 - o.beta2 ** o.step;
   for (let i = 0; i < s.param.length; i++) {
     const g = grad[i];

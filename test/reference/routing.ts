@@ -67,7 +67,8 @@ export function thresholdRef(T: number, E: number, probs: ArrayLike<number>, eps
 }
 
 /** K = round(mean threshold count), half up, in [1, E]; then top-K. */
-export function thresholdTopkRef(T: number, E: number, probs: ArrayLike<number>, eps: number): { K: number; pairs: Pairs } {
+export function thresholdTopkRef(T: number, E: number, probs: ArrayLike<number>,
+  eps: number): { K: number; pairs: Pairs } {
   let sum = 0;
   for (let t = 0; t < T; t++) sum += thresholdCountRef(E, probs, t, eps);
   const K = T === 0 ? 1 : Math.min(E, Math.max(1, Math.floor(sum / T + 0.5)));
@@ -75,7 +76,8 @@ export function thresholdTopkRef(T: number, E: number, probs: ArrayLike<number>,
 }
 
 /** Stable grouping of pairs by expert. */
-export function groupByExpertRef(E: number, pairExpert: ArrayLike<number>): { offsets: number[]; order: number[]; position: number[] } {
+export function groupByExpertRef(E: number,
+  pairExpert: ArrayLike<number>): { offsets: number[]; order: number[]; position: number[] } {
   const order: number[] = [];
   const offsets = [0];
   for (let e = 0; e < E; e++) {
@@ -88,7 +90,8 @@ export function groupByExpertRef(E: number, pairExpert: ArrayLike<number>): { of
 }
 
 /** xg[i] = x[pairToken[order[i]]] */
-export function gatherRowsRef(D: number, x: ArrayLike<number>, pairToken: ArrayLike<number>, order: ArrayLike<number>): Float64Array {
+export function gatherRowsRef(D: number, x: ArrayLike<number>, pairToken: ArrayLike<number>,
+  order: ArrayLike<number>): Float64Array {
   const xg = new Float64Array(order.length * D);
   for (let i = 0; i < order.length; i++)
     for (let d = 0; d < D; d++) xg[i * D + d] = x[pairToken[order[i]] * D + d];
@@ -110,7 +113,8 @@ export function sumPairsRef(T: number, N: number, rows: ArrayLike<number>, pairT
 }
 
 /** Gradients of combine: dyg[position[p]] = w_p·dy[t], dweight[p] = dy[t]·yg[position[p]]. */
-export function combineBackwardRef(N: number, dy: ArrayLike<number>, yg: ArrayLike<number>, pairToken: ArrayLike<number>,
+export function combineBackwardRef(N: number, dy: ArrayLike<number>, yg: ArrayLike<number>,
+  pairToken: ArrayLike<number>,
   weight: ArrayLike<number>, position: ArrayLike<number>): { dyg: Float64Array; dweight: Float64Array } {
   const P = pairToken.length;
   const dyg = new Float64Array(P * N), dweight = new Float64Array(P);
@@ -137,7 +141,8 @@ export function expertScoresBackwardRef(T: number, E: number, F: number, s: Arra
 const xlogx = (v: number) => (v > 0 ? v * Math.log(v) : 0);
 
 /** Mutual-information loss, DESIGN.md §1.2, and its gradient (logs clamped at FLT_MIN like the kernel). */
-export function miLossRef(T: number, E: number, probs: ArrayLike<number>): { loss: number; hE: number; hEX: number; grad: Float64Array } {
+export function miLossRef(T: number, E: number,
+  probs: ArrayLike<number>): { loss: number; hE: number; hEX: number; grad: Float64Array } {
   const pMean = new Float64Array(E);
   let hEX = 0;
   for (let t = 0; t < T; t++)
@@ -158,7 +163,8 @@ export function miLossRef(T: number, E: number, probs: ArrayLike<number>): { los
 }
 
 /** Switch loss E·Σ f_e·P_e and its gradient through P_e. */
-export function switchLossRef(T: number, E: number, probs: ArrayLike<number>, pairExpert: ArrayLike<number>): { loss: number; grad: Float64Array } {
+export function switchLossRef(T: number, E: number, probs: ArrayLike<number>,
+  pairExpert: ArrayLike<number>): { loss: number; grad: Float64Array } {
   const P = pairExpert.length;
   const f = new Float64Array(E);
   for (let p = 0; p < P; p++) f[pairExpert[p]] += 1 / P;

@@ -53,7 +53,8 @@ function referenceEncode(model: TrainedBpe, text: string): number[] {
         const [a, b] = model.merges[bestRank];
         const next: string[] = [];
         for (let i = 0; i < sym.length;) {
-          if (i + 1 < sym.length && sym[i] === a && sym[i + 1] === b) { next.push(a + b); i += 2; } else next.push(sym[i++]);
+          if (i + 1 < sym.length && sym[i] === a && sym[i + 1] === b) { next.push(a +
+            b); i += 2; } else next.push(sym[i++]);
         }
         sym = next;
       }
@@ -192,7 +193,8 @@ describe('tokenizer loading errors name the file', () => {
   test('not JSON', () => {
     const p = path.join(tmp, 'broken.json');
     fs.writeFileSync(p, '{"model": ');
-    expect(() => loadTokenizer(p)).toThrow(new RegExp(`${p.replace(/[.\\/]/g, '\\$&')}: not a valid tokenizer.json \\(JSON parse error`));
+    expect(() => loadTokenizer(p)).toThrow(new RegExp(`${p.replace(/[.\\/]/g, '\\$&')}: not a valid tokenizer.json ` +
+      `\\(JSON parse error`));
   });
 
   test('unsupported model', () => {

@@ -25,5 +25,8 @@ double fma_loop_avx512(int64_t iters) {
 }  // namespace dsmoe::cpu
 #pragma GCC pop_options
 #else
-namespace dsmoe::cpu { double fma_loop_avx2(int64_t iters); double fma_loop_avx512(int64_t iters) { return fma_loop_avx2(iters); } }
+namespace dsmoe::cpu {
+double fma_loop_avx2(int64_t iters);
+double fma_loop_avx512(int64_t iters) { return fma_loop_avx2(iters); }
+}
 #endif

@@ -42,7 +42,8 @@ void ukernel_avx2(int64_t kc, const float* ap, const float* bp, float* c, int64_
 }
 }  // namespace
 
-GemmKernelInfo gemm_kernel_avx2() { return {ukernel_avx2, MR, NR, 120, 256, 256, pack_kmajor_f32_generic, pack_kmajor_bf16_generic}; }
+GemmKernelInfo gemm_kernel_avx2() { return {ukernel_avx2, MR, NR, 120, 256, 256, pack_kmajor_f32_generic,
+    pack_kmajor_bf16_generic}; }
 
 }  // namespace dsmoe::cpu
 #pragma GCC pop_options

@@ -18,6 +18,7 @@ void ukernel_generic(int64_t kc, const float* ap, const float* bp, float* c, int
 }
 }  // namespace
 
-GemmKernelInfo gemm_kernel_generic() { return {ukernel_generic, MR, NR, 128, 256, 256, pack_kmajor_f32_generic, pack_kmajor_bf16_generic}; }
+GemmKernelInfo gemm_kernel_generic() { return {ukernel_generic, MR, NR, 128, 256, 256, pack_kmajor_f32_generic,
+    pack_kmajor_bf16_generic}; }
 
 }  // namespace dsmoe::cpu

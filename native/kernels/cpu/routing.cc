@@ -297,7 +297,8 @@ MiLossValue mi_loss(int64_t T, int64_t E, const float* probs, double grad_scale,
     for (int64_t e = 0; e < E; ++e) log_p[e] = std::log(std::max(pe[e], static_cast<double>(FLT_MIN)));
     const double scale = grad_scale / static_cast<double>(T);
     write_grad(T, E, dprobs, accumulate, [&](int64_t t, int64_t e) {
-      return scale * (log_p[e] - std::log(std::max(static_cast<double>(probs[t * E + e]), static_cast<double>(FLT_MIN))));
+      return scale * (log_p[e] - std::log(std::max(static_cast<double>(probs[t * E + e]),
+          static_cast<double>(FLT_MIN))));
     });
   }
   return v;

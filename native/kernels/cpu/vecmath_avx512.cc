@@ -68,7 +68,8 @@ template <typename F>
 inline void map2(int64_t n, const float* x, const float* dy, float* dx, F f) {
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = tail(n - i);
-    _mm512_mask_storeu_ps(dx + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dy + i), f(_mm512_maskz_loadu_ps(m, x + i))));
+    _mm512_mask_storeu_ps(dx + i, m,
+        _mm512_mul_ps(_mm512_maskz_loadu_ps(m, dy + i), f(_mm512_maskz_loadu_ps(m, x + i))));
   }
 }
 
@@ -89,14 +90,17 @@ double exp_shifted_sum_avx512(int64_t n, const float* x, float shift, float* y) 
 
 void gelu_erf_avx512(int64_t n, const float* x, float* y) {
   map1(n, x, y, [](__m512 v) {
-    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v), erfc512(_mm512_mul_ps(v, _mm512_set1_ps(-0.70710678118654752f))));
+    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v), erfc512(_mm512_mul_ps(v,
+        _mm512_set1_ps(-0.70710678118654752f))));
   });
 }
 
 void gelu_erf_grad_avx512(int64_t n, const float* x, const float* dy, float* dx) {
   map2(n, x, dy, dx, [](__m512 v) {
-    const __m512 cdf = _mm512_mul_ps(_mm512_set1_ps(0.5f), erfc512(_mm512_mul_ps(v, _mm512_set1_ps(-0.70710678118654752f))));
-    const __m512 pdf = _mm512_mul_ps(_mm512_set1_ps(0.39894228040143268f), exp512(_mm512_mul_ps(_mm512_set1_ps(-0.5f), _mm512_mul_ps(v, v))));
+    const __m512 cdf = _mm512_mul_ps(_mm512_set1_ps(0.5f), erfc512(_mm512_mul_ps(v,
+        _mm512_set1_ps(-0.70710678118654752f))));
+    const __m512 pdf = _mm512_mul_ps(_mm512_set1_ps(0.39894228040143268f), exp512(_mm512_mul_ps(_mm512_set1_ps(-0.5f),
+        _mm512_mul_ps(v, v))));
     return _mm512_fmadd_ps(v, pdf, cdf);
   });
 }
@@ -104,7 +108,8 @@ void gelu_erf_grad_avx512(int64_t n, const float* x, const float* dy, float* dx)
 void gelu_tanh_avx512(int64_t n, const float* x, float* y) {
   map1(n, x, y, [](__m512 v) {
     const __m512 v3 = _mm512_mul_ps(_mm512_mul_ps(v, v), v);
-    const __m512 u = _mm512_mul_ps(_mm512_set1_ps(0.79788456080286536f), _mm512_fmadd_ps(_mm512_set1_ps(0.044715f), v3, v));
+    const __m512 u = _mm512_mul_ps(_mm512_set1_ps(0.79788456080286536f),
+        _mm512_fmadd_ps(_mm512_set1_ps(0.044715f), v3, v));
     return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v), _mm512_add_ps(_mm512_set1_ps(1.f), tanh512(u)));
   });
 }
@@ -112,9 +117,11 @@ void gelu_tanh_avx512(int64_t n, const float* x, float* y) {
 void gelu_tanh_grad_avx512(int64_t n, const float* x, const float* dy, float* dx) {
   map2(n, x, dy, dx, [](__m512 v) {
     const __m512 v2 = _mm512_mul_ps(v, v);
-    const __m512 u = _mm512_mul_ps(_mm512_set1_ps(0.79788456080286536f), _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(0.044715f), v2), v, v));
+    const __m512 u = _mm512_mul_ps(_mm512_set1_ps(0.79788456080286536f),
+        _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(0.044715f), v2), v, v));
     const __m512 t = tanh512(u);
-    const __m512 du = _mm512_mul_ps(_mm512_set1_ps(0.79788456080286536f), _mm512_fmadd_ps(_mm512_set1_ps(3.f * 0.044715f), v2, _mm512_set1_ps(1.f)));
+    const __m512 du = _mm512_mul_ps(_mm512_set1_ps(0.79788456080286536f),
+        _mm512_fmadd_ps(_mm512_set1_ps(3.f * 0.044715f), v2, _mm512_set1_ps(1.f)));
     const __m512 one_minus_t2 = _mm512_fnmadd_ps(t, t, _mm512_set1_ps(1.f));
     return _mm512_fmadd_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v), one_minus_t2), du,
                            _mm512_mul_ps(_mm512_set1_ps(0.5f), _mm512_add_ps(_mm512_set1_ps(1.f), t)));

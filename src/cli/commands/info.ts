@@ -11,11 +11,13 @@ const num = (n: number) => `${formatCount(n)} (${n})`;
 export function formatInfo(i: CheckpointInfo): string {
   const s = i.shape, p = i.params, a = i.active, out: string[] = [];
   const row = (k: string, v: string) => out.push(`  ${k.padEnd(22)} ${v}`);
-  out.push(`${i.dir}: ${i.kind} checkpoint, mode ${i.mode}${i.training ? `, step ${i.training.step}` : ''}, weights ${i.dtype}`);
+  out.push(`${i.dir}: ${i.kind} checkpoint, mode ${i.mode}${i.training ? `, step ${i.training.step}` : ''}, weights ` +
+    `${i.dtype}`);
   out.push('shape');
   row('layers', String(s.layers));
   row('width (d_model)', String(s.d_model));
-  row('attention', `${s.attention.experts} expert${s.attention.experts > 1 ? 's' : ''} × ${s.attention.heads_per_expert} query heads × head_dim ${s.attention.head_dim}, `
+  row('attention', `${s.attention.experts} expert${s.attention.experts > 1 ? 's' : ''} × ` +
+    `${s.attention.heads_per_expert} query heads × head_dim ${s.attention.head_dim}, `
     + `${s.attention.kv_heads} shared kv heads`);
   row('MLP', `${s.mlp.experts} expert${s.mlp.experts > 1 ? 's' : ''} × ${s.mlp.expert_dim} (${s.mlp.activation})`);
   const h = s.router_hidden, D = s.d_model;
@@ -36,11 +38,13 @@ export function formatInfo(i: CheckpointInfo): string {
   out.push(`default routing (config.json): attention ${a.routing.attention}, MLP ${a.routing.mlp}`);
   if (a.fixed) {
     row('active per token', `${num(a.activeParamsPerToken!)} of ${formatCount(p.non_embedding)} non-embedding`
-      + ` (${a.attExpertsPerToken}/${s.attention.experts} attention, ${a.mlpExpertsPerToken}/${s.mlp.experts} MLP experts per layer)`);
+      + ` (${a.attExpertsPerToken}/${s.attention.experts} attention, ${a.mlpExpertsPerToken}/${s.mlp.experts} MLP ` +
+        `experts per layer)`);
     row('active experts', `${pct(a.activeExpertShare!)} of expert parameters`);
   } else {
     row('active per token', a.note ?? 'depends on the data');
-    row('bounds', `${formatCount(a.minParamsPerToken)} (one expert per thresholded layer) … ${formatCount(a.maxParamsPerToken)} (all)`);
+    row('bounds', `${formatCount(a.minParamsPerToken)} (one expert per thresholded layer) … ` +
+      `${formatCount(a.maxParamsPerToken)} (all)`);
   }
   out.push(`files (${formatBytes(i.bytes)})`);
   for (const f of i.files) {
@@ -55,12 +59,14 @@ export function formatInfo(i: CheckpointInfo): string {
     row('time', `${t.elapsed_s.toFixed(1)} s`);
     if (t.last_losses.length > 0)
       row('last losses', t.last_losses.slice(-5).map((r) => `${r.step}: ${r.loss.toFixed(3)}`).join(', '));
-    if (t.last_eval) row('last eval', `step ${t.last_eval.step}: loss ${t.last_eval.loss.toFixed(3)}, perplexity ${t.last_eval.ppl === null ? '∞' : t.last_eval.ppl.toFixed(2)}`);
+    if (t.last_eval) row('last eval', `step ${t.last_eval.step}: loss ${t.last_eval.loss.toFixed(3)}, perplexity ` +
+      `${t.last_eval.ppl === null ? '∞' : t.last_eval.ppl.toFixed(2)}`);
   }
   return out.join('\n');
 }
 
-export function runInfo(dir: string, o: { json?: boolean }, stdout: NodeJS.WritableStream = process.stdout): CheckpointInfo {
+export function runInfo(dir: string, o: { json?: boolean },
+  stdout: NodeJS.WritableStream = process.stdout): CheckpointInfo {
   const info = checkpointInfo(dir);
   stdout.write(o.json ? JSON.stringify(info) + '\n' : formatInfo(info) + '\n');
   return info;
@@ -68,7 +74,8 @@ export function runInfo(dir: string, o: { json?: boolean }, stdout: NodeJS.Writa
 
 export function infoCommand(): Command {
   return new Command('info')
-    .description('describe a checkpoint: shape, parameter counts, routing and active parameters, files, training progress')
+    .description('describe a checkpoint: shape, parameter counts, routing and active parameters, files, training ' +
+      'progress')
     .argument('<checkpoint>', 'checkpoint folder (training or inference)')
     .option('--json', 'print one JSON object')
     .addHelpText('after', `

@@ -22,9 +22,11 @@ export interface TokenizerTrainResult {
 }
 
 /** Trains a byte-level BPE tokenizer on text inputs and writes tokenizer.json. */
-export function tokenizerTrain(o: TokenizerTrainOptions, stdout: NodeJS.WritableStream = process.stdout): TokenizerTrainResult {
+export function tokenizerTrain(o: TokenizerTrainOptions,
+  stdout: NodeJS.WritableStream = process.stdout): TokenizerTrainResult {
   if (!o.data || o.data.length === 0) throw new Error('--data needs at least one file or folder');
-  if (!Number.isInteger(o.vocabSize) || o.vocabSize < 257) throw new Error(`--vocab-size must be at least 257 (256 bytes + <|endoftext|>), got ${o.vocabSize}`);
+  if (!Number.isInteger(o.vocabSize) || o.vocabSize < 257) throw new Error(`--vocab-size must be at least 257 (256 ` +
+    `bytes + <|endoftext|>), got ${o.vocabSize}`);
   const files = resolveInputs(o.data);
   const bin = files.find((f) => f.kind === 'bin');
   if (bin) throw new Error(`${bin.path}: .bin token files hold no text to train a tokenizer on`);
@@ -40,20 +42,24 @@ export function tokenizerTrain(o: TokenizerTrainOptions, stdout: NodeJS.Writable
   const model = trainBpeTokenizer(texts(), o.out, {
     vocabSize: o.vocabSize, minFrequency: o.minFrequency,
     onProgress: o.quiet ? undefined : (p) => {
-      if (p.phase === 'merge' && p.total > 0 && p.done % 1000 === 0 && p.done > 0) stdout.write(`  merges ${p.done}/${p.total}\n`);
+      if (p.phase === 'merge' && p.total > 0 && p.done % 1000 === 0 &&
+        p.done > 0) stdout.write(`  merges ${p.done}/${p.total}\n`);
     },
   });
   if (documents === 0) throw new Error(`no documents in ${o.data.join(', ')}`);
   const seconds = (performance.now() - t0) / 1000;
   const tok = loadTokenizer(o.out); // proves the file loads
-  stdout.write(`wrote ${path.resolve(o.out)}: vocabulary ${tok.vocabSize} (${model.merges.length} merges) from ${documents} documents in ${seconds.toFixed(1)}s\n`);
-  if (tok.vocabSize < o.vocabSize) stdout.write(`note: the text has too few repeated pairs for ${o.vocabSize} tokens; the vocabulary stopped at ${tok.vocabSize}\n`);
+  stdout.write(`wrote ${path.resolve(o.out)}: vocabulary ${tok.vocabSize} (${model.merges.length} merges) from ` +
+    `${documents} documents in ${seconds.toFixed(1)}s\n`);
+  if (tok.vocabSize < o.vocabSize) stdout.write(`note: the text has too few repeated pairs for ` +
+    `${o.vocabSize} tokens; the vocabulary stopped at ${tok.vocabSize}\n`);
   return { out: path.resolve(o.out), vocabSize: tok.vocabSize, merges: model.merges.length, documents, seconds };
 }
 
 const intArg = (flag: string, min: number) => (v: string): number => {
   const n = Number(v);
-  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${flag} expects an integer ≥ ${min}, got "${v}"`);
+  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${flag} expects ` +
+    `an integer ≥ ${min}, got "${v}"`);
   return n;
 };
 
