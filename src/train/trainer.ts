@@ -1,13 +1,18 @@
-// The training loop behind `dsmoe train`: config, data, parameters, the schedule, steps through the
-// native model, evaluation, checkpoints, Ctrl-C and divergence. TS owns the run; each step, eval
-// batch and initialisation is one call into the model (DESIGN §2).
+// The training loop behind `dsmoe train`: config, data, the schedule, steps through the engine's
+// trainer, evaluation, checkpoints, Ctrl-C and divergence. TS owns the run; each step, eval batch
+// and initialisation is one call into the engine (DESIGN §2), which owns the parameters, gradients
+// and AdamW moments on the chosen device: a checkpoint is streamed into it and out of it one tensor
+// at a time, so no copy of the model is ever held in JavaScript.
 //
-// The model comes from a ModelBackend (the addon by default); tests inject a fake one.
+// The trainer comes from a ModelBackend (the addon by default); tests inject a fake one. The run
+// returns data (why it ended, where the checkpoint is); the command line chooses exit codes and
+// hints (src/cli/exit-codes.ts, src/cli/hints.ts).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  loadCheckpoint, saveCheckpoint, allocParams, type LoadedCheckpoint, type LossRecord, type TrainerState,
+  openCheckpoint, readCheckpointTensors, saveCheckpoint, type CheckpointSlot, type LossRecord, type OpenedCheckpoint,
+  type TrainerState,
 } from '../checkpoint/checkpoint';
 import { BUILTIN_CORPUS } from '../data/corpus';
 import { loadDataset, resolveInputs, type Dataset, type DataProgress } from '../data/dataset';
@@ -16,12 +21,13 @@ import {
   ConfigError, DEFAULT_PRESET, buildConfig, describeShape, getPreset, paramCount, sameShape, shapeDifferences, validateConfig,
   type ConfigOverrides, type ModelConfig, type ParamCount,
 } from '../model/config';
-import { layoutDifferences, layoutFromConfig } from '../model/layout';
+import { layoutDifferences, layoutFromConfig, type TensorLayout } from '../model/layout';
 import { calibrateInPlace, type CalibrateResult } from '../convert/calibrate';
 import { evaluateTokens, type EngineModel } from '../infer/eval';
 import type { Routing } from '../model/routing';
-import type { InferenceSession, SessionOptions } from '../native/types/infer';
-import type { ModelFunctions, NativeModel, StepStats } from '../native/types/model';
+import type { InferenceSession } from '../native/types/infer';
+import type { ModelFunctions, StepStats, TrainingMode } from '../native/types/model';
+import type { NativeTrainer } from '../native/types/trainer';
 import { defaultTokenizer } from '../tokenizer/default';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer';
 import { defaultWarmup, lrAt, type LrSchedule } from './schedule';
@@ -39,17 +45,32 @@ export const DEFAULT_VAL_SHARE = 0.05;
 /** Steps timed before a --time budget fixes the run's length (and the cosine schedule's horizon). */
 export const TIME_PROBE_STEPS = 3;
 
-/** What the trainer needs from the native side. */
-export interface ModelBackend extends ModelFunctions {
+/**
+ * The engine's training state as the loop uses it. createSession (an inference session over the
+ * live parameters) may be absent (test fakes): evaluations then report no routed perplexity and
+ * active share (those fields are null).
+ */
+export type TrainerHandle = Omit<NativeTrainer, 'createSession'> & Partial<Pick<NativeTrainer, 'createSession'>>;
+
+/** What the training loop needs from the native side. */
+export interface ModelBackend extends Pick<ModelFunctions, 'modelLayout'> {
+  /**
+   * The training state of `config` on `device` ('cpu', 'cuda', 'cuda:N'); throws naming the reason
+   * when the device is not usable.
+   */
+  createTrainer(args: { config: ModelConfig; device?: string }): TrainerHandle;
   /** Sets the kernel thread count; returns it. */
   setThreads?(threads: number): number;
   /** Versions recorded in trainer_state.json (e.g. the addon's ISA and build system). */
   versions?(): Record<string, string>;
-  /**
-   * An inference session over the live fp32 parameters: evaluations then report the active share
-   * and perplexity under the model's default routing (absent in test fakes: those fields are null).
-   */
-  createSession?(args: SessionOptions & { weights: Float32Array }): InferenceSession;
+}
+
+/** The engine refused the device asked for (no GPU, no CUDA build, no such index): its message says why. */
+export class DeviceUnusableError extends Error {
+  constructor(message: string, readonly device: string) {
+    super(message);
+    this.name = 'DeviceUnusableError';
+  }
 }
 
 export interface TrainOptions {
@@ -96,8 +117,10 @@ export interface TrainOptions {
   targetActive?: number;
   /** Calibrate (--target-active) also after an abort (bench reproduce's time cap is one). */
   calibrateWhenInterrupted?: boolean;
-  /** Aborting finishes the current step, saves and returns exit code 130. */
+  /** Aborting finishes the current step, saves and returns with reason 'interrupted'. */
   signal?: AbortSignal;
+  /** Where the training state lives: 'cpu' (default), 'cuda', 'cuda:N'. */
+  device?: string;
 }
 
 export interface RunInfo {
@@ -183,8 +206,7 @@ export interface TrainHooks {
 }
 
 export interface TrainResult {
-  /** 0 when the budget was reached, 130 when interrupted. */
-  exitCode: 0 | 130;
+  /** 'budget' when the budget was reached, 'interrupted' after an abort (the state so far is saved). */
   reason: 'budget' | 'interrupted';
   step: number;
   tokensSeen: number;
@@ -194,7 +216,11 @@ export interface TrainResult {
   finalEval: EvalRecord | null;
   /** --target-active: the thresholds chosen and the perplexity before/after on unseen held-out text. */
   calibration: CalibrateResult | null;
-  nextSteps: string[];
+  /** The preset name the run was set up from (default small). */
+  preset: string;
+  mode: TrainingMode;
+  /** The checkpoint folder the run continued from (null for a fresh run). */
+  resumedFrom: string | null;
 }
 
 /** The loss became NaN or infinite: nothing after the last good checkpoint was saved. */
@@ -205,7 +231,7 @@ export class TrainingDivergedError extends Error {
   }
 }
 
-/** The addon's model functions, or a clear error when this build has none. */
+/** The addon's trainer, or a clear error when this build has none. */
 export function addonBackend(): ModelBackend {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { loadAddon } = require('../native/addon') as typeof import('../native/addon');
@@ -213,16 +239,14 @@ export function addonBackend(): ModelBackend {
     setThreads(a: { threads: number }): number;
     runtimeInfo(): { isa: string; buildSystem: string; threads: number };
   };
-  const missing = (['modelLayout', 'createModel', 'initParams'] as const).filter((k) => typeof addon[k] !== 'function');
+  const missing = (['modelLayout', 'createTrainer'] as const).filter((k) => typeof addon[k] !== 'function');
   if (missing.length > 0)
-    throw new Error(`this build of the native addon has no model yet (${missing.join(', ')} missing), so it cannot train.\n`
+    throw new Error(`this build of the native addon has no trainer yet (${missing.join(', ')} missing), so it cannot train.\n`
       + 'Rebuild it once native/model is in the tree: npm run build:addon');
   return {
     modelLayout: (c) => addon.modelLayout!(c),
-    createModel: (a) => addon.createModel!(a),
-    initParams: (a) => addon.initParams!(a),
+    createTrainer: (a) => addon.createTrainer!(a),
     setThreads: (threads) => addon.setThreads({ threads }),
-    createSession: (a) => addon.createSession!(a),
     versions: () => {
       const info = addon.runtimeInfo();
       return { addon_isa: info.isa, addon_build: info.buildSystem };
@@ -282,7 +306,7 @@ function shapeRequested(o: TrainOptions): boolean {
 }
 
 /** Reads the tokenizer (when none is given: the checkpoint's, else the default one). */
-function resolveTokenizer(o: TrainOptions, ck: LoadedCheckpoint | undefined, hooks: TrainHooks): { tokenizer: Tokenizer; file: string } {
+function resolveTokenizer(o: TrainOptions, ck: OpenedCheckpoint | undefined, hooks: TrainHooks): { tokenizer: Tokenizer; file: string } {
   let file = o.tokenizer;
   if (file === undefined && ck?.tokenizerPath) file = ck.tokenizerPath;
   if (file === undefined) {
@@ -293,12 +317,12 @@ function resolveTokenizer(o: TrainOptions, ck: LoadedCheckpoint | undefined, hoo
 }
 
 /** Mean of StepStats over eval batches, weighted by tokens. */
-async function evaluate(model: NativeModel, ds: Dataset, seqLen: number, batchSize: number, maxBatches: number, step: number): Promise<EvalRecord | null> {
+async function evaluate(trainer: TrainerHandle, ds: Dataset, seqLen: number, batchSize: number, maxBatches: number, step: number): Promise<EvalRecord | null> {
   if (countEvalWindows(ds.val.length, seqLen) === 0) return null;
   let w = 0, batches = 0;
   const sum = { loss: 0, lm: 0, ae: 0, ace: 0, me: 0, mce: 0 };
   for (const b of evalBatches(ds.val, { batchSize, seqLen, maxBatches, name: 'validation data' })) {
-    const s = await model.evaluateAsync({ tokens: b.inputs, targets: b.targets, batch: b.batchSize, seq: seqLen });
+    const s = await trainer.evaluateAsync({ tokens: b.inputs, targets: b.targets, batch: b.batchSize, seq: seqLen });
     const n = s.tokens > 0 ? s.tokens : b.batchSize * seqLen;
     sum.loss += s.loss * n; sum.lm += s.lmLoss * n;
     sum.ae += s.attEntropy * n; sum.ace += s.attCondEntropy * n; sum.me += s.mlpEntropy * n; sum.mce += s.mlpCondEntropy * n;
@@ -345,9 +369,23 @@ async function addRoutedEval(r: EvalRecord, engine: EngineModel, ds: Dataset, se
 
 const finite = (x: number) => typeof x === 'number' && Number.isFinite(x);
 
+/** backend.createTrainer; the engine's refusal of a device becomes a DeviceUnusableError (its message unchanged). */
+function createTrainer(backend: ModelBackend, config: ModelConfig, device: string): TrainerHandle {
+  try {
+    return backend.createTrainer({ config, device });
+  } catch (e) {
+    // The engine says "createTrainer: device cuda:0 is not usable: <why> (use --device cpu, ...)":
+    // its words, without the name of the binding.
+    const m = /^(?:createTrainer: )?(device [^]*)$/.exec(e instanceof Error ? e.message : String(e));
+    if (device !== 'cpu' && m) throw new DeviceUnusableError(m[1], device);
+    throw e;
+  }
+}
+
 /**
- * Runs training. Resolves with the exit code (0, or 130 after an abort); throws on bad options,
- * bad data, a failed save or a diverged loss (TrainingDivergedError).
+ * Runs training. Resolves with how it ended (the budget reached, or an abort after saving); throws on
+ * bad options, bad data, an unusable device (DeviceUnusableError), a failed save or a diverged loss
+ * (TrainingDivergedError).
  */
 export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { backend?: ModelBackend | (() => ModelBackend) } = {}): Promise<TrainResult> {
   checkOptions(o);
@@ -366,12 +404,13 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
     for (const f of resolveInputs(o.data)) if (f.kind !== 'builtin' && f.size === 0) throw new Error(`data file ${f.path} is empty`);
   }
 
-  // 2. The checkpoint to resume, then the model backend.
-  let ck: LoadedCheckpoint | undefined;
+  // 2. The checkpoint to resume (checked now, its tensors streamed into the engine later), then the
+  // native backend.
+  let ck: OpenedCheckpoint | undefined;
   let state: TrainerState | undefined;
   if (o.resume !== undefined) {
     hooks.onPrepare?.({ kind: 'model', text: `loading the checkpoint ${o.resume}` });
-    ck = loadCheckpoint(o.resume, { requireTraining: true });
+    ck = openCheckpoint(o.resume, { requireTraining: true });
     state = ck.trainerState!;
     if (ck.recoveredFrom) log(`completed an interrupted save: restored ${ck.recoveredFrom} as ${ck.dir}`);
   }
@@ -410,6 +449,12 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
   const preset = getPreset(presetName);
   const layout = layoutFromConfig(config);
   const counts = paramCount(config);
+  const nativeLayout = backend.modelLayout(config);
+  const diff = layoutDifferences(layout, nativeLayout);
+  if (diff.length > 0) throw new Error(`the native model's parameter layout does not match the checkpoint format: ${diff.join('; ')}`);
+  // The engine's training state on the device asked for: a device that cannot be used fails here,
+  // with the engine's reason, before the data are read.
+  const trainer = createTrainer(backend, config, o.device ?? 'cpu');
 
   // 4. Data.
   const seqLen = state?.batch.seq_len ?? config.max_seq_len;
@@ -427,8 +472,8 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
     onProgress: (p) => hooks.onPrepare?.({ kind: 'data', progress: p }),
   });
   if (o.signal?.aborted) {
-    return { exitCode: 130, reason: 'interrupted', step: state?.step ?? 0, tokensSeen: state?.tokens_seen ?? 0, outDir: path.resolve(o.out ?? o.resume ?? '.'),
-      savedStep: null, finalEval: null, calibration: null, nextSteps: [] };
+    return { reason: 'interrupted', step: state?.step ?? 0, tokensSeen: state?.tokens_seen ?? 0, outDir: path.resolve(o.out ?? o.resume ?? '.'),
+      savedStep: null, finalEval: null, calibration: null, preset: presetName, mode: config.training.mode, resumedFrom: ck?.dir ?? null };
   }
   const sampler = new BatchSampler(ds.train, { batchSize, seqLen, seed, name: `training data (${inputs.join(', ')})` });
   if (state) {
@@ -442,23 +487,21 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
     }
   }
 
-  // 5. Parameters and the model.
+  // 5. The parameters: initialised in the engine, or the checkpoint's streamed into it.
   hooks.onPrepare?.({ kind: 'model', text: `setting up the model (${describeShape(config)})` });
-  const nativeLayout = backend.modelLayout(config);
-  const diff = layoutDifferences(layout, nativeLayout);
-  if (diff.length > 0) throw new Error(`the native model's parameter layout does not match the checkpoint format: ${diff.join('; ')}`);
   const threads = o.threads !== undefined ? (backend.setThreads?.(o.threads) ?? o.threads)
     : Number(process.env.DSMOE_THREADS) > 0 ? Number(process.env.DSMOE_THREADS) : os.availableParallelism();
   if (state && state.threads !== threads) log(`thread count changed from ${state.threads} to ${threads}: sums may differ in the last bits from an uninterrupted run`);
-  const n = layout.totalParams;
-  const params = ck ? ck.params : allocParams(n, 'the model parameters');
-  const grads = allocParams(n, 'the gradients');
-  // A step-0 checkpoint without optimizer state (an upcycled one) starts a fresh AdamW.
-  if (ck && !ck.optimizer) log(`${ck.dir} has no optimizer state (step 0): starting a fresh AdamW`);
-  const adamM = ck?.optimizer ? ck.optimizer.m : allocParams(n, 'AdamW m');
-  const adamV = ck?.optimizer ? ck.optimizer.v : allocParams(n, 'AdamW v');
-  if (!ck) backend.initParams({ config, params, seed });
-  const model = backend.createModel({ config, params, grads, adamM, adamV });
+  if (ck) {
+    const load = (slot: CheckpointSlot) => readCheckpointTensors(ck!, slot, (name, data) => trainer.loadTensor({ name, slot, data }));
+    load('param');
+    // A step-0 checkpoint without optimizer state (an upcycled one) starts a fresh AdamW (the
+    // engine's moments start at zero).
+    if (ck.hasOptimizer) {
+      load('adamM');
+      load('adamV');
+    } else log(`${ck.dir} has no optimizer state (step 0): starting a fresh AdamW`);
+  } else trainer.init({ seed });
 
   // 6. Schedule and budget.
   const tokensPerStep = batchSize * seqLen * gradAccum;
@@ -523,9 +566,11 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
     last_eval: lastEvalState,
     threads, versions,
   });
+  // Streamed from the engine one tensor at a time (saving never holds a copy of the model).
+  const tensor = (slot: CheckpointSlot) => (t: TensorLayout) => trainer.readTensor({ name: t.name, slot });
   const save = () => {
     saveCheckpoint(outDir, {
-      config, params, tokenizerJson, optimizer: { m: adamM, v: adamV }, trainerState: trainerState(),
+      config, params: tensor('param'), tokenizerJson, optimizer: { m: tensor('adamM'), v: tensor('adamV') }, trainerState: trainerState(),
       metadata: { step: String(step) },
     });
     savedStep = step;
@@ -535,18 +580,18 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
   // One session per batch shape for the whole run (its KV cache and workspace are reused by every
   // evaluation; a new one each time would hold native memory until the garbage collector runs).
   const sessions = new Map<string, InferenceSession>();
-  const engine: EngineModel | null = backend.createSession && hasExperts ? {
+  const engine: EngineModel | null = trainer.createSession && hasExperts ? {
     config,
     createSession: ({ batch, maxLen, routing }) => {
       const key = `${batch}x${maxLen ?? config.max_seq_len}`;
       let s = sessions.get(key);
       if (s) s.setRouting(routing);
-      else sessions.set(key, s = backend.createSession!({ config, batch, maxLen, routing, weights: params }));
+      else sessions.set(key, s = trainer.createSession!({ batch, maxLen, routing }));
       return s;
     },
   } : null;
   const runEval = async () => {
-    let r = await evaluate(model, ds, seqLen, batchSize, evalMax, step);
+    let r = await evaluate(trainer, ds, seqLen, batchSize, evalMax, step);
     if (r !== null && engine && finite(r.loss)) r = await addRoutedEval(r, engine, ds, seqLen, batchSize, evalMax);
     if (r === null) {
       if (!notes.some((l) => l.startsWith('no validation'))) log(`no validation windows (the held-out part has ${ds.val.length} tokens, fewer than ${seqLen + 1}); skipping evaluation`);
@@ -578,7 +623,7 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
     }
     const lr = lrAt(step + 1, schedule);
     const ts = performance.now();
-    const stats: StepStats = await model.trainStepAsync({
+    const stats: StepStats = await trainer.trainStepAsync({
       tokens, targets, batch: batchSize, seq: seqLen, micro: gradAccum,
       lr, beta1: optim.beta1, beta2: optim.beta2, eps: optim.eps, weightDecay: optim.weightDecay, clip: optim.clip, step: step + 1,
     });
@@ -614,7 +659,7 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
     if (saveInterval > 0 && step % saveInterval === 0 && !atEnd) save();
   }
 
-  // 8. The end: evaluate (unless interrupted), save, say what to do next.
+  // 8. The end: evaluate (unless interrupted), save (the command line says what to do next).
   if (reason === 'budget' && step > startStep) await runEval();
   if (savedStep !== step) save();
   // --target-active: calibrate on the saved checkpoint (convert --calibrate's code), then store the
@@ -625,20 +670,8 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
     calibration = await calibrateInPlace(outDir, { targetActive: o.targetActive, cacheDir: o.cacheDir, log: (l) => log(`calibrate: ${l}`) });
     config = { ...config, routing: { ...calibration.routing } };
   }
-  // Relative to where the user is, unless that means climbing out of it (then the absolute path).
-  const relPath = path.relative(process.cwd(), outDir) || '.';
-  const rel = relPath.startsWith('..') ? outDir : relPath;
-  const nextSteps = reason === 'interrupted'
-    ? [`continue where it stopped:  dsmoe train --resume ${rel}`]
-    : [
-      `train longer (same run):    dsmoe train --resume ${rel} --steps ${Math.max(step * 2, step + 1)}`,
-      `generate text sparsely:     dsmoe generate ${rel} "Once upon a time" --max-tokens 40`,
-      `perplexity vs sparsity:     dsmoe eval ${rel} --routing threshold:0.48   (or dense, topk:2)`,
-      `the checkpoint is in ${rel}/ (config.json, model.safetensors, tokenizer.json; optimizer state for resuming)`,
-      ...(config.training.mode === 'dsmoe' && !ck ? [`compare with the dense baseline: dsmoe train --preset ${presetName} --mode dense${o.data ? ` --data ${o.data.join(' ')}` : ''}${o.tokenizer ? ` --tokenizer ${o.tokenizer}` : ''}`] : []),
-    ];
   return {
-    exitCode: reason === 'interrupted' ? 130 : 0, reason, step, tokensSeen, outDir, savedStep,
-    finalEval: lastEval, calibration, nextSteps,
+    reason, step, tokensSeen, outDir, savedStep, finalEval: lastEval, calibration,
+    preset: presetName, mode: config.training.mode, resumedFrom: ck?.dir ?? null,
   };
 }

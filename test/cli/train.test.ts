@@ -10,7 +10,9 @@ import { tokenizerTrain } from '../../src/cli/commands/tokenizer';
 import { main } from '../../src/cli/index';
 import { fakeBackend } from '../train/fake-model';
 import { makeFixture, type Fixture } from '../train/fixtures';
-import { runCli } from '../helpers';
+import { addon, runCli } from '../helpers';
+import { EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, exitCodeFor } from '../../src/cli/exit-codes';
+import { displayPath, trainNextSteps } from '../../src/cli/hints';
 
 let fx: Fixture;
 beforeAll(() => {
@@ -24,11 +26,13 @@ function sink(): NodeJS.WriteStream & { text: () => string } {
   const s = new PassThrough();
   const chunks: Buffer[] = [];
   s.on('data', (c: Buffer) => chunks.push(c));
-  return Object.assign(s as unknown as NodeJS.WriteStream, { isTTY: false, text: () => Buffer.concat(chunks).toString('utf8') });
+  return Object.assign(s as unknown as NodeJS.WriteStream, { isTTY: false,
+    text: () => Buffer.concat(chunks).toString('utf8') });
 }
 
 const cli = (out: string, extra: Partial<TrainCliOptions> = {}): TrainCliOptions => ({
-  preset: 'tiny', data: [fx.corpus], tokenizer: fx.tokenizer, out, seqLen: 16, batchSize: 2, steps: 8, evalInterval: 4, evalBatches: 2,
+  preset: 'tiny', data: [fx.corpus], tokenizer: fx.tokenizer, out, seqLen: 16, batchSize: 2, steps: 8, evalInterval: 4,
+  evalBatches: 2,
   device: 'cpu', ...extra,
 });
 
@@ -46,16 +50,17 @@ describe('dsmoe train: argument errors (child process)', () => {
   test.each<[string, string[], RegExp]>([
     ['unknown preset', ['--preset', 'huge'], /unknown preset "huge" \(available: tiny, small/],
     ['unknown mode', ['--mode', 'moe'], /unknown mode "moe"/],
-    ['heads not divisible', ['--preset', 'tiny', '--att-heads', '3'], /attention.n_heads \(--att-heads\): 3 query heads per expert cannot be shared evenly over 2 kv heads/],
+    ['heads not divisible', ['--preset', 'tiny', '--att-heads', '3'],
+      /attention.n_heads \(--att-heads\): 3 query heads per expert cannot be shared evenly over 2 kv heads/],
     ['odd head dim', ['--head-dim', '15'], /attention.head_dim \(--head-dim\): must be even/],
-    ['top-k above experts', ['--preset', 'tiny', '--mode', 'smoe', '--top-k', '9'], /training.top_k \(--top-k\): 9 is more than the 4 attention experts/],
-    ['dense preset in dsmoe mode', ['--preset', 'dense-1b', '--mode', 'dsmoe'], /mode dsmoe needs experts.*use ds-moe-1b/],
+    ['top-k above experts', ['--preset', 'tiny', '--mode', 'smoe', '--top-k', '9'],
+      /training.top_k \(--top-k\): 9 is more than the 4 attention experts/],
+    ['dense preset in dsmoe mode', ['--preset', 'dense-1b', '--mode', 'dsmoe'],
+      /mode dsmoe needs experts.*use ds-moe-1b/],
     ['zero experts', ['--mlp-experts', '0'], /--mlp-experts expects an integer ≥ 1, got "0"/],
     ['bad number', ['--lr', 'fast'], /--lr expects a positive number, got "fast"/],
     ['bad duration', ['--time', '10 parsecs'], /cannot read the duration "10 parsecs"/],
     ['two budgets', ['--steps', '5', '--time', '1m'], /give one budget/],
-    // Never a silent CPU run: no usable GPU here (its reason), or on a GPU machine no CUDA training path yet.
-    ['cuda', ['--device', 'cuda'], /--device cuda: (no usable CUDA device: .+|the CUDA training path is not implemented in this build)/],
     ['unknown device', ['--device', 'tpu'], /unknown device "tpu" \(expected one of cpu, cuda, auto\)/],
     ['missing data', ['--data', 'nope.txt'], /data input not found: nope.txt/],
     ['unsupported data', ['--data', 'tokenizer.json'], /unsupported data file extension ".json"/],
@@ -65,6 +70,18 @@ describe('dsmoe train: argument errors (child process)', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(re);
     expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+  });
+
+  // Never a silent CPU run: the engine refuses the device with its reason (no usable GPU here, or a
+  // build without the CUDA backend), exit code 2. Where CUDA is usable the run would train there.
+  const gpu = addon.cudaInfo().available;
+  (gpu ? test.skip : test)(`--device cuda: the engine's reason, exit code 2${gpu ? ' (skipped: a CUDA device is usable here)' : ''}`, () => {
+    const r = dsmoe('train', '--device', 'cuda', '--preset', 'tiny', '--data', fx.corpus, '--tokenizer', fx.tokenizer,
+      '--steps', '1', '--out', path.join(fx.dir, 'cuda-run'));
+    expect(r.stderr).toMatch(/^dsmoe: device cuda:0( is not usable: .+|: this dsmoe was built without the CUDA backend)/m);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.code).toBe(EXIT_USAGE);
+    expect(fs.existsSync(path.join(fx.dir, 'cuda-run'))).toBe(false);
   });
 
   test('empty data file', () => {
@@ -78,7 +95,8 @@ describe('dsmoe train: argument errors (child process)', () => {
     const err = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
     try {
       expect(await main(['node', 'dsmoe', 'train', '--preset', 'tiny', '--kv-heads', '3'])).toBe(1);
-      expect(err.mock.calls.map((c) => String(c[0])).join('')).toMatch(/attention.n_heads \(--att-heads\): 2 query heads per expert cannot be shared evenly over 3 kv heads/);
+      expect(err.mock.calls.map((c) => String(c[0])).join('')).toMatch(new RegExp(String.raw`attention.n_heads \(--att-heads\): 2 query heads ` +
+        String.raw`per expert cannot be shared evenly over 3 kv heads`));
     } finally {
       err.mockRestore();
     }
@@ -98,17 +116,20 @@ describe('dsmoe train with the fake model (in-process)', () => {
     expect(types.filter((t) => t === 'eval')).toHaveLength(2);
     expect(types[types.length - 1]).toBe('done');
     const step = records.find((r) => r.type === 'step');
-    for (const k of ['step', 'loss', 'lm_loss', 'aux_loss', 'att_entropy', 'att_cond_entropy', 'mlp_entropy', 'mlp_cond_entropy', 'grad_norm', 'lr', 'tokens_per_s'])
+    for (const k of ['step', 'loss', 'lm_loss', 'aux_loss', 'att_entropy', 'att_cond_entropy', 'mlp_entropy',
+      'mlp_cond_entropy', 'grad_norm', 'lr', 'tokens_per_s'])
       expect(typeof step[k]).toBe('number');
     expect(records[0]).toMatchObject({ total_params: expect.any(Number), non_embedding_params: expect.any(Number) });
-    expect(records[records.length - 1]).toMatchObject({ reason: 'budget', step: 8, exit_code: 0, val_ppl: expect.any(Number) });
+    expect(records[records.length - 1]).toMatchObject({ reason: 'budget', step: 8, exit_code: 0,
+      val_ppl: expect.any(Number) });
     const human = stderr.text();
     expect(human).toMatch(/parameters, .* non-embedding/);
     expect(human).toMatch(/validation loss [\d.]+, perplexity [\d.]+/);
     expect(human).toMatch(/what to run next:/);
   });
 
-  test('with the real model, evaluations and the summary show the sparsity of the default routing; --target-active calibrates', async () => {
+  test('with the real model, evaluations and the summary show the sparsity of the default routing; ' +
+    '--target-active calibrates', async () => {
     const out = path.join(fx.dir, 'cli-sparsity');
     const stdout = sink(), stderr = sink();
     expect(await runTrain(cli(out, { targetActive: 0.5 }), { stdout, stderr })).toBe(0);
@@ -116,27 +137,44 @@ describe('dsmoe train with the fake model (in-process)', () => {
     const pct = '[\\d.]+ % of expert parameters active, perplexity [\\d.]+ \\(dense routing [\\d.]+\\)';
     expect(text).toMatch(new RegExp(`^ {2}under threshold:0\\.48: ${pct}$`, 'm'));  // after each eval line
     expect(text).toMatch(new RegExp(`^under threshold:0\\.48: ${pct}$`, 'm'));      // the end-of-run summary
-    expect(text).toMatch(/^calibrated for 50\.0 % active expert parameters: default routing now attention=threshold:[\d.]+,mlp=threshold:[\d.]+$/m);
-    expect(text).toMatch(/^ {2}on \d+ held-out tokens not used for calibration: [\d.]+ % active, perplexity [\d.]+ \(dense routing [\d.]+\)$/m);
+    expect(text).toMatch(new RegExp(String.raw`^calibrated for 50\.0 % active expert parameters: default ` +
+      String.raw`routing now attention=threshold:[\d.]+,mlp=threshold:[\d.]+$`, 'm'));
+    expect(text).toMatch(new RegExp(String.raw`^ {2}on \d+ held-out tokens not used for calibration: [\d.]+ ` +
+      String.raw`% active, perplexity [\d.]+ \(dense routing [\d.]+\)$`, 'm'));
 
     const json = sink();
-    expect(await runTrain(cli(path.join(fx.dir, 'cli-sparsity-json'), { json: true, quiet: true }), { stdout: json, stderr: sink() })).toBe(0);
+    expect(await runTrain(cli(path.join(fx.dir, 'cli-sparsity-json'), { json: true, quiet: true }),
+      { stdout: json, stderr: sink() })).toBe(0);
     const records = json.text().trim().split('\n').map((l) => JSON.parse(l));
     const ev = records.filter((r) => r.type === 'eval');
     for (const r of ev) {
       expect(r.routing).toEqual({ attention: 'threshold:0.48', mlp: 'threshold:0.48' });
-      for (const k of ['routed_ppl', 'dense_ppl', 'active_expert_share', 'att_active_share', 'mlp_active_share']) expect(typeof r[k]).toBe('number');
+      for (const k of ['routed_ppl', 'dense_ppl', 'active_expert_share', 'att_active_share',
+        'mlp_active_share']) expect(typeof r[k]).toBe('number');
     }
-    expect(records[records.length - 1]).toMatchObject({ type: 'done', active_expert_share: ev[ev.length - 1].active_expert_share, calibration: null });
+    expect(records[records.length - 1]).toMatchObject({ type: 'done',
+      active_expert_share: ev[ev.length - 1].active_expert_share, calibration: null });
   });
 
   test('--device auto trains on the CPU and says why in one line on stderr', async () => {
     const out = path.join(fx.dir, 'cli-auto');
     const stdout = sink(), stderr = sink();
-    expect(await runTrain(cli(out, { device: 'auto', steps: 2, evalInterval: 0 }), { backend: fakeBackend(), stdout, stderr })).toBe(0);
+    expect(await runTrain(cli(out, { device: 'auto', steps: 2, evalInterval: 0 }),
+      { backend: fakeBackend(), stdout, stderr })).toBe(0);
     // No GPU: its reason; a GPU: the CUDA training path is not implemented yet. Either way the CPU, said once.
-    expect(stderr.text()).toMatch(/^dsmoe: (no usable GPU \(.+\); using the CPU|found .+, but the CUDA training path is not implemented in this build; using the CPU)\n/);
+    expect(stderr.text()).toMatch(new RegExp(String.raw`^dsmoe: (no usable GPU \(.+\); using the CPU|found .+, but the CUDA ` +
+      String.raw`training path is not implemented in this build; using the CPU)\n`));
     expect(stderr.text().match(/using the CPU/g)).toHaveLength(1);
+  });
+
+  test('--device cuda refused by the engine: its message on stderr, exit code 2, nothing trained', async () => {
+    const out = path.join(fx.dir, 'cli-cuda');
+    const stdout = sink(), stderr = sink();
+    const fake = fakeBackend();
+    expect(await runTrain(cli(out, { device: 'cuda' }), { backend: fake, stdout, stderr })).toBe(EXIT_USAGE);
+    expect(stderr.text()).toBe('dsmoe: device cuda:0 is not usable: the fake engine has no GPU (use --device cpu)\n');
+    expect(fake.steps).toBe(0);
+    expect(fs.existsSync(out)).toBe(false);
   });
 
   test('plain progress lines when stdout is not a TTY', async () => {
@@ -160,7 +198,8 @@ describe('dsmoe train with the fake model (in-process)', () => {
     for (const l of others) process.removeListener('SIGINT', l);
     try {
       const fake = fakeBackend({ stepMs: 5 });
-      const run = runTrain(cli(out, { steps: 1000, evalInterval: 0, saveInterval: 0 }), { backend: fake, stdout, stderr });
+      const run = runTrain(cli(out, { steps: 1000, evalInterval: 0, saveInterval: 0 }),
+        { backend: fake, stdout, stderr });
       while (fake.steps < 3) await new Promise((r) => setTimeout(r, 5));
       process.emit('SIGINT');
       expect(await run).toBe(130);
@@ -178,6 +217,42 @@ describe('dsmoe train with the fake model (in-process)', () => {
   });
 });
 
+describe('exit codes and what to run next', () => {
+  test('codes', () => {
+    expect([EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED]).toEqual([0, 2, 130]);
+    expect([exitCodeFor('budget'), exitCodeFor('interrupted')]).toEqual([0, 130]);
+  });
+
+  const result = {
+    reason: 'budget' as const, outDir: path.join(process.cwd(), 'runs', 'x'), step: 30, savedStep: 30, mode: 'dsmoe' as const,
+    preset: 'tiny', resumedFrom: null,
+  };
+  test('after a finished fresh dsmoe run: resume, generate, eval, where the files are, the dense baseline', () => {
+    expect(trainNextSteps(result, { data: ['a.txt', 'b/'], tokenizer: 't.json' })).toEqual([
+      'train longer (same run):    dsmoe train --resume runs/x --steps 60',
+      'generate text sparsely:     dsmoe generate runs/x "Once upon a time" --max-tokens 40',
+      'perplexity vs sparsity:     dsmoe eval runs/x --routing threshold:0.48   (or dense, topk:2)',
+      'the checkpoint is in runs/x/ (config.json, model.safetensors, tokenizer.json; optimizer state for resuming)',
+      'compare with the dense baseline: dsmoe train --preset tiny --mode dense --data a.txt b/ --tokenizer t.json',
+    ]);
+    // No baseline suggestion for a resumed run or another mode.
+    expect(trainNextSteps({ ...result, resumedFrom: '/x' })).toHaveLength(4);
+    expect(trainNextSteps({ ...result, mode: 'smoe' })).toHaveLength(4);
+    expect(trainNextSteps({ ...result, step: 0 })[0]).toMatch(/--steps 1$/);
+  });
+
+  test('after an interrupt: continue; before anything was saved: nothing', () => {
+    expect(trainNextSteps({ ...result, reason: 'interrupted' })).toEqual(['continue where it stopped:  dsmoe train --resume runs/x']);
+    expect(trainNextSteps({ ...result, reason: 'interrupted', savedStep: null })).toEqual([]);
+  });
+
+  test('paths: relative below the current folder, absolute above it', () => {
+    expect(displayPath('/a/b/c', '/a')).toBe('b/c');
+    expect(displayPath('/a', '/a')).toBe('.');
+    expect(displayPath('/x/y', '/a/b')).toBe('/x/y');
+  });
+});
+
 describe('dsmoe tokenizer train', () => {
   test('writes a loadable tokenizer.json', () => {
     const out = path.join(fx.dir, 'tok', 'tokenizer.json');
@@ -188,10 +263,13 @@ describe('dsmoe tokenizer train', () => {
   });
 
   test('errors: no data, too small a vocabulary, token files', () => {
-    expect(dsmoe('tokenizer', 'train', '--vocab-size', '300').stderr).toMatch(/required option '--data <paths...>' not specified/);
-    expect(dsmoe('tokenizer', 'train', '--data', fx.corpus, '--vocab-size', '100').stderr).toMatch(/--vocab-size expects an integer ≥ 257/);
+    expect(dsmoe('tokenizer', 'train', '--vocab-size',
+      '300').stderr).toMatch(/required option '--data <paths...>' not specified/);
+    expect(dsmoe('tokenizer', 'train', '--data', fx.corpus, '--vocab-size',
+      '100').stderr).toMatch(/--vocab-size expects an integer ≥ 257/);
     const binFile = path.join(fx.dir, 'x.bin');
     fs.writeFileSync(binFile, Buffer.alloc(8));
-    expect(() => tokenizerTrain({ data: [binFile], vocabSize: 300, out: path.join(fx.dir, 't.json') }, sink())).toThrow(/\.bin token files hold no text/);
+    expect(() => tokenizerTrain({ data: [binFile], vocabSize: 300, out: path.join(fx.dir, 't.json') },
+      sink())).toThrow(/\.bin token files hold no text/);
   });
 });

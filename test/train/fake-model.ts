@@ -1,9 +1,11 @@
-// A deterministic stand-in for the native model (NativeModel / ModelFunctions), for testing the
-// training loop without the addon. Its loss depends on the parameters and the tokens; a step
-// computes a gradient, clips it and applies AdamW to the caller's buffers, like the real one.
+// A deterministic stand-in for the engine's trainer (createTrainer / NativeTrainer), for testing the
+// training loop without the addon. It owns its parameters, gradients and AdamW moments like the
+// real one; its loss depends on the parameters and the tokens; a step computes a gradient, clips it
+// and applies AdamW. Only the CPU is usable; tensors move in and out by name, as with the engine.
 import { layoutFromConfig } from '../../src/model/layout';
-import type { BatchArgs, ModelConfig, NativeModel, OptimArgs, StepStats } from '../../src/native/types/model';
-import type { ModelBackend } from '../../src/train/trainer';
+import type { BatchArgs, ModelConfig, OptimArgs, StepStats } from '../../src/native/types/model';
+import type { TensorSlot } from '../../src/native/types/trainer';
+import type { ModelBackend, TrainerHandle } from '../../src/train/trainer';
 
 export interface FakeOptions {
   /** At this AdamW step the loss is NaN and the parameters are corrupted, as a diverging run's would be. */
@@ -28,6 +30,9 @@ export interface FakeBackend extends ModelBackend {
   steps: number;
   evals: number;
   threads: number | undefined;
+  /** Tensors loaded into and read out of the trainers, as "slot:name" (the latest trainer's). */
+  loaded: string[];
+  read: string[];
 }
 
 function lossAndGrad(params: Float32Array, grads: Float32Array | null, a: BatchArgs): { lm: number; n: number } {
@@ -62,19 +67,28 @@ export function fakeBackend(opts: FakeOptions = {}): FakeBackend {
     steps: 0,
     evals: 0,
     threads: undefined,
+    loaded: [],
+    read: [],
     modelLayout: (config: ModelConfig) => layoutFromConfig(config),
-    initParams: ({ config, params, seed }) => {
-      const L = layoutFromConfig(config);
-      if (params.length !== L.totalParams) throw new RangeError('params: wrong length');
-      for (let i = 0; i < params.length; i++) params[i] = 0.02 * Math.sin(i * 0.731 + seed * 1.37);
-    },
     setThreads: (t: number) => (b.threads = t),
     versions: () => ({ addon_isa: 'fake' }),
-    createModel: ({ config, params, grads, adamM, adamV }): NativeModel => {
-      const n = layoutFromConfig(config).totalParams;
-      for (const [k, a] of Object.entries({ params, grads, adamM, adamV })) if (a.length !== n) throw new RangeError(`${k}: wrong length`);
+    createTrainer: ({ config, device = 'cpu' }): TrainerHandle => {
+      if (device !== 'cpu')
+        throw new Error(`createTrainer: device ${device === 'cuda' ? 'cuda:0' : device} is not usable: the fake engine has no GPU (use --device cpu)`);
+      const layout = layoutFromConfig(config);
+      const n = layout.totalParams;
+      const params = new Float32Array(n), grads = new Float32Array(n), adamM = new Float32Array(n), adamV = new Float32Array(n);
+      const slots: Record<TensorSlot, Float32Array> = { param: params, grad: grads, adamM, adamV };
+      const byName = new Map(layout.tensors.map((t) => [t.name, t]));
+      const entry = (name: string) => {
+        const t = byName.get(name);
+        if (!t) throw new RangeError(`no tensor "${name}" in this model`);
+        return t;
+      };
+      b.loaded = [];
+      b.read = [];
       const decay = new Uint8Array(n);
-      for (const t of layoutFromConfig(config).tensors) if (t.decay) decay.fill(1, t.offset, t.offset + t.size);
+      for (const t of layout.tensors) if (t.decay) decay.fill(1, t.offset, t.offset + t.size);
       const evaluate = (a: BatchArgs) => {
         const { lm, n: count } = lossAndGrad(params, null, a);
         return stats(lm, params, count, 0);
@@ -108,15 +122,33 @@ export function fakeBackend(opts: FakeOptions = {}): FakeBackend {
         if (opts.clock) { opts.clock.now += ms ?? 0; setImmediate(run); } else if (ms) setTimeout(run, ms); else setImmediate(run);
       });
       return {
+        device: 'cpu',
+        totalParams: n,
+        init: ({ seed }) => {
+          for (let i = 0; i < n; i++) params[i] = 0.02 * Math.sin(i * 0.731 + seed * 1.37);
+          adamM.fill(0);
+          adamV.fill(0);
+        },
+        loadTensor: ({ name, slot = 'param', data }) => {
+          const t = entry(name);
+          if (data.length !== t.size) throw new RangeError(`loadTensor "${name}": ${data.length} values, the tensor has ${t.size}`);
+          slots[slot].set(data, t.offset);
+          b.loaded.push(`${slot}:${name}`);
+        },
+        readTensor: ({ name, slot = 'param' }) => {
+          const t = entry(name);
+          b.read.push(`${slot}:${name}`);
+          return slots[slot].slice(t.offset, t.offset + t.size);
+        },
         trainStepAsync: (a) => later(() => step(a), trainSteps++ === 0 && opts.firstStepMs ? opts.firstStepMs : opts.stepMs),
-        lossAndGrad: (a) => {
+        lossAndGradAsync: (a) => later(() => {
           grads.fill(0);
           const { lm, n: count } = lossAndGrad(params, grads, a);
           return stats(lm, params, count, 0);
-        },
-        evaluate,
+        }),
+        reduceGradients: () => {},
+        applyOptimizer: () => { throw new Error('fake trainer: applyOptimizer is not implemented (the loop uses trainStepAsync)'); },
         evaluateAsync: (a) => later(() => { b.evals++; return evaluate(a); }),
-        forward: () => { throw new Error('fake model: forward is not implemented'); },
       };
     },
   };

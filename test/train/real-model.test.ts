@@ -6,7 +6,10 @@ import * as fs from 'node:fs';
 import { loadCheckpoint } from '../../src/checkpoint/checkpoint';
 import { evalData, evaluateTokens } from '../../src/infer/eval';
 import { loadInferenceModel } from '../../src/infer/load';
+import { buildConfig } from '../../src/model/config';
+import { layoutFromConfig } from '../../src/model/layout';
 import { train, type EvalRecord, type StepRecord, type TrainOptions } from '../../src/train/trainer';
+import { addon } from '../helpers';
 import { makeFixture, type Fixture } from './fixtures';
 
 let fx: Fixture;
@@ -34,13 +37,36 @@ describe('training with the native model', () => {
     const r1 = await train(base(out, { mode, signal: ac.signal }), {
       onStep: (s) => { first.push(s); if (s.step === 4) ac.abort(); },
     });
-    expect(r1).toMatchObject({ exitCode: 130, step: 4 });
+    expect(r1).toMatchObject({ reason: 'interrupted', step: 4 });
     const second: StepRecord[] = [];
     await train({ resume: out, cacheDir: fx.cacheDir }, { onStep: (s) => second.push(s) });
     expect([...first, ...second].map(key)).toEqual(full.map(key));
     const a = loadCheckpoint(path.join(fx.dir, `full-${mode}`)), b = loadCheckpoint(out);
     expect(Buffer.from(b.params.buffer).equals(Buffer.from(a.params.buffer))).toBe(true);
+    expect(Buffer.from(b.optimizer!.m.buffer).equals(Buffer.from(a.optimizer!.m.buffer))).toBe(true);
+    expect(Buffer.from(b.optimizer!.v.buffer).equals(Buffer.from(a.optimizer!.v.buffer))).toBe(true);
     expect(b.config.training.mode).toBe(mode);
+  });
+
+  test('the engine\'s trainer: tensors by name in and out of every slot; a wrong size is a RangeError naming the tensor', () => {
+    const config = buildConfig({ preset: 'tiny', tokenizerVocab: 300 });
+    const layout = layoutFromConfig(config);
+    const t = addon.createTrainer({ config });
+    expect(t.device).toBe('cpu');
+    expect(t.totalParams).toBe(layout.totalParams);
+    t.init({ seed: 3 });
+    const norm = layout.tensors.find((x) => x.name === 'final_norm.weight')!;
+    expect(Array.from(t.readTensor({ name: norm.name }))).toEqual(new Array(norm.size).fill(1));
+    for (const slot of ['param', 'adamM', 'adamV'] as const) {
+      const data = Float32Array.from({ length: norm.size }, (_, i) => i + 0.5);
+      t.loadTensor({ name: norm.name, slot, data });
+      expect(Array.from(t.readTensor({ name: norm.name, slot }))).toEqual(Array.from(data));
+    }
+    for (const n of [norm.size - 1, norm.size + 1, 0])
+      expect(() => t.loadTensor({ name: norm.name, data: new Float32Array(n) })).toThrow(expect.objectContaining({
+        name: 'RangeError', message: expect.stringContaining('final_norm.weight'),
+      }));
+    expect(() => t.loadTensor({ name: 'layers.99.mlp.up.weight', data: new Float32Array(4) })).toThrow(/layers\.99\.mlp\.up\.weight/);
   });
 
   test('a real process stopped by SIGINT saves a loadable checkpoint and exits with 130', async () => {

@@ -4,7 +4,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadCheckpoint, saveCheckpoint, SimulatedCrash } from '../../src/checkpoint/checkpoint';
 import { defaultWarmup, formatDuration, lrAt, parseDuration } from '../../src/train/schedule';
-import { TrainingDivergedError, train, type EvalRecord, type StepRecord, type TrainOptions } from '../../src/train/trainer';
+import { trainNextSteps } from '../../src/cli/hints';
+import { layoutFromConfig } from '../../src/model/layout';
+import {
+  DeviceUnusableError, TrainingDivergedError, train, type EvalRecord, type StepRecord, type TrainOptions,
+} from '../../src/train/trainer';
 import { fakeBackend, type FakeClock } from './fake-model';
 import { makeFixture, type Fixture } from './fixtures';
 
@@ -46,7 +50,7 @@ describe('training loop', () => {
     const fake = fakeBackend();
     let info: unknown;
     const r = await train(base(out, { threads: 2 }), { ...c.hooks, onStart: (i) => (info = i) }, { backend: fake });
-    expect(r).toMatchObject({ exitCode: 0, reason: 'budget', step: 10, savedStep: 10 });
+    expect(r).toMatchObject({ reason: 'budget', step: 10, savedStep: 10, preset: 'tiny', mode: 'dsmoe', resumedFrom: null });
     expect(c.steps.map((s) => s.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     expect(c.evals.map((e) => e.step)).toEqual([5, 10]);
     expect(c.evals[1].ppl).toBeCloseTo(Math.exp(c.evals[1].lm_loss), 10);
@@ -56,7 +60,11 @@ describe('training loop', () => {
     expect(c.steps[0].lr).toBeCloseTo(5e-3, 12); // warm-up 1/2
     expect(c.steps[9].lr).toBeCloseTo(1e-3, 12); // cosine down to min_lr = 0.1·lr
     expect(c.steps.every((s) => s.tokens_seen === s.step * 32)).toBe(true);
-    expect(r.nextSteps.join('\n')).toMatch(/dsmoe train --resume .*run-basic --steps 20/);
+    expect(trainNextSteps(r).join('\n')).toMatch(/dsmoe train --resume .*run-basic --steps 20/);
+    // The checkpoint was streamed out of the engine one tensor at a time, each slot once.
+    const names = layoutFromConfig(ck0(out)).tensors.map((t) => t.name);
+    expect(fake.read).toEqual([...names.map((n) => `param:${n}`), ...names.map((n) => `adamM:${n}`), ...names.map((n) => `adamV:${n}`)]);
+    expect(fake.loaded).toEqual([]);  // a fresh run: init, nothing loaded
     const ck = loadCheckpoint(out, { requireTraining: true });
     expect(ck.trainerState).toMatchObject({ step: 10, tokens_seen: 320, threads: 2, seed: 3, last_eval: { step: 10 } });
     expect(ck.trainerState!.versions).toMatchObject({ addon_isa: 'fake', node: process.version });
@@ -74,12 +82,16 @@ describe('training loop', () => {
     const r1 = await train(base(outB, { gradAccum: 2, signal: ac.signal }), {
       ...first.hooks, onStep: (s) => { first.steps.push(s); if (s.step === 6) ac.abort(); },
     }, { backend: fakeBackend() });
-    expect(r1).toMatchObject({ exitCode: 130, reason: 'interrupted', step: 6, savedStep: 6 });
-    expect(r1.nextSteps[0]).toMatch(/--resume/);
+    expect(r1).toMatchObject({ reason: 'interrupted', step: 6, savedStep: 6 });
+    expect(trainNextSteps(r1)[0]).toMatch(/--resume/);
 
     const second = collect();
-    const r2 = await train({ resume: outB, cacheDir: fx.cacheDir }, second.hooks, { backend: fakeBackend() });
-    expect(r2).toMatchObject({ exitCode: 0, step: 10 });
+    const resumed = fakeBackend();
+    const r2 = await train({ resume: outB, cacheDir: fx.cacheDir }, second.hooks, { backend: resumed });
+    expect(r2).toMatchObject({ reason: 'budget', step: 10, resumedFrom: outB });
+    // Every tensor of the checkpoint was streamed into the engine: parameters and both moments.
+    const names = layoutFromConfig(ck0(outB)).tensors.map((t) => t.name);
+    expect(resumed.loaded).toEqual([...names.map((n) => `param:${n}`), ...names.map((n) => `adamM:${n}`), ...names.map((n) => `adamV:${n}`)]);
     expect(second.steps.map((s) => s.step)).toEqual([7, 8, 9, 10]);
     const key = (s: StepRecord) => [s.step, s.loss, s.lm_loss, s.aux_loss, s.grad_norm, s.lr, s.tokens_seen];
     expect([...first.steps, ...second.steps].map(key)).toEqual(full.steps.map(key));
@@ -135,7 +147,7 @@ describe('training loop', () => {
       const b = fakeBackend({ stepMs: 31.25, clock });
       const r2 = await train(base(path.join(fx.dir, 'run-time'), { steps: undefined, timeS: 1.5, warmup: 0, evalInterval: 0 }),
         { ...c.hooks, onLog: (l) => logs.push(l) }, { backend: b });
-      expect(r2).toMatchObject({ exitCode: 0, reason: 'budget', step: 48 });
+      expect(r2).toMatchObject({ reason: 'budget', step: 48 });
       return b;
     });
     expect(fake.steps).toBe(48);
@@ -152,7 +164,7 @@ describe('training loop', () => {
     await withFakeClock(async (clock) => {
       const r = await train(base(path.join(fx.dir, 'run-time-warm'), { steps: undefined, timeS: 1.25, warmup: 0, evalInterval: 0 }),
         c.hooks, { backend: fakeBackend({ stepMs: 31.25, firstStepMs: 500, clock }) });
-      expect(r).toMatchObject({ exitCode: 0, reason: 'budget', step: 25 });
+      expect(r).toMatchObject({ reason: 'budget', step: 25 });
     });
     expect(c.steps.map((s) => s.total_steps)).toEqual([null, null, null, ...new Array(22).fill(25)]);
     expect(c.steps[24].elapsed_s).toBe(1.25);
@@ -193,12 +205,45 @@ describe('training loop', () => {
     await expect(train({ resume: out, steps: 6, cacheDir: fx.cacheDir }, {}, { backend: fakeBackend() })).rejects.toThrow(/not a training checkpoint/);
   });
 
+  test('a device the engine cannot use fails with its reason, before any data are read', async () => {
+    const out = path.join(fx.dir, 'run-cuda');
+    const fake = fakeBackend();
+    const logs: string[] = [];
+    const err = await train(base(out, { device: 'cuda' }), {
+      onPrepare: (p) => logs.push(p.kind),
+    }, { backend: fake }).catch((e) => e);
+    expect(err).toBeInstanceOf(DeviceUnusableError);
+    expect(err).toMatchObject({ device: 'cuda', message: 'device cuda:0 is not usable: the fake engine has no GPU (use --device cpu)' });
+    expect(logs).not.toContain('data');
+    expect(fake.steps).toBe(0);
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
+  test('step-0 checkpoints without optimizer state resume with a fresh AdamW (parameters streamed, no moments)', async () => {
+    const out = path.join(fx.dir, 'run-step0');
+    await train(base(out, { steps: 2 }), {}, { backend: fakeBackend() });
+    const ck = loadCheckpoint(out);
+    fs.rmSync(out, { recursive: true });
+    saveCheckpoint(out, { config: ck.config, params: ck.params, tokenizerJson: fs.readFileSync(fx.tokenizer, 'utf8'),
+      trainerState: { ...ck.trainerState!, step: 0, tokens_seen: 0, last_losses: [], last_eval: null } });
+    const fake = fakeBackend();
+    const logs: string[] = [];
+    const r = await train({ resume: out, steps: 3, cacheDir: fx.cacheDir }, { onLog: (l) => logs.push(l) }, { backend: fake });
+    expect(r.step).toBe(3);
+    expect(fake.loaded.every((l) => l.startsWith('param:'))).toBe(true);
+    expect(fake.loaded).toHaveLength(ck.layout.tensors.length);
+    expect(logs.join('\n')).toMatch(/has no optimizer state \(step 0\): starting a fresh AdamW/);
+  });
+
   test('the native layout must match the checkpoint layout', async () => {
     const fake = fakeBackend();
     const bad = { ...fake, modelLayout: (c: Parameters<typeof fake.modelLayout>[0]) => { const l = fake.modelLayout(c); return { ...l, tensors: [...l.tensors].reverse() }; } };
     await expect(train(base(path.join(fx.dir, 'run-layout')), {}, { backend: bad })).rejects.toThrow(/native model's parameter layout does not match.*tensor 0 is "lm_head.weight", expected "embed.weight"/);
   });
 });
+
+/** The config of a checkpoint folder. */
+const ck0 = (dir: string) => loadCheckpoint(dir).config;
 
 describe('schedule and durations', () => {
   test('warm-up then cosine to min_lr', () => {

@@ -3,11 +3,15 @@ import * as path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { MODES, PRESET_NAMES, formatCount, type ConfigOverrides } from '../../model/config';
 import { formatDuration, parseDuration } from '../../train/schedule';
-import { train, type EvalRecord, type ModelBackend, type StepRecord, type TrainOptions, type TrainResult } from '../../train/trainer';
+import {
+  DeviceUnusableError, train, type EvalRecord, type ModelBackend, type StepRecord, type TrainOptions, type TrainResult,
+} from '../../train/trainer';
 import { formatRouting, routingLabel } from '../../model/routing';
 import { shareArg } from '../args';
 import { Reporter, barCells, formatRate } from '../progress';
 import { parseDeviceRequest, resolveDevice, type DeviceChoice } from '../../native/device';
+import { EXIT_USAGE, exitCodeFor } from '../exit-codes';
+import { trainNextSteps } from '../hints';
 
 export interface TrainCliOptions {
   preset?: string;
@@ -99,14 +103,19 @@ const seedArg = (v: string): number => {
   return n;
 };
 
-/** --device for training: cpu; cuda is an error (no GPU, or no CUDA training path yet); auto picks the CPU with a notice. */
+/**
+ * --device for training: cpu; cuda goes to the engine, which refuses a device it cannot use with the
+ * reason (runTrain: exit code 2); auto picks the CPU with a notice.
+ */
 export function trainDevice(o: Pick<TrainCliOptions, 'device'>): DeviceChoice {
-  return resolveDevice(parseDeviceRequest(o.device), { what: 'training', cudaImplemented: false });
+  const request = parseDeviceRequest(o.device);
+  if (request === 'cuda') return { device: 'cuda' };
+  return resolveDevice(request, { what: 'training', cudaImplemented: false });
 }
 
 /** Maps CLI options to trainer options (checks --device). */
 export function toTrainOptions(o: TrainCliOptions): TrainOptions {
-  trainDevice(o);
+  const { device } = trainDevice(o);
   const overrides: ConfigOverrides = {
     d_model: o.dModel, n_layers: o.layers, att_experts: o.attExperts, att_heads: o.attHeads, kv_heads: o.kvHeads, head_dim: o.headDim,
     mlp_experts: o.mlpExperts, expert_dim: o.expertDim, seq_len: o.seqLen, mi_alpha_att: o.miAlphaAtt, mi_alpha_mlp: o.miAlphaMlp, top_k: o.topK,
@@ -116,7 +125,7 @@ export function toTrainOptions(o: TrainCliOptions): TrainOptions {
     preset: o.preset, mode: o.mode, configFile: o.config, overrides, data: o.data, tokenizer: o.tokenizer,
     steps: o.steps, tokens: o.tokens, timeS: o.time, batchSize: o.batchSize, gradAccum: o.gradAccum, lr: o.lr, minLr: o.minLr,
     warmup: o.warmup, weightDecay: o.weightDecay, clip: o.clip, seed: o.seed, evalInterval: o.evalInterval, evalBatches: o.evalBatches,
-    saveInterval: o.saveInterval, out: o.out, resume: o.resume, threads: o.threads, targetActive: o.targetActive,
+    saveInterval: o.saveInterval, out: o.out, resume: o.resume, threads: o.threads, targetActive: o.targetActive, device,
   };
 }
 
@@ -134,7 +143,10 @@ export function sparsitySentence(r: EvalRecord): string | null {
 const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : String(x));
 const fAux = (x: number) => (Number.isFinite(x) ? (Math.abs(x) < 0.01 ? x.toExponential(2) : x.toFixed(4)) : String(x));
 
-/** Runs `dsmoe train`; resolves to the exit code (0, or 130 after Ctrl-C). Never calls process.exit. */
+/**
+ * Runs `dsmoe train`; resolves to the exit code (0, 130 after Ctrl-C, 2 when the engine cannot use
+ * the --device asked for). Never calls process.exit.
+ */
 export async function runTrain(o: TrainCliOptions, deps: TrainCliDeps = {}): Promise<number> {
   const { notice } = trainDevice(o);
   const opts = toTrainOptions(o);
@@ -239,7 +251,8 @@ export async function runTrain(o: TrainCliOptions, deps: TrainCliDeps = {}): Pro
     const cal = result.calibration;
     emit({ type: 'done', reason: result.reason, step: result.step, tokens_seen: result.tokensSeen, out: result.outDir,
       val_loss: ev?.lm_loss ?? null, val_ppl: ev?.ppl ?? null, routing: ev?.routing ?? null, routed_ppl: ev?.routed_ppl ?? null,
-      dense_ppl: ev?.dense_ppl ?? null, active_expert_share: ev?.active_expert_share ?? null, calibration: cal, exit_code: result.exitCode });
+      dense_ppl: ev?.dense_ppl ?? null, active_expert_share: ev?.active_expert_share ?? null, calibration: cal,
+      exit_code: exitCodeFor(result.reason) });
     rep.line(summary);
     const sparse = ev && sparsitySentence(ev);
     if (sparse) rep.line(sparse);
@@ -250,12 +263,17 @@ export async function runTrain(o: TrainCliOptions, deps: TrainCliDeps = {}): Pro
     }
     if (!o.quiet) {
       rep.line('what to run next:');
-      for (const l of result.nextSteps) rep.line(`  ${l}`);
+      for (const l of trainNextSteps(result, { data: opts.data, tokenizer: opts.tokenizer })) rep.line(`  ${l}`);
     }
-    return result.exitCode;
+    return exitCodeFor(result.reason);
   } catch (e) {
     rep.spinDone(undefined, false);
     rep.stop();
+    // The engine's own words (the device and why it cannot be used), as every error prints.
+    if (e instanceof DeviceUnusableError) {
+      stderr.write(`dsmoe: ${e.message}\n`);
+      return EXIT_USAGE;
+    }
     throw e;
   } finally {
     process.removeListener('SIGINT', onSigint);
