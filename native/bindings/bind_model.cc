@@ -360,7 +360,7 @@ Napi::Value create_trainer(const Napi::CallbackInfo& info) {
     return quick_trainer_call(i, "loadTensor", [&](Args& a, model::Trainer& t) -> Napi::Value {
       const model::Tensor& tensor = named_tensor(a, t);
       const model::Slot slot = read_slot(a);
-      auto data = a.f32("data", tensor.size);
+      auto data = a.f32("data", 0);
       if (data.size != tensor.size)
         range_error(a.where("data") + " has " + std::to_string(data.size) + " elements but " + tensor.name + " has " +
                     std::to_string(tensor.size));
@@ -384,11 +384,16 @@ Napi::Value create_trainer(const Napi::CallbackInfo& info) {
       return [tp, b] { return tp->loss_and_grad(b->tokens.data(), b->targets.data(), b->micro, b->batch, b->seq); };
     });
   });
-  method("reduceGradients", [](const Napi::CallbackInfo& i) {
-    return quick_trainer_call(i, "reduceGradients", [&](Args&, model::Trainer& t) -> Napi::Value {
-      t.reduce_gradients();
-      return i.Env().Undefined();
-    });
+  method("reduceGradients", [](const Napi::CallbackInfo& i) -> Napi::Value {  // no arguments
+    try {
+      TrainerHandle* h = trainer_of(i);
+      claim(h->busy);
+      try { h->trainer->reduce_gradients(); } catch (...) { h->busy = false; throw; }
+      h->busy = false;
+    } catch (...) {
+      throw_js(i.Env(), "reduceGradients");
+    }
+    return i.Env().Undefined();
   });
   method("applyOptimizer", [](const Napi::CallbackInfo& i) {
     return quick_trainer_call(i, "applyOptimizer", [&](Args& a, model::Trainer& t) -> Napi::Value {
