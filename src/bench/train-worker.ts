@@ -13,17 +13,16 @@ async function main(): Promise<void> {
   const config = applyMode(getPreset(args.preset).config, args.mode, args.preset);
   const layout = addon.modelLayout(config);
   const n = layout.totalParams;
-  const params = new Float32Array(n);
-  addon.initParams({ config, params, seed: 1 });
-  const model = addon.createModel({ config, params, grads: new Float32Array(n), adamM: new Float32Array(n),
-    adamV: new Float32Array(n) });
+  // The training state in the engine (parameters, gradients, AdamW moments), as dsmoe train has it.
+  const trainer = addon.createTrainer({ config, device: 'cpu' });
+  trainer.init({ seed: 1 });
   const T = config.max_seq_len, B = args.batch, V = config.vocab_size;
   let s = 7;
   const rnd = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) % V;
   const tokens = Int32Array.from({ length: B * T }, rnd), targets = Int32Array.from({ length: B * T }, rnd);
-  const step = (i: number) => model.trainStepAsync({ tokens, targets, batch: B, seq: T, lr: 1e-4, beta1: 0.9,
-    beta2: 0.95,
-    eps: 1e-8, weightDecay: 0.01, clip: 1, step: i });
+  const step = (i: number) => trainer.trainStepAsync({
+    tokens, targets, batch: B, seq: T, lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.01, clip: 1, step: i,
+  });
   await step(1); // warm-up: workspace allocation, page faults
   const times: number[] = [];
   for (let i = 0; i < args.steps; i++) {
