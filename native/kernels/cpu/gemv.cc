@@ -88,7 +88,8 @@ void gemv_batch(const GemvJob* jobs, int64_t count) {
     const int64_t P = g.offsets[g.n_experts];
     if (P == 0 || g.n == 0) continue;
     if (bf16 && kern.needs_xb)
-      for (int64_t i = 0; i < P * g.k; ++i) xb[xb_at[static_cast<size_t>(j)] + static_cast<size_t>(i)] = f32_to_bf16(g.x[i]);
+      for (int64_t i = 0; i < P * g.k; ++i)
+        xb[xb_at[static_cast<size_t>(j)] + static_cast<size_t>(i)] = f32_to_bf16(g.x[i]);
     // Blocks of ~32 KiB of weights: small enough to balance 2..64 threads on one expert, large
     // enough that the per-task overhead is noise next to the memory traffic.
     const int64_t row_bytes = g.k * (bf16 ? 2 : 4);

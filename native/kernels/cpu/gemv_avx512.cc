@@ -37,12 +37,18 @@ void block(const W* w, int64_t k, const float* x, float* y, int64_t ldy) {
   for (int64_t j = 0; j < k32; j += 32) {
     __m512 x0[MB], x1[MB];
     #pragma GCC unroll 4
-    for (int i = 0; i < MB; ++i) { x0[i] = _mm512_loadu_ps(x + i * k + j); x1[i] = _mm512_loadu_ps(x + i * k + j + 16); }
+    for (int i = 0; i < MB; ++i) {
+      x0[i] = _mm512_loadu_ps(x + i * k + j);
+      x1[i] = _mm512_loadu_ps(x + i * k + j + 16);
+    }
     #pragma GCC unroll 4
     for (int r = 0; r < RB; ++r) {
       const __m512 w0 = load_w(w + r * k + j), w1 = load_w(w + r * k + j + 16);
       #pragma GCC unroll 4
-      for (int i = 0; i < MB; ++i) { a0[r][i] = _mm512_fmadd_ps(w0, x0[i], a0[r][i]); a1[r][i] = _mm512_fmadd_ps(w1, x1[i], a1[r][i]); }
+      for (int i = 0; i < MB; ++i) {
+        a0[r][i] = _mm512_fmadd_ps(w0, x0[i], a0[r][i]);
+        a1[r][i] = _mm512_fmadd_ps(w1, x1[i], a1[r][i]);
+      }
     }
   }
   if (rem) {  // masked lanes load as 0 and add nothing

@@ -29,7 +29,10 @@ void block(const uint16_t* w, int64_t k, const uint16_t* xb, float* y, int64_t l
   for (int64_t j = 0; j < k64; j += 64) {
     __m512i x0[MB], x1[MB];
     #pragma GCC unroll 4
-    for (int i = 0; i < MB; ++i) { x0[i] = _mm512_loadu_si512(xb + i * k + j); x1[i] = _mm512_loadu_si512(xb + i * k + j + 32); }
+    for (int i = 0; i < MB; ++i) {
+      x0[i] = _mm512_loadu_si512(xb + i * k + j);
+      x1[i] = _mm512_loadu_si512(xb + i * k + j + 32);
+    }
     #pragma GCC unroll 4
     for (int r = 0; r < RB; ++r) {
       const __m512i w0 = _mm512_loadu_si512(w + r * k + j), w1 = _mm512_loadu_si512(w + r * k + j + 32);
@@ -45,7 +48,8 @@ void block(const uint16_t* w, int64_t k, const uint16_t* xb, float* y, int64_t l
     const __mmask32 m1 = static_cast<__mmask32>(rem > 32 ? (uint32_t(1) << (rem - 32)) - 1u : 0u);
     #pragma GCC unroll 4
     for (int r = 0; r < RB; ++r) {
-      const __m512i w0 = _mm512_maskz_loadu_epi16(m0, w + r * k + k64), w1 = _mm512_maskz_loadu_epi16(m1, w + r * k + k64 + 32);
+      const __m512i w0 = _mm512_maskz_loadu_epi16(m0, w + r * k + k64),
+                    w1 = _mm512_maskz_loadu_epi16(m1, w + r * k + k64 + 32);
       #pragma GCC unroll 4
       for (int i = 0; i < MB; ++i) {
         a0[r][i] = _mm512_dpbf16_ps(a0[r][i], as_bh(w0), as_bh(_mm512_maskz_loadu_epi16(m0, xb + i * k + k64)));
