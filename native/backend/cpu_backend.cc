@@ -179,14 +179,16 @@ class CpuBackend final : public Backend {
                           const int32_t* pe, const float* src, float* dst) override {
     parallel_for(P, [&](int64_t i, int) {
       const int32_t p = order[i];
-      std::memcpy(dst + int64_t(pt[p]) * QD + int64_t(pe[p]) * HD, src + i * HD, sizeof(float) * static_cast<size_t>(HD));
+      std::memcpy(dst + int64_t(pt[p]) * QD + int64_t(pe[p]) * HD, src + i * HD,
+                  sizeof(float) * static_cast<size_t>(HD));
     });
   }
   void gather_pair_heads(int64_t P, int64_t HD, int64_t QD, const int32_t* order, const int32_t* pt,
                          const int32_t* pe, const float* src, float* dst) override {
     parallel_for(P, [&](int64_t i, int) {
       const int32_t p = order[i];
-      std::memcpy(dst + i * HD, src + int64_t(pt[p]) * QD + int64_t(pe[p]) * HD, sizeof(float) * static_cast<size_t>(HD));
+      std::memcpy(dst + i * HD, src + int64_t(pt[p]) * QD + int64_t(pe[p]) * HD,
+                  sizeof(float) * static_cast<size_t>(HD));
     });
   }
   void router_statistics(int64_t T, int64_t E, const float* probs, double* prob_sum, double* entropy_sum) override {

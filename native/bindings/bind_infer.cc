@@ -98,7 +98,8 @@ Napi::Value call(const Napi::CallbackInfo& info, const char* name, bool async, M
     std::function<void()> work;
     try { work = make(args, *h->session); } catch (...) { h->busy = false; throw; }
     if (async) {
-      auto* worker = new CallWorker(info.Env(), name, h, info.This().As<Napi::Object>(), std::move(work), args.take_refs());
+      auto* worker = new CallWorker(info.Env(), name, h, info.This().As<Napi::Object>(), std::move(work),
+                                    args.take_refs());
       Napi::Promise p = worker->promise();
       worker->Queue();
       return p;
@@ -123,8 +124,11 @@ std::function<void()> make_prefill(Args& args, Session& s) {
   const model::Config& c = s.weights().config();
   const int64_t B = s.batch(), V = c.vocab_size;
   const int64_t batch = args.integer("batch", 1, 1 << 20);
-  if (batch != B) range_error(args.where("batch") + " is " + std::to_string(batch) + " but the session was made for batch " + std::to_string(B));
-  if (args.has("len") && args.integer("len", 0) == 0) range_error(args.where("len") + ": the prompt is empty (len must be >= 1)");
+  if (batch != B)
+    range_error(args.where("batch") + " is " + std::to_string(batch) + " but the session was made for batch " +
+                std::to_string(B));
+  if (args.has("len") && args.integer("len", 0) == 0)
+    range_error(args.where("len") + ": the prompt is empty (len must be >= 1)");
   const int64_t len = args.integer("len", 1, 1 << 30);
   auto tok = args.i32("tokens", checked_mul(B, len, args.where("tokens")));
   auto lengths = std::make_shared<std::vector<int32_t>>(static_cast<size_t>(B), static_cast<int32_t>(len));
@@ -146,13 +150,15 @@ std::function<void()> make_prefill(Args& args, Session& s) {
   }
   auto tokens = std::make_shared<std::vector<int32_t>>(tok.data, tok.data + B * len);
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t i = 0; i < (*lengths)[static_cast<size_t>(b)]; ++i) check_token(args, "tokens", b * len + i, (*tokens)[static_cast<size_t>(b * len + i)], V);
+    for (int64_t i = 0; i < (*lengths)[static_cast<size_t>(b)]; ++i)
+      check_token(args, "tokens", b * len + i, (*tokens)[static_cast<size_t>(b * len + i)], V);
   const bool scored = args.has("losses");
   if (scored != args.has("targets"))
     type_error(args.fn() + ": targets and losses come together (per-position losses of the targets)");
   auto logits = scored ? args.f32_opt("logits", checked_mul(B, V, args.where("logits")))
                        : args.f32("logits", checked_mul(B, V, args.where("logits")));
-  auto all = args.f32_opt("allLogits", checked_mul(checked_mul(B, len, args.where("allLogits")), V, args.where("allLogits")));
+  auto all = args.f32_opt("allLogits",
+                          checked_mul(checked_mul(B, len, args.where("allLogits")), V, args.where("allLogits")));
   auto targets = std::make_shared<std::vector<int32_t>>();
   View<float> losses{};
   if (scored) {
@@ -160,21 +166,23 @@ std::function<void()> make_prefill(Args& args, Session& s) {
     targets->assign(tv.data, tv.data + B * len);
     for (int64_t i = 0; i < B * len; ++i)
       if ((*targets)[static_cast<size_t>(i)] >= V)
-        range_error(args.where("targets") + "[" + std::to_string(i) + "] = " + std::to_string((*targets)[static_cast<size_t>(i)]) +
+        range_error(args.where("targets") + "[" + std::to_string(i) + "] = " +
+                    std::to_string((*targets)[static_cast<size_t>(i)]) +
                     " is outside the vocabulary [0, " + std::to_string(V) + ") (negative = not scored)");
     losses = args.f32("losses", B * len);
   }
   Session* sp = &s;
   return [sp, tokens, lengths, len, logits, all, targets, losses] {
-    sp->prefill(tokens->data(), len, lengths->data(), logits.data, all.data, targets->empty() ? nullptr : targets->data(),
-                losses.data);
+    sp->prefill(tokens->data(), len, lengths->data(), logits.data, all.data,
+                targets->empty() ? nullptr : targets->data(), losses.data);
   };
 }
 
 // decode({tokens [batch], logits [batch, V]})
 std::function<void()> make_decode(Args& args, Session& s) {
   const int64_t B = s.batch(), V = s.weights().config().vocab_size;
-  if (!s.started()) throw std::runtime_error("no prompt: call prefill before decode (after creating or resetting the session)");
+  if (!s.started())
+    throw std::runtime_error("no prompt: call prefill before decode (after creating or resetting the session)");
   for (int64_t b = 0; b < B; ++b)
     if (s.lengths()[static_cast<size_t>(b)] >= s.max_len())
       range_error(args.fn() + ": sequence " + std::to_string(b) + " already fills the context (maxLen " +
@@ -211,7 +219,8 @@ Napi::Value usage_to_js(Napi::Env env, const std::vector<int64_t>& u, int64_t L,
   Napi::Array rows = Napi::Array::New(env, static_cast<size_t>(L));
   for (int64_t l = 0; l < L; ++l) {
     Napi::Array r = Napi::Array::New(env, static_cast<size_t>(E));
-    for (int64_t e = 0; e < E; ++e) r.Set(static_cast<uint32_t>(e), num(env, double(u[static_cast<size_t>(l * E + e)])));
+    for (int64_t e = 0; e < E; ++e)
+      r.Set(static_cast<uint32_t>(e), num(env, double(u[static_cast<size_t>(l * E + e)])));
     rows.Set(static_cast<uint32_t>(l), r);
   }
   return rows;
@@ -279,7 +288,8 @@ Napi::Object make_session_object(Napi::Env env, SessionHandle* h) {
   method("lengths", [](const Napi::CallbackInfo& i) {
     return quick(i, "lengths", [&](Session& s) -> Napi::Value {
       Napi::Array a = Napi::Array::New(i.Env(), s.lengths().size());
-      for (size_t b = 0; b < s.lengths().size(); ++b) a.Set(static_cast<uint32_t>(b), num(i.Env(), double(s.lengths()[b])));
+      for (size_t b = 0; b < s.lengths().size(); ++b)
+        a.Set(static_cast<uint32_t>(b), num(i.Env(), double(s.lengths()[b])));
       return a;
     });
   });
@@ -287,7 +297,8 @@ Napi::Object make_session_object(Napi::Env env, SessionHandle* h) {
     return quick(i, "setRouting", [&](Session& s) -> Napi::Value {
       Args args(i, "setRouting");
       auto r = [&] {
-        if (!args.has("attention") || !args.has("mlp")) type_error("setRouting: attention and mlp are both required (strings)");
+        if (!args.has("attention") || !args.has("mlp"))
+          type_error("setRouting: attention and mlp are both required (strings)");
         Napi::Object ro = i[0].As<Napi::Object>();
         auto parse = [&](const char* key, int64_t E) {
           Napi::Value v = ro.Get(key);

@@ -24,7 +24,8 @@ Napi::Value layout_to_js(Napi::Env env, const model::Layout& L) {
     Napi::Object jt = Napi::Object::New(env);
     jt.Set("name", t.name);
     Napi::Array shape = Napi::Array::New(env, t.shape.size());
-    for (size_t d = 0; d < t.shape.size(); ++d) shape.Set(static_cast<uint32_t>(d), Napi::Number::New(env, double(t.shape[d])));
+    for (size_t d = 0; d < t.shape.size(); ++d)
+      shape.Set(static_cast<uint32_t>(d), Napi::Number::New(env, double(t.shape[d])));
     jt.Set("shape", shape);
     jt.Set("offset", Napi::Number::New(env, double(t.offset)));
     jt.Set("size", Napi::Number::New(env, double(t.size)));
@@ -89,14 +90,16 @@ Batch read_batch(Args& args, const model::Config& c, bool need_targets) {
   b.tokens.assign(tok.data, tok.data + n);
   for (int64_t i = 0; i < n; ++i)
     if (b.tokens[static_cast<size_t>(i)] < 0 || b.tokens[static_cast<size_t>(i)] >= c.vocab_size)
-      range_error(args.where("tokens") + "[" + std::to_string(i) + "] = " + std::to_string(b.tokens[static_cast<size_t>(i)]) +
+      range_error(args.where("tokens") + "[" + std::to_string(i) + "] = " +
+                  std::to_string(b.tokens[static_cast<size_t>(i)]) +
                   " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
   if (need_targets) {
     auto tgt = args.i32("targets", n);
     b.targets.assign(tgt.data, tgt.data + n);
     for (int64_t i = 0; i < n; ++i)
       if (b.targets[static_cast<size_t>(i)] >= c.vocab_size)
-        range_error(args.where("targets") + "[" + std::to_string(i) + "] = " + std::to_string(b.targets[static_cast<size_t>(i)]) +
+        range_error(args.where("targets") + "[" + std::to_string(i) + "] = " +
+                    std::to_string(b.targets[static_cast<size_t>(i)]) +
                     " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ") (negative = ignored)");
   }
   return b;
@@ -213,7 +216,12 @@ Napi::Value forward(const Napi::CallbackInfo& info) {
     if (b.micro != 1) range_error("forward: micro must be 1");
     auto logits = args.f32("logits", checked_mul(b.batch * b.seq, c.vocab_size, "forward: logits"));
     claim(h);
-    try { h->model->forward_logits(b.tokens.data(), b.batch, b.seq, logits.data); } catch (...) { h->busy = false; throw; }
+    try {
+      h->model->forward_logits(b.tokens.data(), b.batch, b.seq, logits.data);
+    } catch (...) {
+      h->busy = false;
+      throw;
+    }
     h->busy = false;
   } catch (...) {
     throw_js(info.Env(), "forward");
@@ -250,6 +258,8 @@ Napi::Value create_model(const Napi::CallbackInfo& info) {
 }
 
 // ---- createTrainer: the engine-owned training state ------------------------------------------------
+
+using StatsWork = std::function<model::StepStats()>;
 
 struct TrainerHandle {
   std::unique_ptr<model::Trainer> trainer;
@@ -378,7 +388,7 @@ Napi::Value create_trainer(const Napi::CallbackInfo& info) {
     });
   });
   method("lossAndGradAsync", [](const Napi::CallbackInfo& i) {
-    return run_trainer_call(i, "lossAndGrad", true, [](Args& a, model::Trainer& t) -> std::function<model::StepStats()> {
+    return run_trainer_call(i, "lossAndGrad", true, [](Args& a, model::Trainer& t) -> StatsWork {
       auto b = std::make_shared<Batch>(read_batch(a, t.config(), true));
       model::Trainer* tp = &t;
       return [tp, b] { return tp->loss_and_grad(b->tokens.data(), b->targets.data(), b->micro, b->batch, b->seq); };
@@ -405,7 +415,7 @@ Napi::Value create_trainer(const Napi::CallbackInfo& info) {
     });
   });
   method("trainStepAsync", [](const Napi::CallbackInfo& i) {
-    return run_trainer_call(i, "trainStep", true, [](Args& a, model::Trainer& t) -> std::function<model::StepStats()> {
+    return run_trainer_call(i, "trainStep", true, [](Args& a, model::Trainer& t) -> StatsWork {
       auto b = std::make_shared<Batch>(read_batch(a, t.config(), true));
       const model::OptimSettings o = read_optim(a);
       model::Trainer* tp = &t;
@@ -413,7 +423,7 @@ Napi::Value create_trainer(const Napi::CallbackInfo& info) {
     });
   });
   method("evaluateAsync", [](const Napi::CallbackInfo& i) {
-    return run_trainer_call(i, "evaluate", true, [](Args& a, model::Trainer& t) -> std::function<model::StepStats()> {
+    return run_trainer_call(i, "evaluate", true, [](Args& a, model::Trainer& t) -> StatsWork {
       auto b = std::make_shared<Batch>(read_batch(a, t.config(), true));
       model::Trainer* tp = &t;
       return [tp, b] { return tp->evaluate(b->tokens.data(), b->targets.data(), b->micro, b->batch, b->seq); };

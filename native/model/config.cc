@@ -6,7 +6,8 @@ namespace dsmoe::model {
 
 std::string validate(const Config& c) {
   auto positive = [](int64_t v, const char* name, int64_t max) -> std::string {
-    if (v < 1 || v > max) return std::string(name) + " must be in [1, " + std::to_string(max) + "], got " + std::to_string(v);
+    if (v < 1 || v > max)
+      return std::string(name) + " must be in [1, " + std::to_string(max) + "], got " + std::to_string(v);
     return "";
   };
   std::string e;
@@ -22,7 +23,8 @@ std::string validate(const Config& c) {
   if (!(e = positive(c.expert_dim, "mlp.expert_dim", 1 << 20)).empty()) return e;
   if (c.router_hidden < 0 || c.router_hidden > (1 << 16))
     return "router_hidden must be in [0, 65536], got " + std::to_string(c.router_hidden);
-  if (c.head_dim % 2 != 0) return "attention.head_dim must be even (RoPE rotates pairs), got " + std::to_string(c.head_dim);
+  if (c.head_dim % 2 != 0)
+    return "attention.head_dim must be even (RoPE rotates pairs), got " + std::to_string(c.head_dim);
   if (c.att_heads % c.kv_heads != 0)
     return "attention.n_heads (" + std::to_string(c.att_heads) + ") must be a multiple of attention.n_kv_heads (" +
            std::to_string(c.kv_heads) + ")";
