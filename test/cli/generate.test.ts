@@ -59,6 +59,16 @@ describe('dsmoe generate / eval: bad input is one clear line and exit code 1 (ch
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
+  test('--device cuda: inference runs on the CPU backend for now, exit code 2 (bad usage of the machine)', () => {
+    for (const cmd of [['generate', ck.checkpoint, 'the', '--device', 'cuda'], ['eval', ck.checkpoint, '--device', 'cuda']]) {
+      const r = dsmoe(cmd);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe('dsmoe: inference on CUDA comes with the CUDA backend (issue 14); use --device cpu\n');
+      expect(r.stdout).toBe('');
+    }
+    expect(dsmoe(['eval', ck.checkpoint, '--device', 'tpu']).stderr).toMatch(/unknown device "tpu"/);
+  });
+
   test('a corrupt model.safetensors is named in the error', () => {
     const dir = path.join(ck.dir, 'corrupt');
     fs.cpSync(ck.checkpoint, dir, { recursive: true });

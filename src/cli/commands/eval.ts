@@ -1,9 +1,11 @@
 // `dsmoe eval`: held-out loss and perplexity of a checkpoint under any routing, with the active
 // parameters and per-layer expert usage.
 import * as path from 'node:path';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { formatCount } from '../../model/config';
 import { loadAddon } from '../../native/addon';
+import { parseDeviceRequest, resolveDevice } from '../../native/device';
+import { EXIT_USAGE } from '../exit-codes';
 import { evaluateCheckpoint, type EvalResult } from '../../infer/eval';
 import { loadInferenceModel } from '../../infer/load';
 import { formatRouting, parseRouting } from '../../model/routing';
@@ -19,6 +21,7 @@ export interface EvalCliOptions {
   routing?: string;
   threads?: number;
   tokenizer?: string;
+  device?: string;
   json?: boolean;
   quiet?: boolean;
 }
@@ -57,10 +60,33 @@ function usageTable(kind: string, usage: number[][], tokens: number): string {
     usage.map((row, l) => [l, ...row.map((c) => `${((100 * c) / Math.max(1, tokens)).toFixed(0)}%`), row.reduce((a, b) => a + b, 0) / Math.max(1, tokens)]));
 }
 
+/** --device of eval and generate: the option of `dsmoe train`. */
+export const deviceOption = () =>
+  new Option('--device <device>', 'compute device: cpu, cuda or auto (GPU when usable, else CPU)').default('cpu');
+
+export const INFERENCE_ON_CUDA = 'inference on CUDA comes with the CUDA backend (issue 14); use --device cpu';
+
+/**
+ * Checks --device for inference, which runs on the CPU backend only for now: cpu; auto = cpu with a
+ * notice on stderr; cuda = the reason on stderr and EXIT_USAGE, which the command returns.
+ */
+export function checkInferenceDevice(value: string | undefined, stderr: NodeJS.WritableStream, quiet = false): number | undefined {
+  const request = parseDeviceRequest(value);
+  if (request === 'cuda') {
+    stderr.write(`dsmoe: ${INFERENCE_ON_CUDA}\n`);
+    return EXIT_USAGE;
+  }
+  const { notice } = resolveDevice(request, { what: 'inference', cudaImplemented: false });
+  if (notice && !quiet) stderr.write(`dsmoe: ${notice}\n`);
+  return undefined;
+}
+
 /** Runs `dsmoe eval`; resolves to the exit code. Never calls process.exit. */
 export async function runEval(checkpoint: string, o: EvalCliOptions, deps: EvalCliDeps = {}): Promise<number> {
   const stdout = deps.stdout ?? process.stdout, stderr = deps.stderr ?? process.stderr;
   // Progress only on a terminal: in logs and pipes stderr carries notes and errors alone.
+  const bad = checkInferenceDevice(o.device, stderr, o.quiet || o.json);
+  if (bad !== undefined) return bad;
   const rep = new Reporter({ stream: stderr, quiet: o.quiet || o.json || !stderr.isTTY });
   const model = loadInferenceModel(checkpoint, { tokenizer: o.tokenizer });
   const routing = parseRouting(o.routing, model.config);
@@ -139,6 +165,7 @@ export function evalCommand(ctx: { exitCode: number } = { exitCode: 0 }, deps: E
     .option('--routing <spec>', 'e.g. topk:2 or attention=dense,mlp=threshold:0.48 (default: config.json)')
     .option('--threads <n>', 'CPU threads', intArg('--threads'))
     .option('--tokenizer <file>', "tokenizer.json (default: the checkpoint's)")
+    .addOption(deviceOption())
     .option('--json', 'one JSON object on stdout')
     .option('--quiet', 'no progress on stderr')
     .addHelpText('after', HELP)

@@ -8,6 +8,7 @@ import { loadInferenceModel } from '../../infer/load';
 import { formatRouting, parseRouting, type Routing } from '../../model/routing';
 import { collect, intArg, numArg } from '../args';
 import { formatRate } from '../progress';
+import { checkInferenceDevice, deviceOption } from './eval';
 
 export interface GenerateCliOptions {
   promptFile?: string;
@@ -21,6 +22,7 @@ export interface GenerateCliOptions {
   routing?: string;
   threads?: number;
   tokenizer?: string;
+  device?: string;
   json?: boolean;
   quiet?: boolean;
 }
@@ -96,6 +98,8 @@ export function formatActive(stats: InferStats, E: { att: number; mlp: number },
 /** Runs `dsmoe generate`; resolves to the exit code (0, or 130 after Ctrl-C). Never calls process.exit. */
 export async function runGenerate(checkpoint: string, prompt: string | undefined, o: GenerateCliOptions, deps: GenerateCliDeps = {}): Promise<number> {
   const stdout = deps.stdout ?? process.stdout, stderr = deps.stderr ?? process.stderr;
+  const bad = checkInferenceDevice(o.device, stderr, o.quiet || o.json);
+  if (bad !== undefined) return bad;
   const prompts = await readPrompts(prompt, o, deps.stdin);
   const model = loadInferenceModel(checkpoint, { tokenizer: o.tokenizer });
   const routing = parseRouting(o.routing, model.config);
@@ -179,6 +183,7 @@ export function generateCommand(ctx: { exitCode: number } = { exitCode: 0 }, dep
     .option('--routing <spec>', 'e.g. topk:2 or attention=dense,mlp=threshold:0.48 (default: config.json)')
     .option('--threads <n>', 'CPU threads', intArg('--threads'))
     .option('--tokenizer <file>', "tokenizer.json (default: the checkpoint's)")
+    .addOption(deviceOption())
     .option('--json', 'one JSON object on stdout (completions and numbers), nothing streamed')
     .option('--quiet', 'no numbers on stderr')
     .addHelpText('after', HELP)
