@@ -2,6 +2,7 @@
 // naive loop and (if Debian's OpenBLAS is installed) OpenBLAS sgemm, on square sizes and on the
 // shapes of DS-MoE layers, for each thread count. Prints tables and returns everything as JSON.
 import { loadAddon, type NativeAddon, type OpenBlasInfo } from '../native/addon';
+import { unsetOpenblasOverrides } from '../util/env';
 import { timeBest } from '../util/timing';
 
 export interface KernelBenchOptions {
@@ -80,8 +81,7 @@ export function runKernelBench(opts: KernelBenchOptions): KernelBenchResult {
   // only) so it picks its kernels for this CPU rather than a forced older one.
   let openblas: KernelBenchResult['openblas'] = { loaded: false, note: 'skipped (--no-peer)' };
   if (!opts.noPeer) {
-    const forced = ['OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE'].filter((k) => process.env[k] !== undefined);
-    for (const k of forced) delete process.env[k];
+    const forced = unsetOpenblasOverrides();
     openblas = addon.openblasLoad();
     openblas.note = openblas.loaded
       ? forced.length ? `unset ${forced.join(', ')} before loading` : undefined

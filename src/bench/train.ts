@@ -67,7 +67,7 @@ export function runTrainBench(opts: TrainBenchOptions): TrainBenchResult {
   for (const preset of opts.presets)
     for (const mode of opts.modes) {
       const args = { preset, mode, batch: opts.batch ?? 16, steps: opts.steps, threads: opts.threads };
-      const r = spawnSync(process.execPath, [worker, JSON.stringify(args)], { encoding: 'utf8', env: process.env });
+      const r = spawnSync(process.execPath, [worker, JSON.stringify(args)], { encoding: 'utf8' });
       if (r.status !== 0) throw new Error(`training benchmark of ${preset}/${mode} failed: ${r.stderr.trim()}`);
       const m = JSON.parse(r.stdout.trim().split('\n').pop()!);
       const gflops = (m.flopsPerToken * m.tokensPerSecond) / 1e9;

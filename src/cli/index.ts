@@ -7,6 +7,7 @@ import { convertCommand } from './commands/convert';
 import { infoCommand } from './commands/info';
 import { tokenizerCommand } from './commands/tokenizer';
 import { trainCommand } from './commands/train';
+import { envDebug } from '../util/env';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { version } = require('../../package.json') as { version: string };
@@ -46,7 +47,7 @@ export async function main(argv: string[]): Promise<number> {
     const e = err as { code?: string; exitCode?: number; message?: string };
     if (e.code && e.code.startsWith('commander.')) return e.exitCode ?? 1;
     process.stderr.write(`dsmoe: ${e.message ?? String(err)}\n`);
-    if (process.env.DSMOE_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+    if (envDebug()) process.stderr.write(`${(err as Error).stack}\n`);
     return 1;
   }
 }

@@ -4,12 +4,11 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { envCacheDir } from '../util/env';
 
 /** `$DSMOE_CACHE_DIR` when set, else `~/.cache/dsmoe`. */
 export function defaultCacheDir(): string {
-  const env = process.env.DSMOE_CACHE_DIR;
-  if (env && env.trim() !== '') return path.resolve(env);
-  return path.join(os.homedir(), '.cache', 'dsmoe');
+  return envCacheDir() ?? path.join(os.homedir(), '.cache', 'dsmoe');
 }
 
 /** sha256 over the given parts (strings or bytes), each length-prefixed so parts cannot run together. */

@@ -14,6 +14,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { defaultCacheDir, hashParts } from '../data/cache';
+import { envAddonFile, envBuildDir, envBuildFromSource, envLdPreload, type Env } from '../util/env';
 import type { RuntimeInfo } from './types';
 
 export type AddonSource = 'DSMOE_ADDON' | 'build' | 'prebuild';
@@ -26,7 +27,7 @@ export interface AddonLocation {
 export interface LocateOptions {
   /** The package folder (holds package.json, build/, prebuilds/). */
   root: string;
-  env?: NodeJS.ProcessEnv;
+  env?: Env;
   /** For tests: the prebuild lookup (default: node-gyp-build's, see findPrebuild). */
   findPrebuild?: (root: string) => string | undefined;
 }
@@ -36,13 +37,12 @@ export class AddonError extends Error {
   override name = 'AddonError';
 }
 
-export function envFlag(value: string | undefined): boolean {
-  return value !== undefined && ['1', 'true', 'yes', 'on'].includes(value.trim().toLowerCase());
-}
+// scripts/install.js reads DSMOE_BUILD_FROM_SOURCE with this (from dist/native/loader.js).
+export { envFlag } from '../util/env';
 
 /** Where a build from source puts the addon (scripts/build-addon.js with the same environment). */
-export function localBuildPath(root: string, env: NodeJS.ProcessEnv = process.env): string {
-  return path.join(root, env.DSMOE_BUILD_DIR || 'build', 'Release', 'dsmoe.node');
+export function localBuildPath(root: string, env?: Env): string {
+  return path.join(root, envBuildDir(env) ?? 'build', 'Release', 'dsmoe.node');
 }
 
 /** The prebuilt addon in `root/prebuilds` that matches this machine, if any (node-gyp-build's choice). */
@@ -93,10 +93,10 @@ export function buildAdvice(root: string): string {
 
 /** Finds the addon to load (see the order at the top of this file), or throws an AddonError. */
 export function locateAddon(opts: LocateOptions): AddonLocation {
-  const env = opts.env ?? process.env;
+  const env = opts.env;
   const root = path.resolve(opts.root);
-  if (env.DSMOE_ADDON) {
-    const file = path.resolve(env.DSMOE_ADDON);
+  const file = envAddonFile(env);
+  if (file) {
     if (!fs.existsSync(file)) {
       throw new AddonError(`DSMOE_ADDON points at ${file}, which does not exist.\n` +
         'Unset DSMOE_ADDON to use dsmoe\'s own addon, or point it at a built dsmoe.node.');
@@ -105,8 +105,9 @@ export function locateAddon(opts: LocateOptions): AddonLocation {
   }
   const local = localBuildPath(root, env);
   if (fs.existsSync(local)) return { file: local, source: 'build' };
-  const why = envFlag(env.DSMOE_BUILD_FROM_SOURCE) ? 'DSMOE_BUILD_FROM_SOURCE=1'
-    : env.DSMOE_BUILD_DIR ? `DSMOE_BUILD_DIR=${env.DSMOE_BUILD_DIR}` : undefined;
+  const buildDir = envBuildDir(env);
+  const why = envBuildFromSource(env) ? 'DSMOE_BUILD_FROM_SOURCE=1'
+    : buildDir ? `DSMOE_BUILD_DIR=${buildDir}` : undefined;
   if (why) {
     throw new AddonError(`dsmoe's native addon is not built (looked for ${local}; ${why} uses only a build from ` +
       `source).\n` +
@@ -125,7 +126,7 @@ export function locateAddon(opts: LocateOptions): AddonLocation {
 export type SmokeResult = { ok: true; info: RuntimeInfo; cached: boolean } | { ok: false; reason: string };
 
 export interface SmokeOptions {
-  env?: NodeJS.ProcessEnv;
+  env?: Env;
   /** Remember a successful check (keyed by the file, its size and time, Node and LD_PRELOAD) in the cache dir. */
   cache?: boolean;
   /** Where to remember it (default: defaultCacheDir(), i.e. $DSMOE_CACHE_DIR or ~/.cache/dsmoe). */
@@ -140,11 +141,11 @@ const SMOKE_SCRIPT =
     '"\\n"); ' +
   'process.exit(1); } process.stdout.write(JSON.stringify(a.runtimeInfo()));';
 
-function smokeStamp(file: string, env: NodeJS.ProcessEnv, cacheDir: string): string | undefined {
+function smokeStamp(file: string, env: Env | undefined, cacheDir: string): string | undefined {
   try {
     const st = fs.statSync(file);
     const key = hashParts([fs.realpathSync(file), String(st.size), String(st.mtimeMs), String(st.ino),
-      process.execPath, process.version, env.LD_PRELOAD ?? '']);
+      process.execPath, process.version, envLdPreload(env)]);
     return path.join(cacheDir, 'addon-ok', key.slice(0, 32));
   } catch {
     return undefined;
@@ -156,7 +157,7 @@ function smokeStamp(file: string, env: NodeJS.ProcessEnv, cacheDir: string): str
  * missing shared library, a too-old glibc) fails the child, not the caller.
  */
 export function smokeLoad(file: string, opts: SmokeOptions = {}): SmokeResult {
-  const env = opts.env ?? process.env;
+  const env = opts.env; // undefined: this process's (the child inherits it)
   const stamp = opts.cache ? smokeStamp(file, env, opts.cacheDir ?? defaultCacheDir()) : undefined;
   if (stamp) {
     try {

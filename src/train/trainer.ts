@@ -30,6 +30,7 @@ import type { ModelFunctions, StepStats, TrainingMode } from '../native/types/mo
 import type { NativeTrainer } from '../native/types/trainer';
 import { defaultTokenizer } from '../tokenizer/default';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer';
+import { envThreads } from '../util/env';
 import { defaultWarmup, lrAt, type LrSchedule } from './schedule';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -490,7 +491,7 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
   // 5. The parameters: initialised in the engine, or the checkpoint's streamed into it.
   hooks.onPrepare?.({ kind: 'model', text: `setting up the model (${describeShape(config)})` });
   const threads = o.threads !== undefined ? (backend.setThreads?.(o.threads) ?? o.threads)
-    : Number(process.env.DSMOE_THREADS) > 0 ? Number(process.env.DSMOE_THREADS) : os.availableParallelism();
+    : envThreads() ?? os.availableParallelism();
   if (state && state.threads !== threads) log(`thread count changed from ${state.threads} to ${threads}: sums may differ in the last bits from an uninterrupted run`);
   if (ck) {
     const load = (slot: CheckpointSlot) => readCheckpointTensors(ck!, slot, (name, data) => trainer.loadTensor({ name, slot, data }));

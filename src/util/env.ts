@@ -1,0 +1,91 @@
+// Every environment variable dsmoe's TypeScript reads, in one place. Each accessor reads the
+// environment when called (tests set variables at run time) and takes the environment as an optional
+// argument (default process.env), so code that is handed an environment (the addon loader, its tests)
+// reads that one instead. No other file in src/ touches process.env.
+//
+// The native addon reads two more itself, when it loads: DSMOE_THREADS (the thread pool's size: an
+// integer 1..kMaxThreads, else the number of cores; native/core/threadpool.cc) and DSMOE_ISA (cap the
+// instruction set; native/core/cpu_features.cc). The build scripts (scripts/*.js) read DSMOE_CUDA,
+// DSMOE_BUILD, DSMOE_SANITIZE and DSMOE_BUILD_DIR.
+import * as path from 'node:path';
+
+/** An environment: process.env, or a copy a caller built (the loader's tests). */
+export type Env = NodeJS.ProcessEnv;
+
+/** A yes/no variable: true for `1`, `true`, `yes` or `on` (any case, surrounding blanks ignored). */
+export function envFlag(value: string | undefined): boolean {
+  return value !== undefined && ['1', 'true', 'yes', 'on'].includes(value.trim().toLowerCase());
+}
+
+/**
+ * `DSMOE_THREADS`: the kernel thread count a training run records (and compares on resume) when no
+ * `--threads` is given. Any value `Number()` reads as greater than zero counts (`2`, ` 3 `, `1e1`);
+ * anything else (unset, empty, `0`, `-1`, `abc`) gives undefined, i.e. the number of cores. The addon
+ * sizes its thread pool from the same variable itself (integers only).
+ */
+export function envThreads(env: Env = process.env): number | undefined {
+  const n = Number(env.DSMOE_THREADS);
+  return n > 0 ? n : undefined;
+}
+
+/** `DSMOE_DEBUG`: any non-empty value makes the CLI print an error's stack trace after its message. */
+export function envDebug(env: Env = process.env): boolean {
+  return Boolean(env.DSMOE_DEBUG);
+}
+
+/**
+ * `DSMOE_CACHE_DIR`: the cache folder (tokenized data, the default tokenizer, the addon load check),
+ * as an absolute path; undefined when unset or blank (the cache is then `~/.cache/dsmoe`).
+ */
+export function envCacheDir(env: Env = process.env): string | undefined {
+  const v = env.DSMOE_CACHE_DIR;
+  return v && v.trim() !== '' ? path.resolve(v) : undefined;
+}
+
+/**
+ * `DSMOE_ADDON`: load the native addon from this `.node` file and nothing else (as an absolute path);
+ * undefined when unset or empty.
+ */
+export function envAddonFile(env: Env = process.env): string | undefined {
+  const v = env.DSMOE_ADDON;
+  return v ? path.resolve(v) : undefined;
+}
+
+/**
+ * `DSMOE_BUILD_DIR`: the folder a build from source goes to (scripts/build-addon.js) and the loader
+ * looks in (`<dir>/Release/dsmoe.node`); setting it also means "only a build from source". Undefined
+ * when unset or empty (the folder is then `build`).
+ */
+export function envBuildDir(env: Env = process.env): string | undefined {
+  return env.DSMOE_BUILD_DIR || undefined;
+}
+
+/**
+ * `DSMOE_BUILD_FROM_SOURCE`: a flag (see envFlag); install builds the addon from source and the
+ * loader uses only a build from source, never the prebuilt addon.
+ */
+export function envBuildFromSource(env: Env = process.env): boolean {
+  return envFlag(env.DSMOE_BUILD_FROM_SOURCE);
+}
+
+/**
+ * `LD_PRELOAD` (the dynamic linker's; `''` when unset): part of the key under which a successful addon
+ * load check is remembered, since a preloaded library can change whether the addon loads.
+ */
+export function envLdPreload(env: Env = process.env): string {
+  return env.LD_PRELOAD ?? '';
+}
+
+/** The OpenBLAS settings that force a kernel choice when OpenBLAS loads. */
+export const OPENBLAS_OVERRIDES = ['OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE'] as const;
+
+/**
+ * Unsets `OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE` in `env` (default: this process's, so that
+ * OpenBLAS loaded afterwards by `bench kernels` picks its kernels for this CPU); returns the names that
+ * were set.
+ */
+export function unsetOpenblasOverrides(env: Env = process.env): string[] {
+  const set = OPENBLAS_OVERRIDES.filter((k) => env[k] !== undefined);
+  for (const k of set) delete env[k];
+  return set;
+}
