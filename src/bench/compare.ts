@@ -23,7 +23,7 @@ import { loadDataset } from '../data/dataset';
 import { countEvalWindows, type TokenArray } from '../data/sampler';
 import { DEFAULT_THRESHOLD, paramCount } from '../model/config';
 import { loadAddon, type InferenceSession, type ModelConfig, type NativeAddon, type Routing } from '../native/addon';
-import { evaluateTokens, reuseSessions, type EvalResult } from '../infer/eval';
+import { evaluateTokens, reuseSessions, type EvalResult, type UsageStats } from '../infer/eval';
 import { openCheckpointWeights } from '../infer/load';
 import { loadTokenizer } from '../tokenizer/tokenizer';
 import { renderTable } from '../util/table';
@@ -238,36 +238,33 @@ export interface CompareModel {
   trainedTokens: number | null;
 }
 
-export interface CompareRow {
+/** [layers][E]: the share of the evaluated tokens that activated (were routed to) each expert. */
+export interface ExpertShares {
+  attShare: number[][];
+  mlpShare: number[][];
+}
+
+/**
+ * A row: one model under one routing; the loss and the engine's per-token means (EvalResult,
+ * UsageStats), the timings, and the speed-ups over the same model's dense routing.
+ */
+export interface CompareRow extends ExpertShares, Pick<EvalResult, 'loss' | 'ppl' | 'tokens'>,
+  Pick<UsageStats, 'activeParamsPerToken' | 'activeExpertShare' | 'attExpertsPerToken' | 'mlpExpertsPerToken'> {
   model: string;
   mode: string;
   totalParams: number;
   routing: Routing;
   label: string;
-  activeParamsPerToken: number;
-  activeExpertShare: number;
-  attExpertsPerToken: number;
-  mlpExpertsPerToken: number;
-  loss: number;
-  ppl: number;
-  tokens: number;
   prefillTokensPerS: number;
   decodeTokensPerS: number;
-  /** over the same model's dense routing */
   prefillSpeedup: number;
   decodeSpeedup: number;
-  /** [layers][E]: share of evaluated tokens that activated each expert */
-  attShare: number[][];
-  mlpShare: number[][];
 }
 
-export interface Heatmap {
+export interface Heatmap extends ExpertShares {
   model: string;
   /** the routing label */
   routing: string;
-  /** [layers][E] share of tokens routed to each expert */
-  attShare: number[][];
-  mlpShare: number[][];
 }
 
 export interface CompareResult {

@@ -1,6 +1,7 @@
 // A tiny DS-MoE checkpoint trained for a few steps on the generated corpus (test/train/fixtures),
 // shared by the inference tests. Training takes about a second on 2 cores.
 import * as path from 'node:path';
+import { loadInferenceModel, type InferenceModel } from '../../src/infer/load';
 import { train } from '../../src/train/trainer';
 import { makeFixture, type Fixture } from '../train/fixtures';
 
@@ -17,4 +18,10 @@ export async function makeTinyCheckpoint(mode = 'dsmoe', steps = 40): Promise<Ti
     saveInterval: 0, seed: 5, threads: 2,
   });
   return { ...fx, checkpoint };
+}
+
+/** The tiny checkpoint, opened for inference. */
+export async function openTinyModel(): Promise<{ ck: TinyCheckpoint; model: InferenceModel }> {
+  const ck = await makeTinyCheckpoint();
+  return { ck, model: loadInferenceModel(ck.checkpoint) };
 }

@@ -9,14 +9,10 @@ import { evalData, evaluateCheckpoint, evaluateTokens } from '../../src/infer/ev
 import { loadInferenceModel, type InferenceModel } from '../../src/infer/load';
 import type { Dtype } from '../../src/checkpoint/safetensors';
 import { addon } from '../helpers';
-import { makeTinyCheckpoint, type TinyCheckpoint } from './checkpoint';
+import { openTinyModel, type TinyCheckpoint } from './checkpoint';
 
-let ck: TinyCheckpoint;
-let model: InferenceModel;
-beforeAll(async () => {
-  ck = await makeTinyCheckpoint();
-  model = loadInferenceModel(ck.checkpoint);
-});
+let ck: TinyCheckpoint, model: InferenceModel;
+beforeAll(async () => { ({ ck, model } = await openTinyModel()); });
 afterAll(() => fs.rmSync(ck.dir, { recursive: true, force: true }));
 
 const dense = { attention: 'dense', mlp: 'dense' };

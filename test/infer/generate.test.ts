@@ -4,19 +4,15 @@
 import * as fs from 'node:fs';
 import { loadCheckpoint } from '../../src/checkpoint/checkpoint';
 import { generate, TextStream, type GenerateOptions } from '../../src/infer/generate';
-import { loadInferenceModel, type InferenceModel } from '../../src/infer/load';
+import type { InferenceModel } from '../../src/infer/load';
 import { parseRouting } from '../../src/model/routing';
 import { paramCount } from '../../src/model/config';
 import { loadTokenizer } from '../../src/tokenizer/tokenizer';
 import { addon } from '../helpers';
-import { makeTinyCheckpoint, type TinyCheckpoint } from './checkpoint';
+import { openTinyModel, type TinyCheckpoint } from './checkpoint';
 
-let ck: TinyCheckpoint;
-let model: InferenceModel;
-beforeAll(async () => {
-  ck = await makeTinyCheckpoint();
-  model = loadInferenceModel(ck.checkpoint);
-});
+let ck: TinyCheckpoint, model: InferenceModel;
+beforeAll(async () => { ({ ck, model } = await openTinyModel()); });
 afterAll(() => fs.rmSync(ck.dir, { recursive: true, force: true }));
 
 /** The greedy choice, written here (not src/infer/sample's argmax, which generate itself uses): the first index of the largest logit. */

@@ -6,20 +6,18 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { InferenceSession, ModelConfig, ModelLayout } from '../../src/native/addon';
+import { benchModelConfig } from '../../src/bench/decode';
 import { readSafetensorsHeader } from '../../src/checkpoint/safetensors';
 import { referenceForward } from '../reference/infer';
 import { addon, expectNativeError, fromBf16, relError, toBf16 } from '../helpers';
 
 function tinyConfig(over: Partial<ModelConfig> = {}): ModelConfig {
-  return {
-    format_version: 1, vocab_size: 19, d_model: 16, n_layers: 2, max_seq_len: 12, norm_eps: 1e-5,
-    rope_theta: 10000, tie_embeddings: false,
+  return benchModelConfig({
+    vocab_size: 19, d_model: 16, n_layers: 2, max_seq_len: 12,
     attention: { n_experts: 4, n_heads: 2, n_kv_heads: 1, head_dim: 4 },
     mlp: { n_experts: 4, expert_dim: 8, activation: 'gelu' },
-    training: { mode: 'dsmoe', mi_alpha_att: 0, mi_alpha_mlp: 0, top_k: 2, switch_alpha: 0.01 },
-    routing: { attention: 'dense', mlp: 'dense' },
     ...over,
-  };
+  });
 }
 // A dense model (one expert per layer kind, no routers) with GQA, tied embeddings and gelu_tanh.
 const denseConfig = tinyConfig({

@@ -51,11 +51,15 @@ export function formatKernelBench(r: KernelBenchResult): string {
 export async function benchKernels(opts: BenchKernelsCliOptions): Promise<KernelBenchResult> {
   const result = runKernelBench({ threads: opts.threads, quick: opts.quick, noPeer: !opts.peer,
     log: opts.json ? undefined : (l) => process.stderr.write(`  ${l}\n`) });
-  fs.mkdirSync(path.dirname(path.resolve(opts.out)), { recursive: true });
-  fs.writeFileSync(opts.out, JSON.stringify(result, null, 2) + '\n');
-  if (opts.json) process.stdout.write(JSON.stringify(result) + '\n');
-  else process.stdout.write(formatKernelBench(result) + `\n\nJSON written to ${opts.out}\n`);
+  writeBenchResult(result, opts.out, opts.json ? undefined : formatKernelBench);
   return result;
+}
+
+/** Writes a benchmark's JSON to `out`, then prints it (json) or its table and where the JSON went. */
+function writeBenchResult<T>(result: T, out: string, format?: (r: T) => string): void {
+  fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
+  fs.writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
+  process.stdout.write(format ? format(result) + `\n\nJSON written to ${out}\n` : JSON.stringify(result) + '\n');
 }
 
 export function formatTrainBench(r: TrainBenchResult): string {
@@ -206,9 +210,7 @@ Example:
     .action((o: { presets: string[]; modes: string[]; steps: number; threads: number; out: string; json?: boolean }) => {
       const result = runTrainBench({ presets: o.presets, modes: o.modes, steps: o.steps, threads: o.threads,
         log: o.json ? undefined : (l) => process.stderr.write(`  ${l}\n`) });
-      fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
-      fs.writeFileSync(o.out, JSON.stringify(result, null, 2) + '\n');
-      process.stdout.write(o.json ? JSON.stringify(result) + '\n' : formatTrainBench(result) + `\n\nJSON written to ${o.out}\n`);
+      writeBenchResult(result, o.out, o.json ? undefined : formatTrainBench);
     });
   bench
     .command('decode')
@@ -233,9 +235,7 @@ Example:
     .action(async (o: { routings: string[]; promptLen: number; decodeTokens: number; rounds: number; layers?: number; threads?: number; out: string; json?: boolean }) => {
       const result = await runDecodeBench({ routings: o.routings, promptLen: o.promptLen, decodeTokens: o.decodeTokens, rounds: o.rounds,
         threads: o.threads, config: o.layers ? { n_layers: o.layers } : undefined, log: o.json ? undefined : (l) => process.stderr.write(`  ${l}\n`) });
-      fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
-      fs.writeFileSync(o.out, JSON.stringify(result, null, 2) + '\n');
-      process.stdout.write(o.json ? JSON.stringify(result) + '\n' : formatDecodeBench(result) + `\n\nJSON written to ${o.out}\n`);
+      writeBenchResult(result, o.out, o.json ? undefined : formatDecodeBench);
     });
   bench
     .command('reproduce')

@@ -13,17 +13,21 @@ import { renderTable } from '../../util/table';
 import { intArg } from '../args';
 import { Reporter, formatRate } from '../progress';
 
-export interface EvalCliOptions {
-  data?: string[];
-  seqLen?: number;
-  maxWindows?: number;
-  batchSize: number;
+/** The options eval and generate share. */
+export interface InferenceCliOptions {
   routing?: string;
   threads?: number;
   tokenizer?: string;
   device?: string;
   json?: boolean;
   quiet?: boolean;
+}
+
+export interface EvalCliOptions extends InferenceCliOptions {
+  data?: string[];
+  seqLen?: number;
+  maxWindows?: number;
+  batchSize: number;
 }
 
 export interface EvalCliDeps {

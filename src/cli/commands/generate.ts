@@ -8,9 +8,9 @@ import { loadInferenceModel } from '../../infer/load';
 import { formatRouting, parseRouting, type Routing } from '../../model/routing';
 import { collect, intArg, numArg } from '../args';
 import { formatRate } from '../progress';
-import { checkInferenceDevice, deviceOption } from './eval';
+import { checkInferenceDevice, deviceOption, type InferenceCliOptions } from './eval';
 
-export interface GenerateCliOptions {
+export interface GenerateCliOptions extends InferenceCliOptions {
   promptFile?: string;
   promptsFile?: string;
   maxTokens: number;
@@ -19,12 +19,6 @@ export interface GenerateCliOptions {
   topP?: number;
   seed?: number;
   stop?: string[];
-  routing?: string;
-  threads?: number;
-  tokenizer?: string;
-  device?: string;
-  json?: boolean;
-  quiet?: boolean;
 }
 
 export interface GenerateCliDeps {
