@@ -5,7 +5,8 @@
 // Yardsticks: in the memory-bound regime the sparse speed-up should approach
 // (bytes read dense) / (bytes read sparse) — target ≥ 0.8 of it — and dense decode should read its
 // weights at ≥ 60 % of the measured bandwidth.
-import { loadAddon, type InferenceSession, type ModelConfig, type NativeAddon } from '../native/addon';
+import type { ModelConfig } from '../model/model-config';
+import { loadAddon, type InferenceSession, type NativeAddon } from '../native/addon';
 import { renderTable } from '../util/table';
 
 export interface DecodeBenchOptions {

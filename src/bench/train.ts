@@ -3,7 +3,7 @@
 // own process (train-worker.ts) so that its peak memory is its own.
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
-import type { ModelConfig } from '../native/addon';
+import type { ModelConfig } from '../model/model-config';
 import { paramCount } from '../model/config';
 import { loadAddon } from '../native/addon';
 import { timeBest } from '../util/timing';

@@ -16,7 +16,8 @@ import {
 import { SafetensorsReader, readSafetensorsHeader, type SafetensorsHeader } from '../checkpoint/safetensors';
 import { validateConfig } from '../model/config';
 import { layoutFromConfig, type ModelLayout } from '../model/layout';
-import { loadAddon, type InferenceSession, type ModelConfig, type OpenedWeights } from '../native/addon';
+import type { ModelConfig } from '../model/model-config';
+import { loadAddon, type InferenceSession, type OpenedWeights } from '../native/addon';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer';
 import type { Routing } from '../model/routing';
 

@@ -20,10 +20,10 @@
 // suggests that is what Table 1 counted (docs/presets.md). Linear stays the default until shown
 // otherwise. The tests assert ≤ 0.5 % for dense, ≤ 5 % for linear-router DS-MoE shapes and the
 // two-layer counts exactly.
-import type { Activation, ModelConfig, TrainingMode } from '../native/types/model';
+import type { Activation, ModelConfig, TrainingMode } from './model-config';
 import { strategyError } from './routing';
 
-export type { ModelConfig, TrainingMode, Activation } from '../native/types/model';
+export type { ModelConfig, TrainingMode, Activation } from './model-config';
 
 export const FORMAT_VERSION = 1;
 export const MODES: readonly TrainingMode[] = ['dsmoe', 'smoe', 'dense'];

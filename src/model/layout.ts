@@ -21,7 +21,8 @@
 //
 // Checkpoints are written and checked against this layout, so they can be read without the addon;
 // the native modelLayout must agree (asserted by a test when the addon has it).
-import type { ModelConfig, ModelLayout, TensorLayout } from '../native/types/model';
+import type { ModelLayout, TensorLayout } from '../native/types/model';
+import type { ModelConfig } from './model-config';
 
 export type { ModelLayout, TensorLayout } from '../native/types/model';
 

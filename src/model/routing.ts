@@ -9,7 +9,7 @@
 //   --routing attention=dense,mlp=threshold:0.48  each kind; a kind left out keeps the default
 //   --routing mlp=topk:1                          (att= / attn= are accepted for attention)
 import type { Routing } from '../native/types/infer';
-import type { ModelConfig } from '../native/types/model';
+import type { ModelConfig } from './model-config';
 
 export type { Routing };
 
