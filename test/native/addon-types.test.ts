@@ -11,16 +11,9 @@ const typesFile = path.join(root, 'src', 'native', 'types.ts');
 
 /**
  * Known mismatches, by name, each with the reason; the test fails when one is no longer a mismatch, so
- * the list only shrinks. Types in src/native/types/{model,infer,trainer}.ts are being changed by others.
+ * the list only shrinks.
  */
-const KNOWN_UNTYPED: Record<string, string> = {
-  // bind_model.cc registers initParams with export_kernel (so also initParamsAsync); ModelFunctions in
-  // src/native/types/model.ts is not wrapped in WithAsync and types only initParams.
-  initParamsAsync: 'src/native/types/model.ts: ModelFunctions lacks initParamsAsync',
-  // bind_infer.cc registers expertGemv with export_kernel; InferFunctions (src/native/types/infer.ts)
-  // types only expertGemv.
-  expertGemvAsync: 'src/native/types/infer.ts: InferFunctions lacks expertGemvAsync',
-};
+const KNOWN_UNTYPED: Record<string, string> = {};
 const KNOWN_MISSING: Record<string, string> = {};
 
 interface TypedMember {

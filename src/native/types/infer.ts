@@ -113,6 +113,16 @@ export interface OpenedWeights {
   createSession(args: Omit<SessionOptions, 'config'>): InferenceSession;
 }
 
+export interface ExpertGemvArgs {
+  experts: number;
+  offsets: Int32Array;
+  x: Float32Array;
+  w: Float32Array | Uint16Array;
+  n: number;
+  k: number;
+  y: Float32Array;
+}
+
 export interface InferFunctions {
   /** Maps a safetensors file once (tensors/dataOffset as validated from its header). */
   openWeights(args: { config: ModelConfig; path: string; tensors: FileTensorEntry[]; dataOffset: number }): OpenedWeights;
@@ -125,5 +135,6 @@ export interface InferFunctions {
   /** Allows or forbids the AVX512-BF16 dot product in decode; returns whether it is in use. */
   setBf16Dot(args: { enabled: boolean }): boolean;
   /** The decode GEMV alone: per expert e, y[rows of e] = x[rows of e] · w[e]ᵀ (w [E, n, k]); experts without rows are not read. */
-  expertGemv(args: { experts: number; offsets: Int32Array; x: Float32Array; w: Float32Array | Uint16Array; n: number; k: number; y: Float32Array }): void;
+  expertGemv(args: ExpertGemvArgs): void;
+  expertGemvAsync(args: ExpertGemvArgs): Promise<void>;
 }

@@ -87,4 +87,5 @@ export interface ModelFunctions {
   createModel(args: { config: ModelConfig; params: Float32Array; grads: Float32Array; adamM: Float32Array; adamV: Float32Array }): NativeModel;
   /** Fills params with the initialisation (seeded; normal(0, 0.02), scaled output projections, norms = 1). */
   initParams(args: { config: ModelConfig; params: Float32Array; seed: number }): void;
+  initParamsAsync(args: { config: ModelConfig; params: Float32Array; seed: number }): Promise<void>;
 }
