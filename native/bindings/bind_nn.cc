@@ -1,6 +1,7 @@
-// Bindings of the nn kernels (kernels/cpu/nn.h). Kernels that only write buffers are exported with
-// export_kernel (sync + Async); the three that return a number (crossEntropy, gradNorm,
-// clipGradNorm) with export_function (synchronous only).
+// Bindings of the nn ops: Backend ops (backend.h) on the `device` argument's backend (stage.h). Kernels
+// that only write buffers are exported with export_kernel (sync + Async); the three that return a
+// number (crossEntropy, gradNorm, clipGradNorm) with export_function (synchronous only). Every one
+// also takes `device` ('cpu' by default).
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -9,26 +10,37 @@
 #include "../kernels/cpu/nn.h"
 #include "op_args.h"
 #include "register.h"
+#include "stage.h"
 
 namespace dsmoe::bind {
 namespace {
 
-// Every op's arguments are read by op_args.h (shared with the CUDA bindings); these binders run
-// the CPU kernels on them.
+// Every op's arguments are read by op_args.h; these binders run the backend's op on them.
 cpu::GeluKind gelu_kind(bool tanh) { return tanh ? cpu::GeluKind::Tanh : cpu::GeluKind::Erf; }
 
 // rmsnormForward({rows, dim, x [rows, dim], w [dim], eps, y [rows, dim], rstd? [rows]})
 Work bind_rmsnorm_forward(Args& args) {
   const RmsnormForwardArgs a = read_rmsnorm_forward(args);
-  return [=] { cpu::rmsnorm_forward(a.rows, a.dim, a.x.data, a.w.data, a.eps, a.y.data, a.rstd.data); };
+  const backend::Device device = read_device(args);
+  return [=] {
+    Stage st(device);
+    const int64_t n = a.rows * a.dim;
+    st.be.rmsnorm_forward(a.rows, a.dim, st.in(a.x.data, n), st.in(a.w.data, a.dim), a.eps, st.out(a.y.data, n),
+                          st.out(a.rstd.data, a.rows));
+    st.finish();
+  };
 }
 
 // rmsnormBackward({rows, dim, x, w, rstd, dy, dx, dw, accumulateDw=false})
 Work bind_rmsnorm_backward(Args& args) {
   const RmsnormBackwardArgs a = read_rmsnorm_backward(args);
+  const backend::Device device = read_device(args);
   return [=] {
-    cpu::rmsnorm_backward(a.rows, a.dim, a.x.data, a.w.data, a.rstd.data, a.dy.data, a.dx.data, a.dw.data,
-        a.accumulate_dw);
+    Stage st(device);
+    const int64_t n = a.rows * a.dim;
+    st.be.rmsnorm_backward(a.rows, a.dim, st.in(a.x.data, n), st.in(a.w.data, a.dim), st.in(a.rstd.data, a.rows),
+                           st.in(a.dy.data, n), st.out(a.dx.data, n), st.out(a.dw.data, a.dim), a.accumulate_dw);
+    st.finish();
   };
 }
 
@@ -37,7 +49,13 @@ Work bind_rope_forward(Args& args) {
   const RopeShape s = read_rope_shape(args);
   auto x = args.f32("x", s.elems);
   auto out = args.has("out") ? args.f32("out", s.elems) : x;  // in place by default
-  return [=] { cpu::rope_forward(s.rows, s.heads, s.head_dim, s.theta, s.positions.data, x.data, out.data); };
+  const backend::Device device = read_device(args);
+  return [=] {
+    Stage st(device);
+    st.be.rope_forward(s.rows, s.heads, s.head_dim, s.theta, st.in(s.positions.data, s.rows), st.in(x.data, s.elems),
+                       st.out(out.data, s.elems));
+    st.finish();
+  };
 }
 
 // ropeBackward({rows, heads, headDim, theta, positions, dy, dx?})
@@ -45,27 +63,46 @@ Work bind_rope_backward(Args& args) {
   const RopeShape s = read_rope_shape(args);
   auto dy = args.f32("dy", s.elems);
   auto dx = args.has("dx") ? args.f32("dx", s.elems) : dy;
-  return [=] { cpu::rope_backward(s.rows, s.heads, s.head_dim, s.theta, s.positions.data, dy.data, dx.data); };
+  const backend::Device device = read_device(args);
+  return [=] {
+    Stage st(device);
+    st.be.rope_backward(s.rows, s.heads, s.head_dim, s.theta, st.in(s.positions.data, s.rows),
+                        st.in(dy.data, s.elems), st.out(dx.data, s.elems));
+    st.finish();
+  };
 }
 
 // geluForward({n, x, y, approximate='erf'})
 Work bind_gelu_forward(Args& args) {
   const GeluArgs g = read_gelu(args, false);
-  return [=] { cpu::gelu_forward(g.n, g.x.data, g.out.data, gelu_kind(g.tanh)); };
+  const backend::Device device = read_device(args);
+  return [=] {
+    Stage st(device);
+    st.be.gelu_forward(g.n, st.in(g.x.data, g.n), st.out(g.out.data, g.n), gelu_kind(g.tanh));
+    st.finish();
+  };
 }
 
 // geluBackward({n, x, dy, dx, approximate='erf'})
 Work bind_gelu_backward(Args& args) {
   const GeluArgs g = read_gelu(args, true);
-  return [=] { cpu::gelu_backward(g.n, g.x.data, g.dy.data, g.out.data, gelu_kind(g.tanh)); };
+  const backend::Device device = read_device(args);
+  return [=] {
+    Stage st(device);
+    st.be.gelu_backward(g.n, st.in(g.x.data, g.n), st.in(g.dy.data, g.n), st.out(g.out.data, g.n), gelu_kind(g.tanh));
+    st.finish();
+  };
 }
 
 // adamwUpdate({n, param, grad, m, v, lr, beta1, beta2, eps, weightDecay=0, step})
 Work bind_adamw_update(Args& args) {
   const AdamwArgs a = read_adamw(args);
+  const backend::Device device = read_device(args);
   return [=] {
-    cpu::adamw_update(a.n, a.param.data, a.grad.data, a.m.data, a.v.data, a.lr, a.beta1, a.beta2, a.eps, a.weight_decay,
-        a.step);
+    Stage st(device);
+    st.be.adamw_update(a.n, st.out(a.param.data, a.n), st.in(a.grad.data, a.n), st.out(a.m.data, a.n),
+                       st.out(a.v.data, a.n), a.lr, a.beta1, a.beta2, a.eps, a.weight_decay, a.step);
+    st.finish();
   };
 }
 
@@ -75,8 +112,12 @@ Work bind_adamw_update(Args& args) {
 Napi::Value cross_entropy(const Napi::CallbackInfo& info) {
   Args args(info, "crossEntropy");
   const CrossEntropyArgs c = read_cross_entropy(args);
-  const double loss = cpu::cross_entropy(c.rows, c.vocab, c.logits.data, c.targets.data, c.dlogits.data, c.losses.data,
-                                         c.grad_scale);
+  const backend::Device device = read_device(args);
+  Stage st(device);
+  const int64_t n = c.rows * c.vocab;
+  const double loss = st.be.cross_entropy(c.rows, c.vocab, st.in(c.logits.data, n), st.in(c.targets.data, c.rows),
+                                          st.out(c.dlogits.data, n), st.out(c.losses.data, c.rows), c.grad_scale);
+  st.finish();
   return Napi::Number::New(info.Env(), loss);
 }
 
@@ -96,29 +137,33 @@ std::vector<View<float>> f32_list(const Napi::CallbackInfo& info, Args& args, co
   return out;
 }
 
-double global_norm(const std::vector<View<float>>& ts) {
+double global_norm(Stage& st, const std::vector<View<float>>& ts) {
   double ss = 0;
-  for (const auto& t : ts) ss += cpu::sum_squares(t.size, t.data);  // tensor order: reproducible
+  for (const auto& t : ts) ss += st.be.sum_squares(t.size, st.in(t.data, t.size));  // tensor order: reproducible
   return std::sqrt(ss);
 }
 
-// gradNorm({tensors: Float32Array[]}) -> √(Σ over all tensors of Σ x²)
+// gradNorm({tensors: Float32Array[], device?}) -> √(Σ over all tensors of Σ x²)
 Napi::Value grad_norm(const Napi::CallbackInfo& info) {
   Args args(info, "gradNorm");
-  return Napi::Number::New(info.Env(), global_norm(f32_list(info, args, "tensors")));
+  const auto ts = f32_list(info, args, "tensors");
+  Stage st(read_device(args));
+  return Napi::Number::New(info.Env(), global_norm(st, ts));
 }
 
-// clipGradNorm({tensors, maxNorm}) -> the norm before clipping. When it exceeds maxNorm every
+// clipGradNorm({tensors, maxNorm, device?}) -> the norm before clipping. When it exceeds maxNorm every
 // tensor is scaled by maxNorm/norm. A non-finite norm leaves the tensors as they are (the caller
 // sees it and skips the step).
 Napi::Value clip_grad_norm(const Napi::CallbackInfo& info) {
   Args args(info, "clipGradNorm");
   const double max_norm = positive(args, "maxNorm");
   const auto ts = f32_list(info, args, "tensors");
-  const double norm = global_norm(ts);
+  Stage st(read_device(args));
+  const double norm = global_norm(st, ts);
   if (std::isfinite(norm) && norm > max_norm) {
     const float s = static_cast<float>(max_norm / norm);
-    for (const auto& t : ts) cpu::scale_inplace(t.size, t.data, s);
+    for (const auto& t : ts) st.be.scale_inplace(t.size, st.out(t.data, t.size), s);
+    st.finish();
   }
   return Napi::Number::New(info.Env(), norm);
 }

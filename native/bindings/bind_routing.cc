@@ -1,4 +1,5 @@
-// Bindings of the routing kernels (kernels/cpu/routing.h).
+// Bindings of the routing ops: Backend ops (backend.h) on the `device` argument's backend (stage.h);
+// every binding takes `device` ('cpu' by default).
 //
 // Index arguments (pairToken, pairExpert, order, position) are checked element by element and then
 // *copied*: the kernel reads the checked copy, so JavaScript code that changes an array while an
@@ -14,19 +15,25 @@
 #include "index_args.h"
 #include "op_args.h"
 #include "register.h"
+#include "stage.h"
 
 namespace dsmoe::bind {
 namespace {
 
-
-// Readers of the arguments shared with the CUDA bindings are in op_args.h.
+// Readers of the shared arguments are in op_args.h.
 int64_t tokens(Args& args) { return read_tokens(args); }
 int64_t experts(Args& args) { return read_experts(args); }
 
 // routerSoftmax({t, experts, logits [t, E], probs [t, E]})
 Work bind_router_softmax(Args& args) {
   const RouterSoftmaxArgs r = read_router_softmax(args);
-  return [=] { cpu::router_softmax(r.t, r.experts, r.logits.data, r.probs.data); };
+  const backend::Device device = read_device(args);
+  return [=] {
+    Stage st(device);
+    const int64_t n = r.t * r.experts;
+    st.be.router_softmax(r.t, r.experts, st.in(r.logits.data, n), st.out(r.probs.data, n));
+    st.finish();
+  };
 }
 
 // routerSoftmaxBackward({t, experts, probs, dprobs, dlogits})   all [t, E]
@@ -36,20 +43,33 @@ Work bind_router_softmax_backward(Args& args) {
   auto probs = args.f32_in("probs", n);
   auto dprobs = args.f32_in("dprobs", n);
   auto dlogits = args.f32("dlogits", n);
-  return [=] { cpu::router_softmax_backward(T, E, probs.data, dprobs.data, dlogits.data); };
+  const backend::Device device = read_device(args);
+  return [=] {
+    Stage st(device);
+    st.be.router_softmax_backward(T, E, st.in(probs.data, n), st.in(dprobs.data, n), st.out(dlogits.data, n));
+    st.finish();
+  };
 }
 
 // routeTopk({t, experts, probs [t, E], k in [1, E], pairToken, pairExpert, pairWeight [t·k]})
 Work bind_route_topk(Args& args) {
   const RouteTopkArgs r = read_route_topk(args);
-  return [=] { cpu::route_topk(r.t, r.experts, r.probs.data, r.k, r.out.token.data, r.out.expert.data,
-      r.out.weight.data); };
+  const backend::Device device = read_device(args);
+  return [=] {
+    Stage st(device);
+    const int64_t p = r.t * r.k;
+    st.be.route_topk(r.t, r.experts, st.in(r.probs.data, r.t * r.experts), r.k, st.out(r.out.token.data, p),
+                     st.out(r.out.expert.data, p), st.out(r.out.weight.data, p));
+    st.finish();
+  };
 }
 
 // The threshold routings share their arguments: {t, experts, probs, eps, pairToken, pairExpert,
-// pairWeight [t·E], out: Int32Array [1]}. Route is route_threshold (out[0] = P, the pairs written)
-// or route_threshold_topk (out[0] = K; P = t·K).
-template <int64_t (*Route)(int64_t, int64_t, const float*, double, int32_t*, int32_t*, float*)>
+// pairWeight [t·E], out: Int32Array [1]}. Route is Backend::route_threshold (out[0] = P, the pairs
+// written) or Backend::route_threshold_topk (out[0] = K; P = t·K).
+using ThresholdRoute = int64_t (backend::Backend::*)(int64_t, int64_t, const float*, double, int32_t*, int32_t*,
+                                                      float*);
+template <ThresholdRoute Route>
 Work bind_threshold_routing(Args& args) {
   const int64_t T = tokens(args), E = experts(args);
   const int64_t n = score_elems(args, T, E);
@@ -57,21 +77,39 @@ Work bind_threshold_routing(Args& args) {
   auto probs = args.f32_in("probs", n);
   auto pr = pair_outputs(args, n);
   auto out = args.i32("out", 1);
-  return [=] { out.data[0] = static_cast<int32_t>(Route(T, E, probs.data, eps, pr.token.data, pr.expert.data,
-      pr.weight.data)); };
+  const backend::Device device = read_device(args);
+  return [=] {
+    Stage st(device);
+    const int64_t pairs = (st.be.*Route)(T, E, st.in(probs.data, n), eps, st.out(pr.token.data, n),
+                                         st.out(pr.expert.data, n), st.out(pr.weight.data, n));
+    st.finish();
+    out.data[0] = static_cast<int32_t>(pairs);
+  };
 }
 
 // groupByExpert({pairs, experts, pairExpert [P], offsets [E+1], order [P], position [P]})
 Work bind_group_by_expert(Args& args) {
   const GroupByExpertArgs g = read_group_by_expert(args);
-  return [=] { cpu::group_by_expert(g.pairs, g.experts, g.pair_expert->data(), g.offsets.data, g.order.data,
-      g.position.data); };
+  const backend::Device device = read_device(args);
+  return [=] {
+    Stage st(device);
+    st.be.group_by_expert(g.pairs, g.experts, st.in(g.pair_expert->data(), g.pairs),
+                          st.out(g.offsets.data, g.experts + 1), st.out(g.order.data, g.pairs),
+                          st.out(g.position.data, g.pairs));
+    st.finish();
+  };
 }
 
 // gatherRows({t, pairs, d, x [t, d], pairToken [P], order [P], xg [P, d]})
 Work bind_gather_rows(Args& args) {
   const GatherRowsArgs g = read_gather_rows(args);
-  return [=] { cpu::gather_rows(g.pairs, g.d, g.x.data, g.pair_token->data(), g.order->data(), g.xg.data); };
+  const backend::Device device = read_device(args);
+  return [=] {
+    Stage st(device);
+    st.be.gather_rows(g.pairs, g.d, st.in(g.x.data, g.t * g.d), st.in(g.pair_token->data(), g.pairs),
+                      st.in(g.order->data(), g.pairs), st.out(g.xg.data, g.pairs * g.d));
+    st.finish();
+  };
 }
 
 // gatherRowsBackward({t, pairs, d, dxg [P, d], pairToken, position, dx [t, d], beta=0})
@@ -82,15 +120,25 @@ Work bind_gather_rows_backward(Args& args) {
   Index tok = pair_tokens(args, "pairToken", P, T);
   Index pos = permutation(args, "position", P);
   auto dx = args.f32("dx", checked_mul(T, D, args.where("dx")));
-  return [=] { cpu::gather_rows_backward(T, P, D, dxg.data, tok->data(), pos->data(), dx.data, beta); };
+  const backend::Device device = read_device(args);
+  return [=] {
+    Stage st(device);
+    st.be.gather_rows_backward(T, P, D, st.in(dxg.data, P * D), st.in(tok->data(), P), st.in(pos->data(), P),
+                               st.out(dx.data, T * D), beta);
+    st.finish();
+  };
 }
 
 // combine({t, pairs, n, yg [P, n], pairToken, pairWeight [P], position, y [t, n], beta=0})
 Work bind_combine(Args& args) {
   const CombineArgs c = read_combine(args);
+  const backend::Device device = read_device(args);
   return [=] {
-    cpu::combine(c.t, c.pairs, c.n, c.yg.data, c.pair_token->data(), c.weight.data, c.position->data(), c.y.data,
-        c.beta);
+    Stage st(device);
+    st.be.combine(c.t, c.pairs, c.n, st.in(c.yg.data, c.pairs * c.n), st.in(c.pair_token->data(), c.pairs),
+                  st.in(c.weight.data, c.pairs), st.in(c.position->data(), c.pairs), st.out(c.y.data, c.t * c.n),
+                  c.beta);
+    st.finish();
   };
 }
 
@@ -104,8 +152,12 @@ Work bind_combine_backward(Args& args) {
   Index pos = permutation(args, "position", P);
   auto dyg = args.f32("dyg", checked_mul(P, N, args.where("dyg")));
   auto dweight = args.f32("dweight", P);
+  const backend::Device device = read_device(args);
   return [=] {
-    cpu::combine_backward(T, P, N, dy.data, yg.data, tok->data(), w.data, pos->data(), dyg.data, dweight.data);
+    Stage st(device);
+    st.be.combine_backward(T, P, N, st.in(dy.data, T * N), st.in(yg.data, P * N), st.in(tok->data(), P),
+                           st.in(w.data, P), st.in(pos->data(), P), st.out(dyg.data, P * N), st.out(dweight.data, P));
+    st.finish();
   };
 }
 
@@ -120,7 +172,13 @@ Work bind_expert_scores_backward(Args& args) {
   auto g = args.f32_in("g", nf);
   auto ds = args.f32("ds", n);
   auto dg = args.f32("dg", nf);
-  return [=] { cpu::expert_scores_backward(T, E, F, s.data, pe.data, g.data, ds.data, dg.data); };
+  const backend::Device device = read_device(args);
+  return [=] {
+    Stage st(device);
+    st.be.expert_scores_backward(T, E, F, st.in(s.data, n), st.in(pe.data, nf), st.in(g.data, nf), st.out(ds.data, n),
+                                 st.out(dg.data, nf));
+    st.finish();
+  };
 }
 
 // miLoss({t, experts, probs [t, E], gradScale=1, dprobs? [t, E], accumulate=false, out: Float64Array [3]})
@@ -133,8 +191,11 @@ Work bind_mi_loss(Args& args) {
   auto dprobs = args.f32_opt("dprobs", n);
   const bool acc = args.boolean_or("accumulate", false);
   auto out = args.f64("out", 3);
+  const backend::Device device = read_device(args);
   return [=] {
-    const cpu::MiLossValue v = cpu::mi_loss(T, E, probs.data, scale, dprobs.data, acc);
+    Stage st(device);
+    const cpu::MiLossValue v = st.be.mi_loss(T, E, st.in(probs.data, n), scale, st.out(dprobs.data, n), acc);
+    st.finish();
     out.data[0] = v.loss;
     out.data[1] = v.h_e;
     out.data[2] = v.h_e_given_x;
@@ -152,7 +213,14 @@ Work bind_switch_loss(Args& args) {
   auto dprobs = args.f32_opt("dprobs", n);
   const bool acc = args.boolean_or("accumulate", false);
   auto out = args.f64("out", 1);
-  return [=] { out.data[0] = cpu::switch_loss(T, E, probs.data, pe->data(), P, scale, dprobs.data, acc); };
+  const backend::Device device = read_device(args);
+  return [=] {
+    Stage st(device);
+    const double loss = st.be.switch_loss(T, E, st.in(probs.data, n), st.in(pe->data(), P), P, scale,
+                                          st.out(dprobs.data, n), acc);
+    st.finish();
+    out.data[0] = loss;
+  };
 }
 
 }  // namespace
@@ -161,8 +229,8 @@ void register_routing(Napi::Env env, Napi::Object exports) {
   export_kernel(env, exports, "routerSoftmax", bind_router_softmax);
   export_kernel(env, exports, "routerSoftmaxBackward", bind_router_softmax_backward);
   export_kernel(env, exports, "routeTopk", bind_route_topk);
-  export_kernel(env, exports, "routeThreshold", bind_threshold_routing<cpu::route_threshold>);
-  export_kernel(env, exports, "routeThresholdTopk", bind_threshold_routing<cpu::route_threshold_topk>);
+  export_kernel(env, exports, "routeThreshold", bind_threshold_routing<&backend::Backend::route_threshold>);
+  export_kernel(env, exports, "routeThresholdTopk", bind_threshold_routing<&backend::Backend::route_threshold_topk>);
   export_kernel(env, exports, "groupByExpert", bind_group_by_expert);
   export_kernel(env, exports, "gatherRows", bind_gather_rows);
   export_kernel(env, exports, "gatherRowsBackward", bind_gather_rows_backward);

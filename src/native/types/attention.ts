@@ -1,12 +1,14 @@
 // Attention kernels (native/kernels/cpu/attention.h): causal attention for the MoA layout.
 
+import type { OnDevice } from './gemm';
+
 /**
  * Sizes shared by the forward and backward kernels. Hq = nHeads = experts · headsPerExpert query
  * heads; expert e owns heads e·H .. e·H+H−1. Query head h uses the shared kv head
  * (h % H) / (H / G). The tq queries are the LAST tq of the tk positions: query i sits at absolute
  * position tk − tq + i and attends to keys 0 .. tk − tq + i (tq = tk: training; tq = 1: decode).
  */
-export interface AttentionShapeArgs {
+export interface AttentionShapeArgs extends OnDevice {
   /** B ≥ 1 */
   batch: number;
   /** Tq ≥ 1 queries */

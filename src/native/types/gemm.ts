@@ -1,9 +1,19 @@
 // GEMM family (native/kernels/cpu/gemm.h).
 
+/**
+ * The `device` argument every kernel of gemm.ts, routing.ts, nn.ts and attention.ts takes: the backend
+ * that runs the op (native/backend, native/bindings/stage.h). 'cpu' (default) runs on the arrays as they
+ * are; 'cuda' / 'cuda:N' copies them to that GPU, runs the op there and copies the outputs back (an
+ * unusable device or an op the backend lacks is an Error that says why).
+ */
+export interface OnDevice {
+  device?: string;
+}
+
 /** Weights may be fp32 or bf16 (a Uint16Array of bf16 bit patterns). */
 export type WeightArray = Float32Array | Uint16Array;
 
-export interface GemmArgs {
+export interface GemmArgs extends OnDevice {
   /** op(A) is [m, k]: A stored [m, k], or [k, m] when transA. */
   transA?: boolean;
   /** op(B) is [k, n]: B stored [k, n], or [n, k] (the [out, in] weight layout) when transB. */
@@ -22,7 +32,7 @@ export interface GemmArgs {
   ldc?: number;
 }
 
-export interface GroupedGemmArgs {
+export interface GroupedGemmArgs extends OnDevice {
   experts: number;
   /** [experts + 1]: rows of expert e are [offsets[e], offsets[e+1]). */
   offsets: Int32Array;
@@ -38,7 +48,7 @@ export interface GroupedGemmArgs {
   y: Float32Array;
 }
 
-export interface GroupedGemmWeightGradArgs {
+export interface GroupedGemmWeightGradArgs extends OnDevice {
   experts: number;
   offsets: Int32Array;
   /** [rows, n] */
@@ -53,7 +63,7 @@ export interface GroupedGemmWeightGradArgs {
   dw: Float32Array;
 }
 
-export interface ExpertWeightedGemmArgs {
+export interface ExpertWeightedGemmArgs extends OnDevice {
   t: number;
   experts: number;
   n: number;

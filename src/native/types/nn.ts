@@ -7,7 +7,9 @@
 // `crossEntropyAsync`, `gradNormAsync` and `clipGradNormAsync` names that the WithAsync mapping in
 // ../types.ts derives for them do not exist at run time.
 
-export interface RmsnormForwardArgs {
+import type { OnDevice } from './gemm';
+
+export interface RmsnormForwardArgs extends OnDevice {
   rows: number;
   /** ≥ 1 */
   dim: number;
@@ -23,7 +25,7 @@ export interface RmsnormForwardArgs {
   rstd?: Float32Array;
 }
 
-export interface RmsnormBackwardArgs {
+export interface RmsnormBackwardArgs extends OnDevice {
   rows: number;
   dim: number;
   /** [rows, dim] the forward's input */
@@ -41,7 +43,7 @@ export interface RmsnormBackwardArgs {
   accumulateDw?: boolean;
 }
 
-interface RopeShapeArgs {
+interface RopeShapeArgs extends OnDevice {
   rows: number;
   heads: number;
   /** even, ≥ 2; dimension i pairs with i + headDim/2 (rotate-half) */
@@ -69,7 +71,7 @@ export interface RopeBackwardArgs extends RopeShapeArgs {
 /** 'erf' (default): 0.5·x·(1 + erf(x/√2)); 'tanh': 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))) */
 export type GeluApproximate = 'erf' | 'tanh';
 
-export interface GeluForwardArgs {
+export interface GeluForwardArgs extends OnDevice {
   n: number;
   /** [n] */
   x: Float32Array;
@@ -78,7 +80,7 @@ export interface GeluForwardArgs {
   approximate?: GeluApproximate;
 }
 
-export interface GeluBackwardArgs {
+export interface GeluBackwardArgs extends OnDevice {
   n: number;
   /** [n] the forward's input */
   x: Float32Array;
@@ -89,7 +91,7 @@ export interface GeluBackwardArgs {
   approximate?: GeluApproximate;
 }
 
-export interface CrossEntropyArgs {
+export interface CrossEntropyArgs extends OnDevice {
   rows: number;
   /** ≥ 1 */
   vocab: number;
@@ -108,7 +110,7 @@ export interface CrossEntropyArgs {
   gradScale?: number;
 }
 
-export interface AdamwUpdateArgs {
+export interface AdamwUpdateArgs extends OnDevice {
   n: number;
   /** [n] updated in place */
   param: Float32Array;
@@ -132,7 +134,7 @@ export interface AdamwUpdateArgs {
   step: number;
 }
 
-export interface GradNormArgs {
+export interface GradNormArgs extends OnDevice {
   /** every buffer whole (its full length counts) */
   tensors: Float32Array[];
 }

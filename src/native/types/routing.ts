@@ -5,8 +5,10 @@
 // order (ties to the lower expert index). Results with a value (a count, a loss) are written into
 // a small `out` array so the Async variants return them too.
 
+import type { OnDevice } from './gemm';
+
 /** Scores of t tokens over E experts. */
-interface ScoreShape {
+interface ScoreShape extends OnDevice {
   t: number;
   experts: number;
 }
@@ -53,7 +55,7 @@ export interface RouteThresholdArgs extends ScoreShape, PairOutputs {
   out: Int32Array;
 }
 
-export interface GroupByExpertArgs {
+export interface GroupByExpertArgs extends OnDevice {
   pairs: number;
   experts: number;
   /** [P] values in [0, E) */
@@ -66,7 +68,7 @@ export interface GroupByExpertArgs {
   position: Int32Array;
 }
 
-export interface GatherRowsArgs {
+export interface GatherRowsArgs extends OnDevice {
   t: number;
   pairs: number;
   d: number;
@@ -80,7 +82,7 @@ export interface GatherRowsArgs {
   xg: Float32Array;
 }
 
-export interface GatherRowsBackwardArgs {
+export interface GatherRowsBackwardArgs extends OnDevice {
   t: number;
   pairs: number;
   d: number;
@@ -96,7 +98,7 @@ export interface GatherRowsBackwardArgs {
   beta?: number;
 }
 
-export interface CombineArgs {
+export interface CombineArgs extends OnDevice {
   t: number;
   pairs: number;
   n: number;
@@ -114,7 +116,7 @@ export interface CombineArgs {
   beta?: number;
 }
 
-export interface CombineBackwardArgs {
+export interface CombineBackwardArgs extends OnDevice {
   t: number;
   pairs: number;
   n: number;
