@@ -72,6 +72,93 @@ export function forEachConfig(fn: (isa: Isa, threads: number) => void, threads =
   }
 }
 
+// ---- the backends harness: every kernel suite runs once per backend ---------------------------------
+
+/** A backend the kernel suites run on (the `device` argument of every kernel). */
+export type Device = 'cpu' | 'cuda';
+
+const cuda = addon.cudaInfo();
+
+/** The backends whose rows run here: 'cpu', and 'cuda' when `cudaInfo().available`. */
+export function backends(): Device[] {
+  return cuda.available ? ['cpu', 'cuda'] : ['cpu'];
+}
+
+/**
+ * Ops a backend lacks yet: they throw "<op> is not implemented on CUDA yet (issue 14)" (see
+ * native/cuda/README.md). A suite's test of such an op (be.test with the op named) checks that it
+ * throws exactly that instead of skipping: when issue 14 adds a kernel the test fails until the op is
+ * removed from this list.
+ */
+export const KNOWN_GAPS: Record<Device, readonly string[]> = {
+  cpu: [],
+  cuda: ['routeThreshold', 'routeThresholdTopk', 'attentionBackward'],
+};
+
+export interface TestBackend {
+  device: Device;
+  /** The addon with `device` added to every call's argument object (the plain addon for 'cpu'). */
+  addon: NativeAddon;
+  /** This backend's entry of a per-backend tolerance written next to the op's test. */
+  tol(t: Record<Device, number>): number;
+  /** forEachConfig's ISA and thread sweep on the CPU; once on another backend (it has neither). */
+  forEachConfig(fn: (isa: Isa, threads: number) => void, threads?: number[]): void;
+  /** test(name, fn), or, when one of `ops` is a known gap of this backend, a test that fn throws it. */
+  test(name: string, ops: readonly string[], fn: () => unknown): void;
+}
+
+function onDevice(device: Device): NativeAddon {
+  if (device === 'cpu') return addon;
+  return new Proxy(addon, {
+    get(target, name) {
+      const f = (target as unknown as Record<string | symbol, unknown>)[name];
+      if (typeof f !== 'function') return f;
+      return (args?: object) => (f as (a?: object) => unknown)(args === undefined ? args : { ...args, device });
+    },
+  });
+}
+
+function testBackend(device: Device): TestBackend {
+  return {
+    device,
+    addon: onDevice(device),
+    tol: (t) => t[device],
+    forEachConfig: (fn, threads) => {
+      if (device === 'cpu') return forEachConfig(fn, threads);
+      const r = addon.runtimeInfo();
+      fn(r.isa, r.threads);
+    },
+    test: (name, ops, fn) => {
+      const gap = ops.find((op) => KNOWN_GAPS[device].includes(op));
+      if (gap === undefined) {
+        test(name, fn as () => void);
+        return;
+      }
+      test(`${name}: known gap on ${device} (issue 14), ${gap} throws "not implemented"`, async () => {
+        await expect(async () => fn()).rejects.toThrow(
+          new RegExp(`${gap}: .*not implemented on CUDA yet \\(issue 14\\)`));
+      });
+    },
+  };
+}
+
+/**
+ * Registers suite(be) once per backend, each inside describe(device): the CPU always; CUDA when a
+ * device is usable, else one skipped test whose name says why ("cuda: skipped — no usable CUDA
+ * device: <reason>").
+ */
+export function forEachBackend(suite: (be: TestBackend) => void): void {
+  for (const device of ['cpu', 'cuda'] as const) {
+    if (!backends().includes(device)) {
+      describe(device, () => {
+        test.skip(`${device}: skipped — no usable CUDA device: ${cuda.reason ?? 'unknown'}`, () => undefined);
+      });
+      continue;
+    }
+    describe(device, () => suite(testBackend(device)));
+  }
+}
+
 /** Converts fp32 values to bf16 bit patterns (round to nearest even), as the native code does. */
 export function toBf16(x: Float32Array): Uint16Array {
   const u32 = new Uint32Array(x.buffer, x.byteOffset, x.length);

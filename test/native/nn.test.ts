@@ -1,6 +1,6 @@
 // nn kernels (RMSNorm, RoPE, GELU, cross-entropy, AdamW, gradient norms) against the double
 // references, finite differences, on every ISA and thread count 1..4.
-import { addon, expectNativeError, finiteDiff, FP32_TOL, forEachConfig, randArray, randn as randnFresh, relError,
+import { addon, expectNativeError, finiteDiff, FP32_TOL, forEachBackend, randArray, randn as randnFresh, relError,
   rng } from '../helpers';
 import {
   adamwRef, crossEntropyRef, geluGradRef, geluRef, globalNormRef, rmsnormBackwardRef, rmsnormRef, ropeRef,
@@ -42,7 +42,10 @@ function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return s;
 }
 
-describe('rmsnorm', () => {
+forEachBackend((be) => describe('rmsnorm', () => {
+  // CUDA: block per row, sums of squares in double like the CPU (another order): within the fp32 bound.
+  const tol = be.tol({ cpu: FP32_TOL, cuda: FP32_TOL });
+
   const SHAPES: Array<[number, number]> = [[1, 1], [1, 7], [7, 13], [13, 97], [97, 33], [130, 300], [3, 255],
     [200, 17]];
   // dim 1: dx = rstd·w·dy·eps/(x² + eps), two O(1) terms cancelling to O(eps), which no fp32
@@ -51,38 +54,39 @@ describe('rmsnorm', () => {
 
   test('forward matches the reference (y and rstd), in place too', () => {
     const eps = 1e-5;
-    forEachConfig((isa, threads) => {
+    be.forEachConfig((isa, threads) => {
       let seed = 1;
       for (const [rows, dim] of SHAPES) {
         const x = randn(rows * dim, seed++), w = randArray(dim, seed++, 2);
         const y = new Float32Array(rows * dim), rstd = new Float32Array(rows);
-        addon.rmsnormForward({ rows, dim, x, w, eps, y, rstd });
+        be.addon.rmsnormForward({ rows, dim, x, w, eps, y, rstd });
         const ref = rmsnormRef(rows, dim, x, w, eps);
-        fail(`${isa} t=${threads} ${rows}x${dim} y`, relError(y, ref.y), FP32_TOL);
-        fail(`${isa} t=${threads} ${rows}x${dim} rstd`, relError(rstd, ref.rstd), FP32_TOL);
-        addon.rmsnormForward({ rows, dim, x, w, eps, y: x }); // in place, no rstd
+        fail(`${isa} t=${threads} ${rows}x${dim} y`, relError(y, ref.y), tol);
+        fail(`${isa} t=${threads} ${rows}x${dim} rstd`, relError(rstd, ref.rstd), tol);
+        be.addon.rmsnormForward({ rows, dim, x, w, eps, y: x }); // in place, no rstd
         expectSame(x, y);
       }
     });
   });
 
   test('backward matches the reference; dw accumulates; dx may overwrite dy', () => {
-    forEachConfig((isa, threads) => {
+    be.forEachConfig((isa, threads) => {
       let seed = 50;
       for (const [rows, dim] of SHAPES) {
         const eps = epsFor(dim);
         const x = randn(rows * dim, seed++), w = randArray(dim, seed++, 2), dy = randn(rows * dim, seed++);
         const rstd = new Float32Array(rows);
-        addon.rmsnormForward({ rows, dim, x, w, eps, y: new Float32Array(rows * dim), rstd });
+        be.addon.rmsnormForward({ rows, dim, x, w, eps, y: new Float32Array(rows * dim), rstd });
         const dx = new Float32Array(rows * dim), dw = new Float32Array(dim).fill(NaN);
-        addon.rmsnormBackward({ rows, dim, x, w, rstd, dy, dx, dw });
+        be.addon.rmsnormBackward({ rows, dim, x, w, rstd, dy, dx, dw });
         const ref = rmsnormBackwardRef(rows, dim, x, w, eps, dy);
-        fail(`${isa} t=${threads} ${rows}x${dim} dx`, relError(dx, ref.dx), FP32_TOL);
-        fail(`${isa} t=${threads} ${rows}x${dim} dw`, relError(dw, ref.dw), FP32_TOL);
-        addon.rmsnormBackward({ rows, dim, x, w, rstd, dy, dx: new Float32Array(rows * dim), dw, accumulateDw: true });
-        fail(`${isa} t=${threads} ${rows}x${dim} dw accumulated`, relError(dw, ref.dw.map((v) => 2 * v)), FP32_TOL);
+        fail(`${isa} t=${threads} ${rows}x${dim} dx`, relError(dx, ref.dx), tol);
+        fail(`${isa} t=${threads} ${rows}x${dim} dw`, relError(dw, ref.dw), tol);
+        be.addon.rmsnormBackward({ rows, dim, x, w, rstd, dy, dx: new Float32Array(rows * dim), dw,
+          accumulateDw: true });
+        fail(`${isa} t=${threads} ${rows}x${dim} dw accumulated`, relError(dw, ref.dw.map((v) => 2 * v)), tol);
         const dw2 = new Float32Array(dim);
-        addon.rmsnormBackward({ rows, dim, x, w, rstd, dy, dx: dy, dw: dw2 });
+        be.addon.rmsnormBackward({ rows, dim, x, w, rstd, dy, dx: dy, dw: dw2 });
         expectSame(dy, dx);
         expectSame(dw2, dw.map((v) => v / 2));
       }
@@ -95,12 +99,12 @@ describe('rmsnorm', () => {
       const x = randn(rows * dim, 7), w = randArray(dim, 8, 2), dy = randn(rows * dim, 9);
       const y = new Float32Array(rows * dim), rstd = new Float32Array(rows);
       const f = () => {
-        addon.rmsnormForward({ rows, dim, x, w, eps, y });
+        be.addon.rmsnormForward({ rows, dim, x, w, eps, y });
         return dot(dy, y);
       };
-      addon.rmsnormForward({ rows, dim, x, w, eps, y, rstd });
+      be.addon.rmsnormForward({ rows, dim, x, w, eps, y, rstd });
       const dx = new Float32Array(rows * dim), dw = new Float32Array(dim);
-      addon.rmsnormBackward({ rows, dim, x, w, rstd, dy, dx, dw });
+      be.addon.rmsnormBackward({ rows, dim, x, w, rstd, dy, dx, dw });
       const fdx = Array.from(x, (_, i) => finiteDiff(f, x, i, H));
       const fdw = Array.from(w, (_, i) => finiteDiff(f, w, i, H));
       fail(`${rows}x${dim} dx vs FD`, relError(dx, fdx), FD_TOL); // FD_TOL: fp32 forward noise / 2h
@@ -111,11 +115,11 @@ describe('rmsnorm', () => {
   test('dw is bit-identical for every thread count (several fixed row chunks)', () => {
     const rows = 300, dim = 77, eps = 1e-5;
     const x = randn(rows * dim, 1), w = randArray(dim, 2), dy = randn(rows * dim, 3), rstd = new Float32Array(rows);
-    addon.rmsnormForward({ rows, dim, x, w, eps, y: new Float32Array(rows * dim), rstd });
+    be.addon.rmsnormForward({ rows, dim, x, w, eps, y: new Float32Array(rows * dim), rstd });
     const results: Float32Array[] = [];
-    forEachConfig(() => {
+    be.forEachConfig(() => {
       const dw = new Float32Array(dim), dx = new Float32Array(rows * dim);
-      addon.rmsnormBackward({ rows, dim, x, w, rstd, dy, dx, dw });
+      be.addon.rmsnormBackward({ rows, dim, x, w, rstd, dy, dx, dw });
       results.push(dw, dx);
     });
     for (let i = 2; i < results.length; i++) expectSame(results[i], results[i % 2]);
@@ -124,13 +128,16 @@ describe('rmsnorm', () => {
   test('async variant gives the same result', async () => {
     const rows = 40, dim = 64, eps = 1e-5, x = randn(rows * dim, 4), w = randArray(dim, 5);
     const y1 = new Float32Array(rows * dim), y2 = new Float32Array(rows * dim);
-    addon.rmsnormForward({ rows, dim, x, w, eps, y: y1 });
-    await addon.rmsnormForwardAsync({ rows, dim, x, w, eps, y: y2 });
+    be.addon.rmsnormForward({ rows, dim, x, w, eps, y: y1 });
+    await be.addon.rmsnormForwardAsync({ rows, dim, x, w, eps, y: y2 });
     expectSame(y2, y1);
   });
-});
+}));
 
-describe('rope', () => {
+forEachBackend((be) => describe('rope', () => {
+  // CUDA: angle and rotation in double, rounded once (sin/cos within 2 ulp of glibc): the fp32 bound.
+  const tol = be.tol({ cpu: FP32_TOL, cuda: FP32_TOL });
+
   // [rows, heads, headDim]
   const SHAPES: Array<[number, number, number]> = [[1, 1, 2], [7, 3, 2], [13, 2, 6], [5, 4, 34], [97, 1, 64],
     [3, 2, 130]];
@@ -144,27 +151,27 @@ describe('rope', () => {
   }
 
   test('forward and backward match the reference at positions 0, 1, 1e5, 2^31-1; in and out of place', () => {
-    forEachConfig((isa, threads) => {
+    be.forEachConfig((isa, threads) => {
       let seed = 1;
       for (const [rows, heads, headDim] of SHAPES) {
         const n = rows * heads * headDim, positions = positionsFor(rows, seed++);
         const x = randn(n, seed++), out = new Float32Array(n);
         const args = { rows, heads, headDim, theta, positions };
-        addon.ropeForward({ ...args, x, out });
+        be.addon.ropeForward({ ...args, x, out });
         fail(`${isa} t=${threads} ${rows}x${heads}x${headDim} fwd`, relError(out,
-          ropeRef(rows, heads, headDim, theta, positions, x)), FP32_TOL);
+          ropeRef(rows, heads, headDim, theta, positions, x)), tol);
         const dx = new Float32Array(n);
-        addon.ropeBackward({ ...args, dy: x, dx });
+        be.addon.ropeBackward({ ...args, dy: x, dx });
         fail(`${isa} t=${threads} ${rows}x${heads}x${headDim} bwd`, relError(dx,
-          ropeRef(rows, heads, headDim, theta, positions, x, -1)), FP32_TOL);
+          ropeRef(rows, heads, headDim, theta, positions, x, -1)), tol);
         // Position 0 is the identity, exactly.
         expectSame(out.subarray(0, heads * headDim), x.subarray(0, heads * headDim));
         // In place (no out) equals out of place; backward undoes forward.
         const y = x.slice();
-        addon.ropeForward({ ...args, x: y });
+        be.addon.ropeForward({ ...args, x: y });
         expectSame(y, out);
-        addon.ropeBackward({ ...args, dy: y });
-        fail(`${isa} t=${threads} round trip`, relError(y, x), FP32_TOL);
+        be.addon.ropeBackward({ ...args, dy: y });
+        fail(`${isa} t=${threads} round trip`, relError(y, x), tol);
       }
     });
   });
@@ -173,18 +180,21 @@ describe('rope', () => {
     const rows = 4, heads = 2, headDim = 6, n = rows * heads * headDim;
     const positions = Int32Array.of(0, 1, 100000, 37), x = randn(n, 3), dy = randn(n, 4), out = new Float32Array(n);
     const f = () => {
-      addon.ropeForward({ rows, heads, headDim, theta, positions, x, out });
+      be.addon.ropeForward({ rows, heads, headDim, theta, positions, x, out });
       return dot(dy, out);
     };
     const dx = new Float32Array(n);
-    addon.ropeBackward({ rows, heads, headDim, theta, positions, dy, dx });
+    be.addon.ropeBackward({ rows, heads, headDim, theta, positions, dy, dx });
     const fd = Array.from(x, (_, i) => finiteDiff(f, x, i, H));
     fail('rope dx vs FD', relError(dx, fd),
       FD_TOL); // FD_TOL: fp32 forward noise / 2h (f is linear: no truncation error)
   });
-});
+}));
 
-describe('gelu', () => {
+forEachBackend((be) => describe('gelu', () => {
+  // CUDA: erff/tanhf/expf (2-4 ulp) instead of the CPU vector forms: twice the fp32 bound.
+  const tol = be.tol({ cpu: FP32_TOL, cuda: 2e-5 });
+
   const SIZES = [1, 7, 13, 97, 1000, 40000];
   const SPECIAL = [0, -0, 1e-20, -1e-20, 5, -5, 10, -10, 30, -30];
 
@@ -195,23 +205,23 @@ describe('gelu', () => {
   }
 
   test.each(['erf', 'tanh'] as const)('%s forward and backward match the reference', (approximate) => {
-    forEachConfig((isa, threads) => {
+    be.forEachConfig((isa, threads) => {
       let seed = 1;
       for (const n of SIZES) {
         const x = inputs(n, seed++), dy = randn(n, seed++), y = new Float32Array(n), dx = new Float32Array(n);
-        addon.geluForward({ n, x, y, approximate });
-        addon.geluBackward({ n, x, dy, dx, approximate });
-        // float libm erf/tanh/exp are within a few ulp: FP32_TOL holds norm-wise.
+        be.addon.geluForward({ n, x, y, approximate });
+        be.addon.geluBackward({ n, x, dy, dx, approximate });
+        // float libm erf/tanh/exp are within a few ulp: tol holds norm-wise.
         fail(`${isa} t=${threads} ${approximate} n=${n} y`, relError(y, Array.from(x, (v) => geluRef(v, approximate))),
-          FP32_TOL);
+          tol);
         fail(`${isa} t=${threads} ${approximate} n=${n} dx`, relError(dx,
-          Array.from(x, (v, i) => dy[i] * geluGradRef(v, approximate))), FP32_TOL);
+          Array.from(x, (v, i) => dy[i] * geluGradRef(v, approximate))), tol);
         // dx may overwrite dy; y may overwrite x.
         const d2 = dy.slice();
-        addon.geluBackward({ n, x, dy: d2, dx: d2, approximate });
+        be.addon.geluBackward({ n, x, dy: d2, dx: d2, approximate });
         expectSame(d2, dx);
         const x2 = x.slice();
-        addon.geluForward({ n, x: x2, y: x2, approximate });
+        be.addon.geluForward({ n, x: x2, y: x2, approximate });
         expectSame(x2, y);
       }
     }, [1, 3]);
@@ -219,25 +229,28 @@ describe('gelu', () => {
 
   test('erf is the default', () => {
     const n = 50, x = randn(n, 9), y1 = new Float32Array(n), y2 = new Float32Array(n);
-    addon.geluForward({ n, x, y: y1 });
-    addon.geluForward({ n, x, y: y2, approximate: 'erf' });
+    be.addon.geluForward({ n, x, y: y1 });
+    be.addon.geluForward({ n, x, y: y2, approximate: 'erf' });
     expectSame(y1, y2);
   });
 
   test.each(['erf', 'tanh'] as const)('%s backward against finite differences', (approximate) => {
     const n = 64, x = randn(n, 11, 2), y = new Float32Array(n), dy = new Float32Array(n).fill(1),
       dx = new Float32Array(n);
-    addon.geluBackward({ n, x, dy, dx, approximate });
+    be.addon.geluBackward({ n, x, dy, dx, approximate });
     // Element-wise: differentiate y[i] alone, so the fp32 noise is that of one output (~6e-8/2h).
     const fd = Array.from(x, (_, i) => finiteDiff(() => {
-      addon.geluForward({ n, x, y, approximate });
+      be.addon.geluForward({ n, x, y, approximate });
       return y[i];
     }, x, i, H));
     fail(`${approximate} dx vs FD`, relError(dx, fd), FD_TOL);
   });
-});
+}));
 
-describe('cross-entropy', () => {
+forEachBackend((be) => describe('cross-entropy', () => {
+  // CUDA: block per row, exp sums in double (expf vs the CPU exp: ~1e-7): the fp32 bound.
+  const tol = be.tol({ cpu: FP32_TOL, cuda: FP32_TOL });
+
   const SHAPES: Array<[number, number]> = [[1, 1], [1, 7], [7, 13], [13, 97], [33, 300], [5, 1000], [70, 3]];
 
   function targetsFor(rows: number, vocab: number, seed: number, ignoreEvery = 4): Int32Array {
@@ -247,23 +260,24 @@ describe('cross-entropy', () => {
   }
 
   test('loss, per-row losses and dlogits match the reference, with ignored targets', () => {
-    forEachConfig((isa, threads) => {
+    be.forEachConfig((isa, threads) => {
       let seed = 1;
       for (const [rows, vocab] of SHAPES)
         for (const gradScale of [1, 0.25]) {
           const logits = randn(rows * vocab, seed++, 3), targets = targetsFor(rows, vocab, seed++);
           const dlogits = new Float32Array(rows * vocab).fill(NaN), losses = new Float32Array(rows).fill(NaN);
-          const loss = addon.crossEntropy({ rows, vocab, logits, targets, dlogits, losses, gradScale });
+          const loss = be.addon.crossEntropy({ rows, vocab, logits, targets, dlogits, losses, gradScale });
           const ref = crossEntropyRef(rows, vocab, logits, targets, gradScale);
           const what = `${isa} t=${threads} ${rows}x${vocab} scale ${gradScale}`;
-          fail(`${what} loss`, Math.abs(loss - ref.loss) / Math.max(1e-30, Math.abs(ref.loss)), FP32_TOL);
-          fail(`${what} losses`, relError(losses, ref.losses), FP32_TOL);
-          fail(`${what} dlogits`, relError(dlogits, ref.dlogits), FP32_TOL);
+          fail(`${what} loss`, Math.abs(loss - ref.loss) / Math.max(1e-30, Math.abs(ref.loss)), tol);
+          fail(`${what} losses`, relError(losses, ref.losses), tol);
+          fail(`${what} dlogits`, relError(dlogits, ref.dlogits), tol);
           // In place over the logits, and loss only.
           const inPlace = logits.slice();
-          expect(addon.crossEntropy({ rows, vocab, logits: inPlace, targets, dlogits: inPlace, gradScale })).toBe(loss);
+          expect(be.addon.crossEntropy({ rows, vocab, logits: inPlace, targets, dlogits: inPlace, gradScale }))
+            .toBe(loss);
           expectSame(inPlace, dlogits);
-          expect(addon.crossEntropy({ rows, vocab, logits, targets })).toBe(loss);
+          expect(be.addon.crossEntropy({ rows, vocab, logits, targets })).toBe(loss);
         }
     }, [1, 2, 4]);
   });
@@ -271,31 +285,32 @@ describe('cross-entropy', () => {
   test('all targets ignored: loss 0, zero gradient, no NaN', () => {
     const rows = 9, vocab = 17, logits = randn(rows * vocab, 3);
     const dlogits = new Float32Array(rows * vocab).fill(NaN), losses = new Float32Array(rows).fill(NaN);
-    const loss = addon.crossEntropy({ rows, vocab, logits, targets: new Int32Array(rows).fill(-1), dlogits, losses });
+    const targets = new Int32Array(rows).fill(-1);
+    const loss = be.addon.crossEntropy({ rows, vocab, logits, targets, dlogits, losses });
     expect(loss).toBe(0);
     expect(dlogits.every((v) => v === 0)).toBe(true);
     expect(losses.every((v) => v === 0)).toBe(true);
-    expect(addon.crossEntropy({ rows: 0, vocab, logits: new Float32Array(0), targets: new Int32Array(0) })).toBe(0);
+    expect(be.addon.crossEntropy({ rows: 0, vocab, logits: new Float32Array(0), targets: new Int32Array(0) })).toBe(0);
   });
 
   test('large logits are stable (max-subtracted)', () => {
     for (const scale of [1e4, 1e30]) {
       const rows = 11, vocab = 97, logits = randn(rows * vocab, 5, scale), targets = targetsFor(rows, vocab, 6);
       const dlogits = new Float32Array(rows * vocab);
-      const loss = addon.crossEntropy({ rows, vocab, logits, targets, dlogits });
+      const loss = be.addon.crossEntropy({ rows, vocab, logits, targets, dlogits });
       const ref = crossEntropyRef(rows, vocab, logits, targets);
       expect(Number.isFinite(loss)).toBe(true);
       expect(dlogits.every(Number.isFinite)).toBe(true);
-      fail(`scale ${scale} loss`, Math.abs(loss - ref.loss) / Math.abs(ref.loss), FP32_TOL);
-      fail(`scale ${scale} dlogits`, relError(dlogits, ref.dlogits), FP32_TOL);
+      fail(`scale ${scale} loss`, Math.abs(loss - ref.loss) / Math.abs(ref.loss), tol);
+      fail(`scale ${scale} dlogits`, relError(dlogits, ref.dlogits), tol);
     }
   });
 
   test('dlogits against finite differences of the mean loss', () => {
     const rows = 6, vocab = 11, logits = randn(rows * vocab, 7, 2), targets = targetsFor(rows, vocab, 8, 3);
     const dlogits = new Float32Array(rows * vocab);
-    addon.crossEntropy({ rows, vocab, logits, targets, dlogits });
-    const f = () => addon.crossEntropy({ rows, vocab, logits, targets });
+    be.addon.crossEntropy({ rows, vocab, logits, targets, dlogits });
+    const f = () => be.addon.crossEntropy({ rows, vocab, logits, targets });
     const fd = Array.from(logits, (_, i) => finiteDiff(f, logits, i, H));
     // The loss is summed in double, so the only errors are the O(h²) truncation (~1e-7 here) and
     // fp32 rounding of the perturbed logit; FD_TOL is ample.
@@ -307,15 +322,18 @@ describe('cross-entropy', () => {
     // compared across thread counts within one instruction set.
     const rows = 500, vocab = 40, logits = randn(rows * vocab, 9, 4), targets = targetsFor(rows, vocab, 10);
     const losses = new Map<string, Set<number>>();
-    forEachConfig((isa) => {
+    be.forEachConfig((isa) => {
       if (!losses.has(isa)) losses.set(isa, new Set());
-      losses.get(isa)!.add(addon.crossEntropy({ rows, vocab, logits, targets }));
+      losses.get(isa)!.add(be.addon.crossEntropy({ rows, vocab, logits, targets }));
     });
     for (const set of losses.values()) expect(set.size).toBe(1);
   });
-});
+}));
 
-describe('adamw', () => {
+forEachBackend((be) => describe('adamw', () => {
+  // CUDA: the CPU fp32 formula; FMA contraction and sqrtf may differ by an ulp per step: twice the fp32 bound.
+  const tol = be.tol({ cpu: FP32_TOL, cuda: 2e-5 });
+
   /** max|p − ref| / max(lr, max|ref − before|): the error relative to the step's scale. */
   function updateError(param: Float32Array, before: Float64Array, ref: Float64Array, lr: number): number {
     let err = 0, scale = lr;
@@ -327,7 +345,7 @@ describe('adamw', () => {
   }
 
   test('matches the reference over several steps (with and without weight decay)', () => {
-    forEachConfig((isa, threads) => {
+    be.forEachConfig((isa, threads) => {
       let seed = 1;
       for (const n of [1, 7, 97, 1000, 70000])
         for (const weightDecay of [0, 0.1]) {
@@ -343,16 +361,16 @@ describe('adamw', () => {
             // terms cancel from turning p's own fp32 rounding (half an ulp) into a large ratio.
             const before = new Float64Array(param);
             const ref = { param: new Float64Array(param), m: new Float64Array(m), v: new Float64Array(v) };
-            addon.adamwUpdate({ n, param, grad, m, v, ...o, step });
+            be.addon.adamwUpdate({ n, param, grad, m, v, ...o, step });
             adamwRef(ref, grad, { ...o, step });
             adamwRef(run, grad, { ...o, step });
-            fail(`${what} update`, updateError(param, before, ref.param, o.lr), FP32_TOL);
-            fail(`${what} m`, relError(m, ref.m), FP32_TOL);
-            fail(`${what} v`, relError(v, ref.v), FP32_TOL);
+            fail(`${what} update`, updateError(param, before, ref.param, o.lr), tol);
+            fail(`${what} m`, relError(m, ref.m), tol);
+            fail(`${what} v`, relError(v, ref.v), tol);
           }
           // And the whole run against an independent double-precision run.
           for (const [name, got, want] of [['param', param, run.param], ['m', m, run.m], ['v', v, run.v]] as const)
-            fail(`${isa} t=${threads} n=${n} wd=${weightDecay} 5 steps ${name}`, relError(got, want), FP32_TOL);
+            fail(`${isa} t=${threads} n=${n} wd=${weightDecay} 5 steps ${name}`, relError(got, want), tol);
         }
     }, [1, 3]); // no ISA-specific code; 70000 > one 65536-element chunk, so 3 threads split it
   });
@@ -362,55 +380,58 @@ describe('adamw', () => {
     const param = randn(n, 1), grad = randn(n, 2), m = randn(n, 3, 0.1), v = randArray(n, 4, 0.01).map(Math.abs);
     const ref = { param: new Float64Array(param), m: new Float64Array(m), v: new Float64Array(v) };
     const p0 = new Float64Array(param);
-    addon.adamwUpdate({ n, param, grad, m, v, ...o });
+    be.addon.adamwUpdate({ n, param, grad, m, v, ...o });
     adamwRef(ref, grad, o);
-    fail('late update', updateError(param, p0, ref.param, o.lr), FP32_TOL);
+    fail('late update', updateError(param, p0, ref.param, o.lr), tol);
     const frozen = param.slice();
-    addon.adamwUpdate({ n, param, grad, m, v, ...o, lr: 0 });
+    be.addon.adamwUpdate({ n, param, grad, m, v, ...o, lr: 0 });
     expectSame(param, frozen);
   });
-});
+}));
 
-describe('gradient norm and clipping', () => {
+forEachBackend((be) => describe('gradient norm and clipping', () => {
+  // CUDA: sum_squares in double over fixed 4096-element blocks, then a fixed-order sum: the fp32 bound.
+  const tol = be.tol({ cpu: FP32_TOL, cuda: FP32_TOL });
+
   const sizes = [1, 7, 97, 70000, 200000];
   const make = (seed: number) => sizes.map((n, i) => randn(n, seed + i, 0.01));
 
   test('gradNorm matches the reference and is bit-identical for every thread count', () => {
     const tensors = make(1), ref = globalNormRef(tensors);
     const norms: number[] = [];
-    forEachConfig(() => {
-      norms.push(addon.gradNorm({ tensors }));
+    be.forEachConfig(() => {
+      norms.push(be.addon.gradNorm({ tensors }));
     });
     // Double accumulation in a different order than the reference: agreement to ~1e-14.
     expect(Math.abs(norms[0] - ref) / ref).toBeLessThan(1e-12);
     expect(new Set(norms).size).toBe(1);
-    expect(addon.gradNorm({ tensors: [] })).toBe(0);
+    expect(be.addon.gradNorm({ tensors: [] })).toBe(0);
   });
 
   test('clipGradNorm scales all tensors to maxNorm only when the norm exceeds it', () => {
-    forEachConfig(() => {
+    be.forEachConfig(() => {
       const tensors = make(10), before = tensors.map((t) => t.slice());
-      const norm = addon.gradNorm({ tensors });
+      const norm = be.addon.gradNorm({ tensors });
       // Above the norm: untouched.
-      expect(addon.clipGradNorm({ tensors, maxNorm: norm * 1.01 })).toBe(norm);
+      expect(be.addon.clipGradNorm({ tensors, maxNorm: norm * 1.01 })).toBe(norm);
       tensors.forEach((t, i) => expectSame(t, before[i]));
       // Below: every tensor scaled by maxNorm/norm; the returned norm is the one before clipping.
       const maxNorm = norm / 3;
-      expect(addon.clipGradNorm({ tensors, maxNorm })).toBe(norm);
+      expect(be.addon.clipGradNorm({ tensors, maxNorm })).toBe(norm);
       const s = Math.fround(maxNorm / norm);
       tensors.forEach((t, i) => expectSame(t, before[i].map((v) => v * s)));
-      expect(Math.abs(addon.gradNorm({ tensors }) - maxNorm) / maxNorm).toBeLessThan(FP32_TOL);
+      expect(Math.abs(be.addon.gradNorm({ tensors }) - maxNorm) / maxNorm).toBeLessThan(tol);
     }, [1, 3]);
   });
 
   test('a non-finite norm is returned and the tensors are left alone', () => {
     const a = randn(10, 1), b = Float32Array.of(1, Infinity, 2);
     const a0 = a.slice();
-    expect(addon.clipGradNorm({ tensors: [a, b], maxNorm: 1 })).toBe(Infinity);
+    expect(be.addon.clipGradNorm({ tensors: [a, b], maxNorm: 1 })).toBe(Infinity);
     expectSame(a, a0);
-    expect(Number.isNaN(addon.gradNorm({ tensors: [Float32Array.of(NaN)] }))).toBe(true);
+    expect(Number.isNaN(be.addon.gradNorm({ tensors: [Float32Array.of(NaN)] }))).toBe(true);
   });
-});
+}));
 
 describe('nn bad arguments are JavaScript errors naming the argument', () => {
   const f = (n: number) => new Float32Array(n);

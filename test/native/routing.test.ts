@@ -1,7 +1,8 @@
 // Routing kernels against the double references (test/reference/routing.ts), on every ISA and thread
 // count 1..4; backward kernels also against central finite differences; bad arguments.
-import { addon, expectNativeError, finiteDiff, FP32_TOL, forEachConfig, randArray, randn, relError,
+import { addon, expectNativeError, finiteDiff, FP32_TOL, forEachBackend, randArray, randn, relError,
   rng } from '../helpers';
+import type { NativeAddon } from '../../src/native/addon';
 import {
   combineBackwardRef, expertScoresBackwardRef, gatherRowsRef, groupByExpertRef, miLossRef, type Pairs, rankExperts,
   softmaxBackwardRef, softmaxRef, sumPairsRef, switchLossRef, thresholdCountRef, thresholdRef, thresholdTopkRef,
@@ -21,6 +22,11 @@ function quantize(a: Float32Array, q = 2 ** -16): Float32Array {
   return a.map((v) => Math.round(v / q) * q);
 }
 
+/** The addon of the backend whose suite is running (set by each forEachBackend block's beforeAll):
+ * the op helpers below (topk, threshold, thresholdTopk, group, miLoss) run on it; input generators
+ * (softmax, sparsePairs) stay on the CPU. */
+let k: NativeAddon = addon;
+
 function softmax(T: number, E: number, seed: number, scale = 2): Float32Array {
   const probs = new Float32Array(T * E);
   addon.routerSoftmax({ t: T, experts: E, logits: randn(T * E, seed, scale), probs });
@@ -35,25 +41,25 @@ function pairsOf(n: number) {
 function trim(o: ReturnType<typeof pairsOf>, P: number): NativePairs {
   return { P, token: o.pairToken.slice(0, P), expert: o.pairExpert.slice(0, P), weight: o.pairWeight.slice(0, P) };
 }
-function topk(T: number, E: number, probs: Float32Array, k: number): NativePairs {
-  const o = pairsOf(T * k);
-  addon.routeTopk({ t: T, experts: E, probs, k, ...o });
-  return trim(o, T * k);
+function topk(T: number, E: number, probs: Float32Array, kk: number, kernels = k): NativePairs {
+  const o = pairsOf(T * kk);
+  kernels.routeTopk({ t: T, experts: E, probs, k: kk, ...o });
+  return trim(o, T * kk);
 }
-function threshold(T: number, E: number, probs: Float32Array, eps: number): NativePairs {
+function threshold(T: number, E: number, probs: Float32Array, eps: number, kernels = k): NativePairs {
   const o = pairsOf(T * E), out = new Int32Array(1);
-  addon.routeThreshold({ t: T, experts: E, probs, eps, out, ...o });
+  kernels.routeThreshold({ t: T, experts: E, probs, eps, out, ...o });
   return trim(o, out[0]);
 }
 function thresholdTopk(T: number, E: number, probs: Float32Array, eps: number): { K: number; pairs: NativePairs } {
   const o = pairsOf(T * E), out = new Int32Array(1);
-  addon.routeThresholdTopk({ t: T, experts: E, probs, eps, out, ...o });
+  k.routeThresholdTopk({ t: T, experts: E, probs, eps, out, ...o });
   return { K: out[0], pairs: trim(o, T * out[0]) };
 }
 function group(E: number, pairExpert: Int32Array) {
   const P = pairExpert.length;
   const g = { offsets: new Int32Array(E + 1), order: new Int32Array(P), position: new Int32Array(P) };
-  addon.groupByExpert({ pairs: P, experts: E, pairExpert, ...g });
+  k.groupByExpert({ pairs: P, experts: E, pairExpert, ...g });
   return g;
 }
 
@@ -72,19 +78,23 @@ function tiedScores(n: number, seed: number): Float32Array {
   return Float32Array.from({ length: n }, () => [0.125, 0.25, 0.5][Math.floor(r() * 3)]);
 }
 
-describe('router softmax', () => {
+forEachBackend((be) => describe('router softmax', () => {
+  beforeAll(() => { k = be.addon; });
+  // CUDA: warp per token, sums in double (expf vs the CPU exp: 2 ulp): the fp32 bound.
+  const tol = be.tol({ cpu: FP32_TOL, cuda: FP32_TOL });
+
   test('forward and backward match the reference for all sizes and thread counts', () => {
-    forEachConfig((isa, threads) => {
+    be.forEachConfig((isa, threads) => {
       let seed = 1;
       for (const T of TS)
         for (const E of ES) {
           const logits = randn(T * E, seed++, 3), probs = new Float32Array(T * E);
-          addon.routerSoftmax({ t: T, experts: E, logits, probs });
+          be.addon.routerSoftmax({ t: T, experts: E, logits, probs });
           const err = relError(probs, softmaxRef(T, E, logits));
           const dprobs = randn(T * E, seed++), dlogits = new Float32Array(T * E);
-          addon.routerSoftmaxBackward({ t: T, experts: E, probs, dprobs, dlogits });
+          be.addon.routerSoftmaxBackward({ t: T, experts: E, probs, dprobs, dlogits });
           const errB = relError(dlogits, softmaxBackwardRef(T, E, probs, dprobs));
-          if (!(err <= FP32_TOL && errB <= FP32_TOL))
+          if (!(err <= tol && errB <= tol))
             throw new Error(`${isa} t=${threads} T=${T} E=${E}: forward ${err}, backward ${errB}`);
         }
     });
@@ -95,8 +105,8 @@ describe('router softmax', () => {
     const logits = Float32Array.from([1e30, 0, -1e30, 88, 89, 1000, 1000, 1000, 1000, 1000, -1e4, -1e4 + 1, -1e4, -1e4,
       -1e4]);
     const probs = new Float32Array(T * E);
-    addon.routerSoftmax({ t: T, experts: E, logits, probs });
-    expect(relError(probs, softmaxRef(T, E, logits))).toBeLessThanOrEqual(FP32_TOL);
+    be.addon.routerSoftmax({ t: T, experts: E, logits, probs });
+    expect(relError(probs, softmaxRef(T, E, logits))).toBeLessThanOrEqual(tol);
     for (let t = 0; t < T; t++) expect(Math.abs(probs.slice(t * E, t * E + E).reduce((a, b) => a +
       b) - 1)).toBeLessThan(1e-6);
   });
@@ -106,17 +116,21 @@ describe('router softmax', () => {
     const x = quantize(randn(T * E, 5, 2)), c = randn(T * E, 6);
     const loss = () => softmaxRef(T, E, x).reduce((a, p, i) => a + c[i] * p, 0);
     const probs = new Float32Array(T * E), dlogits = new Float32Array(T * E);
-    addon.routerSoftmax({ t: T, experts: E, logits: x, probs });
-    addon.routerSoftmaxBackward({ t: T, experts: E, probs, dprobs: c, dlogits });
+    be.addon.routerSoftmax({ t: T, experts: E, logits: x, probs });
+    be.addon.routerSoftmaxBackward({ t: T, experts: E, probs, dprobs: c, dlogits });
     const fd = Array.from(x, (_, i) => finiteDiff(loss, x, i, 2 ** -10));
     // Central differences err by h²/6·|f'''| ≈ 2e-7 relative here; the kernel adds fp32 rounding.
     expect(relError(dlogits, fd)).toBeLessThanOrEqual(1e-5);
   });
-});
+}));
 
-describe('selection', () => {
+forEachBackend((be) => describe('selection', () => {
+  beforeAll(() => { k = be.addon; });
+  // Selection is comparisons and copies: exact (no tolerance) on every backend; the threshold routings
+  // are a CUDA known gap (KNOWN_GAPS).
+
   test('top-k for every k, all sizes, random and tied scores, every thread count', () => {
-    forEachConfig((isa, threads) => {
+    be.forEachConfig((isa, threads) => {
       let seed = 10;
       for (const T of TS)
         for (const E of ES)
@@ -143,8 +157,8 @@ describe('selection', () => {
     }
   });
 
-  test('threshold matches the reference for all sizes, eps and thread counts', () => {
-    forEachConfig((isa, threads) => {
+  be.test('threshold matches the reference for all sizes, eps and thread counts', ['routeThreshold'], () => {
+    be.forEachConfig((isa, threads) => {
       let seed = 20;
       for (const T of TS)
         for (const E of ES)
@@ -155,63 +169,70 @@ describe('selection', () => {
     });
   });
 
-  test('threshold selects exactly the experts with E·S_e > eps, at least the best one', () => {
-    const T = 97, E = 8, probs = softmax(T, E, 30, 3);
-    for (const eps of [0.3, 0.48, 1, 3]) {
-      const p = threshold(T, E, probs, eps);
-      for (let t = 0; t < T; t++) {
-        const chosen = Array.from(p.expert.filter((_, i) => p.token[i] === t)).sort((a, b) => a - b);
-        const above = Array.from({ length: E }, (_, e) => e).filter((e) => E * probs[t * E + e] > eps);
-        expect(chosen).toEqual(above.length > 0 ? above : [rankExperts(E, probs, t)[0]]);
+  be.test('threshold selects exactly the experts with E·S_e > eps, at least the best one', ['routeThreshold'],
+    () => {
+      const T = 97, E = 8, probs = softmax(T, E, 30, 3);
+      for (const eps of [0.3, 0.48, 1, 3]) {
+        const p = threshold(T, E, probs, eps);
+        for (let t = 0; t < T; t++) {
+          const chosen = Array.from(p.expert.filter((_, i) => p.token[i] === t)).sort((a, b) => a - b);
+          const above = Array.from({ length: E }, (_, e) => e).filter((e) => E * probs[t * E + e] > eps);
+          expect(chosen).toEqual(above.length > 0 ? above : [rankExperts(E, probs, t)[0]]);
+        }
       }
-    }
-    // Strictly greater: E·S = 1 does not pass eps = 1, so only the best (lowest index on a tie) is kept.
-    const flat = new Float32Array(8).fill(0.25);
-    expect(Array.from(threshold(2, 4, flat, 1).expert)).toEqual([0, 0]);
-    expect(threshold(2, 4, flat, 0.999).P).toBe(8);
-  });
+      // Strictly greater: E·S = 1 does not pass eps = 1, so only the best (lowest index on a tie) is kept.
+      const flat = new Float32Array(8).fill(0.25);
+      expect(Array.from(threshold(2, 4, flat, 1).expert)).toEqual([0, 0]);
+      expect(threshold(2, 4, flat, 0.999).P).toBe(8);
+    });
 
-  test('threshold:0 is dense (positive scores)', () => {
+  be.test('threshold:0 is dense (positive scores)', ['routeThreshold'], () => {
     const T = 7, E = 13, probs = softmax(T, E, 31);
     expectPairs(threshold(T, E, probs, 0), topkRef(T, E, probs, E), 'threshold:0');
   });
 
-  test('threshold-topk: K = round(mean threshold count), half up, clamped to [1, E]', () => {
-    forEachConfig(() => {
-      let seed = 40;
-      for (const T of TS)
-        for (const E of ES)
-          for (const eps of EPS) {
-            const probs = softmax(T, E, seed++);
-            const got = thresholdTopk(T, E, probs, eps), ref = thresholdTopkRef(T, E, probs, eps);
-            expect(got.K).toBe(ref.K);
-            expectPairs(got.pairs, ref.pairs, `T=${T} E=${E} eps=${eps}`);
-          }
-    }, [1, 3]);
-    // counts 2 and 1: mean 1.5 rounds up to 2; counts 1, 1, 2: mean 1.33 rounds to 1.
-    const two = Float32Array.from([0.4, 0.4, 0.1, 0.1, 0.7, 0.1, 0.1, 0.1]);
-    expect([0, 1].map((t) => thresholdCountRef(4, two, t, 1))).toEqual([2, 1]);
-    expect(thresholdTopk(2, 4, two, 1).K).toBe(2);
-    const three = Float32Array.from([0.7, 0.1, 0.1, 0.1, 0.1, 0.7, 0.1, 0.1, 0.4, 0.4, 0.1, 0.1]);
-    expect(thresholdTopk(3, 4, three, 1).K).toBe(1);
-    expect(thresholdTopk(3, 4, three, -1).K).toBe(4);
-    expect(thresholdTopk(3, 4, three, 100).K).toBe(1);
-  });
-});
+  be.test('threshold-topk: K = round(mean threshold count), half up, clamped to [1, E]', ['routeThresholdTopk'],
+    () => {
+      be.forEachConfig(() => {
+        let seed = 40;
+        for (const T of TS)
+          for (const E of ES)
+            for (const eps of EPS) {
+              const probs = softmax(T, E, seed++);
+              const got = thresholdTopk(T, E, probs, eps), ref = thresholdTopkRef(T, E, probs, eps);
+              expect(got.K).toBe(ref.K);
+              expectPairs(got.pairs, ref.pairs, `T=${T} E=${E} eps=${eps}`);
+            }
+      }, [1, 3]);
+      // counts 2 and 1: mean 1.5 rounds up to 2; counts 1, 1, 2: mean 1.33 rounds to 1.
+      const two = Float32Array.from([0.4, 0.4, 0.1, 0.1, 0.7, 0.1, 0.1, 0.1]);
+      expect([0, 1].map((t) => thresholdCountRef(4, two, t, 1))).toEqual([2, 1]);
+      expect(thresholdTopk(2, 4, two, 1).K).toBe(2);
+      const three = Float32Array.from([0.7, 0.1, 0.1, 0.1, 0.1, 0.7, 0.1, 0.1, 0.4, 0.4, 0.1, 0.1]);
+      expect(thresholdTopk(3, 4, three, 1).K).toBe(1);
+      expect(thresholdTopk(3, 4, three, -1).K).toBe(4);
+      expect(thresholdTopk(3, 4, three, 100).K).toBe(1);
+    });
+}));
 
 /** A token-major pair list where some experts and some tokens get no pairs at all. */
 function sparsePairs(T: number, E: number, seed: number): NativePairs {
   const probs = softmax(T, E, seed, 2);
   const skew = probs.map((p, i) => (i % E) % 3 === 1 ? 0 : p);  // experts 1, 4, 7, … never chosen
-  const all = threshold(T, E, skew, 0.9);
+  const all = threshold(T, E, skew, 0.9, addon);
   const keep = Array.from(all.token, (t) => t % 3 !== 2);  // tokens 2, 5, 8, … have no pairs
   const pick = <A extends Int32Array | Float32Array>(a: A) => a.filter((_, i) => keep[i]) as A;
   return { P: keep.filter(Boolean).length, token: pick(all.token), expert: pick(all.expert), weight: pick(all.weight) };
 }
 
-describe('grouping, gather and combine', () => {
+forEachBackend((be) => describe('grouping, gather and combine', () => {
+  beforeAll(() => { k = be.addon; });
+  // CUDA: gathers are exact copies; combine sums in pair order (nvcc may fuse w·yg + acc into one FMA),
+  // combine backward dots in double: the fp32 bound.
+  const tol = be.tol({ cpu: FP32_TOL, cuda: FP32_TOL });
+
   test('group by expert: stable, offsets, inverse; empty groups', () => {
-    forEachConfig(() => {
+    be.forEachConfig(() => {
       let seed = 50;
       for (const T of TS)
         for (const E of ES) {
@@ -231,7 +252,7 @@ describe('grouping, gather and combine', () => {
   });
 
   test('gather, gather backward and combine match the reference (beta 0, 1, 0.5; tokens without pairs)', () => {
-    forEachConfig((isa, threads) => {
+    be.forEachConfig((isa, threads) => {
       let seed = 60;
       for (const T of TS)
         for (const E of ES)
@@ -240,19 +261,19 @@ describe('grouping, gather and combine', () => {
             const { order, position } = group(E, pr.expert);
             const where = `${isa} t=${threads} T=${T} E=${E} D=${D} P=${P}`;
             const x = randArray(T * D, seed++), xg = new Float32Array(P * D);
-            addon.gatherRows({ t: T, pairs: P, d: D, x, pairToken: pr.token, order, xg });
+            be.addon.gatherRows({ t: T, pairs: P, d: D, x, pairToken: pr.token, order, xg });
             if (relError(xg, gatherRowsRef(D, x, pr.token, order)) !== 0) throw new Error(`${where}: gather`);
             for (const beta of [0, 1, 0.5]) {
               const dx0 = beta === 0 ? new Float32Array(T * D).fill(NaN) : randArray(T * D, seed++);
               const dx = dx0.slice(), dxg = randArray(P * D, seed++);
-              addon.gatherRowsBackward({ t: T, pairs: P, d: D, dxg, pairToken: pr.token, position, dx, beta });
+              be.addon.gatherRowsBackward({ t: T, pairs: P, d: D, dxg, pairToken: pr.token, position, dx, beta });
               const e1 = relError(dx, sumPairsRef(T, D, dxg, pr.token, position, undefined, beta, dx0));
               const y0 = beta === 0 ? new Float32Array(T * D).fill(NaN) : randArray(T * D, seed++);
               const y = y0.slice(), yg = randArray(P * D, seed++);
-              addon.combine({ t: T, pairs: P, n: D, yg, pairToken: pr.token, pairWeight: pr.weight, position, y,
+              be.addon.combine({ t: T, pairs: P, n: D, yg, pairToken: pr.token, pairWeight: pr.weight, position, y,
                 beta });
               const e2 = relError(y, sumPairsRef(T, D, yg, pr.token, position, pr.weight, beta, y0));
-              if (!(e1 <= FP32_TOL && e2 <= FP32_TOL)) throw new Error(`${where} beta=${beta}: backward ${e1}, ` +
+              if (!(e1 <= tol && e2 <= tol)) throw new Error(`${where} beta=${beta}: backward ${e1}, ` +
                 `combine ${e2}`);
             }
           }
@@ -260,7 +281,7 @@ describe('grouping, gather and combine', () => {
   });
 
   test('combine backward matches the reference', () => {
-    forEachConfig((isa, threads) => {
+    be.forEachConfig((isa, threads) => {
       let seed = 70;
       for (const T of TS)
         for (const E of ES)
@@ -269,11 +290,11 @@ describe('grouping, gather and combine', () => {
             const { position } = group(E, pr.expert);
             const dy = randArray(T * N, seed++), yg = randArray(P * N, seed++);
             const dyg = new Float32Array(P * N).fill(NaN), dweight = new Float32Array(P).fill(NaN);
-            addon.combineBackward({ t: T, pairs: P, n: N, dy, yg, pairToken: pr.token, pairWeight: pr.weight, position,
-              dyg, dweight });
+            be.addon.combineBackward({ t: T, pairs: P, n: N, dy, yg, pairToken: pr.token, pairWeight: pr.weight,
+              position, dyg, dweight });
             const ref = combineBackwardRef(N, dy, yg, pr.token, pr.weight, position);
             const e1 = relError(dyg, ref.dyg), e2 = relError(dweight, ref.dweight);
-            if (!(e1 <= FP32_TOL && e2 <= FP32_TOL)) throw new Error(`${isa} t=${threads} T=${T} E=${E} N=${N}: dyg ` +
+            if (!(e1 <= tol && e2 <= tol)) throw new Error(`${isa} t=${threads} T=${T} E=${E} N=${N}: dyg ` +
               `${e1}, dweight ${e2}`);
           }
     });
@@ -285,16 +306,16 @@ describe('grouping, gather and combine', () => {
     const pr = topk(T, E, probs, E), P = pr.P;
     const { order, position } = group(E, pr.expert);
     const xg = new Float32Array(P * D);
-    addon.gatherRows({ t: T, pairs: P, d: D, x, pairToken: pr.token, order, xg });
+    be.addon.gatherRows({ t: T, pairs: P, d: D, x, pairToken: pr.token, order, xg });
     // "expert e" multiplies its rows by e + 1
     for (let i = 0; i < P; i++) for (let d = 0; d < D; d++) xg[i * D + d] *= pr.expert[order[i]] + 1;
     const y = new Float32Array(T * D);
-    addon.combine({ t: T, pairs: P, n: D, yg: xg, pairToken: pr.token, pairWeight: pr.weight, position, y });
+    be.addon.combine({ t: T, pairs: P, n: D, yg: xg, pairToken: pr.token, pairWeight: pr.weight, position, y });
     const ref = new Float64Array(T * D);
     for (let t = 0; t < T; t++)
       for (let e = 0; e < E; e++) for (let d = 0; d < D; d++) ref[t * D + d] += probs[t * E + e] * (e + 1) * x[t * D +
         d];
-    expect(relError(y, ref)).toBeLessThanOrEqual(FP32_TOL);
+    expect(relError(y, ref)).toBeLessThanOrEqual(tol);
   });
 
   test('gather and combine backward against finite differences of double-precision losses', () => {
@@ -306,37 +327,41 @@ describe('grouping, gather and combine', () => {
     const x = quantize(randArray(T * D, 91)), c = randArray(P * D, 92);
     const lossG = () => gatherRowsRef(D, x, pr.token, order).reduce((a, v, i) => a + c[i] * v, 0);
     const dx = new Float32Array(T * D);
-    addon.gatherRowsBackward({ t: T, pairs: P, d: D, dxg: c, pairToken: pr.token, position, dx });
+    be.addon.gatherRowsBackward({ t: T, pairs: P, d: D, dxg: c, pairToken: pr.token, position, dx });
     // L is linear in x: central differences are exact up to double rounding.
-    expect(relError(dx, Array.from(x, (_, i) => finiteDiff(lossG, x, i, 2 ** -10)))).toBeLessThanOrEqual(FP32_TOL);
+    expect(relError(dx, Array.from(x, (_, i) => finiteDiff(lossG, x, i, 2 ** -10)))).toBeLessThanOrEqual(tol);
     // combine: L(yg, w) = Σ dy ⊙ combine(yg, w)
     const yg = quantize(randArray(P * D, 93)), dy = randArray(T * D, 94);
     const lossC = () => sumPairsRef(T, D, yg, pr.token, position, weight).reduce((a, v, i) => a + dy[i] * v, 0);
     const dyg = new Float32Array(P * D), dweight = new Float32Array(P);
-    addon.combineBackward({ t: T, pairs: P, n: D, dy, yg, pairToken: pr.token, pairWeight: weight, position, dyg,
+    be.addon.combineBackward({ t: T, pairs: P, n: D, dy, yg, pairToken: pr.token, pairWeight: weight, position, dyg,
       dweight });
     // L is linear in each of yg and w separately: exact up to double rounding.
-    expect(relError(dyg, Array.from(yg, (_, i) => finiteDiff(lossC, yg, i, 2 ** -10)))).toBeLessThanOrEqual(FP32_TOL);
+    expect(relError(dyg, Array.from(yg, (_, i) => finiteDiff(lossC, yg, i, 2 ** -10)))).toBeLessThanOrEqual(tol);
     expect(relError(dweight, Array.from(weight, (_, i) => finiteDiff(lossC, weight, i,
-      2 ** -10)))).toBeLessThanOrEqual(FP32_TOL);
+      2 ** -10)))).toBeLessThanOrEqual(tol);
   });
-});
+}));
 
-describe('dense-training expert scores backward', () => {
+forEachBackend((be) => describe('dense-training expert scores backward', () => {
+  beforeAll(() => { k = be.addon; });
+  // CUDA: warp per (token, expert), dot in double: the fp32 bound.
+  const tol = be.tol({ cpu: FP32_TOL, cuda: FP32_TOL });
+
   test('matches the reference; dg may be the same array as pe', () => {
-    forEachConfig((isa, threads) => {
+    be.forEachConfig((isa, threads) => {
       let seed = 100;
       for (const T of TS)
         for (const E of ES)
           for (const F of DS) {
             const s = softmax(T, E, seed++), pe = randArray(T * E * F, seed++), g = randArray(T * E * F, seed++);
             const ds = new Float32Array(T * E), dg = new Float32Array(T * E * F);
-            addon.expertScoresBackward({ t: T, experts: E, f: F, s, pe, g, ds, dg });
+            be.addon.expertScoresBackward({ t: T, experts: E, f: F, s, pe, g, ds, dg });
             const ref = expertScoresBackwardRef(T, E, F, s, pe, g);
             const e1 = relError(ds, ref.ds), e2 = relError(dg, ref.dg);
             const inPlace = pe.slice(), ds2 = new Float32Array(T * E);
-            addon.expertScoresBackward({ t: T, experts: E, f: F, s, pe: inPlace, g, ds: ds2, dg: inPlace });
-            if (!(e1 <= FP32_TOL && e2 <= FP32_TOL) || relError(inPlace, dg) !== 0 || relError(ds2, ds) !== 0)
+            be.addon.expertScoresBackward({ t: T, experts: E, f: F, s, pe: inPlace, g, ds: ds2, dg: inPlace });
+            if (!(e1 <= tol && e2 <= tol) || relError(inPlace, dg) !== 0 || relError(ds2, ds) !== 0)
               throw new Error(`${isa} t=${threads} T=${T} E=${E} F=${F}: ds ${e1}, dg ${e2}, or in-place differs`);
           }
     });
@@ -351,30 +376,34 @@ describe('dense-training expert scores backward', () => {
       return l;
     };
     const ds = new Float32Array(T * E), dg = new Float32Array(T * E * F);
-    addon.expertScoresBackward({ t: T, experts: E, f: F, s, pe, g, ds, dg });
+    be.addon.expertScoresBackward({ t: T, experts: E, f: F, s, pe, g, ds, dg });
     // L is linear in s and in g separately: exact up to double rounding.
-    expect(relError(ds, Array.from(s, (_, i) => finiteDiff(loss, s, i, 2 ** -10)))).toBeLessThanOrEqual(FP32_TOL);
-    expect(relError(dg, Array.from(g, (_, i) => finiteDiff(loss, g, i, 2 ** -10)))).toBeLessThanOrEqual(FP32_TOL);
+    expect(relError(ds, Array.from(s, (_, i) => finiteDiff(loss, s, i, 2 ** -10)))).toBeLessThanOrEqual(tol);
+    expect(relError(dg, Array.from(g, (_, i) => finiteDiff(loss, g, i, 2 ** -10)))).toBeLessThanOrEqual(tol);
   });
-});
+}));
 
 function miLoss(T: number, E: number, probs: Float32Array,
   extra: { gradScale?: number; dprobs?: Float32Array; accumulate?: boolean } = {}) {
   const out = new Float64Array(3);
-  addon.miLoss({ t: T, experts: E, probs, out, ...extra });
+  k.miLoss({ t: T, experts: E, probs, out, ...extra });
   return { loss: out[0], hE: out[1], hEX: out[2] };
 }
 
 function switchLoss(T: number, E: number, probs: Float32Array, pairExpert: Int32Array,
   extra: { gradScale?: number; dprobs?: Float32Array; accumulate?: boolean } = {}): number {
   const out = new Float64Array(1);
-  addon.switchLoss({ t: T, experts: E, probs, pairs: pairExpert.length, pairExpert, out, ...extra });
+  k.switchLoss({ t: T, experts: E, probs, pairs: pairExpert.length, pairExpert, out, ...extra });
   return out[0];
 }
 
-describe('auxiliary losses', () => {
+forEachBackend((be) => describe('auxiliary losses', () => {
+  beforeAll(() => { k = be.addon; });
+  // CUDA: column sums and entropies in double, gradient on the device: the fp32 bound.
+  const tol = be.tol({ cpu: FP32_TOL, cuda: FP32_TOL });
+
   test('MI loss: value, entropies and gradient match a direct computation', () => {
-    forEachConfig((isa, threads) => {
+    be.forEachConfig((isa, threads) => {
       let seed = 120;
       for (const T of [...TS, 1000])  // 1000 tokens: several reduction chunks
         for (const E of ES) {
@@ -385,7 +414,7 @@ describe('auxiliary losses', () => {
           const close = [[v.loss, ref.loss], [v.hE, ref.hE], [v.hEX, ref.hEX]].every(([a,
             b]) => Math.abs(a - b) <= 1e-12);
           const err = relError(dprobs, ref.grad.map((g) => 0.5 * g));
-          if (!close || !(err <= FP32_TOL)) throw new Error(`${isa} t=${threads} T=${T} E=${E}: ` +
+          if (!close || !(err <= tol)) throw new Error(`${isa} t=${threads} T=${T} E=${E}: ` +
             `${JSON.stringify(v)} vs ${JSON.stringify(ref)}, grad ${err}`);
         }
     });
@@ -417,11 +446,11 @@ describe('auxiliary losses', () => {
     expect(relError(dprobs, fd)).toBeLessThanOrEqual(1e-5);
     const acc = randArray(T * E, 131), acc0 = acc.slice();
     miLoss(T, E, probs, { dprobs: acc, gradScale: 3, accumulate: true });
-    expect(relError(acc, Array.from(acc0, (v, i) => v + 3 * dprobs[i]))).toBeLessThanOrEqual(FP32_TOL);
+    expect(relError(acc, Array.from(acc0, (v, i) => v + 3 * dprobs[i]))).toBeLessThanOrEqual(tol);
   });
 
   test('switch loss: value and gradient match a direct computation and finite differences', () => {
-    forEachConfig((isa, threads) => {
+    be.forEachConfig((isa, threads) => {
       let seed = 140;
       for (const T of [...TS, 1000])
         for (const E of ES) {
@@ -431,7 +460,7 @@ describe('auxiliary losses', () => {
           const loss = switchLoss(T, E, probs, pr.expert, { dprobs, gradScale: 0.01 });
           const ref = switchLossRef(T, E, probs, pr.expert);
           const err = relError(dprobs, ref.grad.map((g) => 0.01 * g));
-          if (!(Math.abs(loss - ref.loss) <= 1e-12) || !(err <= FP32_TOL))
+          if (!(Math.abs(loss - ref.loss) <= 1e-12) || !(err <= tol))
             throw new Error(`${isa} t=${threads} T=${T} E=${E}: ${loss} vs ${ref.loss}, grad ${err}`);
         }
     }, [1, 4]);
@@ -443,50 +472,52 @@ describe('auxiliary losses', () => {
     const dprobs = new Float32Array(T * E);
     switchLoss(T, E, probs, pe, { dprobs });
     const fd = Array.from(probs, (_, i) => finiteDiff(() => switchLoss(T, E, probs, pe), probs, i, 2 ** -14));
-    expect(relError(dprobs, fd)).toBeLessThanOrEqual(FP32_TOL);
+    expect(relError(dprobs, fd)).toBeLessThanOrEqual(tol);
     const acc = new Float32Array(T * E).fill(1);
     switchLoss(T, E, probs, pe, { dprobs: acc, accumulate: true, gradScale: 2 });
-    expect(relError(acc, Array.from(dprobs, (g) => 1 + 2 * g))).toBeLessThanOrEqual(FP32_TOL);
+    expect(relError(acc, Array.from(dprobs, (g) => 1 + 2 * g))).toBeLessThanOrEqual(tol);
   });
-});
+}));
 
-describe('determinism and async', () => {
-  test('results are bit-identical for 1..4 threads on sizes that split into many tasks', () => {
-    const T = 997, E = 13, D = 65;
-    const logits = randn(T * E, 160, 2), x = randArray(T * D, 161);
-    const run = () => {
-      const probs = new Float32Array(T * E);
-      addon.routerSoftmax({ t: T, experts: E, logits, probs });
-      const pr = threshold(T, E, probs, 0.48), P = pr.P;
-      const { order, position } = group(E, pr.expert);
-      const xg = new Float32Array(P * D), y = new Float32Array(T * D), dx = new Float32Array(T * D);
-      addon.gatherRows({ t: T, pairs: P, d: D, x, pairToken: pr.token, order, xg });
-      addon.combine({ t: T, pairs: P, n: D, yg: xg, pairToken: pr.token, pairWeight: pr.weight, position, y });
-      addon.gatherRowsBackward({ t: T, pairs: P, d: D, dxg: xg, pairToken: pr.token, position, dx });
-      const dprobs = new Float32Array(T * E);
-      const mi = miLoss(T, E, probs, { dprobs });
-      // Bytes, so "identical" means bit for bit (and the comparison stays fast).
-      return Buffer.concat([probs, pr.expert, xg, y, dx, dprobs, Float64Array.of(mi.loss, mi.hE, mi.hEX)]
-        .map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength)));
-    };
-    const results: Buffer[] = [];
-    forEachConfig(() => results.push(run()));
-    for (const r of results.slice(1)) expect(r.equals(results[0])).toBe(true);
-  });
+forEachBackend((be) => describe('determinism and async', () => {
+  beforeAll(() => { k = be.addon; });
+  be.test('results are bit-identical for 1..4 threads on sizes that split into many tasks', ['routeThreshold'],
+    () => {
+      const T = 997, E = 13, D = 65;
+      const logits = randn(T * E, 160, 2), x = randArray(T * D, 161);
+      const run = () => {
+        const probs = new Float32Array(T * E);
+        be.addon.routerSoftmax({ t: T, experts: E, logits, probs });
+        const pr = threshold(T, E, probs, 0.48), P = pr.P;
+        const { order, position } = group(E, pr.expert);
+        const xg = new Float32Array(P * D), y = new Float32Array(T * D), dx = new Float32Array(T * D);
+        be.addon.gatherRows({ t: T, pairs: P, d: D, x, pairToken: pr.token, order, xg });
+        be.addon.combine({ t: T, pairs: P, n: D, yg: xg, pairToken: pr.token, pairWeight: pr.weight, position, y });
+        be.addon.gatherRowsBackward({ t: T, pairs: P, d: D, dxg: xg, pairToken: pr.token, position, dx });
+        const dprobs = new Float32Array(T * E);
+        const mi = miLoss(T, E, probs, { dprobs });
+        // Bytes, so "identical" means bit for bit (and the comparison stays fast).
+        return Buffer.concat([probs, pr.expert, xg, y, dx, dprobs, Float64Array.of(mi.loss, mi.hE, mi.hEX)]
+          .map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength)));
+      };
+      const results: Buffer[] = [];
+      be.forEachConfig(() => results.push(run()));
+      for (const r of results.slice(1)) expect(r.equals(results[0])).toBe(true);
+    });
 
-  test('async variants give the same results, including the out values', async () => {
+  be.test('async variants give the same results, including the out values', ['routeThresholdTopk'], async () => {
     const T = 97, E = 8, probs = softmax(T, E, 170);
     const sync = thresholdTopk(T, E, probs, 0.48);
     const o = pairsOf(T * E), out = new Int32Array(1);
-    await addon.routeThresholdTopkAsync({ t: T, experts: E, probs, eps: 0.48, out, ...o });
+    await be.addon.routeThresholdTopkAsync({ t: T, experts: E, probs, eps: 0.48, out, ...o });
     expect(out[0]).toBe(sync.K);
     expectPairs(trim(o, T * out[0]), { token: Array.from(sync.pairs.token), expert: Array.from(sync.pairs.expert),
       weight: Array.from(sync.pairs.weight) }, 'async');
     const mi = new Float64Array(3);
-    await addon.miLossAsync({ t: T, experts: E, probs, out: mi });
+    await be.addon.miLossAsync({ t: T, experts: E, probs, out: mi });
     expect(Array.from(mi)).toEqual(Object.values(miLoss(T, E, probs)));
   });
-});
+}));
 
 describe('routing bad arguments are JavaScript errors naming the argument', () => {
   const probs = () => new Float32Array(12).fill(0.25);  // t = 3, experts = 4
