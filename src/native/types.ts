@@ -9,7 +9,7 @@ import type { BenchFunctions, BenchKernels } from './types/bench';
 import type { ModelFunctions } from './types/model';
 import type { InferFunctions } from './types/infer';
 import type { TrainerFunctions } from './types/trainer';
-import type { CudaFunctions, CudaKernels } from './types/cuda';
+import type { CudaFunctions } from './types/cuda';
 
 export * from './types/gemm';
 export * from './types/routing';
@@ -56,5 +56,4 @@ export type NativeAddon = CoreFunctions &
   WithAsync<RoutingKernels> &
   WithAsync<NnKernels> &
   WithAsync<AttentionKernels> &
-  CudaFunctions &
-  WithAsync<CudaKernels>;
+  CudaFunctions;
