@@ -21,7 +21,8 @@ async function main(): Promise<void> {
   const rnd = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) % V;
   const tokens = Int32Array.from({ length: B * T }, rnd), targets = Int32Array.from({ length: B * T }, rnd);
   const step = (i: number) => trainer.trainStepAsync({
-    tokens, targets, batch: B, seq: T, lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.01, clip: 1, step: i,
+    tokens, targets, batch: B, seq: T,
+    lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.01, clip: 1, step: i,
   });
   await step(1); // warm-up: workspace allocation, page faults
   const times: number[] = [];

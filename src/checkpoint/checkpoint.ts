@@ -53,7 +53,11 @@ export interface TrainerState {
     val_tokens: number;
   };
   sampler: SamplerState;
-  schedule: { lr: number; min_lr: number; warmup: number; /** null while unknown (a --time budget before it is estimated) */ total_steps: number | null };
+  schedule: {
+    lr: number; min_lr: number; warmup: number;
+    /** null while unknown (a --time budget before it is estimated) */
+    total_steps: number | null;
+  };
   optimizer: { beta1: number; beta2: number; eps: number; weight_decay: number; clip: number };
   batch: { batch_size: number; grad_accum: number; seq_len: number };
   eval: { interval: number; batches: number };
@@ -178,18 +182,22 @@ export function saveCheckpoint(dir: string, c: CheckpointContents, opts: SaveOpt
   };
   try {
     fs.mkdirSync(tmp);
-    writeFileSynced(path.join(tmp, CONFIG_FILE), (fd) => writeAll(fd, Buffer.from(JSON.stringify(config, null, 2) + '\n')));
+    const writeJson = (name: string, value: unknown) =>
+      writeFileSynced(path.join(tmp, name), (fd) => writeAll(fd, Buffer.from(JSON.stringify(value, null, 2) + '\n')));
+    writeJson(CONFIG_FILE, config);
     const dtype = c.dtype ?? 'F32';
     writeFileSynced(path.join(tmp, MODEL_FILE), (fd) => writeSafetensorsFd(fd, tensorsOf(layout, c.params, '', dtype),
       { format: 'pt', producer: 'dsmoe', ...(c.metadata ?? {}) }));
     crash('after-model');
-    if (c.tokenizerJson !== undefined) writeFileSynced(path.join(tmp, TOKENIZER_FILE), (fd) => writeAll(fd, Buffer.from(c.tokenizerJson!, 'utf8')));
+    if (c.tokenizerJson !== undefined)
+      writeFileSynced(path.join(tmp, TOKENIZER_FILE), (fd) => writeAll(fd, Buffer.from(c.tokenizerJson!, 'utf8')));
     if (c.optimizer) {
       const { m, v } = c.optimizer;
       writeFileSynced(path.join(tmp, OPTIMIZER_FILE), (fd) => writeSafetensorsFd(fd,
-        [...tensorsOf(layout, m, 'm.', 'F32'), ...tensorsOf(layout, v, 'v.', 'F32')], { producer: 'dsmoe', optimizer: 'adamw' }));
+        [...tensorsOf(layout, m, 'm.', 'F32'), ...tensorsOf(layout, v, 'v.', 'F32')],
+        { producer: 'dsmoe', optimizer: 'adamw' }));
     }
-    if (c.trainerState) writeFileSynced(path.join(tmp, TRAINER_STATE_FILE), (fd) => writeAll(fd, Buffer.from(JSON.stringify(c.trainerState, null, 2) + '\n')));
+    if (c.trainerState) writeJson(TRAINER_STATE_FILE, c.trainerState);
     fsyncDir(tmp);
     crash('before-swap');
     if (fs.existsSync(abs)) {
@@ -246,7 +254,8 @@ export function allocParams(n: number, what: string): Float32Array {
   try {
     return new Float32Array(n);
   } catch (e) {
-    throw new Error(`cannot allocate ${what}: ${n} fp32 values (${(n * 4 / 2 ** 30).toFixed(1)} GiB): ${(e as Error).message}`);
+    throw new Error(`cannot allocate ${what}: ${n} fp32 values (${(n * 4 / 2 ** 30).toFixed(1)} GiB): `
+      + `${(e as Error).message}`);
   }
 }
 
@@ -258,7 +267,8 @@ export function readJsonFile(file: string, what: string): unknown {
   let text: string;
   try {
     const size = fs.statSync(file).size;
-    if (size > MAX_JSON_BYTES) throw new Error(`${size} bytes, more than the ${MAX_JSON_BYTES}-byte limit for this file`);
+    if (size > MAX_JSON_BYTES)
+      throw new Error(`${size} bytes, more than the ${MAX_JSON_BYTES}-byte limit for this file`);
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
     throw new Error(`cannot read ${what} ${file}: ${(e as Error).message}`);
@@ -271,7 +281,9 @@ export function readJsonFile(file: string, what: string): unknown {
 }
 
 /** Checks that a safetensors file holds exactly the layout's tensors (with `prefixes`), shapes equal. */
-export function checkTensors(r: SafetensorsReader, layout: ModelLayout, prefixes: string[], file: string, onlyF32: boolean): void {
+export function checkTensors(
+  r: SafetensorsReader, layout: ModelLayout, prefixes: string[], file: string, onlyF32: boolean,
+): void {
   const expected = new Set<string>();
   for (const p of prefixes) {
     for (const t of layout.tensors) {
@@ -280,17 +292,21 @@ export function checkTensors(r: SafetensorsReader, layout: ModelLayout, prefixes
       if (!r.has(name)) throw new Error(`${file}: tensor "${name}" is missing (config.json's layout needs it)`);
       const e = r.entry(name);
       if (e.shape.join(',') !== t.shape.join(','))
-        throw new Error(`${file}: tensor "${name}" has shape [${e.shape.join(', ')}], config.json's layout needs [${t.shape.join(', ')}]`);
-      if (onlyF32 && e.dtype !== 'F32') throw new Error(`${file}: tensor "${name}" is ${e.dtype}; optimizer state must be F32`);
+        throw new Error(`${file}: tensor "${name}" has shape [${e.shape.join(', ')}], `
+          + `config.json's layout needs [${t.shape.join(', ')}]`);
+      if (onlyF32 && e.dtype !== 'F32')
+        throw new Error(`${file}: tensor "${name}" is ${e.dtype}; optimizer state must be F32`);
     }
   }
-  for (const n of r.names) if (!expected.has(n)) throw new Error(`${file}: unexpected tensor "${n}" (not in the layout of config.json)`);
+  for (const n of r.names)
+    if (!expected.has(n)) throw new Error(`${file}: unexpected tensor "${n}" (not in the layout of config.json)`);
 }
 
 /** A NaN or infinite value is an error naming the tensor (a corrupt file). */
 function checkFinite(file: string, name: string, part: Float32Array): void {
   for (let i = 0; i < part.length; i++)
-    if (!Number.isFinite(part[i])) throw new Error(`${file}: tensor "${name}" holds ${part[i]} at element ${i} (a corrupt or diverged checkpoint)`);
+    if (!Number.isFinite(part[i]))
+      throw new Error(`${file}: tensor "${name}" holds ${part[i]} at element ${i} (a corrupt or diverged checkpoint)`);
 }
 
 /** Reads the layout's tensors into `dst`, each checked to be finite. */
@@ -317,7 +333,9 @@ export type CheckpointSlot = 'param' | 'adamM' | 'adamV';
  * handed to `fn`. The view is valid only during the call: a consumer copies it (the engine's
  * loadTensor does). At most one tensor of the model is in memory here, never the whole model.
  */
-export function readCheckpointTensors(ck: OpenedCheckpoint, slot: CheckpointSlot, fn: (name: string, data: Float32Array) => void): void {
+export function readCheckpointTensors(
+  ck: OpenedCheckpoint, slot: CheckpointSlot, fn: (name: string, data: Float32Array) => void,
+): void {
   if (slot !== 'param' && !ck.hasOptimizer) throw new Error(`checkpoint ${ck.dir} has no ${OPTIMIZER_FILE}`);
   const file = path.join(ck.dir, slot === 'param' ? MODEL_FILE : OPTIMIZER_FILE);
   const prefix = slot === 'param' ? '' : slot === 'adamM' ? 'm.' : 'v.';
@@ -354,7 +372,9 @@ export function loadCheckpoint(dir: string, opts: LoadOptions = {}): LoadedCheck
   return { ...rest, params: params! };
 }
 
-function loadOrOpen(dir: string, opts: LoadOptions, readTensors: boolean): Omit<LoadedCheckpoint, 'params'> & { params?: Float32Array; hasOptimizer: boolean } {
+function loadOrOpen(
+  dir: string, opts: LoadOptions, readTensors: boolean,
+): Omit<LoadedCheckpoint, 'params'> & { params?: Float32Array; hasOptimizer: boolean } {
   const abs = path.resolve(dir);
   const recoveredFrom = recoverInterruptedSave(abs);
   if (!fs.existsSync(abs)) throw new Error(`checkpoint folder not found: ${dir}`);
@@ -363,7 +383,8 @@ function loadOrOpen(dir: string, opts: LoadOptions, readTensors: boolean): Omit<
   if (!fs.existsSync(cfgFile)) throw new Error(`checkpoint ${dir} has no ${CONFIG_FILE}`);
   const config = validateConfig(readJsonFile(cfgFile, 'config'), cfgFile);
   if (opts.expectShape && !sameShape(config, opts.expectShape))
-    throw new Error(`checkpoint ${dir} has a different model shape than this run: ${shapeDifferences(config, opts.expectShape).join(', ')}`);
+    throw new Error(`checkpoint ${dir} has a different model shape than this run: `
+      + `${shapeDifferences(config, opts.expectShape).join(', ')}`);
   const layout = layoutFromConfig(config);
 
   const modelFile = path.join(abs, MODEL_FILE);
@@ -393,9 +414,12 @@ function loadOrOpen(dir: string, opts: LoadOptions, readTensors: boolean): Omit<
   // it starts a fresh AdamW, which is exactly what zero moments at step 0 would give.
   const freshOptimizer = !hasOpt && trainerState?.step === 0;
   if (opts.requireTraining && !freshOptimizer && (!hasOpt || !hasState))
-    throw new Error(`checkpoint ${dir} is not a training checkpoint (missing ${[!hasOpt && OPTIMIZER_FILE, !hasState && TRAINER_STATE_FILE].filter(Boolean).join(' and ')}); it cannot be resumed`);
+    throw new Error(`checkpoint ${dir} is not a training checkpoint (missing `
+      + `${[!hasOpt && OPTIMIZER_FILE, !hasState && TRAINER_STATE_FILE].filter(Boolean).join(' and ')}); `
+      + 'it cannot be resumed');
   if (hasOpt !== hasState && !freshOptimizer)
-    throw new Error(`checkpoint ${dir} is incomplete: it has ${hasOpt ? OPTIMIZER_FILE : TRAINER_STATE_FILE} but no ${hasOpt ? TRAINER_STATE_FILE : OPTIMIZER_FILE}`);
+    throw new Error(`checkpoint ${dir} is incomplete: it has ${hasOpt ? OPTIMIZER_FILE : TRAINER_STATE_FILE} `
+      + `but no ${hasOpt ? TRAINER_STATE_FILE : OPTIMIZER_FILE}`);
   let optimizer: LoadedCheckpoint['optimizer'];
   const hasOptimizer = hasOpt && (opts.optimizer ?? true);
   if (hasOptimizer) {
@@ -439,13 +463,15 @@ export function validateTrainerState(value: unknown, source: string): TrainerSta
       fail(prefix + k, `must be a non-negative ${integer ? 'integer' : 'number'}, got ${show(v)}`);
   };
   nonNeg(s, 'format_version');
-  if ((s.format_version as number) > TRAINER_STATE_VERSION) fail('format_version', `${s.format_version} is newer than this dsmoe understands`);
+  if ((s.format_version as number) > TRAINER_STATE_VERSION)
+    fail('format_version', `${s.format_version} is newer than this dsmoe understands`);
   nonNeg(s, 'step');
   nonNeg(s, 'tokens_seen');
   nonNeg(s, 'elapsed_s', '', false);
   if (!Number.isSafeInteger(s.seed)) fail('seed', `must be an integer, got ${show(s.seed)}`);
   const data = obj(s.data, 'data');
-  if (!Array.isArray(data.inputs) || data.inputs.some((x) => typeof x !== 'string')) fail('data.inputs', 'must be a list of paths');
+  if (!Array.isArray(data.inputs) || data.inputs.some((x) => typeof x !== 'string'))
+    fail('data.inputs', 'must be a list of paths');
   for (const k of ['train_tokens', 'val_tokens']) nonNeg(data, k, 'data.');
   nonNeg(data, 'val_share', 'data.', false);
   if (!Number.isSafeInteger(data.seed)) fail('data.seed', 'must be an integer');
@@ -467,13 +493,15 @@ export function validateTrainerState(value: unknown, source: string): TrainerSta
   (s.last_losses as unknown[]).forEach((r, i) => {
     const rec = obj(r, `last_losses[${i}]`);
     for (const k of ['step', 'loss', 'lm_loss', 'aux_loss'])
-      if (typeof rec[k] !== 'number' || !Number.isFinite(rec[k])) fail(`last_losses[${i}].${k}`, `must be a finite number, got ${show(rec[k])}`);
+      if (typeof rec[k] !== 'number' || !Number.isFinite(rec[k]))
+        fail(`last_losses[${i}].${k}`, `must be a finite number, got ${show(rec[k])}`);
   });
   if (s.last_eval !== null) {
     const le = obj(s.last_eval, 'last_eval');
     // (ppl may be null: JSON has no Infinity)
     for (const k of ['step', 'loss', 'ppl'])
-      if (typeof le[k] !== 'number' && !(k === 'ppl' && le[k] === null)) fail(`last_eval.${k}`, `must be a number, got ${show(le[k])}`);
+      if (typeof le[k] !== 'number' && !(k === 'ppl' && le[k] === null))
+        fail(`last_eval.${k}`, `must be a number, got ${show(le[k])}`);
   }
   nonNeg(s, 'threads');
   obj(s.versions, 'versions');

@@ -22,7 +22,8 @@ export function trainNextSteps(
   o: TrainHintOptions = {}, cwd: string = process.cwd(),
 ): string[] {
   const rel = displayPath(r.outDir, cwd);
-  if (r.reason === 'interrupted') return r.savedStep === null ? [] : [`continue where it stopped:  dsmoe train --resume ${rel}`];
+  if (r.reason === 'interrupted')
+    return r.savedStep === null ? [] : [`continue where it stopped:  dsmoe train --resume ${rel}`];
   const baseline = `compare with the dense baseline: dsmoe train --preset ${r.preset} --mode dense`
     + `${o.data ? ` --data ${o.data.join(' ')}` : ''}${o.tokenizer ? ` --tokenizer ${o.tokenizer}` : ''}`;
   return [

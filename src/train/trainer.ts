@@ -18,7 +18,8 @@ import { BUILTIN_CORPUS } from '../data/corpus';
 import { loadDataset, resolveInputs, type Dataset, type DataProgress } from '../data/dataset';
 import { BatchSampler, countEvalWindows, evalBatches } from '../data/sampler';
 import {
-  ConfigError, DEFAULT_PRESET, buildConfig, describeShape, getPreset, paramCount, sameShape, shapeDifferences, validateConfig,
+  ConfigError, DEFAULT_PRESET, buildConfig, describeShape, getPreset, paramCount, sameShape, shapeDifferences,
+  validateConfig,
   type ConfigOverrides, type ModelConfig, type ParamCount,
 } from '../model/config';
 import { layoutDifferences, layoutFromConfig, type TensorLayout } from '../model/layout';
@@ -193,7 +194,8 @@ export interface EvalRecord {
   mlp_active_share: number | null;
 }
 
-export type DataPhase = { kind: 'tokenizer'; text: string } | { kind: 'data'; progress: DataProgress } | { kind: 'model'; text: string };
+export type DataPhase = { kind: 'tokenizer'; text: string } | { kind: 'data'; progress: DataProgress }
+  | { kind: 'model'; text: string };
 
 export interface TrainHooks {
   /** Preparation progress (tokenizer, data, model set-up): for a spinner. */
@@ -243,7 +245,8 @@ export function addonBackend(): ModelBackend {
   };
   const missing = (['modelLayout', 'createTrainer'] as const).filter((k) => typeof addon[k] !== 'function');
   if (missing.length > 0)
-    throw new Error(`this build of the native addon has no trainer yet (${missing.join(', ')} missing), so it cannot train.\n`
+    throw new Error(`this build of the native addon has no trainer yet (${missing.join(', ')} missing), `
+      + 'so it cannot train.\n'
       + 'Rebuild it once native/model is in the tree: npm run build:addon');
   return {
     modelLayout: (c) => addon.modelLayout!(c),
@@ -261,7 +264,8 @@ function readConfigFile(file: string): unknown {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
-    throw new Error(`cannot read the config file ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : (e as Error).message}`);
+    const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : (e as Error).message;
+    throw new Error(`cannot read the config file ${file}: ${why}`);
   }
   try {
     return JSON.parse(text);
@@ -271,11 +275,13 @@ function readConfigFile(file: string): unknown {
 }
 
 function positiveInt(v: number | undefined, flag: string, min = 1): void {
-  if (v !== undefined && (!Number.isSafeInteger(v) || v < min)) throw new RangeError(`${flag} must be an integer ≥ ${min}, got ${v}`);
+  if (v !== undefined && (!Number.isSafeInteger(v) || v < min))
+    throw new RangeError(`${flag} must be an integer ≥ ${min}, got ${v}`);
 }
 
 function nonNegative(v: number | undefined, flag: string, strict = false): void {
-  if (v !== undefined && (!Number.isFinite(v) || (strict ? v <= 0 : v < 0))) throw new RangeError(`${flag} must be a ${strict ? 'positive' : 'non-negative'} number, got ${v}`);
+  if (v !== undefined && (!Number.isFinite(v) || (strict ? v <= 0 : v < 0)))
+    throw new RangeError(`${flag} must be a ${strict ? 'positive' : 'non-negative'} number, got ${v}`);
 }
 
 function checkOptions(o: TrainOptions): void {
@@ -295,31 +301,41 @@ function checkOptions(o: TrainOptions): void {
   positiveInt(o.threads, '--threads');
   if (o.targetActive !== undefined && !(o.targetActive > 0 && o.targetActive <= 1))
     throw new RangeError(`--target-active must be a share in (0, 1] such as 0.35 or 35%, got ${o.targetActive}`);
-  if (o.seed !== undefined && (!Number.isSafeInteger(o.seed) || o.seed < 0)) throw new RangeError(`--seed must be a non-negative integer, got ${o.seed}`);
-  if (o.lr !== undefined && o.minLr !== undefined && o.minLr > o.lr) throw new RangeError(`--min-lr (${o.minLr}) is larger than --lr (${o.lr})`);
+  if (o.seed !== undefined && (!Number.isSafeInteger(o.seed) || o.seed < 0))
+    throw new RangeError(`--seed must be a non-negative integer, got ${o.seed}`);
+  if (o.lr !== undefined && o.minLr !== undefined && o.minLr > o.lr)
+    throw new RangeError(`--min-lr (${o.minLr}) is larger than --lr (${o.lr})`);
   const budgets = [o.steps, o.tokens, o.timeS].filter((x) => x !== undefined).length;
   if (budgets > 1) throw new RangeError('give one budget: --steps, --tokens or --time');
 }
 
-const SHAPE_OVERRIDES: Array<keyof ConfigOverrides> = ['d_model', 'n_layers', 'att_experts', 'att_heads', 'kv_heads', 'head_dim', 'mlp_experts', 'expert_dim', 'tie_embeddings'];
+const SHAPE_OVERRIDES: Array<keyof ConfigOverrides> = ['d_model', 'n_layers', 'att_experts', 'att_heads', 'kv_heads',
+  'head_dim', 'mlp_experts', 'expert_dim', 'tie_embeddings'];
 
 function shapeRequested(o: TrainOptions): boolean {
-  return o.preset !== undefined || o.configFile !== undefined || SHAPE_OVERRIDES.some((k) => o.overrides?.[k] !== undefined);
+  return o.preset !== undefined || o.configFile !== undefined
+    || SHAPE_OVERRIDES.some((k) => o.overrides?.[k] !== undefined);
 }
 
 /** Reads the tokenizer (when none is given: the checkpoint's, else the default one). */
-function resolveTokenizer(o: TrainOptions, ck: OpenedCheckpoint | undefined, hooks: TrainHooks): { tokenizer: Tokenizer; file: string } {
+function resolveTokenizer(
+  o: TrainOptions, ck: OpenedCheckpoint | undefined, hooks: TrainHooks,
+): { tokenizer: Tokenizer; file: string } {
   let file = o.tokenizer;
   if (file === undefined && ck?.tokenizerPath) file = ck.tokenizerPath;
   if (file === undefined) {
-    hooks.onPrepare?.({ kind: 'tokenizer', text: 'preparing the default tokenizer (trained once on the built-in corpus, then cached)' });
+    hooks.onPrepare?.({
+      kind: 'tokenizer', text: 'preparing the default tokenizer (trained once on the built-in corpus, then cached)',
+    });
     file = defaultTokenizer({ cacheDir: o.cacheDir });
   } else hooks.onPrepare?.({ kind: 'tokenizer', text: `loading the tokenizer ${file}` });
   return { tokenizer: loadTokenizer(file), file };
 }
 
 /** Mean of StepStats over eval batches, weighted by tokens. */
-async function evaluate(trainer: TrainerHandle, ds: Dataset, seqLen: number, batchSize: number, maxBatches: number, step: number): Promise<EvalRecord | null> {
+async function evaluate(
+  trainer: TrainerHandle, ds: Dataset, seqLen: number, batchSize: number, maxBatches: number, step: number,
+): Promise<EvalRecord | null> {
   if (countEvalWindows(ds.val.length, seqLen) === 0) return null;
   let w = 0, batches = 0;
   const sum = { loss: 0, lm: 0, ae: 0, ace: 0, me: 0, mce: 0 };
@@ -327,21 +343,25 @@ async function evaluate(trainer: TrainerHandle, ds: Dataset, seqLen: number, bat
     const s = await trainer.evaluateAsync({ tokens: b.inputs, targets: b.targets, batch: b.batchSize, seq: seqLen });
     const n = s.tokens > 0 ? s.tokens : b.batchSize * seqLen;
     sum.loss += s.loss * n; sum.lm += s.lmLoss * n;
-    sum.ae += s.attEntropy * n; sum.ace += s.attCondEntropy * n; sum.me += s.mlpEntropy * n; sum.mce += s.mlpCondEntropy * n;
+    sum.ae += s.attEntropy * n; sum.ace += s.attCondEntropy * n;
+    sum.me += s.mlpEntropy * n; sum.mce += s.mlpCondEntropy * n;
     w += n;
     batches++;
   }
   const lm = sum.lm / w;
   return {
     type: 'eval', step, loss: sum.loss / w, lm_loss: lm, ppl: Math.exp(lm),
-    att_entropy: sum.ae / w, att_cond_entropy: sum.ace / w, mlp_entropy: sum.me / w, mlp_cond_entropy: sum.mce / w, batches, tokens: w,
-    routing: null, routed_ppl: null, dense_ppl: null, active_expert_share: null, att_active_share: null, mlp_active_share: null,
+    att_entropy: sum.ae / w, att_cond_entropy: sum.ace / w, mlp_entropy: sum.me / w, mlp_cond_entropy: sum.mce / w,
+    batches, tokens: w,
+    routing: null, routed_ppl: null, dense_ppl: null, active_expert_share: null, att_active_share: null,
+    mlp_active_share: null,
   };
 }
 
 /** The routing that the training forward computes (dsmoe: every expert; smoe: top-k; dense: one expert). */
 function trainingForwardRouting(c: ModelConfig): Routing {
-  return c.training.mode === 'smoe' ? { attention: `topk:${c.training.top_k}`, mlp: `topk:${c.training.top_k}` } : { attention: 'dense', mlp: 'dense' };
+  return c.training.mode === 'smoe' ? { attention: `topk:${c.training.top_k}`, mlp: `topk:${c.training.top_k}` }
+    : { attention: 'dense', mlp: 'dense' };
 }
 
 const sameRouting = (a: Routing, b: Routing) => a.attention === b.attention && a.mlp === b.mlp;
@@ -352,20 +372,25 @@ const sameRouting = (a: Routing, b: Routing) => a.attention === b.attention && a
  * forward's when that forward is dense routing (dsmoe mode: every expert weighted by S), else one
  * more engine pass.
  */
-async function addRoutedEval(r: EvalRecord, engine: EngineModel, ds: Dataset, seqLen: number, batchSize: number, maxBatches: number): Promise<EvalRecord> {
+async function addRoutedEval(
+  r: EvalRecord, engine: EngineModel, ds: Dataset, seqLen: number, batchSize: number, maxBatches: number,
+): Promise<EvalRecord> {
   const c = engine.config;
   const forward = trainingForwardRouting(c);
   const opts = { seqLen, batchSize, maxWindows: maxBatches * batchSize };
-  const run = (routing: Routing) => evaluateTokens(engine, ds.val, { ...opts, routing }, { source: 'held-out', inputs: [] });
+  const run = (routing: Routing) =>
+    evaluateTokens(engine, ds.val, { ...opts, routing }, { source: 'held-out', inputs: [] });
   const routing = { attention: c.routing.attention, mlp: c.routing.mlp };
   const routed = await run(routing);
   const dense: Routing = { attention: 'dense', mlp: 'dense' };
-  const densePpl = sameRouting(dense, forward) ? r.ppl : sameRouting(dense, routing) ? routed.ppl : (await run(dense)).ppl;
+  const densePpl = sameRouting(dense, forward) ? r.ppl
+    : sameRouting(dense, routing) ? routed.ppl : (await run(dense)).ppl;
   const u = routed.usage;
   return {
     ...r, routing, routed_ppl: routed.ppl, dense_ppl: densePpl,
     active_expert_share: u.activeExpertShare,
-    att_active_share: u.attExpertsPerToken / c.attention.n_experts, mlp_active_share: u.mlpExpertsPerToken / c.mlp.n_experts,
+    att_active_share: u.attExpertsPerToken / c.attention.n_experts,
+    mlp_active_share: u.mlpExpertsPerToken / c.mlp.n_experts,
   };
 }
 
@@ -389,7 +414,9 @@ function createTrainer(backend: ModelBackend, config: ModelConfig, device: strin
  * bad options, bad data, an unusable device (DeviceUnusableError), a failed save or a diverged loss
  * (TrainingDivergedError).
  */
-export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { backend?: ModelBackend | (() => ModelBackend) } = {}): Promise<TrainResult> {
+export async function train(
+  o: TrainOptions, hooks: TrainHooks = {}, deps: { backend?: ModelBackend | (() => ModelBackend) } = {},
+): Promise<TrainResult> {
   checkOptions(o);
   const notes: string[] = [];
   const log = (line: string) => {
@@ -403,7 +430,8 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
   buildConfig({ preset: o.preset, mode: o.mode, file: fileConfig, fileName: o.configFile, overrides: o.overrides });
   if (o.data !== undefined) {
     if (o.data.length === 0) throw new Error('--data needs at least one file or folder');
-    for (const f of resolveInputs(o.data)) if (f.kind !== 'builtin' && f.size === 0) throw new Error(`data file ${f.path} is empty`);
+    for (const f of resolveInputs(o.data))
+      if (f.kind !== 'builtin' && f.size === 0) throw new Error(`data file ${f.path} is empty`);
   }
 
   // 2. The checkpoint to resume (checked now, its tensors streamed into the engine later), then the
@@ -425,15 +453,22 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
   if (ck) {
     config = ck.config;
     if (shapeRequested(o)) {
-      const asked = buildConfig({ preset: o.preset, mode: o.mode, file: fileConfig, fileName: o.configFile, overrides: o.overrides, tokenizerVocab: ck.config.vocab_size });
+      const asked = buildConfig({
+        preset: o.preset, mode: o.mode, file: fileConfig, fileName: o.configFile, overrides: o.overrides,
+        tokenizerVocab: ck.config.vocab_size,
+      });
       if (!sameShape(ck.config, asked))
-        throw new Error(`cannot resume ${o.resume}: it has a different model shape than the one asked for: ${shapeDifferences(ck.config, asked).join(', ')}`);
+        throw new Error(`cannot resume ${o.resume}: it has a different model shape than the one asked for: `
+          + `${shapeDifferences(ck.config, asked).join(', ')}`);
     }
     if (tokenizer.vocabSize > config.vocab_size)
-      throw new Error(`the tokenizer ${tokenizerFile} has ${tokenizer.vocabSize} tokens, more than the checkpoint's vocab_size ${config.vocab_size}`);
+      throw new Error(`the tokenizer ${tokenizerFile} has ${tokenizer.vocabSize} tokens, `
+        + `more than the checkpoint's vocab_size ${config.vocab_size}`);
     const t = { ...config.training };
     if (o.mode !== undefined && o.mode !== t.mode) {
-      if (o.mode === 'dense' || t.mode === 'dense') throw new ConfigError('training.mode', `cannot resume a ${t.mode} checkpoint in mode ${o.mode} (the shapes differ)`);
+      if (o.mode === 'dense' || t.mode === 'dense')
+        throw new ConfigError('training.mode',
+          `cannot resume a ${t.mode} checkpoint in mode ${o.mode} (the shapes differ)`);
       t.mode = o.mode as typeof t.mode;
       log(`switching the training mode from ${config.training.mode} to ${o.mode}`);
     }
@@ -441,19 +476,25 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
     if (o.overrides?.mi_alpha_mlp !== undefined) t.mi_alpha_mlp = o.overrides.mi_alpha_mlp;
     if (o.overrides?.top_k !== undefined) t.top_k = o.overrides.top_k;
     if (o.overrides?.seq_len !== undefined && o.overrides.seq_len !== state!.batch.seq_len)
-      throw new Error(`cannot resume with --seq-len ${o.overrides.seq_len}: the checkpoint trains on sequences of ${state!.batch.seq_len}`);
+      throw new Error(`cannot resume with --seq-len ${o.overrides.seq_len}: `
+        + `the checkpoint trains on sequences of ${state!.batch.seq_len}`);
     config = validateConfig({ ...config, training: t }, `${o.resume}/config.json`);
   } else {
-    config = buildConfig({ preset: o.preset, mode: o.mode, file: fileConfig, fileName: o.configFile, overrides: o.overrides, tokenizerVocab: tokenizer.vocabSize });
+    config = buildConfig({
+      preset: o.preset, mode: o.mode, file: fileConfig, fileName: o.configFile, overrides: o.overrides,
+      tokenizerVocab: tokenizer.vocabSize,
+    });
   }
   if (o.targetActive !== undefined && config.attention.n_experts === 1 && config.mlp.n_experts === 1)
-    throw new Error('--target-active calibrates the routing of experts, but this is a dense model (one expert per layer)');
+    throw new Error('--target-active calibrates the routing of experts, '
+      + 'but this is a dense model (one expert per layer)');
   const preset = getPreset(presetName);
   const layout = layoutFromConfig(config);
   const counts = paramCount(config);
   const nativeLayout = backend.modelLayout(config);
   const diff = layoutDifferences(layout, nativeLayout);
-  if (diff.length > 0) throw new Error(`the native model's parameter layout does not match the checkpoint format: ${diff.join('; ')}`);
+  if (diff.length > 0)
+    throw new Error(`the native model's parameter layout does not match the checkpoint format: ${diff.join('; ')}`);
   // The engine's training state on the device asked for: a device that cannot be used fails here,
   // with the engine's reason, before the data are read.
   const trainer = createTrainer(backend, config, o.device ?? 'cpu');
@@ -463,10 +504,12 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
   const batchSize = o.batchSize ?? state?.batch.batch_size ?? preset.train.batchSize;
   const gradAccum = o.gradAccum ?? state?.batch.grad_accum ?? preset.train.gradAccum;
   if (state && (batchSize !== state.batch.batch_size || gradAccum !== state.batch.grad_accum))
-    log(`batch shape changed from ${state.batch.batch_size}×${state.batch.grad_accum} to ${batchSize}×${gradAccum}: the run no longer continues exactly`);
+    log(`batch shape changed from ${state.batch.batch_size}×${state.batch.grad_accum} to ${batchSize}×${gradAccum}: `
+      + 'the run no longer continues exactly');
   const seed = state?.seed ?? o.seed ?? 0;
   // Stored absolute, so that a resume from another folder finds the same files.
-  const inputs = (o.data ?? state?.data.inputs ?? [BUILTIN_CORPUS]).map((i) => (i === BUILTIN_CORPUS ? i : path.resolve(i)));
+  const inputs = (o.data ?? state?.data.inputs ?? [BUILTIN_CORPUS])
+    .map((i) => (i === BUILTIN_CORPUS ? i : path.resolve(i)));
   const valShare = state?.data.val_share ?? o.valShare ?? DEFAULT_VAL_SHARE;
   const dataSeed = state?.data.seed ?? seed;
   const ds = await loadDataset(inputs, {
@@ -474,13 +517,17 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
     onProgress: (p) => hooks.onPrepare?.({ kind: 'data', progress: p }),
   });
   if (o.signal?.aborted) {
-    return { reason: 'interrupted', step: state?.step ?? 0, tokensSeen: state?.tokens_seen ?? 0, outDir: path.resolve(o.out ?? o.resume ?? '.'),
-      savedStep: null, finalEval: null, calibration: null, preset: presetName, mode: config.training.mode, resumedFrom: ck?.dir ?? null };
+    return {
+      reason: 'interrupted', step: state?.step ?? 0, tokensSeen: state?.tokens_seen ?? 0,
+      outDir: path.resolve(o.out ?? o.resume ?? '.'), savedStep: null, finalEval: null, calibration: null,
+      preset: presetName, mode: config.training.mode, resumedFrom: ck?.dir ?? null,
+    };
   }
   const sampler = new BatchSampler(ds.train, { batchSize, seqLen, seed, name: `training data (${inputs.join(', ')})` });
   if (state) {
     if (state.sampler.tokens !== ds.train.length)
-      throw new Error(`cannot resume ${o.resume}: its training data had ${state.sampler.tokens} tokens, these inputs give ${ds.train.length} `
+      throw new Error(`cannot resume ${o.resume}: its training data had ${state.sampler.tokens} tokens, `
+        + `these inputs give ${ds.train.length} `
         + `(${inputs.join(', ')}); resume with the same --data and tokenizer`);
     if (state.sampler.batchSize === batchSize && state.sampler.seqLen === seqLen) sampler.setState(state.sampler);
     else {
@@ -493,9 +540,12 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
   hooks.onPrepare?.({ kind: 'model', text: `setting up the model (${describeShape(config)})` });
   const threads = o.threads !== undefined ? (backend.setThreads?.(o.threads) ?? o.threads)
     : envThreads() ?? os.availableParallelism();
-  if (state && state.threads !== threads) log(`thread count changed from ${state.threads} to ${threads}: sums may differ in the last bits from an uninterrupted run`);
+  if (state && state.threads !== threads)
+    log(`thread count changed from ${state.threads} to ${threads}: `
+      + 'sums may differ in the last bits from an uninterrupted run');
   if (ck) {
-    const load = (slot: CheckpointSlot) => readCheckpointTensors(ck!, slot, (name, data) => trainer.loadTensor({ name, slot, data }));
+    const load = (slot: CheckpointSlot) =>
+      readCheckpointTensors(ck!, slot, (name, data) => trainer.loadTensor({ name, slot, data }));
     load('param');
     // A step-0 checkpoint without optimizer state (an upcycled one) starts a fresh AdamW (the
     // engine's moments start at zero).
@@ -515,9 +565,11 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
   else if (o.timeS !== undefined) totalSteps = null;
   else totalSteps = preset.train.steps;
   if (state && totalSteps !== null && totalSteps <= startStep)
-    throw new Error(`the checkpoint ${o.resume} is already at step ${startStep}; ask for more (e.g. --steps ${startStep * 2})`);
+    throw new Error(`the checkpoint ${o.resume} is already at step ${startStep}; `
+      + `ask for more (e.g. --steps ${startStep * 2})`);
   if (state && state.schedule.total_steps !== null && totalSteps !== state.schedule.total_steps)
-    log(`run length changed from ${state.schedule.total_steps} to ${totalSteps} steps: the learning-rate schedule is stretched from here on`);
+    log(`run length changed from ${state.schedule.total_steps} to ${totalSteps} steps: `
+      + 'the learning-rate schedule is stretched from here on');
   const peak = o.lr ?? state?.schedule.lr ?? preset.train.lr;
   const schedule: LrSchedule = {
     lr: peak,
@@ -525,23 +577,29 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
     warmup: o.warmup ?? state?.schedule.warmup ?? defaultWarmup(totalSteps),
     totalSteps,
   };
-  if (schedule.minLr > schedule.lr) throw new RangeError(`--min-lr (${schedule.minLr}) is larger than the learning rate (${schedule.lr})`);
+  if (schedule.minLr > schedule.lr)
+    throw new RangeError(`--min-lr (${schedule.minLr}) is larger than the learning rate (${schedule.lr})`);
   const optim = {
     beta1: ADAM_BETA1, beta2: ADAM_BETA2, eps: ADAM_EPS,
     weightDecay: o.weightDecay ?? state?.optimizer.weight_decay ?? DEFAULT_WEIGHT_DECAY,
     clip: o.clip ?? state?.optimizer.clip ?? DEFAULT_CLIP,
   };
   const plannedSteps = () => schedule.totalSteps ?? startStep + 1000;
-  const evalInterval = o.evalInterval ?? state?.eval.interval ?? Math.max(1, Math.round((plannedSteps() - startStep) / 10));
+  const evalInterval = o.evalInterval ?? state?.eval.interval
+    ?? Math.max(1, Math.round((plannedSteps() - startStep) / 10));
   const evalMax = o.evalBatches ?? state?.eval.batches ?? 20;
   const saveInterval = o.saveInterval ?? Math.max(1, Math.round((plannedSteps() - startStep) / 10));
   const outDir = path.resolve(o.out ?? o.resume ?? path.join('runs', `${presetName}-${config.training.mode}`));
   const tokenizerJson = fs.readFileSync(tokenizerFile, 'utf8');
-  const versions: Record<string, string> = { dsmoe: DSMOE_VERSION, node: process.version, ...(backend.versions?.() ?? {}) };
+  const versions: Record<string, string> = {
+    dsmoe: DSMOE_VERSION, node: process.version, ...(backend.versions?.() ?? {}),
+  };
 
   hooks.onStart?.({
-    config, params: counts, outDir, preset: presetName, resumedFrom: ck?.dir, startStep, totalSteps: schedule.totalSteps, tokensPerStep,
-    batchSize, gradAccum, seqLen, threads, trainTokens: ds.train.length, valTokens: ds.val.length, timeBudgetS: o.timeS, notes: [...notes],
+    config, params: counts, outDir, preset: presetName, resumedFrom: ck?.dir, startStep,
+    totalSteps: schedule.totalSteps,
+    tokensPerStep, batchSize, gradAccum, seqLen, threads, trainTokens: ds.train.length, valTokens: ds.val.length,
+    timeBudgetS: o.timeS, notes: [...notes],
   });
 
   // 7. The loop.
@@ -561,7 +619,9 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
     data: { inputs, seed: dataSeed, val_share: valShare, train_tokens: ds.train.length, val_tokens: ds.val.length },
     sampler: sampler.getState(),
     schedule: { lr: schedule.lr, min_lr: schedule.minLr, warmup: schedule.warmup, total_steps: schedule.totalSteps },
-    optimizer: { beta1: optim.beta1, beta2: optim.beta2, eps: optim.eps, weight_decay: optim.weightDecay, clip: optim.clip },
+    optimizer: {
+      beta1: optim.beta1, beta2: optim.beta2, eps: optim.eps, weight_decay: optim.weightDecay, clip: optim.clip,
+    },
     batch: { batch_size: batchSize, grad_accum: gradAccum, seq_len: seqLen },
     eval: { interval: evalInterval, batches: evalMax },
     last_losses: lastLosses.slice(-20),
@@ -572,7 +632,8 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
   const tensor = (slot: CheckpointSlot) => (t: TensorLayout) => trainer.readTensor({ name: t.name, slot });
   const save = () => {
     saveCheckpoint(outDir, {
-      config, params: tensor('param'), tokenizerJson, optimizer: { m: tensor('adamM'), v: tensor('adamV') }, trainerState: trainerState(),
+      config, params: tensor('param'), tokenizerJson, optimizer: { m: tensor('adamM'), v: tensor('adamV') },
+      trainerState: trainerState(),
       metadata: { step: String(step) },
     });
     savedStep = step;
@@ -596,17 +657,21 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
     let r = await evaluate(trainer, ds, seqLen, batchSize, evalMax, step);
     if (r !== null && engine && finite(r.loss)) r = await addRoutedEval(r, engine, ds, seqLen, batchSize, evalMax);
     if (r === null) {
-      if (!notes.some((l) => l.startsWith('no validation'))) log(`no validation windows (the held-out part has ${ds.val.length} tokens, fewer than ${seqLen + 1}); skipping evaluation`);
+      if (!notes.some((l) => l.startsWith('no validation')))
+        log(`no validation windows (the held-out part has ${ds.val.length} tokens, fewer than ${seqLen + 1}); `
+          + 'skipping evaluation');
       return;
     }
-    if (!finite(r.loss)) throw new TrainingDivergedError(divergedMessage(`the validation loss is ${r.loss}`, step), step);
+    if (!finite(r.loss))
+      throw new TrainingDivergedError(divergedMessage(`the validation loss is ${r.loss}`, step), step);
     lastEval = r;
     lastEvalState = { step, loss: r.lm_loss, ppl: r.ppl };
     hooks.onEval?.(r);
   };
   const divergedMessage = (what: string, at: number) =>
     `training diverged: ${what} at step ${at}. Nothing after step ${savedStep ?? startStep} was saved`
-    + `${savedStep !== null ? `; the last good checkpoint is ${outDir} (step ${savedStep})` : '; no checkpoint was written by this run'}`
+    + `${savedStep !== null ? `; the last good checkpoint is ${outDir} (step ${savedStep})`
+      : '; no checkpoint was written by this run'}`
     + `${ck && savedStep === null ? ` (the run started from ${ck.dir}, step ${startStep})` : ''}.`
     + ' Try a lower --lr, a longer --warmup or a smaller --clip.';
 
@@ -627,11 +692,13 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
     const ts = performance.now();
     const stats: StepStats = await trainer.trainStepAsync({
       tokens, targets, batch: batchSize, seq: seqLen, micro: gradAccum,
-      lr, beta1: optim.beta1, beta2: optim.beta2, eps: optim.eps, weightDecay: optim.weightDecay, clip: optim.clip, step: step + 1,
+      lr, beta1: optim.beta1, beta2: optim.beta2, eps: optim.eps, weightDecay: optim.weightDecay, clip: optim.clip,
+      step: step + 1,
     });
     const dt = (performance.now() - ts) / 1000;
     if (!finite(stats.loss) || !finite(stats.lmLoss) || !finite(stats.gradNorm)) {
-      const what = !finite(stats.loss) || !finite(stats.lmLoss) ? `the loss is ${finite(stats.loss) ? stats.lmLoss : stats.loss}` : `the gradient norm is ${stats.gradNorm}`;
+      const what = !finite(stats.loss) || !finite(stats.lmLoss)
+        ? `the loss is ${finite(stats.loss) ? stats.lmLoss : stats.loss}` : `the gradient norm is ${stats.gradNorm}`;
       throw new TrainingDivergedError(divergedMessage(what, step + 1), step + 1);
     }
     step++;
@@ -645,15 +712,20 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
     if (schedule.totalSteps === null && o.timeS !== undefined && step - startStep >= TIME_PROBE_STEPS + 1) {
       const perStep = (sessionS() - firstStepEndS) / (step - startStep - 1);
       schedule.totalSteps = Math.max(step, startStep + 1 + Math.floor((o.timeS - firstStepEndS) / perStep));
-      log(`time budget ${o.timeS}s at ${perStep.toFixed(2)}s/step: about ${schedule.totalSteps - startStep} steps; the learning rate decays to step ${schedule.totalSteps}`);
+      log(`time budget ${o.timeS}s at ${perStep.toFixed(2)}s/step: about ${schedule.totalSteps - startStep} steps; `
+        + `the learning rate decays to step ${schedule.totalSteps}`);
     }
     const sess = sessionS();
     const done = step - startStep;
-    const eta = schedule.totalSteps !== null ? (sess / done) * (schedule.totalSteps - step) : o.timeS !== undefined ? Math.max(0, o.timeS - sess) : null;
+    const eta = schedule.totalSteps !== null ? (sess / done) * (schedule.totalSteps - step)
+      : o.timeS !== undefined ? Math.max(0, o.timeS - sess) : null;
     hooks.onStep?.({
-      type: 'step', step, total_steps: schedule.totalSteps, loss: stats.loss, lm_loss: stats.lmLoss, aux_loss: stats.auxLoss,
-      att_entropy: stats.attEntropy, att_cond_entropy: stats.attCondEntropy, mlp_entropy: stats.mlpEntropy, mlp_cond_entropy: stats.mlpCondEntropy,
-      grad_norm: stats.gradNorm, lr, tokens_seen: tokensSeen, tokens_per_s: dt > 0 ? stepTokens / dt : 0, elapsed_s: elapsedBefore + sess,
+      type: 'step', step, total_steps: schedule.totalSteps,
+      loss: stats.loss, lm_loss: stats.lmLoss, aux_loss: stats.auxLoss,
+      att_entropy: stats.attEntropy, att_cond_entropy: stats.attCondEntropy,
+      mlp_entropy: stats.mlpEntropy, mlp_cond_entropy: stats.mlpCondEntropy,
+      grad_norm: stats.gradNorm, lr, tokens_seen: tokensSeen, tokens_per_s: dt > 0 ? stepTokens / dt : 0,
+      elapsed_s: elapsedBefore + sess,
       eta_s: eta === null ? null : Math.min(eta, o.timeS !== undefined ? Math.max(0, o.timeS - sess) : Infinity),
     });
     const atEnd = schedule.totalSteps !== null && step >= schedule.totalSteps;
@@ -668,8 +740,11 @@ export async function train(o: TrainOptions, hooks: TrainHooks = {}, deps: { bac
   // thresholds as its default routing.
   let calibration: CalibrateResult | null = null;
   if (o.targetActive !== undefined && (reason === 'budget' || o.calibrateWhenInterrupted)) {
-    log(`calibrating threshold routing for ${(100 * o.targetActive).toFixed(1)} % active expert parameters on held-out text`);
-    calibration = await calibrateInPlace(outDir, { targetActive: o.targetActive, cacheDir: o.cacheDir, log: (l) => log(`calibrate: ${l}`) });
+    log(`calibrating threshold routing for ${(100 * o.targetActive).toFixed(1)} % active expert parameters `
+      + 'on held-out text');
+    calibration = await calibrateInPlace(outDir, {
+      targetActive: o.targetActive, cacheDir: o.cacheDir, log: (l) => log(`calibrate: ${l}`),
+    });
     config = { ...config, routing: { ...calibration.routing } };
   }
   return {

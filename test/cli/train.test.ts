@@ -75,10 +75,13 @@ describe('dsmoe train: argument errors (child process)', () => {
   // Never a silent CPU run: the engine refuses the device with its reason (no usable GPU here, or a
   // build without the CUDA backend), exit code 2. Where CUDA is usable the run would train there.
   const gpu = addon.cudaInfo().available;
-  (gpu ? test.skip : test)(`--device cuda: the engine's reason, exit code 2${gpu ? ' (skipped: a CUDA device is usable here)' : ''}`, () => {
+  const cudaTitle = '--device cuda: the engine\'s reason, exit code 2'
+    + `${gpu ? ' (skipped: a CUDA device is usable here)' : ''}`;
+  (gpu ? test.skip : test)(cudaTitle, () => {
     const r = dsmoe('train', '--device', 'cuda', '--preset', 'tiny', '--data', fx.corpus, '--tokenizer', fx.tokenizer,
       '--steps', '1', '--out', path.join(fx.dir, 'cuda-run'));
-    expect(r.stderr).toMatch(/^dsmoe: device cuda:0( is not usable: .+|: this dsmoe was built without the CUDA backend)/m);
+    expect(r.stderr).toMatch(new RegExp('^dsmoe: device cuda:0( is not usable: .+|: this dsmoe was built without '
+      + 'the CUDA backend)', 'm'));
     expect(r.stderr).not.toMatch(/\n\s+at /);
     expect(r.code).toBe(EXIT_USAGE);
     expect(fs.existsSync(path.join(fx.dir, 'cuda-run'))).toBe(false);
@@ -95,7 +98,8 @@ describe('dsmoe train: argument errors (child process)', () => {
     const err = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
     try {
       expect(await main(['node', 'dsmoe', 'train', '--preset', 'tiny', '--kv-heads', '3'])).toBe(1);
-      expect(err.mock.calls.map((c) => String(c[0])).join('')).toMatch(new RegExp(String.raw`attention.n_heads \(--att-heads\): 2 query heads ` +
+      expect(err.mock.calls.map((c) => String(c[0])).join('')).toMatch(new RegExp(
+        String.raw`attention.n_heads \(--att-heads\): 2 query heads ` +
         String.raw`per expert cannot be shared evenly over 3 kv heads`));
     } finally {
       err.mockRestore();
@@ -162,7 +166,8 @@ describe('dsmoe train with the fake model (in-process)', () => {
     expect(await runTrain(cli(out, { device: 'auto', steps: 2, evalInterval: 0 }),
       { backend: fakeBackend(), stdout, stderr })).toBe(0);
     // No GPU: its reason; a GPU: the CUDA training path is not implemented yet. Either way the CPU, said once.
-    expect(stderr.text()).toMatch(new RegExp(String.raw`^dsmoe: (no usable GPU \(.+\); using the CPU|found .+, but the CUDA ` +
+    expect(stderr.text()).toMatch(new RegExp(
+      String.raw`^dsmoe: (no usable GPU \(.+\); using the CPU|found .+, but the CUDA ` +
       String.raw`training path is not implemented in this build; using the CPU)\n`));
     expect(stderr.text().match(/using the CPU/g)).toHaveLength(1);
   });
@@ -224,7 +229,8 @@ describe('exit codes and what to run next', () => {
   });
 
   const result = {
-    reason: 'budget' as const, outDir: path.join(process.cwd(), 'runs', 'x'), step: 30, savedStep: 30, mode: 'dsmoe' as const,
+    reason: 'budget' as const, outDir: path.join(process.cwd(), 'runs', 'x'), step: 30, savedStep: 30,
+    mode: 'dsmoe' as const,
     preset: 'tiny', resumedFrom: null,
   };
   test('after a finished fresh dsmoe run: resume, generate, eval, where the files are, the dense baseline', () => {
@@ -242,7 +248,8 @@ describe('exit codes and what to run next', () => {
   });
 
   test('after an interrupt: continue; before anything was saved: nothing', () => {
-    expect(trainNextSteps({ ...result, reason: 'interrupted' })).toEqual(['continue where it stopped:  dsmoe train --resume runs/x']);
+    expect(trainNextSteps({ ...result, reason: 'interrupted' }))
+      .toEqual(['continue where it stopped:  dsmoe train --resume runs/x']);
     expect(trainNextSteps({ ...result, reason: 'interrupted', savedStep: null })).toEqual([]);
   });
 

@@ -74,10 +74,12 @@ export function fakeBackend(opts: FakeOptions = {}): FakeBackend {
     versions: () => ({ addon_isa: 'fake' }),
     createTrainer: ({ config, device = 'cpu' }): TrainerHandle => {
       if (device !== 'cpu')
-        throw new Error(`createTrainer: device ${device === 'cuda' ? 'cuda:0' : device} is not usable: the fake engine has no GPU (use --device cpu)`);
+        throw new Error(`createTrainer: device ${device === 'cuda' ? 'cuda:0' : device} is not usable: `
+          + 'the fake engine has no GPU (use --device cpu)');
       const layout = layoutFromConfig(config);
       const n = layout.totalParams;
-      const params = new Float32Array(n), grads = new Float32Array(n), adamM = new Float32Array(n), adamV = new Float32Array(n);
+      const params = new Float32Array(n), grads = new Float32Array(n);
+      const adamM = new Float32Array(n), adamV = new Float32Array(n);
       const slots: Record<TensorSlot, Float32Array> = { param: params, grad: grads, adamM, adamV };
       const byName = new Map(layout.tensors.map((t) => [t.name, t]));
       const entry = (name: string) => {
@@ -119,7 +121,9 @@ export function fakeBackend(opts: FakeOptions = {}): FakeBackend {
       let trainSteps = 0;
       const later = <T>(f: () => T, ms = opts.stepMs) => new Promise<T>((resolve, reject) => {
         const run = () => { try { resolve(f()); } catch (e) { reject(e); } };
-        if (opts.clock) { opts.clock.now += ms ?? 0; setImmediate(run); } else if (ms) setTimeout(run, ms); else setImmediate(run);
+        if (opts.clock) { opts.clock.now += ms ?? 0; setImmediate(run); }
+        else if (ms) setTimeout(run, ms);
+        else setImmediate(run);
       });
       return {
         device: 'cpu',
@@ -131,7 +135,8 @@ export function fakeBackend(opts: FakeOptions = {}): FakeBackend {
         },
         loadTensor: ({ name, slot = 'param', data }) => {
           const t = entry(name);
-          if (data.length !== t.size) throw new RangeError(`loadTensor "${name}": ${data.length} values, the tensor has ${t.size}`);
+          if (data.length !== t.size)
+            throw new RangeError(`loadTensor "${name}": ${data.length} values, the tensor has ${t.size}`);
           slots[slot].set(data, t.offset);
           b.loaded.push(`${slot}:${name}`);
         },
@@ -140,14 +145,17 @@ export function fakeBackend(opts: FakeOptions = {}): FakeBackend {
           b.read.push(`${slot}:${name}`);
           return slots[slot].slice(t.offset, t.offset + t.size);
         },
-        trainStepAsync: (a) => later(() => step(a), trainSteps++ === 0 && opts.firstStepMs ? opts.firstStepMs : opts.stepMs),
+        trainStepAsync: (a) => later(() => step(a),
+          trainSteps++ === 0 && opts.firstStepMs ? opts.firstStepMs : opts.stepMs),
         lossAndGradAsync: (a) => later(() => {
           grads.fill(0);
           const { lm, n: count } = lossAndGrad(params, grads, a);
           return stats(lm, params, count, 0);
         }),
         reduceGradients: () => {},
-        applyOptimizer: () => { throw new Error('fake trainer: applyOptimizer is not implemented (the loop uses trainStepAsync)'); },
+        applyOptimizer: () => {
+          throw new Error('fake trainer: applyOptimizer is not implemented (the loop uses trainStepAsync)');
+        },
         evaluateAsync: (a) => later(() => { b.evals++; return evaluate(a); }),
       };
     },

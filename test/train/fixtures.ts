@@ -5,7 +5,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { trainBpeTokenizer } from '../../src/tokenizer/bpe-train';
 
-export const WORDS = ['the', 'model', 'expert', 'router', 'dense', 'sparse', 'token', 'layer', 'attention', 'loss', 'train', 'infer',
+export const WORDS = ['the', 'model', 'expert', 'router', 'dense', 'sparse', 'token', 'layer', 'attention', 'loss',
+  'train', 'infer',
   'a', 'of', 'and', 'to', 'in', 'is', 'with', 'mixture', 'gate', 'score', 'head', 'value', 'key', 'query'];
 
 export interface Fixture {

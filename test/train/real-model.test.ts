@@ -48,7 +48,8 @@ describe('training with the native model', () => {
     expect(b.config.training.mode).toBe(mode);
   });
 
-  test('the engine\'s trainer: tensors by name in and out of every slot; a wrong size is a RangeError naming the tensor', () => {
+  test('the engine\'s trainer: tensors by name in and out of every slot; '
+    + 'a wrong size is a RangeError naming the tensor', () => {
     const config = buildConfig({ preset: 'tiny', tokenizerVocab: 300 });
     const layout = layoutFromConfig(config);
     const t = addon.createTrainer({ config });
@@ -66,14 +67,17 @@ describe('training with the native model', () => {
       expect(() => t.loadTensor({ name: norm.name, data: new Float32Array(n) })).toThrow(expect.objectContaining({
         name: 'RangeError', message: expect.stringContaining('final_norm.weight'),
       }));
-    expect(() => t.loadTensor({ name: 'layers.99.mlp.up.weight', data: new Float32Array(4) })).toThrow(/layers\.99\.mlp\.up\.weight/);
+    expect(() => t.loadTensor({ name: 'layers.99.mlp.up.weight', data: new Float32Array(4) }))
+      .toThrow(/layers\.99\.mlp\.up\.weight/);
   });
 
   test('a real process stopped by SIGINT saves a loadable checkpoint and exits with 130', async () => {
     const out = path.join(fx.dir, 'sigint-real');
     const bin = path.join(__dirname, '..', '..', 'bin', 'dsmoe.js');
-    const child = spawn(process.execPath, [bin, 'train', '--preset', 'tiny', '--data', fx.corpus, '--tokenizer', fx.tokenizer,
-      '--seq-len', '16', '--batch-size', '4', '--steps', '100000', '--save-interval', '0', '--eval-interval', '0', '--json',
+    const child = spawn(process.execPath, [bin, 'train', '--preset', 'tiny', '--data', fx.corpus,
+      '--tokenizer', fx.tokenizer,
+      '--seq-len', '16', '--batch-size', '4', '--steps', '100000', '--save-interval', '0', '--eval-interval', '0',
+      '--json',
       '--out', out], { env: { ...process.env, DSMOE_CACHE_DIR: fx.cacheDir, DSMOE_THREADS: '2' } });
     let stdout = '', sent = false;
     const code = await new Promise<number | null>((resolve) => {
@@ -91,7 +95,8 @@ describe('training with the native model', () => {
     expect(ck.params.every(Number.isFinite)).toBe(true);
   });
 
-  test.each(['dsmoe', 'smoe'])('%s: each evaluation reports what dsmoe eval computes under the default and dense routing', async (mode) => {
+  test.each(['dsmoe', 'smoe'])('%s: each evaluation reports what dsmoe eval computes under the default and dense '
+    + 'routing', async (mode) => {
     const out = path.join(fx.dir, `routed-${mode}`);
     const evals: EvalRecord[] = [];
     await train(base(out, { mode, steps: 6, evalInterval: 3 }), { onEval: (r) => evals.push(r) });
@@ -102,8 +107,10 @@ describe('training with the native model', () => {
     // The same windows as the trainer's evaluation, through the inference engine of `dsmoe eval`.
     const tokens = (await evalData(model, { cacheDir: fx.cacheDir })).tokens;
     const opts = { seqLen: 16, batchSize: 4, maxWindows: 2 * 4 };
-    const routed = await evaluateTokens(model, tokens, { ...opts, routing: model.config.routing }, { source: 'held-out', inputs: [] });
-    const dense = await evaluateTokens(model, tokens, { ...opts, routing: { attention: 'dense', mlp: 'dense' } }, { source: 'held-out', inputs: [] });
+    const source = { source: 'held-out' as const, inputs: [] };
+    const routed = await evaluateTokens(model, tokens, { ...opts, routing: model.config.routing }, source);
+    const dense = await evaluateTokens(model, tokens, { ...opts, routing: { attention: 'dense', mlp: 'dense' } },
+      source);
     expect(routed.tokens).toBe(last.tokens);
     expect(last.routed_ppl! / routed.ppl - 1).toBeCloseTo(0, 6);
     expect(last.dense_ppl! / dense.ppl - 1).toBeCloseTo(0, 5);
@@ -134,6 +141,7 @@ describe('training with the native model', () => {
   test('--target-active is refused for a dense model and outside (0, 1]', async () => {
     await expect(train(base(path.join(fx.dir, 'ta-dense'), { mode: 'dense', targetActive: 0.4 })))
       .rejects.toThrow(/--target-active calibrates the routing of experts, but this is a dense model/);
-    await expect(train(base(path.join(fx.dir, 'ta-bad'), { targetActive: 1.5 }))).rejects.toThrow(/--target-active must be a share in \(0, 1\]/);
+    await expect(train(base(path.join(fx.dir, 'ta-bad'), { targetActive: 1.5 })))
+      .rejects.toThrow(/--target-active must be a share in \(0, 1\]/);
   });
 });

@@ -66,14 +66,16 @@ export interface TrainCliDeps {
 
 const intArg = (flag: string, min = 1) => (v: string): number => {
   const n = Number(v);
-  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${flag} expects an integer ≥ ${min}, got "${v}"`);
+  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min)
+    throw new InvalidArgumentError(`${flag} expects an integer ≥ ${min}, got "${v}"`);
   return n;
 };
 const countArg = (flag: string) => (v: string): number => {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kmbg]?)\s*$/i.exec(v);
   const mult: Record<string, number> = { '': 1, k: 1e3, m: 1e6, b: 1e9, g: 1e9 };
   const n = m ? Math.round(Number(m[1]) * mult[m[2].toLowerCase()]) : NaN;
-  if (!(n >= 1) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`${flag} expects a count such as 500000, 500k or 2M, got "${v}"`);
+  if (!(n >= 1) || !Number.isSafeInteger(n))
+    throw new InvalidArgumentError(`${flag} expects a count such as 500000, 500k or 2M, got "${v}"`);
   return n;
 };
 const numArg = (flag: string, positive = false) => (v: string): number => {
@@ -90,16 +92,19 @@ const durationArg = (v: string): number => {
   }
 };
 const presetArg = (v: string): string => {
-  if (!PRESET_NAMES.includes(v)) throw new InvalidArgumentError(`unknown preset "${v}" (available: ${PRESET_NAMES.join(', ')})`);
+  if (!PRESET_NAMES.includes(v))
+    throw new InvalidArgumentError(`unknown preset "${v}" (available: ${PRESET_NAMES.join(', ')})`);
   return v;
 };
 const modeArg = (v: string): string => {
-  if (!(MODES as readonly string[]).includes(v)) throw new InvalidArgumentError(`unknown mode "${v}" (expected one of ${MODES.join(', ')})`);
+  if (!(MODES as readonly string[]).includes(v))
+    throw new InvalidArgumentError(`unknown mode "${v}" (expected one of ${MODES.join(', ')})`);
   return v;
 };
 const seedArg = (v: string): number => {
   const n = Number(v);
-  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`--seed expects a non-negative integer, got "${v}"`);
+  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n))
+    throw new InvalidArgumentError(`--seed expects a non-negative integer, got "${v}"`);
   return n;
 };
 
@@ -117,15 +122,19 @@ export function trainDevice(o: Pick<TrainCliOptions, 'device'>): DeviceChoice {
 export function toTrainOptions(o: TrainCliOptions): TrainOptions {
   const { device } = trainDevice(o);
   const overrides: ConfigOverrides = {
-    d_model: o.dModel, n_layers: o.layers, att_experts: o.attExperts, att_heads: o.attHeads, kv_heads: o.kvHeads, head_dim: o.headDim,
-    mlp_experts: o.mlpExperts, expert_dim: o.expertDim, seq_len: o.seqLen, mi_alpha_att: o.miAlphaAtt, mi_alpha_mlp: o.miAlphaMlp, top_k: o.topK,
+    d_model: o.dModel, n_layers: o.layers, att_experts: o.attExperts, att_heads: o.attHeads, kv_heads: o.kvHeads,
+    head_dim: o.headDim,
+    mlp_experts: o.mlpExperts, expert_dim: o.expertDim, seq_len: o.seqLen, mi_alpha_att: o.miAlphaAtt,
+    mi_alpha_mlp: o.miAlphaMlp, top_k: o.topK,
     router_hidden: o.routerHidden,
   };
   return {
     preset: o.preset, mode: o.mode, configFile: o.config, overrides, data: o.data, tokenizer: o.tokenizer,
-    steps: o.steps, tokens: o.tokens, timeS: o.time, batchSize: o.batchSize, gradAccum: o.gradAccum, lr: o.lr, minLr: o.minLr,
-    warmup: o.warmup, weightDecay: o.weightDecay, clip: o.clip, seed: o.seed, evalInterval: o.evalInterval, evalBatches: o.evalBatches,
-    saveInterval: o.saveInterval, out: o.out, resume: o.resume, threads: o.threads, targetActive: o.targetActive, device,
+    steps: o.steps, tokens: o.tokens, timeS: o.time, batchSize: o.batchSize, gradAccum: o.gradAccum,
+    lr: o.lr, minLr: o.minLr, warmup: o.warmup, weightDecay: o.weightDecay, clip: o.clip, seed: o.seed,
+    evalInterval: o.evalInterval, evalBatches: o.evalBatches,
+    saveInterval: o.saveInterval, out: o.out, resume: o.resume, threads: o.threads, targetActive: o.targetActive,
+    device,
   };
 }
 
@@ -136,7 +145,8 @@ const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
 /** "under threshold:0.48: 31.0 % of expert parameters active, perplexity 190.2 (dense routing 189.9)" */
 export function sparsitySentence(r: EvalRecord): string | null {
   if (r.routing === null || r.active_expert_share === null || r.routed_ppl === null) return null;
-  return `under ${routingLabel(r.routing)}: ${pct(r.active_expert_share)} of expert parameters active, perplexity ${r.routed_ppl.toFixed(2)}`
+  return `under ${routingLabel(r.routing)}: ${pct(r.active_expert_share)} of expert parameters active, `
+    + `perplexity ${r.routed_ppl.toFixed(2)}`
     + `${r.dense_ppl !== null ? ` (dense routing ${r.dense_ppl.toFixed(2)})` : ''}`;
 }
 
@@ -164,7 +174,8 @@ export async function runTrain(o: TrainCliOptions, deps: TrainCliDeps = {}): Pro
   deps.signal?.addEventListener('abort', () => ac.abort(), { once: true });
   const onSigint = () => {
     ac.abort();
-    rep.line('Ctrl-C: finishing the current step, then saving a checkpoint (Ctrl-C again quits at once, without saving)');
+    rep.line('Ctrl-C: finishing the current step, then saving a checkpoint '
+      + '(Ctrl-C again quits at once, without saving)');
   };
   process.once('SIGINT', onSigint);
   opts.signal = ac.signal;
@@ -187,7 +198,8 @@ export async function runTrain(o: TrainCliOptions, deps: TrainCliDeps = {}): Pro
           const { phase, done, total: t, file } = p.progress;
           const name = file ? path.basename(file) : 'the inputs';
           const text = phase === 'scan' ? `scanning ${name} for documents`
-            : phase === 'tokenize' ? `tokenizing ${done}${t ? `/${t} documents (${Math.floor((100 * done) / t)}%)` : ' documents'}`
+            : phase === 'tokenize'
+              ? `tokenizing ${done}${t ? `/${t} documents (${Math.floor((100 * done) / t)}%)` : ' documents'}`
               : phase === 'cache' ? 'reading the cached tokens' : `reading token files (${done}/${t})`;
           void rep.spin(text);
         } else void rep.spin(p.text);
@@ -198,42 +210,54 @@ export async function runTrain(o: TrainCliOptions, deps: TrainCliDeps = {}): Pro
         mode = info.config.training.mode;
         total = info.totalSteps;
         plainEvery = Math.max(1, Math.round(((total ?? info.startStep + 200) - info.startStep) / 20));
-        const p = info.params;
+        const p = info.params, c = info.config;
         const head = [
-          `model: ${info.preset} (${mode}) — ${formatCount(p.total)} parameters, ${formatCount(p.nonEmbedding)} non-embedding `
+          `model: ${info.preset} (${mode}) — ${formatCount(p.total)} parameters, `
+          + `${formatCount(p.nonEmbedding)} non-embedding `
           + `(${p.total} / ${p.nonEmbedding})`,
-          `  D ${info.config.d_model}, ${info.config.n_layers} layers, attention ${info.config.attention.n_experts}×${info.config.attention.n_heads}×${info.config.attention.head_dim} `
-          + `(kv ${info.config.attention.n_kv_heads}), MLP ${info.config.mlp.n_experts}×${info.config.mlp.expert_dim}, vocab ${info.config.vocab_size}`,
-          `data: ${formatRate(info.trainTokens)} training tokens, ${formatRate(info.valTokens)} held out; batch ${info.batchSize}×${info.seqLen}`
-          + `${info.gradAccum > 1 ? ` ×${info.gradAccum} accumulated` : ''} = ${info.tokensPerStep} tokens/step; ${info.threads} threads`,
+          `  D ${c.d_model}, ${c.n_layers} layers, `
+          + `attention ${c.attention.n_experts}×${c.attention.n_heads}×${c.attention.head_dim} `
+          + `(kv ${c.attention.n_kv_heads}), MLP ${c.mlp.n_experts}×${c.mlp.expert_dim}, vocab ${c.vocab_size}`,
+          `data: ${formatRate(info.trainTokens)} training tokens, ${formatRate(info.valTokens)} held out; `
+          + `batch ${info.batchSize}×${info.seqLen}`
+          + `${info.gradAccum > 1 ? ` ×${info.gradAccum} accumulated` : ''} = ${info.tokensPerStep} tokens/step; `
+          + `${info.threads} threads`,
           `${info.resumedFrom ? `resuming ${info.resumedFrom} at step ${info.startStep}; ` : ''}`
-          + `${info.totalSteps !== null ? `training to step ${info.totalSteps}` : `training for ${formatDuration(info.timeBudgetS ?? 0)}`}; checkpoints in ${info.outDir}`,
+          + `${info.totalSteps !== null ? `training to step ${info.totalSteps}`
+            : `training for ${formatDuration(info.timeBudgetS ?? 0)}`}; checkpoints in ${info.outDir}`,
         ];
         // Parameter counts print even with --quiet: they are part of the result.
         for (const l of head) rep.line(l);
-        emit({ type: 'start', preset: info.preset, mode, total_params: p.total, non_embedding_params: p.nonEmbedding, start_step: info.startStep,
+        emit({ type: 'start', preset: info.preset, mode, total_params: p.total, non_embedding_params: p.nonEmbedding,
+          start_step: info.startStep,
           total_steps: info.totalSteps, tokens_per_step: info.tokensPerStep, out: info.outDir, config: info.config });
       },
       onStep: (r) => {
         emit(r);
         total = r.total_steps;
         const { aux, eta } = stepLine(r);
-        const val = (lastVal !== undefined ? ` val ${f3(lastVal)}` : '') + (lastActive !== null ? ` (${(100 * lastActive).toFixed(0)}% active)` : '');
+        const val = (lastVal !== undefined ? ` val ${f3(lastVal)}` : '')
+          + (lastActive !== null ? ` (${(100 * lastActive).toFixed(0)}% active)` : '');
         const of = total !== null ? `/${total}` : '';
         if (rep.tty) {
           const bar = total !== null ? ` ${barCells(r.step / total)}` : '';
-          rep.bar(`step ${r.step}${of}${bar} loss ${f3(r.loss)}${aux}${val} | ${formatRate(r.tokens_per_s)} tok/s lr ${r.lr.toExponential(1)}${eta}`, r.step === total);
+          rep.bar(`step ${r.step}${of}${bar} loss ${f3(r.loss)}${aux}${val} | ${formatRate(r.tokens_per_s)} tok/s `
+            + `lr ${r.lr.toExponential(1)}${eta}`, r.step === total);
         } else if (r.step - lastStepPrinted >= plainEvery || r.step === total || lastStepPrinted === 0) {
           lastStepPrinted = r.step;
-          rep.info(`step ${r.step}${of}  loss ${f3(r.loss)} (lm ${f3(r.lm_loss)}${aux})  grad ${f3(r.grad_norm)}  lr ${r.lr.toExponential(2)}  ${formatRate(r.tokens_per_s)} tok/s${eta}`);
+          rep.info(`step ${r.step}${of}  loss ${f3(r.loss)} (lm ${f3(r.lm_loss)}${aux})  grad ${f3(r.grad_norm)}  `
+            + `lr ${r.lr.toExponential(2)}  ${formatRate(r.tokens_per_s)} tok/s${eta}`);
         }
       },
       onEval: (r) => {
         emit(r);
         lastVal = r.lm_loss;
         lastActive = r.active_expert_share;
-        const router = mode === 'dense' ? '' : `  H(e) att ${r.att_entropy.toFixed(2)} mlp ${r.mlp_entropy.toFixed(2)}, H(e|X) att ${r.att_cond_entropy.toFixed(2)} mlp ${r.mlp_cond_entropy.toFixed(2)}`;
-        rep.info(`eval @ step ${r.step}: val loss ${f3(r.lm_loss)}, perplexity ${r.ppl.toFixed(2)} (${r.batches} batches)${router}`);
+        const router = mode === 'dense' ? ''
+          : `  H(e) att ${r.att_entropy.toFixed(2)} mlp ${r.mlp_entropy.toFixed(2)}, `
+            + `H(e|X) att ${r.att_cond_entropy.toFixed(2)} mlp ${r.mlp_cond_entropy.toFixed(2)}`;
+        rep.info(`eval @ step ${r.step}: val loss ${f3(r.lm_loss)}, perplexity ${r.ppl.toFixed(2)} `
+          + `(${r.batches} batches)${router}`);
         const sparse = sparsitySentence(r);
         if (sparse) rep.info(`  ${sparse}`);
       },
@@ -250,15 +274,18 @@ export async function runTrain(o: TrainCliOptions, deps: TrainCliDeps = {}): Pro
         + (ev ? `; validation loss ${f3(ev.lm_loss)}, perplexity ${ev.ppl.toFixed(2)}` : '; no validation measured');
     const cal = result.calibration;
     emit({ type: 'done', reason: result.reason, step: result.step, tokens_seen: result.tokensSeen, out: result.outDir,
-      val_loss: ev?.lm_loss ?? null, val_ppl: ev?.ppl ?? null, routing: ev?.routing ?? null, routed_ppl: ev?.routed_ppl ?? null,
+      val_loss: ev?.lm_loss ?? null, val_ppl: ev?.ppl ?? null, routing: ev?.routing ?? null,
+      routed_ppl: ev?.routed_ppl ?? null,
       dense_ppl: ev?.dense_ppl ?? null, active_expert_share: ev?.active_expert_share ?? null, calibration: cal,
       exit_code: exitCodeFor(result.reason) });
     rep.line(summary);
     const sparse = ev && sparsitySentence(ev);
     if (sparse) rep.line(sparse);
     if (cal) {
-      rep.line(`calibrated for ${pct(cal.target)} active expert parameters: default routing now ${formatRouting(cal.routing)}`);
-      rep.line(`  on ${cal.reportTokens} held-out tokens not used for calibration: ${pct(cal.after.activeExpertShare)} active, `
+      rep.line(`calibrated for ${pct(cal.target)} active expert parameters: `
+        + `default routing now ${formatRouting(cal.routing)}`);
+      rep.line(`  on ${cal.reportTokens} held-out tokens not used for calibration: `
+        + `${pct(cal.after.activeExpertShare)} active, `
         + `perplexity ${cal.after.ppl.toFixed(2)} (dense routing ${cal.before.ppl.toFixed(2)})`);
     }
     if (!o.quiet) {
@@ -342,8 +369,10 @@ export function trainCommand(ctx: { exitCode: number } = { exitCode: 0 }, deps: 
     .option('--warmup <n>', 'linear warm-up steps', intArg('--warmup', 0))
     .option('--weight-decay <x>', 'AdamW weight decay (not on norms)', numArg('--weight-decay'))
     .option('--clip <x>', 'clip the gradient norm (0: off)', numArg('--clip'))
-    .option('--mi-alpha-att <x>', 'MI loss weight of attention layers (default: the preset\'s; 3e-3 on tiny/small/medium, the paper\'s on its shapes)', numArg('--mi-alpha-att'))
-    .option('--mi-alpha-mlp <x>', 'MI loss weight of MLP layers (default: the preset\'s; 1e-2 on tiny/small/medium, the paper\'s on its shapes)', numArg('--mi-alpha-mlp'))
+    .option('--mi-alpha-att <x>', 'MI loss weight of attention layers (default: the preset\'s; '
+      + '3e-3 on tiny/small/medium, the paper\'s on its shapes)', numArg('--mi-alpha-att'))
+    .option('--mi-alpha-mlp <x>', 'MI loss weight of MLP layers (default: the preset\'s; '
+      + '1e-2 on tiny/small/medium, the paper\'s on its shapes)', numArg('--mi-alpha-mlp'))
     .option('--top-k <k>', 'experts per token in --mode smoe', intArg('--top-k'))
     .option('--seed <n>', 'seed of initialisation, data split and batches', seedArg)
     .option('--eval-interval <n>', 'evaluate every N steps (0: only at the end)', intArg('--eval-interval', 0))
@@ -352,8 +381,10 @@ export function trainCommand(ctx: { exitCode: number } = { exitCode: 0 }, deps: 
     .option('--out <dir>', 'checkpoint folder (default runs/<preset>-<mode>)')
     .option('--resume <dir>', 'continue training from this checkpoint')
     .option('--threads <n>', 'CPU threads', intArg('--threads'))
-    .option('--target-active <x>', 'at the end, calibrate threshold routing so that this share of expert parameters is active (35%)', shareArg('--target-active'))
-    .addOption(new Option('--device <device>', 'compute device: cpu, cuda or auto (GPU when usable, else CPU)').default('cpu'))
+    .option('--target-active <x>', 'at the end, calibrate threshold routing so that this share of expert parameters '
+      + 'is active (35%)', shareArg('--target-active'))
+    .addOption(new Option('--device <device>', 'compute device: cpu, cuda or auto (GPU when usable, else CPU)')
+      .default('cpu'))
     .option('--json', 'print one JSON record per step / eval / save on stdout')
     .option('--quiet', 'no progress output (results and errors only)')
     .addHelpText('after', HELP)
