@@ -15,6 +15,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_model(env, exports);
   register_infer(env, exports);
   register_cuda(env, exports);
+  register_backend_ops(env, exports);
   return exports;
 }
 }  // namespace

@@ -12,6 +12,7 @@
 #include "op_args.h"
 #include "register.h"
 #include "session_object.h"
+#include "stage.h"
 
 namespace dsmoe::bind {
 namespace {
@@ -483,15 +484,27 @@ Napi::Value set_bf16_dot(const Napi::CallbackInfo& info) {
 }  // namespace
 
 namespace {
-// expertGemv({experts, offsets [E+1], x [R, k], w [E, n, k] (f32|bf16), n, k, y [R, n]}): the decode
-// kernel alone, for tests against the grouped-GEMM reference (the same contract, transW only).
+// expertGemv({experts, offsets [E+1], x [R, k], w [E, n, k] (f32|bf16), n, k, y [R, n], device?}): the
+// decode op alone (Backend::gemv_batch with one job; stage.h), for tests against the grouped-GEMM
+// reference (the same contract, transW only).
 Work bind_expert_gemv(Args& args) {
   const GroupedGemmArgs g = read_grouped_gemm(args);
   if (!g.trans_w) range_error(args.where("transW") + ": expertGemv takes weights [E, n, k] (transW true) only");
   if (g.beta != 0.f) range_error(args.where("beta") + ": expertGemv overwrites y (beta 0) only");
+  const backend::Device device = read_device(args);
   return [=] {
-    cpu::expert_gemv(g.experts, g.offsets->data(), g.x.data, g.w.data, g.w_bf16 ? cpu::DType::BF16 : cpu::DType::F32,
-                       g.n, g.k, g.y.data);
+    Stage st(device);
+    const backend::DType dt = g.w_bf16 ? backend::DType::BF16 : backend::DType::F32;
+    backend::GemvJob job;
+    job.n_experts = g.experts;
+    job.offsets = st.in(g.offsets->data(), g.experts + 1);
+    job.x = st.in(g.x.data, g.rows * g.k);
+    job.w = {st.in_bytes(g.w.data, g.experts * g.n * g.k * backend::dtype_bytes(dt)), dt};
+    job.n = g.n;
+    job.k = g.k;
+    job.y = st.out(g.y.data, g.rows * g.n);
+    st.be.gemv_batch(&job, 1);
+    st.finish();
   };
 }
 }  // namespace

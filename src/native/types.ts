@@ -10,6 +10,7 @@ import type { ModelFunctions } from './types/model';
 import type { InferFunctions } from './types/infer';
 import type { TrainerFunctions } from './types/trainer';
 import type { CudaFunctions } from './types/cuda';
+import type { BackendOpKernels } from './types/backend-ops';
 
 export * from './types/gemm';
 export * from './types/routing';
@@ -20,6 +21,7 @@ export * from './types/model';
 export * from './types/infer';
 export * from './types/trainer';
 export * from './types/cuda';
+export * from './types/backend-ops';
 
 export type Isa = 'avx512' | 'avx2' | 'generic';
 
@@ -56,4 +58,5 @@ export type NativeAddon = CoreFunctions &
   WithAsync<RoutingKernels> &
   WithAsync<NnKernels> &
   WithAsync<AttentionKernels> &
+  WithAsync<BackendOpKernels> &
   CudaFunctions;

@@ -114,6 +114,8 @@ export interface OpenedWeights {
 }
 
 export interface ExpertGemvArgs {
+  /** 'cpu' (default), 'cuda' or 'cuda:N': runs the backend's gemv_batch there */
+  device?: string;
   experts: number;
   offsets: Int32Array;
   x: Float32Array;
