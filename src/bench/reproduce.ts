@@ -138,16 +138,14 @@ export function reproduceSetups(preset: string,
 /** Seconds per optimizer step of `config` (median of 3 timed steps after a warm-up, random tokens). */
 export async function probeStepSeconds(config: ModelConfig, batchSize: number, gradAccum: number,
   seed = 0): Promise<number> {
-  const addon = loadAddon();
-  const n = addon.modelLayout(config).totalParams;
-  const params = new Float32Array(n);
-  addon.initParams({ config, params, seed });
-  const model = addon.createModel({ config, params, grads: new Float32Array(n), adamM: new Float32Array(n),
-    adamV: new Float32Array(n) });
+  const model = loadAddon().createTrainer({ config });
+  model.init({ seed });
   const T = config.max_seq_len, N = batchSize * gradAccum * T;
   const tokens = new Int32Array(N), targets = new Int32Array(N);
-  for (let i = 0; i < N; i++) { tokens[i] = (i * 7919 + 13) % config.vocab_size; targets[i] = (i * 104729 +
-    7) % config.vocab_size; }
+  for (let i = 0; i < N; i++) {
+    tokens[i] = (i * 7919 + 13) % config.vocab_size;
+    targets[i] = (i * 104729 + 7) % config.vocab_size;
+  }
   const times: number[] = [];
   for (let s = 0; s < 4; s++) {
     const t0 = performance.now();

@@ -8,6 +8,7 @@ import { infoCommand } from './commands/info';
 import { tokenizerCommand } from './commands/tokenizer';
 import { trainCommand } from './commands/train';
 import { envDebug } from '../util/env';
+import { EXIT_ERROR } from './exit-codes';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { version } = require('../../package.json') as { version: string };
@@ -45,9 +46,9 @@ export async function main(argv: string[]): Promise<number> {
     return ctx.exitCode;
   } catch (err) {
     const e = err as { code?: string; exitCode?: number; message?: string };
-    if (e.code && e.code.startsWith('commander.')) return e.exitCode ?? 1;
+    if (e.code && e.code.startsWith('commander.')) return e.exitCode ?? EXIT_ERROR;
     process.stderr.write(`dsmoe: ${e.message ?? String(err)}\n`);
     if (envDebug()) process.stderr.write(`${(err as Error).stack}\n`);
-    return 1;
+    return EXIT_ERROR;
   }
 }

@@ -5,13 +5,13 @@ import { Command, Option } from 'commander';
 import { formatCount } from '../../model/config';
 import { loadAddon } from '../../native/addon';
 import { parseDeviceRequest, resolveDevice } from '../../native/device';
-import { EXIT_USAGE } from '../exit-codes';
 import { evaluateCheckpoint, type EvalResult } from '../../infer/eval';
 import { loadInferenceModel } from '../../infer/load';
 import { formatRouting, parseRouting } from '../../model/routing';
 import { renderTable } from '../../util/table';
 import { intArg } from '../args';
 import { Reporter, formatRate } from '../progress';
+import { EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE } from '../exit-codes';
 
 /** The options eval and generate share. */
 export interface InferenceCliOptions {
@@ -122,7 +122,7 @@ export async function runEval(checkpoint: string, o: EvalCliOptions, deps: EvalC
   const c = model.config;
   if (o.json) {
     stdout.write(JSON.stringify(evalRecord(r, { checkpoint: model.dir, dtype: model.dtype })) + '\n');
-    return r.interrupted ? 130 : 0;
+    return r.interrupted ? EXIT_INTERRUPTED : EXIT_OK;
   }
   const u = r.usage;
   const src = r.data.source === 'files' ? r.data.inputs.map((f) => path.basename(f)).join(', ')
@@ -142,7 +142,7 @@ export async function runEval(checkpoint: string, o: EvalCliOptions, deps: EvalC
     usageTable('MLP', u.mlpUsage, u.tokens),
   ];
   stdout.write(lines.join('\n') + '\n');
-  return r.interrupted ? 130 : 0;
+  return r.interrupted ? EXIT_INTERRUPTED : EXIT_OK;
 }
 
 const HELP = `

@@ -9,6 +9,7 @@ import { formatRouting, parseRouting, type Routing } from '../../model/routing';
 import { collect, intArg, numArg } from '../args';
 import { formatRate } from '../progress';
 import { checkInferenceDevice, deviceOption, type InferenceCliOptions } from './eval';
+import { EXIT_INTERRUPTED, EXIT_OK } from '../exit-codes';
 
 export interface GenerateCliOptions extends InferenceCliOptions {
   promptFile?: string;
@@ -127,7 +128,7 @@ export async function runGenerate(checkpoint: string, prompt: string | undefined
       prefill_s: result.prefillSeconds, decode_s: result.decodeSeconds,
       ...statsRecord(result.stats, c), notes: model.notes,
     }) + '\n');
-    return interrupted ? 130 : 0;
+    return interrupted ? EXIT_INTERRUPTED : EXIT_OK;
   }
   if (single) stdout.write('\n');
   else result.completions.forEach((x, i) => stdout.write(`--- ${i + 1}/${prompts.length}: ${JSON.stringify(x.prompt)} ---\n${x.text}\n`));
@@ -141,7 +142,7 @@ export async function runGenerate(checkpoint: string, prompt: string | undefined
     ];
     for (const l of lines) stderr.write(l + '\n');
   }
-  return interrupted ? 130 : 0;
+  return interrupted ? EXIT_INTERRUPTED : EXIT_OK;
 }
 
 const HELP = `
