@@ -48,7 +48,7 @@ step "kernel suites on every backend (cuda rows against the double references) a
 # test/helpers.ts forEachBackend runs each kernel suite once per backend: here the cuda rows run every
 # op with device 'cuda' through the CUDA backend (native/backend/cuda_backend.cu); ops it lacks yet
 # (KNOWN_GAPS there) are checked to throw "not implemented on CUDA yet (issue 14)".
-DSMOE_EXPECT_CUDA=1 npx jest 'test/native/(gemm|nn|routing|attention|cuda[^/]*)\.test\.ts$' --verbose
+DSMOE_EXPECT_CUDA=1 npx jest 'test/native/(gemm|gemv|nn|routing|attention|backend-ops|cuda[^/]*)\.test\.ts$' --verbose
 
 step "benchmark (scripts/gpu-bench.js, at most 8 minutes)"
 timeout 480 node scripts/gpu-bench.js --out "$out" "${bench_args[@]}"

@@ -1,5 +1,5 @@
 // The CUDA build and device checks. The CUDA kernels themselves are tested by the kernel suites
-// (test/native/{gemm,nn,routing,attention}.test.ts), whose cuda rows run every op with
+// (test/native/{gemm,gemv,nn,routing,attention,backend-ops}.test.ts), whose cuda rows run every op with
 // `device: 'cuda'` against the same double-precision references as the CPU (test/helpers.ts,
 // forEachBackend), or are registered as skipped with the reason when no GPU is usable.
 import * as fs from 'node:fs';
