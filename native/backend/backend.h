@@ -7,7 +7,8 @@
 // memory of that backend's device (for the CPU backend, host memory); only the explicit copies
 // (upload/download) and the outputs typed `double*` / returned by value — a few statistics — cross
 // to the host. Ops have the semantics of the CPU kernel of the same name (kernels/cpu/*.h), which is
-// the reference every backend is tested against (test/native/backends.test.ts).
+// the reference every backend is tested against (the all-backends harness: forEachBackend in
+// test/helpers.ts, used by test/native/{gemm,gemv,nn,routing,attention,backend-ops}.test.ts).
 //
 // Calls on one backend are ordered (a CUDA backend uses one stream); a value returned by an op
 // (a loss, a pair count) is final when the call returns.

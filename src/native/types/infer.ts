@@ -80,7 +80,10 @@ export interface InferStats {
   /** [layers][E]: tokens that activated each expert */
   attUsage: number[][];
   mlpUsage: number[][];
-  /** Router sums for the MI loss (null with one expert): probSum [layers][E] = Σ_x S_e(x), entropySum [layers] = Σ_x H(S(x)) */
+  /**
+   * Router sums for the MI loss (null with one expert):
+   * probSum [layers][E] = Σ_x S_e(x), entropySum [layers] = Σ_x H(S(x))
+   */
   attRouter: { probSum: number[][]; entropySum: number[] } | null;
   mlpRouter: { probSum: number[][]; entropySum: number[] } | null;
   routing: Routing;
@@ -125,18 +128,29 @@ export interface ExpertGemvArgs {
   y: Float32Array;
 }
 
+/** A safetensors file as validated from its header: tensor byte ranges of the data section at dataOffset. */
+export interface FileWeightsArgs {
+  config: ModelConfig;
+  path: string;
+  tensors: FileTensorEntry[];
+  dataOffset: number;
+}
+
 export interface InferFunctions {
   /** Maps a safetensors file once (tensors/dataOffset as validated from its header). */
-  openWeights(args: { config: ModelConfig; path: string; tensors: FileTensorEntry[]; dataOffset: number }): OpenedWeights;
+  openWeights(args: FileWeightsArgs): OpenedWeights;
   /** The same over a Float32Array or Uint16Array (bf16) of modelLayout(config).totalParams, kept referenced. */
   openWeightsFromBuffer(args: { config: ModelConfig; weights: Float32Array | Uint16Array }): OpenedWeights;
   /** weights: Float32Array or Uint16Array (bf16) of modelLayout(config).totalParams, used in place. */
   createSession(args: SessionOptions & { weights: Float32Array | Uint16Array }): InferenceSession;
   /** Maps `path` read-only; tensors/dataOffset as validated from its safetensors header. */
-  createSessionFromFile(args: SessionOptions & { path: string; tensors: FileTensorEntry[]; dataOffset: number }): InferenceSession;
+  createSessionFromFile(args: SessionOptions & Omit<FileWeightsArgs, 'config'>): InferenceSession;
   /** Allows or forbids the AVX512-BF16 dot product in decode; returns whether it is in use. */
   setBf16Dot(args: { enabled: boolean }): boolean;
-  /** The decode GEMV alone: per expert e, y[rows of e] = x[rows of e] · w[e]ᵀ (w [E, n, k]); experts without rows are not read. */
+  /**
+   * The decode GEMV alone: per expert e, y[rows of e] = x[rows of e] · w[e]ᵀ (w [E, n, k]);
+   * experts without rows are not read.
+   */
   expertGemv(args: ExpertGemvArgs): void;
   expertGemvAsync(args: ExpertGemvArgs): Promise<void>;
 }
