@@ -71,7 +71,8 @@ function record(o) {
       };
       result.modes[mode] = { steps, evals, eval_default: evalOf(null), eval_dense: evalOf('dense') };
       const last = steps[steps.length - 1];
-      process.stderr.write(`${mode}: step ${last.step} loss ${last.loss} · eval ${result.modes[mode].eval_default.loss}\n`);
+      process.stderr.write(`${mode}: step ${last.step} loss ${last.loss} · ` +
+        `eval ${result.modes[mode].eval_default.loss}\n`);
     }
   } finally {
     fs.rmSync(work, { recursive: true, force: true });

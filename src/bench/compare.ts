@@ -59,7 +59,9 @@ export const DEFAULT_ITEM = 'default';
 /** Parses `dense,topk:2,threshold:0.48,mlp-only:topk:1`; throws naming the bad item. */
 export function parseSweep(text: string): SweepItem[] {
   const items = text.split(',').map((s) => s.trim());
-  if (items.length === 0 || items.every((s) => s === '')) throw new Error('--routing-sweep is empty; give e.g. dense,topk:2,threshold:0.48');
+  if (items.length === 0 || items.every((s) => s === '')) {
+    throw new Error('--routing-sweep is empty; give e.g. dense,topk:2,threshold:0.48');
+  }
   return items.map((raw) => {
     if (raw === '') throw new Error(`--routing-sweep "${text}" has an empty item`);
     if (raw === DEFAULT_ITEM) return { strategy: DEFAULT_ITEM, mlpOnly: false };
@@ -67,16 +69,24 @@ export function parseSweep(text: string): SweepItem[] {
     const strategy = m[2];
     // K is checked against the model later (and capped); here only the syntax and K ≥ 1.
     const err = strategyError(strategy, Number.MAX_SAFE_INTEGER);
-    if (err) throw new Error(`--routing-sweep item "${raw}": ${err}; items are dense, topk:K, threshold:ε, threshold-topk:ε, optionally prefixed by mlp-only:, or default (config.json's)`);
+    if (err) {
+      throw new Error(`--routing-sweep item "${raw}": ${err}; ` +
+        'items are dense, topk:K, threshold:ε, threshold-topk:ε, ' +
+        "optionally prefixed by mlp-only:, or default (config.json's)");
+    }
     return { strategy, mlpOnly: m[1] !== undefined };
   });
 }
 
-/** The default sweep of a model: dense, topk:K for K in {1, 2, E/4, E/2}, threshold:ε (DEFAULT_THRESHOLDS). E = the larger expert count. */
+/**
+ * The default sweep of a model: dense, topk:K for K in {1, 2, E/4, E/2}, threshold:ε (DEFAULT_THRESHOLDS).
+ * E = the larger expert count.
+ */
 export function defaultSweep(config: ModelConfig): SweepItem[] {
   const E = Math.max(config.attention.n_experts, config.mlp.n_experts);
   if (E === 1) return [{ strategy: 'dense', mlpOnly: false }];
-  const ks = [...new Set([1, 2, Math.floor(E / 4), Math.floor(E / 2)])].filter((k) => k >= 1 && k <= E).sort((a, b) => a - b);
+  const ks = [...new Set([1, 2, Math.floor(E / 4), Math.floor(E / 2)])]
+    .filter((k) => k >= 1 && k <= E).sort((a, b) => a - b);
   return [
     { strategy: 'dense', mlpOnly: false },
     ...ks.map((k) => ({ strategy: `topk:${k}`, mlpOnly: false })),
@@ -102,7 +112,10 @@ export { routingLabel };
 
 /** A checkpoint's default routing (config.json) as the per-kind strategies its layers compute. */
 export function defaultRoutingOf(config: ModelConfig): [attention: string, mlp: string] {
-  return [resolveStrategy(config.routing.attention, config.attention.n_experts), resolveStrategy(config.routing.mlp, config.mlp.n_experts)];
+  return [
+    resolveStrategy(config.routing.attention, config.attention.n_experts),
+    resolveStrategy(config.routing.mlp, config.mlp.n_experts),
+  ];
 }
 
 /** Resolves sweep items for a model, dense first, duplicates (same per-kind strategies) merged. */
@@ -118,7 +131,10 @@ export function resolveSweep(items: SweepItem[], config: ModelConfig): ResolvedR
   add('dense', 'dense');
   for (const it of items) {
     if (it.strategy === DEFAULT_ITEM) add(...defaultRoutingOf(config));
-    else add(it.mlpOnly ? 'dense' : resolveStrategy(it.strategy, config.attention.n_experts), resolveStrategy(it.strategy, config.mlp.n_experts));
+    else {
+      add(it.mlpOnly ? 'dense' : resolveStrategy(it.strategy, config.attention.n_experts),
+        resolveStrategy(it.strategy, config.mlp.n_experts));
+    }
   }
   return out;
 }
@@ -155,45 +171,69 @@ function splitKey(ck: TextSource): string | undefined {
 }
 
 /** Chooses and tokenizes the held-out text (see the file comment). */
-export async function selectEvalText(cks: TextSource[], names: string[], opts: { data?: string[]; cacheDir?: string; log?: (l: string) => void }): Promise<EvalText> {
+export async function selectEvalText(
+  cks: TextSource[], names: string[], opts: { data?: string[]; cacheDir?: string; log?: (l: string) => void },
+): Promise<EvalText> {
   const first = cks[0];
   const notes: string[] = [];
   const hashes = cks.map((c) => (c.tokenizerPath ? fileHash(c.tokenizerPath) : undefined));
   const sharedTokenizer = hashes.every((h) => h !== undefined && h === hashes[0]);
   const noTok = names.filter((_, i) => hashes[i] === undefined);
   if (!sharedTokenizer) {
-    notes.push(noTok.length > 0 ? `no tokenizer.json in ${noTok.join(', ')}` : 'the checkpoints have different tokenizers');
-    notes.push(`all text is tokenized with ${names[0]}'s tokenizer: perplexities of models with another tokenizer are not comparable`);
+    notes.push(noTok.length > 0
+      ? `no tokenizer.json in ${noTok.join(', ')}`
+      : 'the checkpoints have different tokenizers');
+    notes.push(`all text is tokenized with ${names[0]}'s tokenizer: ` +
+      'perplexities of models with another tokenizer are not comparable');
   }
   const tokenizer = first.tokenizerPath ? loadTokenizer(first.tokenizerPath) : undefined;
   if (opts.data && opts.data.length > 0) {
     if (!tokenizer && !opts.data.every((d) => d.endsWith('.bin')))
-      throw new Error(`${names[0]} has no tokenizer.json, so text files cannot be tokenized; give .bin token files with --data`);
-    const ds = await loadDataset(opts.data, { tokenizer, vocabSize: first.config.vocab_size, valShare: 0, cacheDir: opts.cacheDir });
-    return { source: 'files', description: `--data ${opts.data.join(' ')} (all ${ds.train.length} tokens), tokenized with ${names[0]}'s tokenizer`, tokens: ds.train, notes };
+      throw new Error(`${names[0]} has no tokenizer.json, so text files cannot be tokenized; ` +
+        'give .bin token files with --data');
+    const ds = await loadDataset(opts.data, {
+      tokenizer, vocabSize: first.config.vocab_size, valShare: 0, cacheDir: opts.cacheDir,
+    });
+    return {
+      source: 'files',
+      description: `--data ${opts.data.join(' ')} (all ${ds.train.length} tokens), ` +
+        `tokenized with ${names[0]}'s tokenizer`,
+      tokens: ds.train, notes,
+    };
   }
-  if (!tokenizer) throw new Error(`${names[0]} has no tokenizer.json: give the evaluation text as .bin token files with --data`);
+  if (!tokenizer) {
+    throw new Error(`${names[0]} has no tokenizer.json: give the evaluation text as .bin token files with --data`);
+  }
   const keys = cks.map(splitKey);
   if (sharedTokenizer && keys[0] !== undefined && keys.every((k) => k === keys[0])) {
     const s = first.trainerState!;
     opts.log?.(`tokenizing the recorded held-out split (${s.data.inputs.join(', ')})`);
-    const ds = await loadDataset(s.data.inputs, { tokenizer, seed: s.data.seed, valShare: s.data.val_share, seqLen: s.batch.seq_len, cacheDir: opts.cacheDir });
-    if (ds.val.length !== s.data.val_tokens)
-      notes.push(`the recorded held-out split had ${s.data.val_tokens} tokens, the inputs now give ${ds.val.length} (the data files changed?)`);
+    const ds = await loadDataset(s.data.inputs, {
+      tokenizer, seed: s.data.seed, valShare: s.data.val_share, seqLen: s.batch.seq_len, cacheDir: opts.cacheDir,
+    });
+    if (ds.val.length !== s.data.val_tokens) {
+      notes.push(`the recorded held-out split had ${s.data.val_tokens} tokens, the inputs now give ${ds.val.length} ` +
+        '(the data files changed?)');
+    }
     return {
       source: 'checkpoint-split', tokens: ds.val, notes,
-      description: `the checkpoints' recorded held-out split of ${s.data.inputs.join(', ')} (seed ${s.data.seed}, share ${s.data.val_share}; ${ds.val.length} tokens)`,
+      description: `the checkpoints' recorded held-out split of ${s.data.inputs.join(', ')} ` +
+        `(seed ${s.data.seed}, share ${s.data.val_share}; ${ds.val.length} tokens)`,
     };
   }
   const why = !sharedTokenizer ? 'the checkpoints do not share a tokenizer'
-    : keys.some((k) => k === undefined) ? 'not every checkpoint records its training data (inference checkpoints)'
+    : keys.some((k) => k === undefined)
+      ? 'not every checkpoint records its training data (inference checkpoints)'
       : 'the checkpoints were trained on different data or splits';
-  if (sharedTokenizer) notes.push('the built-in corpus\'s held-out split may overlap the training data of some of these models');
+  if (sharedTokenizer) {
+    notes.push('the built-in corpus\'s held-out split may overlap the training data of some of these models');
+  }
   opts.log?.('tokenizing the built-in corpus');
   const ds = await loadDataset([BUILTIN_CORPUS], { tokenizer, seed: 0, valShare: 0.05, cacheDir: opts.cacheDir });
   return {
     source: 'builtin-split', tokens: ds.val, notes,
-    description: `the built-in corpus's held-out split (seed 0, share 0.05; ${ds.val.length} tokens), tokenized with ${names[0]}'s tokenizer, because ${why}`,
+    description: `the built-in corpus's held-out split (seed 0, share 0.05; ${ds.val.length} tokens), ` +
+      `tokenized with ${names[0]}'s tokenizer, because ${why}`,
   };
 }
 
@@ -282,13 +322,17 @@ export interface CompareResult {
 }
 
 function positive(v: number | undefined, what: string): void {
-  if (v !== undefined && (!Number.isSafeInteger(v) || v < 1)) throw new RangeError(`${what} must be a positive integer, got ${v}`);
+  if (v !== undefined && (!Number.isSafeInteger(v) || v < 1)) {
+    throw new RangeError(`${what} must be a positive integer, got ${v}`);
+  }
 }
 
 /** Folder names, made unique with the parent folder (then a counter) where two are equal. */
 export function modelNames(dirs: string[]): string[] {
   const base = dirs.map((d) => path.basename(path.resolve(d)));
-  const cand = base.map((b, i) => (base.filter((x) => x === b).length === 1 ? b : `${path.basename(path.dirname(path.resolve(dirs[i])))}/${b}`));
+  const cand = base.map((b, i) => (base.filter((x) => x === b).length === 1
+    ? b
+    : `${path.basename(path.dirname(path.resolve(dirs[i])))}/${b}`));
   return cand.map((c, i) => {
     const before = cand.slice(0, i).filter((x) => x === c).length;
     return before === 0 ? c : `${c}#${before + 1}`;
@@ -320,11 +364,15 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
   const text = await selectEvalText(cks, names, { data: o.data, cacheDir: o.cacheDir, log });
   const seqLen = o.seqLen ?? Math.min(...cks.map((c) => c.trainerState?.batch.seq_len ?? c.config.max_seq_len));
   for (let i = 0; i < cks.length; i++) {
-    if (seqLen > cks[i].config.max_seq_len) throw new RangeError(`--seq-len ${seqLen} is longer than ${names[i]}'s max_seq_len ${cks[i].config.max_seq_len}`);
+    if (seqLen > cks[i].config.max_seq_len) {
+      throw new RangeError(`--seq-len ${seqLen} is longer than ${names[i]}'s max_seq_len ${cks[i].config.max_seq_len}`);
+    }
   }
   const maxWindows = o.maxWindows ?? DEFAULT_MAX_WINDOWS;
   const available = countEvalWindows(text.tokens.length, seqLen);
-  if (available === 0) throw new Error(`the evaluation text has ${text.tokens.length} tokens, fewer than one window of ${seqLen} + 1`);
+  if (available === 0) {
+    throw new Error(`the evaluation text has ${text.tokens.length} tokens, fewer than one window of ${seqLen} + 1`);
+  }
   const batch = Math.max(1, Math.min(o.batch ?? DEFAULT_EVAL_BATCH, maxWindows, available));
   // Whole batches only (batch ≤ the window count, so at least one).
   const windows = Math.min(available, maxWindows) - (Math.min(available, maxWindows) % batch);
@@ -332,15 +380,20 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
   let maxTok = 0;
   for (const t of used) if (t > maxTok) maxTok = t;
   cks.forEach((c, i) => {
-    if (maxTok >= c.config.vocab_size) throw new Error(`the evaluation text has token id ${maxTok}, outside ${names[i]}'s vocabulary of ${c.config.vocab_size}`);
+    if (maxTok >= c.config.vocab_size) {
+      throw new Error(`the evaluation text has token id ${maxTok}, outside ${names[i]}'s vocabulary ` +
+        `of ${c.config.vocab_size}`);
+    }
   });
   const promptLen = Math.max(1, Math.min(16, Math.floor(seqLen / 2)));
-  const decodeSteps = Math.min(o.decodeTokens ?? DEFAULT_DECODE_TOKENS, ...cks.map((c) => c.config.max_seq_len - promptLen));
+  const decodeSteps = Math.min(o.decodeTokens ?? DEFAULT_DECODE_TOKENS,
+    ...cks.map((c) => c.config.max_seq_len - promptLen));
   const decodePrompts = o.decodePrompts ?? DEFAULT_DECODE_PROMPTS;
   const decodeOpts = { prompts: Math.min(decodePrompts, windows), promptLen, seqLen, steps: decodeSteps };
   log(`evaluation text: ${text.description}`);
   for (const n of text.notes) log(`note: ${n}`);
-  log(`${windows} windows of ${seqLen} tokens (batch ${batch}); decode: ${decodeOpts.prompts} prompts of ${promptLen} tokens + ${decodeSteps} greedy steps`);
+  log(`${windows} windows of ${seqLen} tokens (batch ${batch}); ` +
+    `decode: ${decodeOpts.prompts} prompts of ${promptLen} tokens + ${decodeSteps} greedy steps`);
 
   const models: CompareModel[] = [];
   const rows: CompareRow[] = [];
@@ -349,23 +402,32 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
     const ck = cks[i], cfg = ck.config, name = names[i];
     const pc = paramCount(cfg);
     models.push({
-      name, dir: ck.dir, mode: cfg.training.mode, attExperts: cfg.attention.n_experts, mlpExperts: cfg.mlp.n_experts, layers: cfg.n_layers,
-      totalParams: pc.total, nonEmbeddingParams: pc.nonEmbedding, denseActiveParams: pc.attention + pc.mlp, expertParams: pc.expertParams,
+      name, dir: ck.dir, mode: cfg.training.mode, attExperts: cfg.attention.n_experts, mlpExperts: cfg.mlp.n_experts,
+      layers: cfg.n_layers,
+      totalParams: pc.total, nonEmbeddingParams: pc.nonEmbedding, denseActiveParams: pc.attention + pc.mlp,
+      expertParams: pc.expertParams,
       trainedSteps: ck.trainerState?.step ?? null, trainedTokens: ck.trainerState?.tokens_seen ?? null,
     });
     const routings = resolveSweep([...(items ?? defaultSweep(cfg)), ...heatItem], cfg);
     // The heat-map routing is evaluated even when the sweep lacks it (it is then not a table row).
     const heatCandidates = resolveSweep(heatItem, cfg);
-    const heat = cfg.attention.n_experts === 1 && cfg.mlp.n_experts === 1 ? undefined : heatCandidates[heatCandidates.length - 1];
+    const heat = cfg.attention.n_experts === 1 && cfg.mlp.n_experts === 1
+      ? undefined
+      : heatCandidates[heatCandidates.length - 1];
     const inTable = new Set(resolveSweep(items ?? defaultSweep(cfg), cfg).map((r) => r.label));
     // One prefill session (batch rows) and one batch-1 decode session over the weights opened once.
     const engine = reuseSessions(ck);
-    const decoder = ck.createSession({ batch: 1, maxLen: promptLen + decodeSteps, routing: { attention: 'dense', mlp: 'dense' } });
-    const evaluate = (rt: Routing, count: number) => evaluateTokens(engine, used, { routing: { attention: rt.attention, mlp: rt.mlp }, seqLen, batchSize: batch, maxWindows: count },
+    const decoder = ck.createSession({
+      batch: 1, maxLen: promptLen + decodeSteps, routing: { attention: 'dense', mlp: 'dense' },
+    });
+    const evaluate = (rt: Routing, count: number) => evaluateTokens(engine, used,
+      { routing: { attention: rt.attention, mlp: rt.mlp }, seqLen, batchSize: batch, maxWindows: count },
       { source: text.source === 'files' ? 'files' : 'held-out', inputs: [] });
     // Warm-up (allocations, page faults), not timed.
     await evaluate(routings[0], batch);
-    await greedyDecode(decoder, cfg, used, routings[0], { ...decodeOpts, prompts: 1, steps: Math.min(2, decodeSteps) });
+    await greedyDecode(decoder, cfg, used, routings[0], {
+      ...decodeOpts, prompts: 1, steps: Math.min(2, decodeSteps),
+    });
     // Quality and routing counters: every window once. Speed, over this pass and `rounds - 1`
     // more interleaved rounds (one batch of windows + the decode prompts each), so that a noisy
     // neighbour on a shared machine hits every routing alike: prefill tokens/s is the best pass,
@@ -378,8 +440,10 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
       const ev = await evaluate(rt, windows);
       const dec = await greedyDecode(decoder, cfg, used, rt, decodeOpts);
       evals.push({ rt, ev, prefill: ev.prefillTokensPerS, calls: dec.callSeconds });
-      log(`${name}: ${rt.label.padEnd(16)} ppl ${ev.ppl.toFixed(2)}, active ${(ev.usage.activeParamsPerToken / 1e6).toFixed(3)}M/token `
-        + `(${(100 * ev.usage.activeExpertShare).toFixed(0)}% of experts), ${((performance.now() - t0) / 1000).toFixed(1)}s  [${r + 1}/${measured.length}]`);
+      log(`${name}: ${rt.label.padEnd(16)} ppl ${ev.ppl.toFixed(2)}, `
+        + `active ${(ev.usage.activeParamsPerToken / 1e6).toFixed(3)}M/token `
+        + `(${(100 * ev.usage.activeExpertShare).toFixed(0)}% of experts), `
+        + `${((performance.now() - t0) / 1000).toFixed(1)}s  [${r + 1}/${measured.length}]`);
     }
     for (let round = 1; round < rounds; round++) {
       log(`${name}: timing round ${round + 1}/${rounds}`);
@@ -395,20 +459,26 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
     for (const { rt, ev, prefill, calls } of evals) {
       const decode = decodeRate(calls), u = ev.usage;
       const row: CompareRow = {
-        model: name, mode: cfg.training.mode, totalParams: pc.total, routing: { attention: rt.attention, mlp: rt.mlp }, label: rt.label,
+        model: name, mode: cfg.training.mode, totalParams: pc.total, routing: { attention: rt.attention, mlp: rt.mlp },
+        label: rt.label,
         activeParamsPerToken: u.activeParamsPerToken, activeExpertShare: u.activeExpertShare,
         attExpertsPerToken: u.attExpertsPerToken, mlpExpertsPerToken: u.mlpExpertsPerToken,
         loss: ev.loss, ppl: ev.ppl, tokens: ev.tokens, prefillTokensPerS: prefill, decodeTokensPerS: decode,
         prefillSpeedup: prefill / dense.prefill, decodeSpeedup: decode / dense.decode,
-        attShare: u.attUsage.map((x) => x.map((c) => c / ev.tokens)), mlpShare: u.mlpUsage.map((x) => x.map((c) => c / ev.tokens)),
+        attShare: u.attUsage.map((x) => x.map((c) => c / ev.tokens)),
+        mlpShare: u.mlpUsage.map((x) => x.map((c) => c / ev.tokens)),
       };
       if (inTable.has(rt.label)) rows.push(row);
-      if (rt.label === heat?.label) heatmaps.push({ model: name, routing: rt.label, attShare: row.attShare, mlpShare: row.mlpShare });
+      if (rt.label === heat?.label) {
+        heatmaps.push({ model: name, routing: rt.label, attShare: row.attShare, mlpShare: row.mlpShare });
+      }
     }
   }
   return {
     date: new Date().toISOString(),
-    data: { source: text.source, description: text.description, notes: text.notes, seqLen, windows, tokens: windows * seqLen },
+    data: {
+      source: text.source, description: text.description, notes: text.notes, seqLen, windows, tokens: windows * seqLen,
+    },
     decode: { prompts: decodeOpts.prompts, promptLen, tokens: decodeSteps },
     rounds,
     heatmapRouting: o.heatmapRouting ?? DEFAULT_HEATMAP_ROUTING,
@@ -431,8 +501,10 @@ export function median(xs: number[]): number {
  * the seconds of each decode call (only those are timed). `session` must have batch 1 and room for
  * promptLen + steps.
  */
-export async function greedyDecode(session: InferenceSession, config: ModelConfig, tokens: TokenArray, routing: Routing,
-  o: { prompts: number; promptLen: number; seqLen: number; steps: number }): Promise<{ callSeconds: number[] }> {
+export async function greedyDecode(
+  session: InferenceSession, config: ModelConfig, tokens: TokenArray, routing: Routing,
+  o: { prompts: number; promptLen: number; seqLen: number; steps: number },
+): Promise<{ callSeconds: number[] }> {
   const V = config.vocab_size;
   session.setRouting({ attention: routing.attention, mlp: routing.mlp });
   const logits = new Float32Array(V), next = new Int32Array(1);
@@ -465,15 +537,24 @@ export function formatCompare(r: CompareResult): string {
   const lines = [
     `Evaluation text: ${r.data.description}`,
     ...r.data.notes.map((n) => `Note: ${n}`),
-    `${r.data.windows} windows × ${r.data.seqLen} tokens = ${r.data.tokens} predicted tokens per row; decode: ${r.decode.prompts} prompt(s) of ${r.decode.promptLen} tokens + ${r.decode.tokens} greedy steps at batch 1; ${r.threads} thread(s); prefill tok/s: best of ${r.rounds} interleaved rounds, decode tok/s: 1 / median step time`,
+    `${r.data.windows} windows × ${r.data.seqLen} tokens = ${r.data.tokens} predicted tokens per row; `
+      + `decode: ${r.decode.prompts} prompt(s) of ${r.decode.promptLen} tokens + ${r.decode.tokens} greedy steps `
+      + `at batch 1; ${r.threads} thread(s); prefill tok/s: best of ${r.rounds} interleaved rounds, `
+      + 'decode tok/s: 1 / median step time',
     '',
-    renderTable(['model', 'mode', 'params', 'routing', 'active/token', 'active experts', 'ppl', 'prefill tok/s', 'decode tok/s', 'speed-up (decode)'],
-      r.rows.map((x) => [x.model, x.mode, M(x.totalParams), x.label, M(x.activeParamsPerToken), pct(x.activeExpertShare), Number(x.ppl.toFixed(3)),
+    renderTable(
+      ['model', 'mode', 'params', 'routing', 'active/token', 'active experts', 'ppl', 'prefill tok/s', 'decode tok/s',
+        'speed-up (decode)'],
+      r.rows.map((x) => [x.model, x.mode, M(x.totalParams), x.label, M(x.activeParamsPerToken),
+        pct(x.activeExpertShare), Number(x.ppl.toFixed(3)),
         Math.round(x.prefillTokensPerS), Math.round(x.decodeTokensPerS), times(x.decodeSpeedup)])),
     '',
-    'params: all parameters (embedding and LM head included). active/token: non-embedding parameters a token touches (routers, k/v,',
-    'its active attention and MLP experts; norms excluded), mean over the evaluated tokens, as the engine counts them. active experts:',
-    'the share of expert (q/o/up/down) parameters that are active. Speed-up: decode tokens/s over the same model\'s dense routing',
+    'params: all parameters (embedding and LM head included). active/token: non-embedding parameters a token '
+      + 'touches (routers, k/v,',
+    'its active attention and MLP experts; norms excluded), mean over the evaluated tokens, as the engine counts '
+      + 'them. active experts:',
+    'the share of expert (q/o/up/down) parameters that are active. '
+      + 'Speed-up: decode tokens/s over the same model\'s dense routing',
     '(timings on a shared machine are noisy; the JSON also has the prefill speed-up).',
   ];
   return lines.join('\n');
@@ -498,10 +579,15 @@ export function writeCompareOutputs(r: CompareResult, outDir: string): WrittenFi
   const chart = path.join(outDir, 'ppl-vs-active.svg');
   const series: ChartSeries[] = r.models.map((m) => ({
     name: `${m.name} (${m.mode})`,
-    points: r.rows.filter((x) => x.model === m.name).map((x) => ({ x: x.activeParamsPerToken, y: x.ppl, routing: x.label })),
+    points: r.rows.filter((x) => x.model === m.name)
+      .map((x) => ({ x: x.activeParamsPerToken, y: x.ppl, routing: x.label })),
   }));
   fs.writeFileSync(chart, perplexityChart(series, {
-    subtitle: `${r.data.windows} windows × ${r.data.seqLen} tokens of ${r.data.source === 'files' ? 'the --data files' : r.data.source === 'checkpoint-split' ? 'the recorded held-out split' : 'the built-in corpus held-out split'}; active = non-embedding parameters per token`,
+    subtitle: `${r.data.windows} windows × ${r.data.seqLen} tokens of `
+      + `${r.data.source === 'files' ? 'the --data files'
+        : r.data.source === 'checkpoint-split' ? 'the recorded held-out split'
+          : 'the built-in corpus held-out split'}`
+      + '; active = non-embedding parameters per token',
   }));
   const heatmaps = r.heatmaps.map((h) => {
     const m = r.models.find((x) => x.name === h.model)!;

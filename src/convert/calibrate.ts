@@ -66,7 +66,9 @@ function report(r: EvalResult, m: InferenceModel): ReportedEval {
 }
 
 export async function calibrate(dir: string, o: CalibrateOptions): Promise<CalibrateResult> {
-  if (!(o.targetActive > 0 && o.targetActive <= 1)) throw new RangeError(`--target-active must be in (0, 1], got ${o.targetActive}`);
+  if (!(o.targetActive > 0 && o.targetActive <= 1)) {
+    throw new RangeError(`--target-active must be in (0, 1], got ${o.targetActive}`);
+  }
   const model = loadInferenceModel(dir);
   const c = model.config;
   if (c.attention.n_experts === 1 && c.mlp.n_experts === 1)
@@ -86,7 +88,8 @@ export async function calibrate(dir: string, o: CalibrateOptions): Promise<Calib
     rep = heldOut.subarray(half, half + need);
   }
   if (calib.length < T + 1 || rep.length < T + 1)
-    throw new Error(`not enough text to calibrate: need at least ${2 * (T + 1)} held-out tokens (or --data), have ${heldOut.length}`);
+    throw new Error(`not enough text to calibrate: need at least ${2 * (T + 1)} held-out tokens (or --data), ` +
+      `have ${heldOut.length}`);
 
   let evaluations = 0;
   // The one evaluation loop (infer/eval.ts), its sessions kept for all the evaluations of the search.
@@ -108,7 +111,9 @@ export async function calibrate(dir: string, o: CalibrateOptions): Promise<Calib
       const eps = (lo + hi) / 2;
       const s = await shares({ ...routing, [kind]: `threshold:${+eps.toPrecision(4)}` });
       const share = kind === 'attention' ? s.att : s.mlp;
-      if (Math.abs(share - o.targetActive) < Math.abs(best.share - o.targetActive)) best = { eps: +eps.toPrecision(4), share };
+      if (Math.abs(share - o.targetActive) < Math.abs(best.share - o.targetActive)) {
+        best = { eps: +eps.toPrecision(4), share };
+      }
       if (share > o.targetActive) lo = eps; else hi = eps;
     }
     log(`${kind}: threshold:${best.eps} → ${(100 * best.share).toFixed(1)} % active on the calibration text`);

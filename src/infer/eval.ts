@@ -84,7 +84,9 @@ export interface EvalResult {
 }
 
 /** The tokens to evaluate on (see the file comment). */
-export async function evalData(model: InferenceModel, o: Pick<EvalOptions, 'data' | 'seqLen' | 'cacheDir' | 'onData'>): Promise<EvalData> {
+export async function evalData(
+  model: InferenceModel, o: Pick<EvalOptions, 'data' | 'seqLen' | 'cacheDir' | 'onData'>,
+): Promise<EvalData> {
   const tokenizer = model.tokenizer;
   if (o.data !== undefined) {
     if (o.data.length === 0) throw new Error('--data needs at least one file or folder');
@@ -96,15 +98,19 @@ export async function evalData(model: InferenceModel, o: Pick<EvalOptions, 'data
     let ds;
     try {
       ds = await loadDataset(state.data.inputs, {
-        tokenizer, seed: state.data.seed, valShare: state.data.val_share, seqLen: state.batch.seq_len, cacheDir: o.cacheDir, onProgress: o.onData,
+        tokenizer, seed: state.data.seed, valShare: state.data.val_share, seqLen: state.batch.seq_len,
+        cacheDir: o.cacheDir, onProgress: o.onData,
       });
     } catch (e) {
-      throw new Error(`cannot rebuild the held-out split recorded in ${model.dir}/trainer_state.json: ${(e as Error).message}; give the text with --data`);
+      throw new Error(`cannot rebuild the held-out split recorded in ${model.dir}/trainer_state.json: ` +
+        `${(e as Error).message}; give the text with --data`);
     }
     return { source: 'held-out', inputs: state.data.inputs, tokens: ds.val };
   }
   const seqLen = o.seqLen ?? model.config.max_seq_len;
-  const ds = await loadDataset([BUILTIN_CORPUS], { tokenizer, seed: 0, valShare: DEFAULT_EVAL_VAL_SHARE, seqLen, cacheDir: o.cacheDir, onProgress: o.onData });
+  const ds = await loadDataset([BUILTIN_CORPUS], {
+    tokenizer, seed: 0, valShare: DEFAULT_EVAL_VAL_SHARE, seqLen, cacheDir: o.cacheDir, onProgress: o.onData,
+  });
   return { source: 'builtin-held-out', inputs: [BUILTIN_CORPUS], tokens: ds.val };
 }
 
@@ -133,13 +139,18 @@ class MiAccumulator {
     const kind = (k: { prob: number[][]; ent: number[] } | null): KindMi | null => {
       if (!k || this.tokens === 0) return null;
       const perLayer = k.prob.map((row, l) => {
-        const entropy = -row.reduce((h, sum) => { const p = sum / this.tokens; return p > 0 ? h + p * Math.log(p) : h; }, 0);
+        const entropy = -row.reduce((h, sum) => {
+          const p = sum / this.tokens;
+          return p > 0 ? h + p * Math.log(p) : h;
+        }, 0);
         const condEntropy = k.ent[l] / this.tokens;
         return { loss: condEntropy - entropy, entropy, condEntropy };
       });
       const mean = (f: (x: { loss: number; entropy: number; condEntropy: number }) => number) =>
         perLayer.reduce((a, x) => a + f(x), 0) / perLayer.length;
-      return { loss: mean((x) => x.loss), entropy: mean((x) => x.entropy), condEntropy: mean((x) => x.condEntropy), perLayer };
+      return {
+        loss: mean((x) => x.loss), entropy: mean((x) => x.entropy), condEntropy: mean((x) => x.condEntropy), perLayer,
+      };
     };
     return { attention: kind(this.att), mlp: kind(this.mlp) };
   }
@@ -161,7 +172,10 @@ class UsageAccumulator {
     this.w.att += st.attExpertsPerToken * t;
     this.w.mlp += st.mlpExpertsPerToken * t;
     this.w.bytes += st.activeWeightBytesPerToken * t;
-    const addTo = (acc: number[][], u: number[][]) => u.forEach((row, l) => { acc[l] ??= new Array(row.length).fill(0); row.forEach((c, e) => { acc[l][e] += c; }); });
+    const addTo = (acc: number[][], u: number[][]) => u.forEach((row, l) => {
+      acc[l] ??= new Array(row.length).fill(0);
+      row.forEach((c, e) => { acc[l][e] += c; });
+    });
     addTo(this.att, st.attUsage);
     addTo(this.mlp, st.mlpUsage);
     this.last = st;
@@ -171,8 +185,10 @@ class UsageAccumulator {
     const n = this.n || 1, s = this.last;
     return {
       tokens: this.n, activeParamsPerToken: this.w.params / n, activeExpertShare: this.w.share / n,
-      attExpertsPerToken: this.w.att / n, mlpExpertsPerToken: this.w.mlp / n, activeWeightBytesPerToken: this.w.bytes / n,
-      expertParams: s?.expertParams ?? 0, sharedParams: s?.sharedParams ?? 0, embeddingParams: s?.embeddingParams ?? 0, lmHeadParams: s?.lmHeadParams ?? 0,
+      attExpertsPerToken: this.w.att / n, mlpExpertsPerToken: this.w.mlp / n,
+      activeWeightBytesPerToken: this.w.bytes / n,
+      expertParams: s?.expertParams ?? 0, sharedParams: s?.sharedParams ?? 0,
+      embeddingParams: s?.embeddingParams ?? 0, lmHeadParams: s?.lmHeadParams ?? 0,
       attUsage: this.att, mlpUsage: this.mlp,
     };
   }
@@ -180,7 +196,10 @@ class UsageAccumulator {
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 
-/** What evaluation needs of a model: its config and sessions (a checkpoint's opened weights, or a trainer's live weights). */
+/**
+ * What evaluation needs of a model: its config and sessions (a checkpoint's opened weights, or a trainer's live
+ * weights).
+ */
 export interface EngineModel {
   config: InferenceModel['config'];
   createSession(opts: { batch: number; maxLen?: number; routing: Routing }): InferenceSession;
@@ -206,18 +225,25 @@ export function reuseSessions(model: EngineModel): EngineModel {
 }
 
 /** Loss and perplexity over the tokens, in windows of seqLen, under the given routing. */
-export async function evaluateTokens(model: EngineModel, tokens: TokenArray, o: EvalOptions, data: Omit<EvalData, 'tokens'>): Promise<EvalResult> {
+export async function evaluateTokens(
+  model: EngineModel, tokens: TokenArray, o: EvalOptions, data: Omit<EvalData, 'tokens'>,
+): Promise<EvalResult> {
   const { config } = model;
   const V = config.vocab_size, notes: string[] = [];
   const seqLen = o.seqLen ?? config.max_seq_len;
   if (!(Number.isInteger(seqLen) && seqLen >= 1 && seqLen <= config.max_seq_len))
     throw new RangeError(`--seq-len must be in 1..${config.max_seq_len} (the model's max_seq_len), got ${seqLen}`);
   const requested = o.batchSize ?? 8;
-  if (!(Number.isInteger(requested) && requested >= 1)) throw new RangeError(`--batch-size must be an integer ≥ 1, got ${requested}`);
-  const where = data.source === 'files' ? `the data (${data.inputs.join(', ')})` : `the held-out data (${data.inputs.join(', ')})`;
+  if (!(Number.isInteger(requested) && requested >= 1)) {
+    throw new RangeError(`--batch-size must be an integer ≥ 1, got ${requested}`);
+  }
+  const where = data.source === 'files'
+    ? `the data (${data.inputs.join(', ')})`
+    : `the held-out data (${data.inputs.join(', ')})`;
   const available = countEvalWindows(tokens.length, seqLen);
   if (available === 0)
-    throw new Error(`${where} has ${tokens.length} tokens, fewer than one window of ${seqLen} + 1; give a smaller --seq-len or more data`);
+    throw new Error(`${where} has ${tokens.length} tokens, fewer than one window of ${seqLen} + 1; ` +
+      'give a smaller --seq-len or more data');
   const windows = o.maxWindows !== undefined ? Math.min(o.maxWindows, available) : available;
   const batchSize = Math.min(requested, windows);  // no session larger than the windows need
   const used = tokens.subarray(0, windows * seqLen + 1);
@@ -254,11 +280,14 @@ export async function evaluateTokens(model: EngineModel, tokens: TokenArray, o: 
   const seconds = now() - t0;
   if (count === 0) throw new Error('evaluation was interrupted before the first batch');
   const loss = sum / count;
-  if (!Number.isFinite(loss)) throw new Error(`the loss is not finite (${loss}): the checkpoint's weights may be corrupt`);
+  if (!Number.isFinite(loss)) {
+    throw new Error(`the loss is not finite (${loss}): the checkpoint's weights may be corrupt`);
+  }
   return {
     loss, ppl: Math.exp(loss), tokens: count, windows: done, seqLen, batchSize, routing: o.routing,
     data: { source: data.source, inputs: data.inputs, tokens: tokens.length }, usage: usage.result(),
-    mi: mi.result(), seconds, tokensPerS: count / seconds, prefillSeconds, prefillTokensPerS: count / prefillSeconds, interrupted, notes,
+    mi: mi.result(), seconds, tokensPerS: count / seconds, prefillSeconds, prefillTokensPerS: count / prefillSeconds,
+    interrupted, notes,
   };
 }
 

@@ -165,7 +165,8 @@ export function mergeStats(parts: InferStats[]): InferStats {
   const last = parts[parts.length - 1];
   const tokens = parts.reduce((a, p) => a + p.tokens, 0);
   const mean = (f: (p: InferStats) => number) => (tokens ? parts.reduce((a, p) => a + f(p) * p.tokens, 0) / tokens : 0);
-  const sum = (f: (p: InferStats) => number[][]) => f(last).map((row, l) => row.map((_, e) => parts.reduce((a, p) => a + (f(p)[l]?.[e] ?? 0), 0)));
+  const sum = (f: (p: InferStats) => number[][]) =>
+    f(last).map((row, l) => row.map((_, e) => parts.reduce((a, p) => a + (f(p)[l]?.[e] ?? 0), 0)));
   return {
     ...last, tokens,
     attExpertsPerToken: mean((p) => p.attExpertsPerToken), mlpExpertsPerToken: mean((p) => p.mlpExpertsPerToken),
@@ -178,7 +179,9 @@ export function mergeStats(parts: InferStats[]): InferStats {
 /** Generates a completion for every prompt, as one batch. */
 export async function generate(model: InferenceModel, prompts: string[], o: GenerateOptions): Promise<GenerateResult> {
   checkSampling(o);
-  if (!(Number.isInteger(o.maxTokens) && o.maxTokens >= 1)) throw new RangeError(`--max-tokens must be an integer ≥ 1, got ${o.maxTokens}`);
+  if (!(Number.isInteger(o.maxTokens) && o.maxTokens >= 1)) {
+    throw new RangeError(`--max-tokens must be an integer ≥ 1, got ${o.maxTokens}`);
+  }
   const seed = o.seed ?? Math.floor(Math.random() * 2 ** 31);
   const ids = encodePrompts(model, prompts);
   const B = ids.length, V = model.config.vocab_size, maxLen = model.config.max_seq_len;
@@ -187,7 +190,9 @@ export async function generate(model: InferenceModel, prompts: string[], o: Gene
   const rngs = ids.map((_, i) => new Rng(seed + i));
   const decodeText = (x: number[]) => model.tokenizer.decode(x);
   const streams = ids.map(() => new TextStream(decodeText, o.stop ?? []));
-  const completions: Completion[] = prompts.map((prompt, i) => ({ prompt, text: '', promptTokens: ids[i].length, tokens: [], finish: 'length' }));
+  const completions: Completion[] = prompts.map((prompt, i) => ({
+    prompt, text: '', promptTokens: ids[i].length, tokens: [], finish: 'length',
+  }));
   const done = new Array<boolean>(B).fill(false);
   const lens = ids.map((x) => x.length);
 

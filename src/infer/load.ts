@@ -10,8 +10,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, TRAINER_STATE_FILE, allocParams, recoverInterruptedSave, validateTrainerState,
-  type TrainerState,
+  CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, TRAINER_STATE_FILE, allocParams, recoverInterruptedSave,
+  validateTrainerState, type TrainerState,
 } from '../checkpoint/checkpoint';
 import { SafetensorsReader, readSafetensorsHeader, type SafetensorsHeader } from '../checkpoint/safetensors';
 import { validateConfig } from '../model/config';
@@ -75,10 +75,15 @@ function checkTensors(h: SafetensorsHeader, layout: ModelLayout, file: string): 
     const e = byName.get(t.name);
     if (!e) throw new Error(`${file}: tensor "${t.name}" is missing (config.json's layout needs it)`);
     if (e.shape.join(',') !== t.shape.join(','))
-      throw new Error(`${file}: tensor "${t.name}" has shape [${e.shape.join(', ')}], config.json's layout needs [${t.shape.join(', ')}]`);
+      throw new Error(`${file}: tensor "${t.name}" has shape [${e.shape.join(', ')}], ` +
+        `config.json's layout needs [${t.shape.join(', ')}]`);
   }
   const expected = new Set(layout.tensors.map((t) => t.name));
-  for (const t of h.tensors) if (!expected.has(t.name)) throw new Error(`${file}: unexpected tensor "${t.name}" (not in the layout of config.json)`);
+  for (const t of h.tensors) {
+    if (!expected.has(t.name)) {
+      throw new Error(`${file}: unexpected tensor "${t.name}" (not in the layout of config.json)`);
+    }
+  }
 }
 
 /** Opens a checkpoint folder for inference (see the file comment). */
@@ -99,7 +104,9 @@ function open(dir: string, tok: { required: boolean; file?: string }): Checkpoin
   if (!fs.existsSync(abs)) throw new Error(`checkpoint folder not found: ${dir}`);
   if (!fs.statSync(abs).isDirectory()) throw new Error(`checkpoint ${dir} is not a folder`);
   const cfgFile = path.join(abs, CONFIG_FILE);
-  if (!fs.existsSync(cfgFile)) throw new Error(`checkpoint ${dir} has no ${CONFIG_FILE} (is it a dsmoe checkpoint folder?)`);
+  if (!fs.existsSync(cfgFile)) {
+    throw new Error(`checkpoint ${dir} has no ${CONFIG_FILE} (is it a dsmoe checkpoint folder?)`);
+  }
   const config = validateConfig(readJson(cfgFile), cfgFile);
   const layout = layoutFromConfig(config);
 
@@ -115,10 +122,13 @@ function open(dir: string, tok: { required: boolean; file?: string }): Checkpoin
   if (!tok.required) tokFile = fs.existsSync(own) ? own : undefined;
   else {
     tokFile = tok.file ?? own;
-    if (!tok.file && !fs.existsSync(tokFile)) throw new Error(`checkpoint ${dir} has no ${TOKENIZER_FILE}; give one with --tokenizer FILE`);
+    if (!tok.file && !fs.existsSync(tokFile)) {
+      throw new Error(`checkpoint ${dir} has no ${TOKENIZER_FILE}; give one with --tokenizer FILE`);
+    }
     tokenizer = loadTokenizer(tokFile);
     if (tokenizer.vocabSize > config.vocab_size)
-      throw new Error(`the tokenizer ${tokFile} has ${tokenizer.vocabSize} tokens, more than the model's vocab_size ${config.vocab_size}`);
+      throw new Error(`the tokenizer ${tokFile} has ${tokenizer.vocabSize} tokens, ` +
+        `more than the model's vocab_size ${config.vocab_size}`);
   }
 
   const addon = loadAddon();
@@ -132,9 +142,12 @@ function open(dir: string, tok: { required: boolean; file?: string }): Checkpoin
     } finally {
       r.close();
     }
-    notes.push(`${MODEL_FILE} stores F16 tensors, which the engine does not read: converted once to fp32 in memory (${(weights.byteLength / 2 ** 20).toFixed(1)} MiB)`);
+    notes.push(`${MODEL_FILE} stores F16 tensors, which the engine does not read: converted once to fp32 in memory ` +
+      `(${(weights.byteLength / 2 ** 20).toFixed(1)} MiB)`);
   }
-  const tensors = header.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, begin: t.begin, end: t.end }));
+  const tensors = header.tensors.map((t) => ({
+    name: t.name, dtype: t.dtype, shape: t.shape, begin: t.begin, end: t.end,
+  }));
   let opened: OpenedWeights;
   if (weights) opened = addon.openWeightsFromBuffer({ config, weights });
   else {
@@ -148,7 +161,8 @@ function open(dir: string, tok: { required: boolean; file?: string }): Checkpoin
   }
 
   return {
-    dir: abs, config, layout, tokenizer, tokenizerPath: tokFile && path.resolve(tokFile), modelFile, dtype, inMemory: weights !== undefined, notes,
+    dir: abs, config, layout, tokenizer, tokenizerPath: tokFile && path.resolve(tokFile), modelFile, dtype,
+    inMemory: weights !== undefined, notes,
     weights: opened,
     createSession: ({ batch, maxLen, routing }) => opened.createSession({ batch, maxLen, routing }),
     trainerState() {

@@ -30,9 +30,15 @@ export function argmax(logits: Float32Array): number {
 }
 
 export function checkSampling(o: SamplingOptions): void {
-  if (!(Number.isFinite(o.temperature) && o.temperature >= 0)) throw new RangeError(`--temperature must be a number ≥ 0, got ${o.temperature}`);
-  if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 0)) throw new RangeError(`--top-k must be an integer ≥ 0, got ${o.topK}`);
-  if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1)) throw new RangeError(`--top-p must be in (0, 1], got ${o.topP}`);
+  if (!(Number.isFinite(o.temperature) && o.temperature >= 0)) {
+    throw new RangeError(`--temperature must be a number ≥ 0, got ${o.temperature}`);
+  }
+  if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 0)) {
+    throw new RangeError(`--top-k must be an integer ≥ 0, got ${o.topK}`);
+  }
+  if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1)) {
+    throw new RangeError(`--top-p must be in (0, 1], got ${o.topP}`);
+  }
 }
 
 /** The next token for one row of logits (length V). */

@@ -522,7 +522,9 @@ __global__ void switch_grad_kernel(int64_t T, int64_t E, int64_t P, const unsign
   }
 }
 
-unsigned blocks_for_rows(int64_t rows) { return static_cast<unsigned>(rows < 65535 * 16 ? (rows > 0 ? rows : 1) : 65535 * 16); }
+unsigned blocks_for_rows(int64_t rows) {
+  return static_cast<unsigned>(rows < 65535 * 16 ? (rows > 0 ? rows : 1) : 65535 * 16);
+}
 
 }  // namespace
 

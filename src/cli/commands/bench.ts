@@ -3,10 +3,12 @@
 // comparison in miniature; `bench kernels`, `bench train` and `bench decode` measure the kernels,
 // training and decoding.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { formatCompare, runCompare, writeCompareOutputs, DEFAULT_DECODE_PROMPTS, DEFAULT_DECODE_TOKENS, DEFAULT_EVAL_BATCH,
-  DEFAULT_HEATMAP_ROUTING, DEFAULT_MAX_WINDOWS, DEFAULT_ROUNDS, DEFAULT_THRESHOLDS } from '../../bench/compare';
+import { formatCompare, runCompare, writeCompareOutputs, DEFAULT_DECODE_PROMPTS, DEFAULT_DECODE_TOKENS,
+  DEFAULT_EVAL_BATCH, DEFAULT_HEATMAP_ROUTING, DEFAULT_MAX_WINDOWS, DEFAULT_ROUNDS, DEFAULT_THRESHOLDS,
+} from '../../bench/compare';
 import { formatReproduce, runReproduce, DEFAULT_REPRODUCE_BUDGET_S } from '../../bench/reproduce';
 import { formatDuration, parseDuration } from '../../train/schedule';
 import { formatDecodeBench, runDecodeBench } from '../../bench/decode';
@@ -36,13 +38,18 @@ export function formatKernelBench(r: KernelBenchResult): string {
   const lines: string[] = [];
   lines.push(`CPU kernels: isa ${r.runtime.isa}, FMA peak ` +
     Object.entries(r.peakGflops).map(([t, g]) => `${g.toFixed(0)} GFLOP/s (${t}t)`).join(', '));
-  lines.push(r.openblas.loaded ? `OpenBLAS: ${r.openblas.config} core ${r.openblas.core}${r.openblas.note ? ` (${r.openblas.note})` : ''}`
+  lines.push(r.openblas.loaded
+    ? `OpenBLAS: ${r.openblas.config} core ${r.openblas.core}${r.openblas.note ? ` (${r.openblas.note})` : ''}`
     : `OpenBLAS: ${r.openblas.note}`);
   lines.push('', 'Square GEMM, y = x·Wᵀ (GFLOP/s)');
   lines.push(renderTable(['size', 'threads', 'dsmoe', 'OpenBLAS', 'naive', 'of peak', 'vs OpenBLAS'],
-    r.square.map((s) => [s.size, s.threads, s.dsmoeGflops, s.openblasGflops, s.naiveGflops, pct(s.ofPeak), ratio(s.vsOpenblas)])));
+    r.square.map((s) => [
+      s.size, s.threads, s.dsmoeGflops, s.openblasGflops, s.naiveGflops, pct(s.ofPeak), ratio(s.vsOpenblas),
+    ])));
   lines.push('', 'DS-MoE layer shapes, top-2 routed rows = 2·tokens (GFLOP/s)');
-  lines.push(renderTable(['tokens', 'D', 'E', 'F', 'groups', 'empty', 'threads', 'grouped', 'dense same work', 'grouped/dense', 'OpenBLAS loop', 'dense-training'],
+  lines.push(renderTable(
+    ['tokens', 'D', 'E', 'F', 'groups', 'empty', 'threads', 'grouped', 'dense same work', 'grouped/dense',
+      'OpenBLAS loop', 'dense-training'],
     r.moe.map((m) => [m.tokens, m.dModel, m.experts, m.expertDim, m.groups, m.emptyGroups, m.threads,
       m.groupedGflops, m.denseGflops, ratio(m.groupedVsDense), m.openblasLoopGflops, m.denseTrainingGflops])));
   return lines.join('\n');
@@ -64,9 +71,14 @@ function writeBenchResult<T>(result: T, out: string, format?: (r: T) => string):
 
 export function formatTrainBench(r: TrainBenchResult): string {
   const mib = (x: number) => `${x.toFixed(0)} MiB`;
-  return [`Training step, ${r.threads} thread(s); MFU = model FLOPs/token × tokens/s ÷ GEMM 2048³ (${r.gemmPeakGflops.toFixed(0)} GFLOP/s, same run)`,
-    renderTable(['preset', 'mode', 'params', 'non-emb', 'tokens/step', 'step s', 'tokens/s', 'GFLOP/s', 'MFU', 'step vs dense', 'peak RSS'],
-      r.rows.map((x) => [x.preset, x.mode, `${(x.totalParams / 1e6).toFixed(2)}M`, `${(x.nonEmbeddingParams / 1e6).toFixed(2)}M`,
+  return [
+    `Training step, ${r.threads} thread(s); MFU = model FLOPs/token × tokens/s ÷ GEMM 2048³ ` +
+      `(${r.gemmPeakGflops.toFixed(0)} GFLOP/s, same run)`,
+    renderTable(
+      ['preset', 'mode', 'params', 'non-emb', 'tokens/step', 'step s', 'tokens/s', 'GFLOP/s', 'MFU', 'step vs dense',
+        'peak RSS'],
+      r.rows.map((x) => [x.preset, x.mode, `${(x.totalParams / 1e6).toFixed(2)}M`,
+        `${(x.nonEmbeddingParams / 1e6).toFixed(2)}M`,
         x.tokensPerStep, x.stepSeconds, x.tokensPerSecond, x.gflops, `${(100 * x.mfu).toFixed(1)}%`,
         x.vsDense === null ? null : `${x.vsDense.toFixed(2)}x`, mib(x.peakRssMiB)]))].join('\n');
 }
@@ -74,7 +86,9 @@ export function formatTrainBench(r: TrainBenchResult): string {
 function positiveInt(flag: string) {
   return (v: string): number => {
     const n = Number(v);
-    if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${flag} must be a positive integer, got "${v}"`);
+    if (!Number.isSafeInteger(n) || n < 1) {
+      throw new InvalidArgumentError(`${flag} must be a positive integer, got "${v}"`);
+    }
     return n;
   };
 }
@@ -107,10 +121,12 @@ export interface BenchCompareCliOptions {
 
 export async function benchCompare(checkpoints: string[], o: BenchCompareCliOptions): Promise<void> {
   if (checkpoints.length === 0)
-    throw new Error('give at least one checkpoint folder (dsmoe bench runs/small-dsmoe runs/small-dense), or a subcommand: kernels, train, reproduce');
+    throw new Error('give at least one checkpoint folder (dsmoe bench runs/small-dsmoe runs/small-dense), ' +
+      'or a subcommand: kernels, train, reproduce');
   const result = await runCompare({
     checkpoints, data: o.data, sweep: o.routingSweep, maxWindows: o.maxWindows, seqLen: o.seqLen, batch: o.batch,
-    decodePrompts: o.decodePrompts, decodeTokens: o.decodeTokens, heatmapRouting: o.heatmapRouting, rounds: o.rounds, threads: o.threads,
+    decodePrompts: o.decodePrompts, decodeTokens: o.decodeTokens, heatmapRouting: o.heatmapRouting, rounds: o.rounds,
+    threads: o.threads,
     log: o.quiet ? undefined : (l) => process.stderr.write(`  ${l}\n`),
   });
   const outDir = o.out ?? path.join('bench-results', `compare-${stamp()}`);
@@ -118,13 +134,15 @@ export async function benchCompare(checkpoints: string[], o: BenchCompareCliOpti
   if (o.json) process.stdout.write(JSON.stringify(result) + '\n');
   else {
     process.stdout.write(formatCompare(result) + '\n\n');
-    process.stdout.write(`JSON: ${files.json}\nchart: ${files.chart}\n${files.heatmaps.map((h) => `expert usage: ${h}\n`).join('')}`);
+    process.stdout.write(`JSON: ${files.json}\nchart: ${files.chart}\n` +
+      `${files.heatmaps.map((h) => `expert usage: ${h}\n`).join('')}`);
   }
 }
 
 export function benchCommand(): Command {
   const bench = new Command('bench')
-    .description('compare checkpoints and routing strategies (quality, speed, active parameters); benchmarks of kernels and training')
+    .description('compare checkpoints and routing strategies (quality, speed, active parameters); ' +
+      'benchmarks of kernels and training')
     .argument('[checkpoints...]', 'checkpoint folders to compare')
     .enablePositionalOptions()
     .option('--data <files...>', 'evaluate on these text/.bin files (all their tokens) instead of the held-out split')
@@ -132,9 +150,12 @@ export function benchCommand(): Command {
     .option('--max-windows <n>', 'evaluation windows at most', positiveInt('--max-windows'), DEFAULT_MAX_WINDOWS)
     .option('--seq-len <n>', 'window length (default: the training sequence length)', positiveInt('--seq-len'))
     .option('--batch <n>', 'windows per prefill call', positiveInt('--batch'), DEFAULT_EVAL_BATCH)
-    .option('--decode-prompts <n>', 'prompts for the decode timing', positiveInt('--decode-prompts'), DEFAULT_DECODE_PROMPTS)
-    .option('--decode-tokens <n>', 'greedy decode steps per prompt', positiveInt('--decode-tokens'), DEFAULT_DECODE_TOKENS)
-    .option('--rounds <n>', 'timing rounds per routing, interleaved (tokens/s: the best)', positiveInt('--rounds'), DEFAULT_ROUNDS)
+    .option('--decode-prompts <n>', 'prompts for the decode timing', positiveInt('--decode-prompts'),
+      DEFAULT_DECODE_PROMPTS)
+    .option('--decode-tokens <n>', 'greedy decode steps per prompt', positiveInt('--decode-tokens'),
+      DEFAULT_DECODE_TOKENS)
+    .option('--rounds <n>', 'timing rounds per routing, interleaved (tokens/s: the best)', positiveInt('--rounds'),
+      DEFAULT_ROUNDS)
     .option('--heatmap-routing <strategy>', 'routing of the expert-usage heat maps', DEFAULT_HEATMAP_ROUTING)
     .option('--threads <n>', 'kernel threads', positiveInt('--threads'))
     .option('--out <dir>', 'folder for bench.json and the SVG charts (default bench-results/compare-<time>)')
@@ -193,10 +214,12 @@ Example:
   bench
     .command('train')
     .description('training tokens/s, model-FLOPs utilisation and peak memory per preset and mode')
-    .option('--presets <list>', 'presets to measure, comma-separated', (v: string) => v.split(','), ['tiny', 'small', 'medium'])
-    .option('--modes <list>', 'training modes, comma-separated', (v: string) => v.split(','), ['dense', 'dsmoe', 'smoe'])
+    .option('--presets <list>', 'presets to measure, comma-separated', (v: string) => v.split(','),
+      ['tiny', 'small', 'medium'])
+    .option('--modes <list>', 'training modes, comma-separated', (v: string) => v.split(','),
+      ['dense', 'dsmoe', 'smoe'])
     .option('--steps <n>', 'timed steps per configuration (median reported)', (v: string) => parseThreads(v)[0], 5)
-    .option('--threads <n>', 'kernel threads', (v: string) => parseThreads(v)[0], require('node:os').cpus().length)
+    .option('--threads <n>', 'kernel threads', (v: string) => parseThreads(v)[0], os.cpus().length)
     .option('--out <file>', 'where to write the JSON results', 'bench-results/train.json')
     .option('--json', 'print the JSON result on stdout instead of the table')
     .addHelpText('after', `
@@ -207,15 +230,19 @@ MoE costs about as much as the dense model).
 
 Example:
   dsmoe bench train --presets small,medium --modes dense,dsmoe`)
-    .action((o: { presets: string[]; modes: string[]; steps: number; threads: number; out: string; json?: boolean }) => {
+    .action((o: {
+      presets: string[]; modes: string[]; steps: number; threads: number; out: string; json?: boolean;
+    }) => {
       const result = runTrainBench({ presets: o.presets, modes: o.modes, steps: o.steps, threads: o.threads,
         log: o.json ? undefined : (l) => process.stderr.write(`  ${l}\n`) });
       writeBenchResult(result, o.out, o.json ? undefined : formatTrainBench);
     });
   bench
     .command('decode')
-    .description('decode and prefill tokens/s with dense vs sparse routing on a synthetic bf16 model, against bytes read per token')
-    .option('--routings <list>', 'routings to compare, comma-separated; ATT/MLP for different kinds', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean),
+    .description('decode and prefill tokens/s with dense vs sparse routing on a synthetic bf16 model, ' +
+      'against bytes read per token')
+    .option('--routings <list>', 'routings to compare, comma-separated; ATT/MLP for different kinds',
+      (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean),
       ['dense', 'topk:2', 'topk:1', 'threshold:0.48'])
     .option('--prompt-len <n>', 'prompt tokens (prefill, time to first token)', intArg('--prompt-len'), 128)
     .option('--decode-tokens <n>', 'timed decode tokens per round', intArg('--decode-tokens'), 24)
@@ -232,22 +259,33 @@ weights at a good share of the streaming bandwidth measured in the same run.
 
 Example:
   dsmoe bench decode --routings dense,topk:1,dense/threshold:0.48 --threads 2`)
-    .action(async (o: { routings: string[]; promptLen: number; decodeTokens: number; rounds: number; layers?: number; threads?: number; out: string; json?: boolean }) => {
-      const result = await runDecodeBench({ routings: o.routings, promptLen: o.promptLen, decodeTokens: o.decodeTokens, rounds: o.rounds,
-        threads: o.threads, config: o.layers ? { n_layers: o.layers } : undefined, log: o.json ? undefined : (l) => process.stderr.write(`  ${l}\n`) });
+    .action(async (o: {
+      routings: string[]; promptLen: number; decodeTokens: number; rounds: number; layers?: number; threads?: number;
+      out: string; json?: boolean;
+    }) => {
+      const result = await runDecodeBench({
+        routings: o.routings, promptLen: o.promptLen, decodeTokens: o.decodeTokens, rounds: o.rounds,
+        threads: o.threads, config: o.layers ? { n_layers: o.layers } : undefined,
+        log: o.json ? undefined : (l) => process.stderr.write(`  ${l}\n`),
+      });
       writeBenchResult(result, o.out, o.json ? undefined : formatDecodeBench);
     });
   bench
     .command('reproduce')
-    .description("the paper's central comparison in miniature: dense vs sparse-trained MoE (2x MLP) vs DS-MoE, same data and time")
-    .option('--budget <duration>', 'total training time, split evenly over the three models (90s, 6m, 1h)', durationArg, DEFAULT_REPRODUCE_BUDGET_S)
+    .description("the paper's central comparison in miniature: dense vs sparse-trained MoE (2x MLP) vs DS-MoE, " +
+      'same data and time')
+    .option('--budget <duration>', 'total training time, split evenly over the three models (90s, 6m, 1h)',
+      durationArg, DEFAULT_REPRODUCE_BUDGET_S)
     .option('--preset <name>', 'the DS-MoE shape; the dense and smoe models derive from it', 'small')
     .option('--threshold <eps>', 'the threshold of the DS-MoE sparse row', (v: string) => {
       const x = Number(v);
-      if (!Number.isFinite(x) || x < 0) throw new InvalidArgumentError(`--threshold must be a non-negative number, got "${v}"`);
+      if (!Number.isFinite(x) || x < 0) {
+        throw new InvalidArgumentError(`--threshold must be a non-negative number, got "${v}"`);
+      }
       return x;
     }, 0.48)
-    .option('--target-active <x>', 'share of expert parameters the DS-MoE\'s calibrated routing activates', shareArg('--target-active'), 0.35)
+    .option('--target-active <x>', 'share of expert parameters the DS-MoE\'s calibrated routing activates',
+      shareArg('--target-active'), 0.35)
     .option('--max-windows <n>', 'held-out evaluation windows', positiveInt('--max-windows'), 32)
     .option('--seed <n>', 'initialisation and batch-order seed (the same for all three)', (v: string) => Number(v), 0)
     .option('--threads <n>', 'kernel threads', positiveInt('--threads'))
@@ -275,7 +313,10 @@ the probes, data preparation and the bounded evaluation come on top (about a min
 Example:
   dsmoe bench reproduce --budget 6m
   npm run bench:reproduce`)
-    .action(async (o: { budget: number; preset: string; threshold: number; targetActive: number; maxWindows: number; seed: number; threads?: number; out?: string; json?: boolean }) => {
+    .action(async (o: {
+      budget: number; preset: string; threshold: number; targetActive: number; maxWindows: number; seed: number;
+      threads?: number; out?: string; json?: boolean;
+    }) => {
       let out = o.out;
       if (out === undefined) {
         const base = path.join('runs', `reproduce-${new Date().toISOString().slice(0, 10)}`);
@@ -283,11 +324,15 @@ Example:
         for (let i = 2; fs.existsSync(out); i++) out = `${base}-${i}`;
       }
       const result = await runReproduce({
-        budgetS: o.budget, preset: o.preset, threshold: o.threshold, targetActive: o.targetActive, maxWindows: o.maxWindows, seed: o.seed, threads: o.threads, out,
+        budgetS: o.budget, preset: o.preset, threshold: o.threshold, targetActive: o.targetActive,
+        maxWindows: o.maxWindows, seed: o.seed, threads: o.threads, out,
         log: o.json ? undefined : (l) => process.stderr.write(`  ${l}\n`),
       });
       if (o.json) process.stdout.write(JSON.stringify(result) + '\n');
-      else process.stdout.write(formatReproduce(result) + `\n\nbudget ${formatDuration(o.budget)}; outputs in ${out}/ (reproduce.json, ppl-vs-active.svg, experts-*.svg, checkpoints)\n`);
+      else {
+        process.stdout.write(formatReproduce(result) + `\n\nbudget ${formatDuration(o.budget)}; outputs in ${out}/ ` +
+          '(reproduce.json, ppl-vs-active.svg, experts-*.svg, checkpoints)\n');
+      }
     });
   return bench;
 }

@@ -42,11 +42,13 @@ export function evalRecord(r: EvalResult, extra: Record<string, unknown> = {}) {
   const u = r.usage;
   return {
     ...extra,
-    loss: r.loss, ppl: r.ppl, tokens: r.tokens, windows: r.windows, seq_len: r.seqLen, batch_size: r.batchSize, routing: r.routing,
+    loss: r.loss, ppl: r.ppl, tokens: r.tokens, windows: r.windows, seq_len: r.seqLen, batch_size: r.batchSize,
+    routing: r.routing,
     data: r.data, seconds: r.seconds, tokens_per_s: r.tokensPerS, interrupted: r.interrupted,
     active_params_per_token: u.activeParamsPerToken, active_expert_share: u.activeExpertShare,
     att_experts_per_token: u.attExpertsPerToken, mlp_experts_per_token: u.mlpExpertsPerToken,
-    expert_params: u.expertParams, shared_params: u.sharedParams, embedding_params: u.embeddingParams, lm_head_params: u.lmHeadParams,
+    expert_params: u.expertParams, shared_params: u.sharedParams, embedding_params: u.embeddingParams,
+    lm_head_params: u.lmHeadParams,
     mi: r.mi,
     usage: { attention: u.attUsage, mlp: u.mlpUsage },
     notes: r.notes,
@@ -54,14 +56,20 @@ export function evalRecord(r: EvalResult, extra: Record<string, unknown> = {}) {
 }
 
 function miLine(kind: string, m: EvalResult['mi']['attention']): string {
-  return m ? `${kind} ${m.loss.toFixed(4)} (H(e) ${m.entropy.toFixed(3)}, H(e|X) ${m.condEntropy.toFixed(3)})` : `${kind} — (one expert, no router)`;
+  return m
+    ? `${kind} ${m.loss.toFixed(4)} (H(e) ${m.entropy.toFixed(3)}, H(e|X) ${m.condEntropy.toFixed(3)})`
+    : `${kind} — (one expert, no router)`;
 }
 
 function usageTable(kind: string, usage: number[][], tokens: number): string {
   const E = usage[0]?.length ?? 0;
   const head = ['layer', ...Array.from({ length: E }, (_, e) => `e${e}`), 'experts/token'];
   return `${kind} expert usage (share of ${tokens} tokens that activated each expert)\n` + renderTable(head,
-    usage.map((row, l) => [l, ...row.map((c) => `${((100 * c) / Math.max(1, tokens)).toFixed(0)}%`), row.reduce((a, b) => a + b, 0) / Math.max(1, tokens)]));
+    usage.map((row, l) => [
+      l,
+      ...row.map((c) => `${((100 * c) / Math.max(1, tokens)).toFixed(0)}%`),
+      row.reduce((a, b) => a + b, 0) / Math.max(1, tokens),
+    ]));
 }
 
 /** --device of eval and generate: the option of `dsmoe train`. */
@@ -74,7 +82,9 @@ export const INFERENCE_ON_CUDA = 'inference on CUDA comes with the CUDA backend 
  * Checks --device for inference, which runs on the CPU backend only for now: cpu; auto = cpu with a
  * notice on stderr; cuda = the reason on stderr and EXIT_USAGE, which the command returns.
  */
-export function checkInferenceDevice(value: string | undefined, stderr: NodeJS.WritableStream, quiet = false): number | undefined {
+export function checkInferenceDevice(
+  value: string | undefined, stderr: NodeJS.WritableStream, quiet = false,
+): number | undefined {
   const request = parseDeviceRequest(value);
   if (request === 'cuda') {
     stderr.write(`dsmoe: ${INFERENCE_ON_CUDA}\n`);
@@ -95,7 +105,8 @@ export async function runEval(checkpoint: string, o: EvalCliOptions, deps: EvalC
   const model = loadInferenceModel(checkpoint, { tokenizer: o.tokenizer });
   const routing = parseRouting(o.routing, model.config);
   if (o.seqLen !== undefined && o.seqLen > model.config.max_seq_len)
-    throw new Error(`--seq-len ${o.seqLen} is longer than the model's context (max_seq_len ${model.config.max_seq_len})`);
+    throw new Error(`--seq-len ${o.seqLen} is longer than the model's context ` +
+      `(max_seq_len ${model.config.max_seq_len})`);
   if (o.threads !== undefined) loadAddon().setThreads({ threads: o.threads });
   for (const n of model.notes) if (!o.json && !o.quiet) stderr.write(`note: ${n}\n`);
   const ac = new AbortController();
@@ -106,8 +117,11 @@ export async function runEval(checkpoint: string, o: EvalCliOptions, deps: EvalC
   try {
     void rep.spin('loading the data');
     r = await evaluateCheckpoint(model, {
-      data: o.data, seqLen: o.seqLen, maxWindows: o.maxWindows, batchSize: o.batchSize, routing, signal: ac.signal, cacheDir: deps.cacheDir,
-      onData: (p) => void rep.spin(p.phase === 'tokenize' ? `tokenizing ${p.done}/${p.total} documents` : `reading the data (${p.phase})`),
+      data: o.data, seqLen: o.seqLen, maxWindows: o.maxWindows, batchSize: o.batchSize, routing, signal: ac.signal,
+      cacheDir: deps.cacheDir,
+      onData: (p) => void rep.spin(p.phase === 'tokenize'
+        ? `tokenizing ${p.done}/${p.total} documents`
+        : `reading the data (${p.phase})`),
       onProgress: (done, total) => void rep.spin(`evaluating: ${done}/${total} windows`),
     });
     rep.spinDone(`evaluated ${r.windows} windows`);
@@ -126,16 +140,22 @@ export async function runEval(checkpoint: string, o: EvalCliOptions, deps: EvalC
   }
   const u = r.usage;
   const src = r.data.source === 'files' ? r.data.inputs.map((f) => path.basename(f)).join(', ')
-    : r.data.source === 'held-out' ? `the held-out split of its training data (${r.data.inputs.map((f) => path.basename(f)).join(', ')})`
+    : r.data.source === 'held-out'
+      ? `the held-out split of its training data (${r.data.inputs.map((f) => path.basename(f)).join(', ')})`
       : 'the held-out split of the built-in corpus';
   const lines = [
-    `${model.dir} (${model.dtype}) on ${src}: ${r.windows} windows × ${r.seqLen} = ${r.tokens} tokens${r.interrupted ? ' (interrupted)' : ''}`,
+    `${model.dir} (${model.dtype}) on ${src}: ${r.windows} windows × ${r.seqLen} = ${r.tokens} tokens`
+      + `${r.interrupted ? ' (interrupted)' : ''}`,
     `loss ${r.loss.toFixed(4)}, perplexity ${r.ppl.toFixed(3)}  (${formatRate(r.tokensPerS)} tok/s)`,
-    `routing ${formatRouting(r.routing)}: ${formatCount(u.activeParamsPerToken)} active parameters per token (${(100 * u.activeExpertShare).toFixed(1)}% of the `
-      + `${formatCount(u.expertParams)} expert parameters); experts per token per layer: attention ${u.attExpertsPerToken.toFixed(2)} of ${c.attention.n_experts}, `
+    `routing ${formatRouting(r.routing)}: ${formatCount(u.activeParamsPerToken)} active parameters per token `
+      + `(${(100 * u.activeExpertShare).toFixed(1)}% of the `
+      + `${formatCount(u.expertParams)} expert parameters); experts per token per layer: `
+      + `attention ${u.attExpertsPerToken.toFixed(2)} of ${c.attention.n_experts}, `
       + `MLP ${u.mlpExpertsPerToken.toFixed(2)} of ${c.mlp.n_experts}`,
-    `not counted above: embedding ${formatCount(u.embeddingParams)}, LM head ${u.lmHeadParams ? formatCount(u.lmHeadParams) : '(tied)'}`,
-    `MI loss −H(e) + H(e|X) (nats, mean over layers): ${miLine('attention', r.mi.attention)}; ${miLine('MLP', r.mi.mlp)}`,
+    `not counted above: embedding ${formatCount(u.embeddingParams)}, `
+      + `LM head ${u.lmHeadParams ? formatCount(u.lmHeadParams) : '(tied)'}`,
+    `MI loss −H(e) + H(e|X) (nats, mean over layers): ${miLine('attention', r.mi.attention)}; `
+      + `${miLine('MLP', r.mi.mlp)}`,
     '',
     usageTable('attention', u.attUsage, u.tokens),
     '',

@@ -35,7 +35,9 @@ function readText(file: string, flag: string): string {
     return fs.readFileSync(file, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(code === 'ENOENT' ? `${flag}: file not found: ${file}` : `${flag}: cannot read ${file}: ${(e as Error).message}`);
+    throw new Error(code === 'ENOENT'
+      ? `${flag}: file not found: ${file}`
+      : `${flag}: cannot read ${file}: ${(e as Error).message}`);
   }
 }
 
@@ -48,8 +50,14 @@ async function readStream(s: NodeJS.ReadableStream): Promise<string> {
 }
 
 /** The prompts from the argument, --prompt-file, --prompts-file or stdin (exactly one source). */
-export async function readPrompts(prompt: string | undefined, o: GenerateCliOptions, stdin: GenerateCliDeps['stdin']): Promise<string[]> {
-  const given = [prompt !== undefined && 'a prompt argument', o.promptFile !== undefined && '--prompt-file', o.promptsFile !== undefined && '--prompts-file'].filter(Boolean);
+export async function readPrompts(
+  prompt: string | undefined, o: GenerateCliOptions, stdin: GenerateCliDeps['stdin'],
+): Promise<string[]> {
+  const given = [
+    prompt !== undefined && 'a prompt argument',
+    o.promptFile !== undefined && '--prompt-file',
+    o.promptsFile !== undefined && '--prompts-file',
+  ].filter(Boolean);
   if (given.length > 1) throw new Error(`give one prompt source, not ${given.join(' and ')}`);
   if (prompt !== undefined) return [prompt];
   if (o.promptFile !== undefined) return [stripNewline(readText(o.promptFile, '--prompt-file'))];
@@ -59,12 +67,17 @@ export async function readPrompts(prompt: string | undefined, o: GenerateCliOpti
     return lines;
   }
   const input = stdin ?? process.stdin;
-  if (input.isTTY) throw new Error('no prompt: give it as an argument, with --prompt-file FILE or --prompts-file FILE, or pipe it on stdin');
+  if (input.isTTY) {
+    throw new Error('no prompt: give it as an argument, with --prompt-file FILE or --prompts-file FILE, ' +
+      'or pipe it on stdin');
+  }
   return [stripNewline(await readStream(input))];
 }
 
 /** The numbers of a run, for --json and the summary. */
-export function statsRecord(stats: InferStats, config: { attention: { n_experts: number }; mlp: { n_experts: number } }) {
+export function statsRecord(
+  stats: InferStats, config: { attention: { n_experts: number }; mlp: { n_experts: number } },
+) {
   return {
     tokens: stats.tokens,
     active_params_per_token: stats.activeParamsPerToken,
@@ -85,13 +98,17 @@ export function formatActive(stats: InferStats, E: { att: number; mlp: number },
   return [
     `routing ${formatRouting(routing)}: ${formatCount(stats.activeParamsPerToken)} active parameters per token `
       + `(${(100 * stats.activeExpertShare).toFixed(1)}% of the ${formatCount(stats.expertParams)} expert parameters), `
-      + `experts per token per layer: attention ${stats.attExpertsPerToken.toFixed(2)} of ${E.att}, MLP ${stats.mlpExpertsPerToken.toFixed(2)} of ${E.mlp}`,
-    `not counted above: embedding ${formatCount(stats.embeddingParams)}, LM head ${stats.lmHeadParams ? formatCount(stats.lmHeadParams) : '(tied to the embedding)'}`,
+      + `experts per token per layer: attention ${stats.attExpertsPerToken.toFixed(2)} of ${E.att}, `
+      + `MLP ${stats.mlpExpertsPerToken.toFixed(2)} of ${E.mlp}`,
+    `not counted above: embedding ${formatCount(stats.embeddingParams)}, `
+      + `LM head ${stats.lmHeadParams ? formatCount(stats.lmHeadParams) : '(tied to the embedding)'}`,
   ];
 }
 
 /** Runs `dsmoe generate`; resolves to the exit code (0, or 130 after Ctrl-C). Never calls process.exit. */
-export async function runGenerate(checkpoint: string, prompt: string | undefined, o: GenerateCliOptions, deps: GenerateCliDeps = {}): Promise<number> {
+export async function runGenerate(
+  checkpoint: string, prompt: string | undefined, o: GenerateCliOptions, deps: GenerateCliDeps = {},
+): Promise<number> {
   const stdout = deps.stdout ?? process.stdout, stderr = deps.stderr ?? process.stderr;
   const bad = checkInferenceDevice(o.device, stderr, o.quiet || o.json);
   if (bad !== undefined) return bad;
@@ -109,8 +126,8 @@ export async function runGenerate(checkpoint: string, prompt: string | undefined
   let result: GenerateResult;
   try {
     result = await generate(model, prompts, {
-      maxTokens: o.maxTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, seed: o.seed, stop: o.stop, routing,
-      signal: ac.signal,
+      maxTokens: o.maxTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, seed: o.seed, stop: o.stop,
+      routing, signal: ac.signal,
       // One prompt: stream. A batch: each completion is printed, labelled, at the end.
       onText: single && !o.json ? (_, t) => stdout.write(t) : undefined,
     });
@@ -122,20 +139,28 @@ export async function runGenerate(checkpoint: string, prompt: string | undefined
   if (o.json) {
     stdout.write(JSON.stringify({
       checkpoint: model.dir, dtype: model.dtype, seed: result.seed, routing: result.routing,
-      completions: result.completions.map((x) => ({ prompt: x.prompt, text: x.text, prompt_tokens: x.promptTokens, generated_tokens: x.tokens.length, finish: x.finish })),
+      completions: result.completions.map((x) => ({
+        prompt: x.prompt, text: x.text, prompt_tokens: x.promptTokens, generated_tokens: x.tokens.length,
+        finish: x.finish,
+      })),
       prompt_tokens: result.promptTokens, generated_tokens: result.generatedTokens,
-      prefill_tokens_per_s: result.prefillTokensPerS, decode_tokens_per_s: result.decodeTokensPerS, ttft_ms: result.ttftSeconds * 1e3,
+      prefill_tokens_per_s: result.prefillTokensPerS, decode_tokens_per_s: result.decodeTokensPerS,
+      ttft_ms: result.ttftSeconds * 1e3,
       prefill_s: result.prefillSeconds, decode_s: result.decodeSeconds,
       ...statsRecord(result.stats, c), notes: model.notes,
     }) + '\n');
     return interrupted ? EXIT_INTERRUPTED : EXIT_OK;
   }
   if (single) stdout.write('\n');
-  else result.completions.forEach((x, i) => stdout.write(`--- ${i + 1}/${prompts.length}: ${JSON.stringify(x.prompt)} ---\n${x.text}\n`));
+  else {
+    result.completions.forEach((x, i) =>
+      stdout.write(`--- ${i + 1}/${prompts.length}: ${JSON.stringify(x.prompt)} ---\n${x.text}\n`));
+  }
   if (!o.quiet) {
     const finish = [...new Set(result.completions.map((x) => x.finish))].join(', ');
     const lines = [
-      `${result.promptTokens} prompt tokens, ${result.generatedTokens} generated (${finish})${single ? '' : ` in a batch of ${prompts.length}`}; `
+      `${result.promptTokens} prompt tokens, ${result.generatedTokens} generated (${finish})`
+        + `${single ? '' : ` in a batch of ${prompts.length}`}; `
         + `prefill ${formatRate(result.prefillTokensPerS)} tok/s, decode ${formatRate(result.decodeTokensPerS)} tok/s, `
         + `time to first token ${(result.ttftSeconds * 1e3).toFixed(1)} ms; seed ${result.seed}`,
       ...formatActive(result.stats, { att: c.attention.n_experts, mlp: c.mlp.n_experts }, result.routing),
@@ -170,9 +195,11 @@ export function generateCommand(ctx: { exitCode: number } = { exitCode: 0 }, dep
     .option('--prompt-file <file>', 'read the prompt from a file')
     .option('--prompts-file <file>', 'one prompt per line, generated as one batch')
     .option('--max-tokens <n>', 'tokens to generate at most', intArg('--max-tokens'), 128)
-    .option('--temperature <t>', 'sampling temperature (0 = greedy)', numArg('--temperature', (n) => n >= 0, 'a number ≥ 0'), 0.8)
+    .option('--temperature <t>', 'sampling temperature (0 = greedy)',
+      numArg('--temperature', (n) => n >= 0, 'a number ≥ 0'), 0.8)
     .option('--top-k <k>', 'sample from the K most likely tokens (0: all)', intArg('--top-k', 0))
-    .option('--top-p <p>', 'sample from the smallest set of tokens with probability ≥ P', numArg('--top-p', (n) => n > 0 && n <= 1, 'a number in (0, 1]'))
+    .option('--top-p <p>', 'sample from the smallest set of tokens with probability ≥ P',
+      numArg('--top-p', (n) => n > 0 && n <= 1, 'a number in (0, 1]'))
     .option('--seed <n>', 'seed of the sampler (same seed, same text)', intArg('--seed', 0))
     .option('--stop <text>', 'stop when the text produces this string (not shown); repeatable', collect)
     .option('--routing <spec>', 'e.g. topk:2 or attention=dense,mlp=threshold:0.48 (default: config.json)')

@@ -84,7 +84,9 @@ export interface ModelFunctions {
   /** Checks the config (clear RangeError naming the field) and returns the parameter layout. */
   modelLayout(config: ModelConfig): ModelLayout;
   /** params/grads/adamM/adamV: Float32Array(totalParams) each, owned by the caller, kept referenced. */
-  createModel(args: { config: ModelConfig; params: Float32Array; grads: Float32Array; adamM: Float32Array; adamV: Float32Array }): NativeModel;
+  createModel(args: {
+    config: ModelConfig; params: Float32Array; grads: Float32Array; adamM: Float32Array; adamV: Float32Array;
+  }): NativeModel;
   /** Fills params with the initialisation (seeded; normal(0, 0.02), scaled output projections, norms = 1). */
   initParams(args: { config: ModelConfig; params: Float32Array; seed: number }): void;
   initParamsAsync(args: { config: ModelConfig; params: Float32Array; seed: number }): Promise<void>;
