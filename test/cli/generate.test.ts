@@ -60,7 +60,10 @@ describe('dsmoe generate / eval: bad input is one clear line and exit code 1 (ch
   });
 
   test('--device cuda: inference runs on the CPU backend for now, exit code 2 (bad usage of the machine)', () => {
-    for (const cmd of [['generate', ck.checkpoint, 'the', '--device', 'cuda'], ['eval', ck.checkpoint, '--device', 'cuda']]) {
+    for (const cmd of [
+      ['generate', ck.checkpoint, 'the', '--device', 'cuda'],
+      ['eval', ck.checkpoint, '--device', 'cuda'],
+    ]) {
       const r = dsmoe(cmd);
       expect(r.code).toBe(2);
       expect(r.stderr).toBe('dsmoe: inference on CUDA comes with the CUDA backend (issue 14); use --device cpu\n');

@@ -21,20 +21,27 @@ const dense = { attention: 'dense', mlp: 'dense' };
 function copyAs(dtype: Dtype): string {
   const src = loadCheckpoint(ck.checkpoint, { optimizer: false });
   const dir = path.join(ck.dir, `ck-${dtype}`);
-  saveCheckpoint(dir, { config: src.config, params: src.params, tokenizerJson: fs.readFileSync(src.tokenizerPath!, 'utf8'), dtype });
+  saveCheckpoint(dir, {
+    config: src.config, params: src.params, tokenizerJson: fs.readFileSync(src.tokenizerPath!, 'utf8'), dtype,
+  });
   return dir;
 }
 
 describe('eval', () => {
   test('dense routing: the loss equals createModel().evaluate on the same windows (1e-4)', async () => {
     const seqLen = 24, batchSize = 3, maxWindows = 7;
-    const r = await evaluateCheckpoint(model, { data: [ck.corpus], seqLen, batchSize, maxWindows, routing: dense, cacheDir: ck.cacheDir });
+    const r = await evaluateCheckpoint(model, {
+      data: [ck.corpus], seqLen, batchSize, maxWindows, routing: dense, cacheDir: ck.cacheDir,
+    });
     expect(r.windows).toBe(7);
     expect(r.tokens).toBe(7 * seqLen);
     // The training model on the same windows.
     const loaded = loadCheckpoint(ck.checkpoint, { optimizer: false });
     const n = loaded.params.length;
-    const m = addon.createModel({ config: loaded.config, params: loaded.params, grads: new Float32Array(n), adamM: new Float32Array(n), adamV: new Float32Array(n) });
+    const m = addon.createModel({
+      config: loaded.config, params: loaded.params, grads: new Float32Array(n), adamM: new Float32Array(n),
+      adamV: new Float32Array(n),
+    });
     const { tokens } = await evalData(model, { data: [ck.corpus], cacheDir: ck.cacheDir });
     let sum = 0, count = 0;
     for (const b of evalBatches(tokens.subarray(0, maxWindows * seqLen + 1), { batchSize, seqLen })) {
@@ -64,7 +71,9 @@ describe('eval', () => {
 
   test('default data: the held-out split recorded in trainer_state.json (= the trainer\'s last eval)', async () => {
     const state = model.trainerState()!;
-    const r = await evaluateCheckpoint(model, { routing: dense, batchSize: 8, maxWindows: 8, seqLen: state.batch.seq_len, cacheDir: ck.cacheDir });
+    const r = await evaluateCheckpoint(model, {
+      routing: dense, batchSize: 8, maxWindows: 8, seqLen: state.batch.seq_len, cacheDir: ck.cacheDir,
+    });
     expect(r.data.source).toBe('held-out');
     expect(r.data.tokens).toBe(state.data.val_tokens);
     // The trainer evaluated one batch of 8 windows (evalBatches 1) with the training forward.
@@ -88,7 +97,8 @@ describe('eval', () => {
     const o = { seqLen: 32, batchSize: 4, maxWindows: 8 };
     const src = { source: 'files' as const, inputs: [ck.corpus] };
     const d = await evaluateTokens(model, tokens, { ...o, routing: dense }, src);
-    const z = await evaluateTokens(model, tokens, { ...o, routing: { attention: 'threshold:0', mlp: 'threshold:0' } }, src);
+    const z = await evaluateTokens(model, tokens,
+      { ...o, routing: { attention: 'threshold:0', mlp: 'threshold:0' } }, src);
     expect(z.loss).toBe(d.loss);
     const s = await evaluateTokens(model, tokens, { ...o, routing: { attention: 'topk:2', mlp: 'topk:1' } }, src);
     expect(s.usage.activeParamsPerToken).toBeLessThan(d.usage.activeParamsPerToken);
@@ -105,6 +115,7 @@ describe('eval', () => {
     const b = await evaluateTokens(model, tokens, { seqLen: 32, batchSize: 1e6, maxWindows: 10, routing: dense }, src);
     expect(b.batchSize).toBe(10);
     expect(Math.abs(a.loss - b.loss)).toBeLessThan(1e-6);
-    await expect(evaluateTokens(model, tokens, { seqLen: 33, routing: dense }, src)).rejects.toThrow(/--seq-len must be in 1\.\.32/);
+    await expect(evaluateTokens(model, tokens, { seqLen: 33, routing: dense }, src))
+      .rejects.toThrow(/--seq-len must be in 1\.\.32/);
   });
 });

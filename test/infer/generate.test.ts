@@ -15,7 +15,10 @@ let ck: TinyCheckpoint, model: InferenceModel;
 beforeAll(async () => { ({ ck, model } = await openTinyModel()); });
 afterAll(() => fs.rmSync(ck.dir, { recursive: true, force: true }));
 
-/** The greedy choice, written here (not src/infer/sample's argmax, which generate itself uses): the first index of the largest logit. */
+/**
+ * The greedy choice, written here (not src/infer/sample's argmax, which generate itself uses): the first index of
+ * the largest logit.
+ */
 function greedyRef(logits: Float32Array): number {
   const max = Math.max(...logits);
   return logits.indexOf(max);
@@ -25,8 +28,11 @@ function greedyRef(logits: Float32Array): number {
 const ranked = (logits: Float32Array) => Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a] || a - b);
 
 const dense = { attention: 'dense', mlp: 'dense' };
-const opts = (over: Partial<GenerateOptions> = {}): GenerateOptions => ({ maxTokens: 12, temperature: 0, routing: dense, ...over });
-const gen1 = async (prompt: string, over: Partial<GenerateOptions> = {}) => (await generate(model, [prompt], opts(over))).completions[0];
+const opts = (over: Partial<GenerateOptions> = {}): GenerateOptions => ({
+  maxTokens: 12, temperature: 0, routing: dense, ...over,
+});
+const gen1 = async (prompt: string, over: Partial<GenerateOptions> = {}) =>
+  (await generate(model, [prompt], opts(over))).completions[0];
 
 describe('generate', () => {
   test('the checkpoint is mapped, not copied, and its routing default comes from config.json', () => {
@@ -35,7 +41,11 @@ describe('generate', () => {
     expect(parseRouting(undefined, model.config)).toEqual(model.config.routing);
   });
 
-  test.each([['dense', dense], ['threshold:0.48', { attention: 'threshold:0.48', mlp: 'threshold:0.48' }], ['topk:1', { attention: 'topk:2', mlp: 'topk:1' }]])(
+  test.each([
+    ['dense', dense],
+    ['threshold:0.48', { attention: 'threshold:0.48', mlp: 'threshold:0.48' }],
+    ['topk:1', { attention: 'topk:2', mlp: 'topk:1' }],
+  ])(
     '%s: greedy is deterministic and equals argmax decoding by hand', async (_, routing) => {
       const a = await gen1('the model', { routing, maxTokens: 16 });
       const b = await gen1('the model', { routing, maxTokens: 16 });
@@ -66,7 +76,8 @@ describe('generate', () => {
     expect(others.some((o) => o.tokens.join() !== a.tokens.join())).toBe(true);
   });
 
-  test('top-k 3 and top-p 0.5 at temperature 1: every sampled token lies in the top 3 / the nucleus of its logits (replayed by hand)', async () => {
+  test('top-k 3 and top-p 0.5 at temperature 1: every sampled token lies in the top 3 / the nucleus of its logits ' +
+    '(replayed by hand)', async () => {
     const loaded = loadCheckpoint(ck.checkpoint, { optimizer: false });
     const V = loaded.config.vocab_size;
     for (const [o, allowed] of [
@@ -104,8 +115,10 @@ describe('generate', () => {
 
   test('top-k 1 and a tiny top-p equal greedy at any temperature', async () => {
     const greedy = await gen1('dense and', { maxTokens: 16 });
-    expect((await gen1('dense and', { maxTokens: 16, temperature: 1.5, topK: 1, seed: 9 })).tokens).toEqual(greedy.tokens);
-    expect((await gen1('dense and', { maxTokens: 16, temperature: 1.5, topP: 1e-9, seed: 9 })).tokens).toEqual(greedy.tokens);
+    expect((await gen1('dense and', { maxTokens: 16, temperature: 1.5, topK: 1, seed: 9 })).tokens)
+      .toEqual(greedy.tokens);
+    expect((await gen1('dense and', { maxTokens: 16, temperature: 1.5, topP: 1e-9, seed: 9 })).tokens)
+      .toEqual(greedy.tokens);
   });
 
   test('max-tokens and stop strings', async () => {
@@ -140,9 +153,13 @@ describe('generate', () => {
     const prompts = ['the model of the router and the key of the value', 'a'];
     let continued = 0;
     for (const seed of [11, 12, 13, 14, 15, 16]) {
-      const batch = await generate(model, prompts, opts({ maxTokens: 100, temperature: 1, seed, routing: { attention: 'topk:2', mlp: 'threshold:0.48' } }));
+      const batch = await generate(model, prompts, opts({
+        maxTokens: 100, temperature: 1, seed, routing: { attention: 'topk:2', mlp: 'threshold:0.48' },
+      }));
       for (let i = 0; i < prompts.length; i++) {
-        const alone = await gen1(prompts[i], { maxTokens: 100, temperature: 1, seed: seed + i, routing: { attention: 'topk:2', mlp: 'threshold:0.48' } });
+        const alone = await gen1(prompts[i], {
+          maxTokens: 100, temperature: 1, seed: seed + i, routing: { attention: 'topk:2', mlp: 'threshold:0.48' },
+        });
         expect(batch.completions[i].tokens).toEqual(alone.tokens);
         expect(batch.completions[i].finish).toBe(alone.finish);
       }
@@ -162,7 +179,8 @@ describe('generate', () => {
     expect(r.stats.embeddingParams).toBe(pc.embedding);
     expect(r.stats.lmHeadParams).toBe(pc.lmHead);
     expect(r.stats.attExpertsPerToken).toBe(model.config.attention.n_experts);
-    const sparse = await generate(model, ['the model'], opts({ maxTokens: 4, routing: { attention: 'topk:1', mlp: 'topk:1' } }));
+    const sparse = await generate(model, ['the model'],
+      opts({ maxTokens: 4, routing: { attention: 'topk:1', mlp: 'topk:1' } }));
     expect(sparse.stats.activeExpertShare).toBe(0.25);
     expect(sparse.stats.activeParamsPerToken).toBeLessThan(r.stats.activeParamsPerToken);
   });
@@ -170,7 +188,8 @@ describe('generate', () => {
   test('errors: empty prompt, prompt longer than the context', async () => {
     await expect(generate(model, [''], opts())).rejects.toThrow(/the prompt is empty/);
     const long = 'the model '.repeat(40);
-    await expect(generate(model, [long], opts())).rejects.toThrow(/the prompt is \d+ tokens long, longer than the model's context of 32 tokens/);
+    await expect(generate(model, [long], opts()))
+      .rejects.toThrow(/the prompt is \d+ tokens long, longer than the model's context of 32 tokens/);
     await expect(generate(model, ['a', ''], opts())).rejects.toThrow(/prompt 2 is empty/);
   });
 
@@ -189,7 +208,8 @@ describe('generate', () => {
         expect(r.promptTokens + r.tokens.length).toBeLessThanOrEqual(ctx + 1);
         if (r.finish === 'context') {
           reached++;
-          expect(r.promptTokens + r.tokens.length).toBe(ctx + 1);  // the cache holds ctx; the last token is sampled from it
+          // the cache holds ctx; the last token is sampled from it
+          expect(r.promptTokens + r.tokens.length).toBe(ctx + 1);
           expect(r.tokens).not.toContain(eos);
         } else {
           expect(r.finish).toBe('eos');

@@ -29,7 +29,9 @@ function expectDistribution(counts: number[], p: number[]): void {
   counts.forEach((c, i) => {
     if (p[i] === 0) { if (c !== 0) bad.push(`id ${i}: drawn ${c} times, outside the support`); return; }
     const sd = Math.sqrt(n * p[i] * (1 - p[i]));
-    if (Math.abs(c - n * p[i]) > 5 * sd + 1) bad.push(`id ${i}: ${c} draws, expected ${(n * p[i]).toFixed(0)} ± ${(5 * sd).toFixed(0)}`);
+    if (Math.abs(c - n * p[i]) > 5 * sd + 1) {
+      bad.push(`id ${i}: ${c} draws, expected ${(n * p[i]).toFixed(0)} ± ${(5 * sd).toFixed(0)}`);
+    }
   });
   expect(bad).toEqual([]);
 }
@@ -46,16 +48,20 @@ describe('sampling distributions from known logits', () => {
   });
 
   test('temperature 2 flattens (p ∝ √w) and temperature 0.5 sharpens (p ∝ w²)', () => {
-    expectDistribution(draw(logits, { temperature: 2 }, N, 2), dist(V, Object.fromEntries(W.map((w, i) => [i, Math.sqrt(w)]))));
-    expectDistribution(draw(logits, { temperature: 0.5 }, N, 3), dist(V, { 0: 1, 1: 64, 2: 4, 3: 16, 4: 0.25, 5: 256 }));
+    expectDistribution(draw(logits, { temperature: 2 }, N, 2),
+      dist(V, Object.fromEntries(W.map((w, i) => [i, Math.sqrt(w)]))));
+    expectDistribution(draw(logits, { temperature: 0.5 }, N, 3),
+      dist(V, { 0: 1, 1: 64, 2: 4, 3: 16, 4: 0.25, 5: 256 }));
   });
 
   test('top-k 3 keeps exactly the three most likely tokens (16, 8, 4), renormalised', () => {
     expectDistribution(draw(logits, { temperature: 1, topK: 3 }, N, 4), dist(V, { 5: 16, 1: 8, 3: 4 }));
     expectDistribution(draw(logits, { temperature: 1, topK: 2 }, N, 5), dist(V, { 5: 16, 1: 8 }));
     // K ≥ V is no limit
-    expectDistribution(draw(logits, { temperature: 1, topK: 6 }, N, 6), dist(V, { 0: 1, 1: 8, 2: 2, 3: 4, 4: 0.5, 5: 16 }));
-    expectDistribution(draw(logits, { temperature: 1, topK: 60 }, N, 6), dist(V, { 0: 1, 1: 8, 2: 2, 3: 4, 4: 0.5, 5: 16 }));
+    expectDistribution(draw(logits, { temperature: 1, topK: 6 }, N, 6),
+      dist(V, { 0: 1, 1: 8, 2: 2, 3: 4, 4: 0.5, 5: 16 }));
+    expectDistribution(draw(logits, { temperature: 1, topK: 60 }, N, 6),
+      dist(V, { 0: 1, 1: 8, 2: 2, 3: 4, 4: 0.5, 5: 16 }));
   });
 
   test('top-k: equal logits at the boundary go to the lower ids', () => {
@@ -81,7 +87,10 @@ describe('sampling distributions from known logits', () => {
   });
 
   test('the seed decides: the same seed repeats its draws, another seed gives others', () => {
-    const seq = (seed: number) => { const r = new Rng(seed), row = Float32Array.from(logits); return Array.from({ length: 50 }, () => sampleToken(row, { temperature: 1 }, r)); };
+    const seq = (seed: number) => {
+      const r = new Rng(seed), row = Float32Array.from(logits);
+      return Array.from({ length: 50 }, () => sampleToken(row, { temperature: 1 }, r));
+    };
     expect(seq(42)).toEqual(seq(42));
     expect(seq(43)).not.toEqual(seq(42));
   });
@@ -92,7 +101,8 @@ describe('greedy and option checks', () => {
     const r = new Rng(1);
     expect(sampleToken(Float32Array.from(logits), { temperature: 0 }, r)).toBe(5);
     expect(sampleToken(Float32Array.from([1, 3, 3, 2]), { temperature: 0 }, r)).toBe(1);
-    expect(sampleToken(Float32Array.from([-Infinity, -2, -Infinity]), { temperature: 0, topK: 2, topP: 0.5 }, r)).toBe(1);
+    expect(sampleToken(Float32Array.from([-Infinity, -2, -Infinity]), { temperature: 0, topK: 2, topP: 0.5 }, r))
+      .toBe(1);
     expect(argmax(Float32Array.from([0.5, -1, 7, 7.0001, 7]))).toBe(3);
     expect(() => argmax(Float32Array.from([NaN, NaN]))).toThrow(/NaN logits/);
   });

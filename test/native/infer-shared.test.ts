@@ -54,14 +54,18 @@ const routing = { attention: 'dense', mlp: 'dense' };
 const tokens = Int32Array.from({ length: 8 }, (_, i) => (i * 37 + 5) % a.config.vocab_size);
 const logits = new Float32Array(a.config.vocab_size);
 const out = { before: rss(), after: [] };
-const w = mode === 'shared' ? addon.openWeights({ config: a.config, path: a.path, tensors: a.tensors, dataOffset: a.dataOffset }) : null;
+const w = mode === 'shared'
+  ? addon.openWeights({ config: a.config, path: a.path, tensors: a.tensors, dataOffset: a.dataOffset })
+  : null;
 out.mapped = w ? w.mappedBytes : 0;
 out.opened = rss();
 const keep = [];
 for (let i = 0; i < Number(n); i++) {
   const opts = { batch: 1, maxLen: 8, routing };
   const s = w ? w.createSession(opts)
-    : addon.createSessionFromFile({ ...opts, config: a.config, path: a.path, tensors: a.tensors, dataOffset: a.dataOffset });
+    : addon.createSessionFromFile({
+      ...opts, config: a.config, path: a.path, tensors: a.tensors, dataOffset: a.dataOffset,
+    });
   s.prefill({ tokens, batch: 1, len: 8, logits });
   keep.push(s);
   out.after.push(rss());
@@ -69,11 +73,14 @@ for (let i = 0; i < Number(n); i++) {
 process.stdout.write(JSON.stringify(out));
 `;
 
-function child(n: number, mode: 'shared' | 'per-session'): { before: number; opened: number; after: number[]; mapped: number } {
+function child(
+  n: number, mode: 'shared' | 'per-session',
+): { before: number; opened: number; after: number[]; mapped: number } {
   const h = readSafetensorsHeader(file);
   const argsFile = path.join(dir, 'args.json');
   fs.writeFileSync(argsFile, JSON.stringify({ config, path: file, tensors: h.tensors, dataOffset: h.dataStart }));
-  const r = spawnSync(process.execPath, ['-e', CHILD, addonPath(), argsFile, String(n), mode], { encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, ['-e', CHILD, addonPath(), argsFile, String(n), mode],
+    { encoding: 'utf8', timeout: 60_000 });
   if (r.status !== 0) throw new Error(`child failed (${r.status}): ${r.stderr}`);
   return JSON.parse(r.stdout);
 }
@@ -87,7 +94,8 @@ describe('openWeights: one copy of the weights for many sessions', () => {
     expect(r.mapped).toBeGreaterThanOrEqual(bytes);
     expect(r.mapped).toBeLessThanOrEqual(fs.statSync(file).size);
     const one = r.after[0] - r.before, eight = r.after[7] - r.before;
-    console.log(`weights ${MB(bytes)} (mapped ${MB(r.mapped)}): RSS growth after openWeights ${MB(r.opened - r.before)}, `
+    console.log(`weights ${MB(bytes)} (mapped ${MB(r.mapped)}): `
+      + `RSS growth after openWeights ${MB(r.opened - r.before)}, `
       + `1 session ${MB(one)}, 8 sessions ${MB(eight)} (${(eight / one).toFixed(3)}×)`);
     // One session made the weights resident (all of them but most of the embedding) ...
     expect(one).toBeGreaterThan(0.9 * bytes);
@@ -103,7 +111,8 @@ describe('openWeights: one copy of the weights for many sessions', () => {
     expect(one).toBeGreaterThan(0.9 * layout.totalParams * 4);
   });
 
-  test('a mapped file and a buffer give the same logits and losses; sessions on one weights do not disturb each other', () => {
+  test('a mapped file and a buffer give the same logits and losses; ' +
+    'sessions on one weights do not disturb each other', () => {
     const h = readSafetensorsHeader(file);
     const mapped = addon.openWeights({ config, path: file, tensors: h.tensors, dataOffset: h.dataStart });
     const params = new Float32Array(layout.totalParams);

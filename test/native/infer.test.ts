@@ -50,7 +50,9 @@ function prefillAll(s: InferenceSession, V: number, seqs: number[][]): { all: Fl
   const logits = new Float32Array(B * V), allLogits = new Float32Array(B * len * V);
   s.prefill({ tokens, batch: B, len, lengths, logits, allLogits });
   const all: number[] = [];
-  seqs.forEach((q, b) => { for (let p = 0; p < q.length; p++) all.push(...allLogits.subarray((b * len + p) * V, (b * len + p + 1) * V)); });
+  seqs.forEach((q, b) => {
+    for (let p = 0; p < q.length; p++) all.push(...allLogits.subarray((b * len + p) * V, (b * len + p + 1) * V));
+  });
   return { all: Float32Array.from(all), last: logits };
 }
 
@@ -62,19 +64,26 @@ const flat = (x: number[][][]) => Float64Array.from(x.flat(2));
 const routings = ['dense', 'topk:1', 'topk:2', 'threshold:0.9', 'threshold-topk:0.9'];
 
 describe('inference matches the training forward', () => {
-  test.each([['moe', tinyConfig()], ['dense', denseConfig]] as const)('%s: dense routing = createModel().forward', (_, config) => {
+  test.each([['moe', tinyConfig()], ['dense', denseConfig]] as const)('%s: dense routing = ' +
+    'createModel().forward', (_, config) => {
     const { params, layout } = build(config);
     const n = layout.totalParams, V = config.vocab_size, B = 2, T = 7;
-    const model = addon.createModel({ config, params, grads: new Float32Array(n), adamM: new Float32Array(n), adamV: new Float32Array(n) });
+    const model = addon.createModel({
+      config, params, grads: new Float32Array(n), adamM: new Float32Array(n), adamV: new Float32Array(n),
+    });
     const seqs = seqsOf(B, T, V);
     const ref = new Float32Array(B * T * V);
     model.forward({ tokens: Int32Array.from(seqs.flat()), batch: B, seq: T, logits: ref });
     const s = addon.createSession({ config, weights: params, batch: B, routing: { attention: 'dense', mlp: 'dense' } });
     const { all, last } = prefillAll(s, V, seqs);
     expect(relError(all, ref)).toBeLessThan(1e-5);
-    for (let b = 0; b < B; b++) expect(relError(last.subarray(b * V, (b + 1) * V), ref.subarray((b * T + T - 1) * V, (b * T + T) * V))).toBeLessThan(1e-5);
+    for (let b = 0; b < B; b++) {
+      expect(relError(last.subarray(b * V, (b + 1) * V), ref.subarray((b * T + T - 1) * V, (b * T + T) * V)))
+        .toBeLessThan(1e-5);
+    }
     // The double reference agrees too (it is the judge of the sparse cases below).
-    expect(relError(all, flat(referenceForward(config, layout, params, seqs, { attention: 'dense', mlp: 'dense' }).logits))).toBeLessThan(1e-5);
+    const denseRef = referenceForward(config, layout, params, seqs, { attention: 'dense', mlp: 'dense' });
+    expect(relError(all, flat(denseRef.logits))).toBeLessThan(1e-5);
   });
 
   test('threshold:0 and topk:E compute exactly what dense computes', () => {
@@ -104,7 +113,8 @@ describe('inference matches the training forward', () => {
 describe('decode with the KV cache', () => {
   // threshold-topk's K is a per-call (per-batch) choice, so its decode differs from a prefill of
   // the same tokens by design; it is checked separately below.
-  test.each(['dense', 'topk:1', 'topk:2', 'threshold:0.9', 'threshold:0.48'])('%s: decode = prefill of the whole sequence, batch 3 with different lengths', (r) => {
+  test.each(['dense', 'topk:1', 'topk:2', 'threshold:0.9', 'threshold:0.48'])('%s: decode = prefill of the whole ' +
+    'sequence, batch 3 with different lengths', (r) => {
     const { config, params } = build(tinyConfig());
     const V = config.vocab_size, routing = { attention: r, mlp: r };
     const prompts = [seqsOf(1, 5, V)[0], seqsOf(1, 2, V, 4)[0], seqsOf(1, 7, V, 9)[0]];
@@ -128,7 +138,9 @@ describe('decode with the KV cache', () => {
     const { config, params } = build(tinyConfig());
     const V = config.vocab_size, prompt = seqsOf(1, 5, V)[0];
     const run = (r: string) => {
-      const s = addon.createSession({ config, weights: params, batch: 1, routing: { attention: 'threshold:0.9', mlp: 'threshold:0.9' } });
+      const s = addon.createSession({
+        config, weights: params, batch: 1, routing: { attention: 'threshold:0.9', mlp: 'threshold:0.9' },
+      });
       prefillAll(s, V, [prompt]);
       s.setRouting({ attention: r, mlp: r });
       const logits = new Float32Array(V);
@@ -142,8 +154,12 @@ describe('decode with the KV cache', () => {
   test('async calls give the same logits; an overlapping call is refused', async () => {
     const { config, params } = build(tinyConfig());
     const V = config.vocab_size, { tokens, lengths, len } = pad(seqsOf(2, 5, V));
-    const a = addon.createSession({ config, weights: params, batch: 2, routing: { attention: 'topk:2', mlp: 'topk:1' } });
-    const b = addon.createSession({ config, weights: params, batch: 2, routing: { attention: 'topk:2', mlp: 'topk:1' } });
+    const a = addon.createSession({
+      config, weights: params, batch: 2, routing: { attention: 'topk:2', mlp: 'topk:1' },
+    });
+    const b = addon.createSession({
+      config, weights: params, batch: 2, routing: { attention: 'topk:2', mlp: 'topk:1' },
+    });
     const la = new Float32Array(2 * V), lb = new Float32Array(2 * V);
     a.prefill({ tokens, batch: 2, len, lengths, logits: la });
     const p = b.prefillAsync({ tokens, batch: 2, len, lengths, logits: lb });
@@ -157,13 +173,17 @@ describe('decode with the KV cache', () => {
 });
 
 describe('routing statistics and active parameters', () => {
-  test('threshold:ε activates exactly the experts with E·S_e > ε (at least one); threshold-topk uses K = round(mean count)', () => {
+  test('threshold:ε activates exactly the experts with E·S_e > ε (at least one); ' +
+    'threshold-topk uses K = round(mean count)', () => {
     const { config, layout, params } = build(tinyConfig());
     const V = config.vocab_size, seqs = seqsOf(3, 6, V), E = 4;
     for (const eps of [0.48, 0.9, 1.5]) {
-      const s = addon.createSession({ config, weights: params, batch: 3, routing: { attention: `threshold:${eps}`, mlp: `threshold:${eps}` } });
+      const s = addon.createSession({
+        config, weights: params, batch: 3, routing: { attention: `threshold:${eps}`, mlp: `threshold:${eps}` },
+      });
       prefillAll(s, V, seqs);
-      const ref = referenceForward(config, layout, params, seqs, { attention: `threshold:${eps}`, mlp: `threshold:${eps}` });
+      const ref = referenceForward(config, layout, params, seqs,
+        { attention: `threshold:${eps}`, mlp: `threshold:${eps}` });
       // Counts computed here from the reference's router probabilities, not from its selection.
       const count = (probs: number[][][]) => probs.map((layer) => {
         const u = new Array(E).fill(0);
@@ -194,7 +214,9 @@ describe('routing statistics and active parameters', () => {
     // All expert parameters: 2·(4·256 + 4·256) = 4096; topk:1 touches 2·512 / 4096 = 25 % of them.
     const { config, params } = build(tinyConfig());
     const V = config.vocab_size, seqs = seqsOf(2, 5, V);
-    const dense = addon.createSession({ config, weights: params, batch: 2, routing: { attention: 'dense', mlp: 'dense' } });
+    const dense = addon.createSession({
+      config, weights: params, batch: 2, routing: { attention: 'dense', mlp: 'dense' },
+    });
     prefillAll(dense, V, seqs);
     dense.decode({ tokens: Int32Array.of(1, 2), logits: new Float32Array(2 * V) });
     const d = dense.stats();
@@ -208,7 +230,9 @@ describe('routing statistics and active parameters', () => {
     expect(d.lmHeadParams).toBe(19 * 16);
     // fp32: 4608·4 bytes of layer weights + the LM head 19·16·4.
     expect(d.activeWeightBytesPerToken).toBe(4608 * 4 + 19 * 16 * 4);
-    const top1 = addon.createSession({ config, weights: params, batch: 2, routing: { attention: 'topk:1', mlp: 'topk:1' } });
+    const top1 = addon.createSession({
+      config, weights: params, batch: 2, routing: { attention: 'topk:1', mlp: 'topk:1' },
+    });
     prefillAll(top1, V, seqs);
     const t = top1.stats();
     expect(t.activeParamsPerToken).toBe(1536);
@@ -238,21 +262,26 @@ describe('bf16 weights', () => {
   const BF16_TOL = 2e-2;
   // Each case runs under the ISA its title names; one this CPU lacks is skipped, and says so.
   const cpu = addon.runtimeInfo();
-  const runnable = (isa: string) => ({ avx512: ['avx512'], avx2: ['avx512', 'avx2'], generic: ['avx512', 'avx2', 'generic'] }[isa] ?? []).includes(cpu.bestIsa);
+  const runnable = (isa: string) => ({
+    avx512: ['avx512'], avx2: ['avx512', 'avx2'], generic: ['avx512', 'avx2', 'generic'],
+  }[isa] ?? []).includes(cpu.bestIsa);
   const cases = ([['native bf16 dot (avx512)', 'avx512', true], ['widening fallback (avx512)', 'avx512', false],
     ['avx2 ISA', 'avx2', false], ['generic ISA', 'generic', false]] as const)
     .map(([name, isa, dot]) => {
-      const lack = !runnable(isa) ? `this CPU's best ISA is ${cpu.bestIsa}` : dot && !cpu.avx512bf16 ? 'this CPU has no AVX512-BF16' : '';
+      const lack = !runnable(isa) ? `this CPU's best ISA is ${cpu.bestIsa}`
+        : dot && !cpu.avx512bf16 ? 'this CPU has no AVX512-BF16' : '';
       return [lack ? `${name} (skipped: ${lack})` : name, isa, dot, lack] as const;
     });
-  test.each(cases.filter((c) => !c[3]))('%s: fp32 prefill and decode = the double reference, bf16 within tolerance of fp32', (_, isa, dot) => {
+  test.each(cases.filter((c) => !c[3]))('%s: fp32 prefill and decode = the double reference, ' +
+    'bf16 within tolerance of fp32', (_, isa, dot) => {
     const before = addon.runtimeInfo();
     try {
       addon.setIsa({ isa });
       expect(addon.runtimeInfo().isa).toBe(isa);
       expect(addon.setBf16Dot({ enabled: dot })).toBe(dot);
       const { config, layout, params } = build(tinyConfig({ d_model: 40 }));  // k = 40: a masked tail in every dot
-      const V = config.vocab_size, dense = { attention: 'dense', mlp: 'dense' }, sparse = { attention: 'topk:2', mlp: 'threshold:0.9' };
+      const V = config.vocab_size, dense = { attention: 'dense', mlp: 'dense' };
+      const sparse = { attention: 'topk:2', mlp: 'threshold:0.9' };
       const bf = toBf16(params), rounded = fromBf16(bf);
       const run = (weights: Float32Array | Uint16Array, routing: typeof dense) => {
         const s = addon.createSession({ config, weights, batch: 2, routing });
@@ -268,7 +297,10 @@ describe('bf16 weights', () => {
       const refOf = (weights: Float32Array, routing: typeof dense) => {
         const full = seqs.map((q, b) => [...q, ...[0, 1, 2].map((i) => i + 4 * b)]);
         const r = referenceForward(config, layout, weights, full, routing).logits;
-        return { prefill: flat(r.map((q) => q.slice(0, 5))), decode: Float64Array.from([0, 1, 2].flatMap((i) => [...r[0][5 + i], ...r[1][5 + i]])) };
+        return {
+          prefill: flat(r.map((q) => q.slice(0, 5))),
+          decode: Float64Array.from([0, 1, 2].flatMap((i) => [...r[0][5 + i], ...r[1][5 + i]])),
+        };
       };
       const f32 = run(params, dense), b16 = run(bf, dense);
       const ref = refOf(params, dense);
@@ -288,17 +320,23 @@ describe('bf16 weights', () => {
       addon.setBf16Dot({ enabled: true });
     }
   });
-  for (const c of cases.filter((x) => x[3])) test.skip(`${c[0]}: fp32 prefill and decode = the double reference, bf16 within tolerance of fp32`, () => {});
+  for (const c of cases.filter((x) => x[3])) {
+    test.skip(`${c[0]}: fp32 prefill and decode = the double reference, bf16 within tolerance of fp32`, () => {});
+  }
 });
 
 /** A safetensors file: 8-byte LE header length, JSON header, data (offsets relative to the data). */
-function writeSafetensors(file: string, tensors: { name: string; dtype: 'F32' | 'BF16'; shape: number[]; data: Float32Array }[], pad = 0): void {
+function writeSafetensors(
+  file: string, tensors: { name: string; dtype: 'F32' | 'BF16'; shape: number[]; data: Float32Array }[], pad = 0,
+): void {
   const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
   const parts: Buffer[] = [];
   let off = pad;
   if (pad) parts.push(Buffer.alloc(pad));
   for (const t of tensors) {
-    const bytes = t.dtype === 'F32' ? Buffer.from(Float32Array.from(t.data).buffer) : Buffer.from(toBf16(t.data).buffer);
+    const bytes = t.dtype === 'F32'
+      ? Buffer.from(Float32Array.from(t.data).buffer)
+      : Buffer.from(toBf16(t.data).buffer);
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + bytes.length] };
     parts.push(bytes);
     off += bytes.length;
@@ -324,16 +362,24 @@ describe('memory-mapped safetensors', () => {
     return [...out, ...d];
   };
 
-  test.each([['F32', () => 'F32' as const], ['BF16', () => 'BF16' as const], ['mixed', (i: number) => (i % 2 ? 'BF16' as const : 'F32' as const)]])(
+  test.each([
+    ['F32', () => 'F32' as const],
+    ['BF16', () => 'BF16' as const],
+    ['mixed', (i: number) => (i % 2 ? 'BF16' as const : 'F32' as const)],
+  ])(
     '%s file = the in-memory weights', (_, dtype) => {
       const file = path.join(dir, `m-${_}.safetensors`);
       // A reversed tensor order in the file: ranges, not positions, locate the tensors.
       writeSafetensors(file, tensorsOf(dtype).reverse());
       const hdr = readSafetensorsHeader(file);
-      const mapped = addon.createSessionFromFile({ config, path: file, tensors: hdr.tensors, dataOffset: hdr.dataStart, batch: 2, routing });
+      const mapped = addon.createSessionFromFile({
+        config, path: file, tensors: hdr.tensors, dataOffset: hdr.dataStart, batch: 2, routing,
+      });
       // The in-memory equivalent: each tensor rounded to bf16 where the file stores bf16.
       const mem = params.slice();
-      layout.tensors.forEach((t, i) => { if (dtype(i) === 'BF16') mem.set(fromBf16(toBf16(params.subarray(t.offset, t.offset + t.size))), t.offset); });
+      layout.tensors.forEach((t, i) => {
+        if (dtype(i) === 'BF16') mem.set(fromBf16(toBf16(params.subarray(t.offset, t.offset + t.size))), t.offset);
+      });
       const inMem = _ === 'BF16' ? toBf16(params) : mem;
       addon.setBf16Dot({ enabled: false });  // exact widening: fp32 and bf16 tensors compare at fp32 tolerance
       try {
@@ -355,15 +401,21 @@ describe('memory-mapped safetensors', () => {
     };
     const q = (t: typeof hdr.tensors) => t.find((x) => x.name === 'layers.1.attn.q_proj.weight')!;
     expect(() => open(() => undefined)()).not.toThrow();
-    expectNativeError(open((t) => { q(t).shape = [4, 16, 8]; }), 'RangeError', /layers\.1\.attn\.q_proj\.weight has shape \[4, 16, 8\], the config needs \[4, 8, 16\]/);
+    expectNativeError(open((t) => { q(t).shape = [4, 16, 8]; }), 'RangeError',
+      /layers\.1\.attn\.q_proj\.weight has shape \[4, 16, 8\], the config needs \[4, 8, 16\]/);
     expectNativeError(open((t) => { q(t).end += 4; }), 'RangeError', /layers\.1\.attn\.q_proj\.weight spans bytes/);
     const last = hdr.tensors.reduce((a, b) => (a.end > b.end ? a : b));
-    expectNativeError(open((t) => { const x = t.find((y) => y.name === last.name)!; x.begin += 8; x.end += 8; }), 'RangeError',
-      new RegExp(`${last.name.replace(/\./g, '\\.')} ends at byte .* past the end of the file`));
+    expectNativeError(open((t) => {
+      const x = t.find((y) => y.name === last.name)!;
+      x.begin += 8; x.end += 8;
+    }), 'RangeError', new RegExp(`${last.name.replace(/\./g, '\\.')} ends at byte .* past the end of the file`));
     expectNativeError(open((t) => { q(t).dtype = 'F16'; }), 'RangeError', /q_proj\.weight has dtype F16/);
-    expectNativeError(open((t) => { t.splice(t.indexOf(q(t)), 1); }), 'RangeError', /layers\.1\.attn\.q_proj\.weight is missing/);
+    expectNativeError(open((t) => { t.splice(t.indexOf(q(t)), 1); }), 'RangeError',
+      /layers\.1\.attn\.q_proj\.weight is missing/);
     expectNativeError(open(() => undefined, 1 << 30), 'RangeError', /dataOffset/);
-    expectNativeError(() => addon.createSessionFromFile({ config, path: path.join(dir, 'nope'), tensors: hdr.tensors, dataOffset: 8, batch: 1 }), 'Error', /cannot open/);
+    expectNativeError(() => addon.createSessionFromFile({
+      config, path: path.join(dir, 'nope'), tensors: hdr.tensors, dataOffset: 8, batch: 1,
+    }), 'Error', /cannot open/);
     // The TS header reader rejects a truncated file before native code sees it.
     const cut = path.join(dir, 'cut.safetensors');
     fs.writeFileSync(cut, fs.readFileSync(file).subarray(0, fs.statSync(file).size - 10));
@@ -494,33 +546,49 @@ describe('bad input is an error, never a crash', () => {
   const make = (routing: { attention: string; mlp: string }, maxLen?: number) =>
     addon.createSession({ config, weights: params, batch: 2, routing, maxLen });
 
-  test.each(['', 'topk', 'topk:', 'topk:0', 'topk:x', 'topk:1.5', 'topk:-1', 'threshold:', 'threshold:-1', 'threshold:abc',
-    'threshold:inf', 'foo:1', 'dense:1', 'Dense'])('malformed routing %j', (r) => {
+  test.each(['', 'topk', 'topk:', 'topk:0', 'topk:x', 'topk:1.5', 'topk:-1', 'threshold:', 'threshold:-1',
+    'threshold:abc', 'threshold:inf', 'foo:1', 'dense:1', 'Dense'])('malformed routing %j', (r) => {
     expectNativeError(() => make({ attention: r, mlp: 'dense' }), 'RangeError', /routing\.attention: routing '.*'/);
     const s = make({ attention: 'dense', mlp: 'dense' });
-    expectNativeError(() => s.setRouting({ attention: 'dense', mlp: r }), 'RangeError', /setRouting: mlp: routing '.*'/);
+    expectNativeError(() => s.setRouting({ attention: 'dense', mlp: r }), 'RangeError',
+      /setRouting: mlp: routing '.*'/);
   });
 
   test('K > E, empty prompts, long prompts, bad tokens, decode before prefill or past the context', () => {
-    expectNativeError(() => make({ attention: 'topk:5', mlp: 'dense' }), 'RangeError', /routing 'topk:5' needs 1 <= K <= E = 4/);
-    expectNativeError(() => make({ attention: 'dense', mlp: 'topk:5' }), 'RangeError', /routing\.mlp: routing 'topk:5'/);
+    expectNativeError(() => make({ attention: 'topk:5', mlp: 'dense' }), 'RangeError',
+      /routing 'topk:5' needs 1 <= K <= E = 4/);
+    expectNativeError(() => make({ attention: 'dense', mlp: 'topk:5' }), 'RangeError',
+      /routing\.mlp: routing 'topk:5'/);
     const s = make({ attention: 'topk:2', mlp: 'topk:1' }, 8);
     const logits = new Float32Array(2 * V);
     expectNativeError(() => s.decode({ tokens: Int32Array.of(1, 2), logits }), 'Error', /call prefill before decode/);
-    expectNativeError(() => s.prefill({ tokens: new Int32Array(0), batch: 2, len: 0, logits }), 'RangeError', /prompt is empty/);
-    expectNativeError(() => s.prefill({ tokens: new Int32Array(6), batch: 2, len: 3, lengths: Int32Array.of(3, 0), logits }), 'RangeError', /lengths\[1\] = 0/);
-    expectNativeError(() => s.prefill({ tokens: new Int32Array(18), batch: 2, len: 9, logits }), 'RangeError', /prompt of 9 tokens is longer than the context \(maxLen 8\)/);
-    expectNativeError(() => s.prefill({ tokens: Int32Array.of(1, 2, 3, 19), batch: 2, len: 2, logits }), 'RangeError', /tokens\[3\] = 19 is outside the vocabulary \[0, 19\)/);
-    expectNativeError(() => s.prefill({ tokens: Int32Array.of(1, -2, 3, 4), batch: 2, len: 2, logits }), 'RangeError', /tokens\[1\] = -2/);
-    expectNativeError(() => s.prefill({ tokens: Int32Array.of(1, 2, 3), batch: 2, len: 2, logits }), 'RangeError', /tokens has 3 elements/);
-    expectNativeError(() => s.prefill({ tokens: Int32Array.of(1, 2), batch: 1, len: 2, logits }), 'RangeError', /batch is 1 but the session was made for batch 2/);
-    expectNativeError(() => s.prefill({ tokens: Int32Array.of(1, 2, 3, 4), batch: 2, len: 2, logits: new Float32Array(V) }), 'RangeError', /logits has/);
+    expectNativeError(() => s.prefill({ tokens: new Int32Array(0), batch: 2, len: 0, logits }), 'RangeError',
+      /prompt is empty/);
+    expectNativeError(() => s.prefill({
+      tokens: new Int32Array(6), batch: 2, len: 3, lengths: Int32Array.of(3, 0), logits,
+    }), 'RangeError', /lengths\[1\] = 0/);
+    expectNativeError(() => s.prefill({ tokens: new Int32Array(18), batch: 2, len: 9, logits }), 'RangeError',
+      /prompt of 9 tokens is longer than the context \(maxLen 8\)/);
+    expectNativeError(() => s.prefill({ tokens: Int32Array.of(1, 2, 3, 19), batch: 2, len: 2, logits }), 'RangeError',
+      /tokens\[3\] = 19 is outside the vocabulary \[0, 19\)/);
+    expectNativeError(() => s.prefill({ tokens: Int32Array.of(1, -2, 3, 4), batch: 2, len: 2, logits }), 'RangeError',
+      /tokens\[1\] = -2/);
+    expectNativeError(() => s.prefill({ tokens: Int32Array.of(1, 2, 3), batch: 2, len: 2, logits }), 'RangeError',
+      /tokens has 3 elements/);
+    expectNativeError(() => s.prefill({ tokens: Int32Array.of(1, 2), batch: 1, len: 2, logits }), 'RangeError',
+      /batch is 1 but the session was made for batch 2/);
+    expectNativeError(() => s.prefill({
+      tokens: Int32Array.of(1, 2, 3, 4), batch: 2, len: 2, logits: new Float32Array(V),
+    }), 'RangeError', /logits has/);
     s.prefill({ tokens: Int32Array.from({ length: 12 }, (_, i) => i), batch: 2, len: 6, logits });
-    expectNativeError(() => s.prefill({ tokens: Int32Array.of(1, 2, 3, 4, 5, 6), batch: 2, len: 3, logits }), 'RangeError', /after 6 cached ones is longer than the context/);
-    expectNativeError(() => s.decode({ tokens: Int32Array.of(1, 99), logits }), 'RangeError', /decode: tokens\[1\] = 99/);
+    expectNativeError(() => s.prefill({ tokens: Int32Array.of(1, 2, 3, 4, 5, 6), batch: 2, len: 3, logits }),
+      'RangeError', /after 6 cached ones is longer than the context/);
+    expectNativeError(() => s.decode({ tokens: Int32Array.of(1, 99), logits }), 'RangeError',
+      /decode: tokens\[1\] = 99/);
     s.decode({ tokens: Int32Array.of(1, 2), logits });
     s.decode({ tokens: Int32Array.of(1, 2), logits });
-    expectNativeError(() => s.decode({ tokens: Int32Array.of(1, 2), logits }), 'RangeError', /already fills the context \(maxLen 8\)/);
+    expectNativeError(() => s.decode({ tokens: Int32Array.of(1, 2), logits }), 'RangeError',
+      /already fills the context \(maxLen 8\)/);
     expect(s.lengths()).toEqual([8, 8]);
     s.reset();
     expect(s.lengths()).toEqual([0, 0]);
@@ -529,12 +597,18 @@ describe('bad input is an error, never a crash', () => {
   });
 
   test('bad session arguments', () => {
-    expectNativeError(() => addon.createSession({ config, weights: params.subarray(1), batch: 1 }), 'RangeError', /createSession: weights has/);
-    expectNativeError(() => addon.createSession({ config, weights: new Int32Array(10) as never, batch: 1 }), 'TypeError', /weights must be a Float32Array or a Uint16Array/);
-    expectNativeError(() => addon.createSession({ config, weights: params, batch: 0 }), 'RangeError', /batch must be in/);
-    expectNativeError(() => addon.createSession({ config, weights: params, batch: 1, maxLen: 13 }), 'RangeError', /maxLen must be in \[1, 12\]/);
-    expectNativeError(() => addon.createSession({ config: { ...config, d_model: 0 }, weights: params, batch: 1 }), 'RangeError', /config\.d_model/);
+    expectNativeError(() => addon.createSession({ config, weights: params.subarray(1), batch: 1 }), 'RangeError',
+      /createSession: weights has/);
+    expectNativeError(() => addon.createSession({ config, weights: new Int32Array(10) as never, batch: 1 }),
+      'TypeError', /weights must be a Float32Array or a Uint16Array/);
+    expectNativeError(() => addon.createSession({ config, weights: params, batch: 0 }), 'RangeError',
+      /batch must be in/);
+    expectNativeError(() => addon.createSession({ config, weights: params, batch: 1, maxLen: 13 }), 'RangeError',
+      /maxLen must be in \[1, 12\]/);
+    expectNativeError(() => addon.createSession({ config: { ...config, d_model: 0 }, weights: params, batch: 1 }),
+      'RangeError', /config\.d_model/);
     const s = make({ attention: 'dense', mlp: 'dense' });
-    expectNativeError(() => (s.prefill as (a: unknown) => void).call({}, {}), 'TypeError', /session methods must be called on a session/);
+    expectNativeError(() => (s.prefill as (a: unknown) => void).call({}, {}), 'TypeError',
+      /session methods must be called on a session/);
   });
 });

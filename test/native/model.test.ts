@@ -18,7 +18,9 @@ function tinyConfig(mode: TrainingMode, over: Partial<ModelConfig> = {}): ModelC
   };
 }
 
-interface Built { model: NativeModel; params: Float32Array; grads: Float32Array; layout: ReturnType<typeof addon.modelLayout> }
+interface Built {
+  model: NativeModel; params: Float32Array; grads: Float32Array; layout: ReturnType<typeof addon.modelLayout>;
+}
 
 function build(config: ModelConfig, seed = 3, weightScale = 1): Built {
   const layout = addon.modelLayout(config);
@@ -26,7 +28,9 @@ function build(config: ModelConfig, seed = 3, weightScale = 1): Built {
   const params = new Float32Array(n), grads = new Float32Array(n);
   addon.initParams({ config, params, seed });
   // Larger weights than the 0.02 initialisation give gradients well above finite-difference noise.
-  for (const t of layout.tensors) if (t.decay) for (let i = t.offset; i < t.offset + t.size; i++) params[i] *= weightScale;
+  for (const t of layout.tensors) {
+    if (t.decay) for (let i = t.offset; i < t.offset + t.size; i++) params[i] *= weightScale;
+  }
   const model = addon.createModel({ config, params, grads, adamM: new Float32Array(n), adamV: new Float32Array(n) });
   return { model, params, grads, layout };
 }
@@ -42,7 +46,8 @@ describe('model layout', () => {
     expect(names.slice(0, 11)).toEqual([
       'embed.weight', 'layers.0.attn_norm.weight', 'layers.0.attn.router.weight', 'layers.0.attn.q_proj.weight',
       'layers.0.attn.k_proj.weight', 'layers.0.attn.v_proj.weight', 'layers.0.attn.o_proj.weight',
-      'layers.0.mlp_norm.weight', 'layers.0.mlp.router.weight', 'layers.0.mlp.up_proj.weight', 'layers.0.mlp.down_proj.weight']);
+      'layers.0.mlp_norm.weight', 'layers.0.mlp.router.weight', 'layers.0.mlp.up_proj.weight',
+      'layers.0.mlp.down_proj.weight']);
     expect(names.slice(-2)).toEqual(['final_norm.weight', 'lm_head.weight']);
     const shape = (n: string) => L.tensors.find((t) => t.name === n)!.shape;
     expect(shape('layers.1.attn.q_proj.weight')).toEqual([3, 8, 8]);
@@ -107,10 +112,13 @@ describe('the training forward against the double-precision reference (test/refe
   // switch_alpha; dsmoe: every expert by S and α·L_MI. All α are set here, none from a preset.
   const cases: [string, ModelConfig][] = [
     ['smoe, top-2 of 3', tinyConfig('smoe')],
-    ['smoe, top-1 of 3', tinyConfig('smoe', { training: { mode: 'smoe', mi_alpha_att: 0.05, mi_alpha_mlp: 0.07, top_k: 1, switch_alpha: 0.03 } })],
+    ['smoe, top-1 of 3', tinyConfig('smoe', {
+      training: { mode: 'smoe', mi_alpha_att: 0.05, mi_alpha_mlp: 0.07, top_k: 1, switch_alpha: 0.03 },
+    })],
     ['smoe, top-2 of 4 MLP experts, top-2 of 2 attention experts, two-layer routers (h 5)', tinyConfig('smoe', {
       router_hidden: 5,
-      attention: { n_experts: 2, n_heads: 2, n_kv_heads: 1, head_dim: 4 }, mlp: { n_experts: 4, expert_dim: 6, activation: 'gelu_tanh' },
+      attention: { n_experts: 2, n_heads: 2, n_kv_heads: 1, head_dim: 4 },
+      mlp: { n_experts: 4, expert_dim: 6, activation: 'gelu_tanh' },
       training: { mode: 'smoe', mi_alpha_att: 0, mi_alpha_mlp: 0, top_k: 2, switch_alpha: 0.5 } })],
     ['dsmoe', tinyConfig('dsmoe')],
     ['dsmoe, two-layer routers (h 5)', tinyConfig('dsmoe', { router_hidden: 5 })],
@@ -142,14 +150,17 @@ describe('the training forward against the double-precision reference (test/refe
       expect(Math.abs(s[k] - ref[k])).toBeLessThan(1e-5);
   });
 
-  test('smoe differs from dsmoe on the same weights (the top-k mask is applied), and agrees with dense routing at top-k = E', () => {
+  test('smoe differs from dsmoe on the same weights (the top-k mask is applied), ' +
+    'and agrees with dense routing at top-k = E', () => {
     const d = build(tinyConfig('dsmoe'), 13, 4), sm = build(tinyConfig('smoe'), 13, 4);
     expect(sm.params).toEqual(d.params);
     const ld = new Float32Array(B * T * 17), ls = new Float32Array(B * T * 17), lk = new Float32Array(B * T * 17);
     d.model.forward({ tokens, batch: B, seq: T, logits: ld });
     sm.model.forward({ tokens, batch: B, seq: T, logits: ls });
     expect(relError(ls, ld)).toBeGreaterThan(1e-2);
-    const all = build(tinyConfig('smoe', { training: { mode: 'smoe', mi_alpha_att: 0, mi_alpha_mlp: 0, top_k: 3, switch_alpha: 0.03 } }), 13, 4);
+    const all = build(tinyConfig('smoe', {
+      training: { mode: 'smoe', mi_alpha_att: 0, mi_alpha_mlp: 0, top_k: 3, switch_alpha: 0.03 },
+    }), 13, 4);
     all.model.forward({ tokens, batch: B, seq: T, logits: lk });
     expect(relError(lk, ld)).toBeLessThan(1e-6);
   });
@@ -160,7 +171,8 @@ describe('model gradients', () => {
   // absolute noise in the difference quotient, hence the absolute floor; h is small enough that no
   // top-k choice flips in smoe mode (a flip is a real discontinuity of that loss).
   const H = 1e-3, ABS = 3e-4, REL = 2e-2;
-  test.each(['dsmoe', 'smoe', 'dense'] as const)('%s: every element of every tensor matches finite differences', (mode) => {
+  test.each(['dsmoe', 'smoe', 'dense'] as const)('%s: every element of every tensor matches ' +
+    'finite differences', (mode) => {
     const { model, params, grads, layout } = build(tinyConfig(mode), 3, 8);
     const base = model.lossAndGrad({ tokens, targets, batch: B, seq: T });
     expect(Number.isFinite(base.loss)).toBe(true);
@@ -174,7 +186,9 @@ describe('model gradients', () => {
         params[i] = old - H; const lm = lossAt();
         params[i] = old;
         const fd = (lp - lm) / (2 * H);
-        if (!(Math.abs(fd - g[i]) <= ABS + REL * Math.abs(fd))) failures.push(`${t.name}[${j}]: grad ${g[i]} vs fd ${fd}`);
+        if (!(Math.abs(fd - g[i]) <= ABS + REL * Math.abs(fd))) {
+          failures.push(`${t.name}[${j}]: grad ${g[i]} vs fd ${fd}`);
+        }
       }
     expect(failures).toEqual([]);
   });
@@ -187,7 +201,8 @@ describe('model gradients', () => {
   // smoe's loss jumps where a token's top-k set changes: on this data a step of 1e-2 along layer
   // 0's attention router crosses such a boundary, 5e-3 does not (smaller steps drown in fp32 noise).
   const DIR_S = 2e-2, DIR_S_SMOE = 5e-3, DIR_ABS = 2e-5, DIR_REL = 1e-3;
-  test.each(['dsmoe', 'smoe', 'dense'] as const)('%s: every tensor\'s gradient matches directional finite differences within 0.1 %%', (mode) => {
+  test.each(['dsmoe', 'smoe', 'dense'] as const)('%s: every tensor\'s gradient matches directional ' +
+    'finite differences within 0.1 %%', (mode) => {
     const { model, params, grads, layout } = build(tinyConfig(mode), 3, 8);
     model.lossAndGrad({ tokens, targets, batch: B, seq: T });
     const g = Float32Array.from(grads);
@@ -216,8 +231,11 @@ describe('model gradients', () => {
         const step = mode === 'smoe' ? DIR_S_SMOE : DIR_S;
         const a = at(step), b = at(step / 2);
         const fd = (4 * b.fd - a.fd) / 3, pred = (4 * b.pred - a.pred) / 3;
-        lines.push(`${t.name} ${name}: fd ${fd.toExponential(6)} pred ${pred.toExponential(6)} rel ${((fd - pred) / Math.abs(fd)).toExponential(2)}`);
-        if (!(Math.abs(fd - pred) <= DIR_ABS + DIR_REL * Math.abs(fd))) failures.push(`${t.name} along ${name}: g·v ${pred} vs fd ${fd}`);
+        lines.push(`${t.name} ${name}: fd ${fd.toExponential(6)} pred ${pred.toExponential(6)} ` +
+          `rel ${((fd - pred) / Math.abs(fd)).toExponential(2)}`);
+        if (!(Math.abs(fd - pred) <= DIR_ABS + DIR_REL * Math.abs(fd))) {
+          failures.push(`${t.name} along ${name}: g·v ${pred} vs fd ${fd}`);
+        }
       }
     }
     if (process.env.DSMOE_TEST_VERBOSE) console.log(lines.join('\n'));
@@ -286,7 +304,9 @@ describe('model gradients', () => {
     const tgt2 = Int32Array.from([...targets, ...targets.map((x) => (x + 5) % 17)]);
     const both = model.lossAndGrad({ tokens: tok2, targets: tgt2, batch: B, seq: T, micro: 2 });
     const gBoth = Float32Array.from(grads);
-    const a = model.lossAndGrad({ tokens: tok2.subarray(0, B * T), targets: tgt2.subarray(0, B * T), batch: B, seq: T });
+    const a = model.lossAndGrad({
+      tokens: tok2.subarray(0, B * T), targets: tgt2.subarray(0, B * T), batch: B, seq: T,
+    });
     const gA = Float32Array.from(grads);
     const b = model.lossAndGrad({ tokens: tok2.subarray(B * T), targets: tgt2.subarray(B * T), batch: B, seq: T });
     expect(both.loss).toBeCloseTo((a.loss + b.loss) / 2, 6);
@@ -320,7 +340,10 @@ describe('dense and MoE compute the same function when they should', () => {
     d.model.forward({ tokens, batch: B, seq: T, logits: ld });
     m.model.forward({ tokens, batch: B, seq: T, logits: lm });
     let maxDiff = 0, maxAbs = 0;
-    for (let i = 0; i < ld.length; i++) { maxDiff = Math.max(maxDiff, Math.abs(ld[i] - lm[i])); maxAbs = Math.max(maxAbs, Math.abs(ld[i])); }
+    for (let i = 0; i < ld.length; i++) {
+      maxDiff = Math.max(maxDiff, Math.abs(ld[i] - lm[i]));
+      maxAbs = Math.max(maxAbs, Math.abs(ld[i]));
+    }
     expect(maxDiff / maxAbs).toBeLessThan(1e-5);
   });
 
@@ -397,8 +420,10 @@ describe('training', () => {
     const { model, params } = build(tinyConfig('dsmoe'), 2);
     params[5] = NaN; // a poisoned embedding value
     const before = Float32Array.from(params);
-    const s = await model.trainStepAsync({ tokens, targets, batch: B, seq: T, lr: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8,
-      weightDecay: 0.01, clip: 1, step: 1 });
+    const s = await model.trainStepAsync({
+      tokens, targets, batch: B, seq: T, lr: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8,
+      weightDecay: 0.01, clip: 1, step: 1,
+    });
     expect(Number.isFinite(s.loss)).toBe(false);
     expect(Buffer.from(params.buffer).equals(Buffer.from(before.buffer))).toBe(true);
   });
@@ -416,11 +441,15 @@ describe('model bad input', () => {
   const cfg = tinyConfig('dsmoe');
   test.each([
     ['odd head_dim', { ...cfg, attention: { ...cfg.attention, head_dim: 3 } }, /attention.head_dim must be even/],
-    ['heads not a multiple of kv heads', { ...cfg, attention: { ...cfg.attention, n_heads: 3, n_kv_heads: 2 } }, /n_heads \(3\) must be a multiple of attention.n_kv_heads \(2\)/],
+    ['heads not a multiple of kv heads', { ...cfg, attention: { ...cfg.attention, n_heads: 3, n_kv_heads: 2 } },
+      /n_heads \(3\) must be a multiple of attention.n_kv_heads \(2\)/],
     ['zero experts', { ...cfg, mlp: { ...cfg.mlp, n_experts: 0 } }, /mlp.n_experts must be in \[1/],
-    ['unknown mode', { ...cfg, training: { ...cfg.training, mode: 'sparse' as TrainingMode } }, /training.mode must be 'dsmoe', 'smoe' or 'dense'/],
-    ['dense mode with experts', { ...cfg, training: { ...cfg.training, mode: 'dense' as TrainingMode } }, /'dense' needs attention.n_experts = mlp.n_experts = 1/],
-    ['unknown activation', { ...cfg, mlp: { ...cfg.mlp, activation: 'relu' as never } }, /mlp.activation must be 'gelu' or 'gelu_tanh'/],
+    ['unknown mode', { ...cfg, training: { ...cfg.training, mode: 'sparse' as TrainingMode } },
+      /training.mode must be 'dsmoe', 'smoe' or 'dense'/],
+    ['dense mode with experts', { ...cfg, training: { ...cfg.training, mode: 'dense' as TrainingMode } },
+      /'dense' needs attention.n_experts = mlp.n_experts = 1/],
+    ['unknown activation', { ...cfg, mlp: { ...cfg.mlp, activation: 'relu' as never } },
+      /mlp.activation must be 'gelu' or 'gelu_tanh'/],
     ['negative router_hidden', { ...cfg, router_hidden: -1 }, /config.router_hidden must be in \[0, 65536\], got -1/],
     ['huge router_hidden', { ...cfg, router_hidden: 65537 }, /config.router_hidden must be in \[0, 65536\]/],
   ])('%s', (_n, bad, message) => {
@@ -429,8 +458,10 @@ describe('model bad input', () => {
 
   test('missing fields and wrong types name the field', () => {
     const { d_model: _drop, ...noWidth } = cfg;
-    expectNativeError(() => addon.modelLayout(noWidth as ModelConfig), 'TypeError', /config.d_model must be an integer/);
-    expectNativeError(() => addon.modelLayout({ ...cfg, attention: 5 } as unknown as ModelConfig), 'TypeError', /config.attention must be an object/);
+    expectNativeError(() => addon.modelLayout(noWidth as ModelConfig), 'TypeError',
+      /config.d_model must be an integer/);
+    expectNativeError(() => addon.modelLayout({ ...cfg, attention: 5 } as unknown as ModelConfig), 'TypeError',
+      /config.attention must be an object/);
     for (const bad of [2.5, '8'])
       expectNativeError(() => addon.modelLayout({ ...cfg, router_hidden: bad as number }), 'TypeError',
         /config.router_hidden must be an integer/);
@@ -439,13 +470,21 @@ describe('model bad input', () => {
   test('token ids outside the vocabulary, sequences past max_seq_len and short buffers are RangeErrors', () => {
     const { model } = build(cfg);
     const bad = Int32Array.from(tokens); bad[4] = 17;
-    expectNativeError(() => model.evaluate({ tokens: bad, targets, batch: B, seq: T }), 'RangeError', /tokens\[4\] = 17 is outside the vocabulary \[0, 17\)/);
+    expectNativeError(() => model.evaluate({ tokens: bad, targets, batch: B, seq: T }), 'RangeError',
+      /tokens\[4\] = 17 is outside the vocabulary \[0, 17\)/);
     const badT = Int32Array.from(targets); badT[0] = 99;
-    expectNativeError(() => model.evaluate({ tokens, targets: badT, batch: B, seq: T }), 'RangeError', /targets\[0\] = 99/);
-    expectNativeError(() => model.evaluate({ tokens, targets, batch: 1, seq: 17 }), 'RangeError', /seq must be in \[1, 16\]/);
-    expectNativeError(() => model.evaluate({ tokens: tokens.subarray(1), targets, batch: B, seq: T }), 'RangeError', /tokens has 9 elements but needs at least 10/);
-    expectNativeError(() => addon.createModel({ config: cfg, params: new Float32Array(3), grads: new Float32Array(3), adamM: new Float32Array(3), adamV: new Float32Array(3) }), 'RangeError', /createModel: params has 3 elements/);
+    expectNativeError(() => model.evaluate({ tokens, targets: badT, batch: B, seq: T }), 'RangeError',
+      /targets\[0\] = 99/);
+    expectNativeError(() => model.evaluate({ tokens, targets, batch: 1, seq: 17 }), 'RangeError',
+      /seq must be in \[1, 16\]/);
+    expectNativeError(() => model.evaluate({ tokens: tokens.subarray(1), targets, batch: B, seq: T }), 'RangeError',
+      /tokens has 9 elements but needs at least 10/);
+    expectNativeError(() => addon.createModel({
+      config: cfg, params: new Float32Array(3), grads: new Float32Array(3), adamM: new Float32Array(3),
+      adamV: new Float32Array(3),
+    }), 'RangeError', /createModel: params has 3 elements/);
     const call = (model.evaluate as unknown as (this: unknown, a: unknown) => unknown);
-    expectNativeError(() => call.call({}, { tokens, targets, batch: B, seq: T }), 'TypeError', /must be called on a model/);
+    expectNativeError(() => call.call({}, { tokens, targets, batch: B, seq: T }), 'TypeError',
+      /must be called on a model/);
   });
 });
