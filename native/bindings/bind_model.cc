@@ -148,25 +148,30 @@ void claim(std::atomic<bool>& busy) {
 }
 void claim(ModelHandle* h) { claim(h->busy); }
 
-// Checks the arguments (make), claims the model, then runs the work on a worker thread (async)
-// or here (sync); either way the model is released when the work ends.
+// Runs work (already checked) with `busy` claimed, on a worker thread (async: returns a Promise of
+// the stats) or here; either way `busy` is released when the work ends.
+Napi::Value run_claimed(const Napi::CallbackInfo& info, std::atomic<bool>& busy, bool async,
+                        std::function<model::StepStats()> work) {
+  claim(busy);
+  if (async) {
+    auto* worker = new StatsWorker(info.Env(), &busy, info.This().As<Napi::Object>(), std::move(work));
+    Napi::Promise p = worker->promise();
+    worker->Queue();
+    return p;
+  }
+  model::StepStats s;
+  try { s = work(); } catch (...) { busy = false; throw; }
+  busy = false;
+  return stats_to_js(info.Env(), s);
+}
+
+// Checks the arguments (make), then runs the work on the model (run_claimed).
 template <typename Fn>
 Napi::Value run_call(const Napi::CallbackInfo& info, const char* name, bool async, Fn make) {
   try {
     ModelHandle* h = handle_of(info);
     Args args(info, name);
-    std::function<model::StepStats()> work = make(args, h);
-    claim(h);
-    if (async) {
-      auto* worker = new StatsWorker(info.Env(), &h->busy, info.This().As<Napi::Object>(), std::move(work));
-      Napi::Promise p = worker->promise();
-      worker->Queue();
-      return p;
-    }
-    model::StepStats s;
-    try { s = work(); } catch (...) { h->busy = false; throw; }
-    h->busy = false;
-    return stats_to_js(info.Env(), s);
+    return run_claimed(info, h->busy, async, make(args, h));
   } catch (...) {
     throw_js(info.Env(), name);
     return info.Env().Undefined();
@@ -275,24 +280,13 @@ TrainerHandle* trainer_of(const Napi::CallbackInfo& info) {
   type_error("trainer methods must be called on a trainer made by createTrainer");
 }
 
-// As run_call, for a trainer: checks (make), claims, then runs async (worker) or here.
+// As run_call, for a trainer.
 template <typename Fn>
 Napi::Value run_trainer_call(const Napi::CallbackInfo& info, const char* name, bool async, Fn make) {
   try {
     TrainerHandle* h = trainer_of(info);
     Args args(info, name);
-    std::function<model::StepStats()> work = make(args, *h->trainer);
-    claim(h->busy);
-    if (async) {
-      auto* worker = new StatsWorker(info.Env(), &h->busy, info.This().As<Napi::Object>(), std::move(work));
-      Napi::Promise p = worker->promise();
-      worker->Queue();
-      return p;
-    }
-    model::StepStats s;
-    try { s = work(); } catch (...) { h->busy = false; throw; }
-    h->busy = false;
-    return stats_to_js(info.Env(), s);
+    return run_claimed(info, h->busy, async, make(args, *h->trainer));
   } catch (...) {
     throw_js(info.Env(), name);
     return info.Env().Undefined();
