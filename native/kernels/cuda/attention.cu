@@ -138,18 +138,4 @@ void attention_forward(const AttentionShape& sh, const float* q, const float* k,
 
 }  // namespace dev
 
-void attention_forward(const AttentionShape& sh, const float* q, const float* k, const float* v, float* out,
-                       float* lse) {
-  require_device();
-  const int64_t nq = sh.batch * sh.tq * sh.n_heads_total * sh.head_dim;
-  const int64_t nkv = sh.batch * sh.tk * sh.kv_heads * sh.head_dim, nl = sh.batch * sh.n_heads_total * sh.tq;
-  if (nq == 0) return;
-  if (sh.head_dim > kMaxAttentionHeadDim)
-    throw std::runtime_error("attention: head_dim > 256 is not supported on CUDA");
-  DeviceBuffer<float> dq(q, nq), dk(k, nkv), dv(v, nkv), dout(nq), dlse(nl);
-  dev::attention_forward(sh, dq.get(), dk.get(), dv.get(), dout.get(), dlse.get());
-  dout.download(out, nq);
-  dlse.download(lse, nl);
-}
-
 }  // namespace dsmoe::cuda

@@ -10,14 +10,21 @@
 // - the semantics, the aliasing allowed and "beta = 0 never reads the output" are those of the CPU
 //   kernel of the same name (kernels/cpu/*.h); arguments are not checked (the backend's callers do);
 // - a CUDA error is a std::runtime_error (DSMOE_CUDA_CHECK / DSMOE_CUDA_CHECK_LAUNCH), never an abort.
-// The host-pointer functions of cuda/api.h are thin wrappers: upload, the function here, download.
 #pragma once
 #include <cstdint>
 
-#include "../../cuda/api.h"
 #include "../cpu/routing.h"  // MiLossValue
 
-namespace dsmoe::cuda::dev {
+namespace dsmoe::cuda {
+
+// The MoA attention shape of dev::attention_forward (the fields of cpu::AttentionShape).
+struct AttentionShape {
+  int64_t batch = 1, tq = 1, tk = 1, n_heads_total = 1, heads_per_expert = 1, kv_heads = 1, head_dim = 1;
+  float scale = 1.f;
+};
+constexpr int64_t kMaxAttentionHeadDim = 256;
+
+namespace dev {
 
 // ---- GEMM (gemm.cu): bf16 tensor cores, fp32 accumulation ------------------------------------------
 // C = alpha·op(A)·op(B) + beta·C as cpu::gemm; A fp32, B fp32 or bf16; fp32 inputs are ROUNDED TO
@@ -105,7 +112,10 @@ double switch_loss(int64_t T, int64_t E, const float* probs, const int32_t* pair
                    double grad_scale, float* dprobs, bool accumulate);
 
 // ---- attention (attention.cu) ------------------------------------------------------------------------
+// Fused forward (online softmax, key/value tiles in shared memory), the MoA layout of
+// cpu::attention_forward; head_dim <= kMaxAttentionHeadDim.
 void attention_forward(const AttentionShape& s, const float* q, const float* k, const float* v, float* out,
                        float* lse);
 
-}  // namespace dsmoe::cuda::dev
+}  // namespace dev
+}  // namespace dsmoe::cuda

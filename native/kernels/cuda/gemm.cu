@@ -324,43 +324,7 @@ void grouped_gemm_weight_grad(int64_t experts, const int32_t* offsets, const flo
 
 }  // namespace dev
 
-// ---- host entry points (api.h): upload, the device entry point, download --------------------------
-
-void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-          int64_t a_elems, const void* b, bool b_bf16, int64_t ldb, int64_t b_elems, float beta, float* c,
-          int64_t ldc, int64_t c_elems) {
-  require_device();
-  if (m == 0 || n == 0) return;
-  DeviceBuffer<float> da(a, a_elems), dc(c, c_elems);  // C round-trips: its gaps (ldc > n) stay as they were
-  if (b_bf16) {
-    DeviceBuffer<bf16> db(static_cast<const bf16*>(b), b_elems);
-    dev::gemm(trans_a, trans_b, m, n, k, alpha, da.get(), lda, db.get(), true, ldb, beta, dc.get(), ldc);
-    dc.download(c, c_elems);
-  } else {
-    DeviceBuffer<float> db(static_cast<const float*>(b), b_elems);
-    dev::gemm(trans_a, trans_b, m, n, k, alpha, da.get(), lda, db.get(), false, ldb, beta, dc.get(), ldc);
-    dc.download(c, c_elems);
-  }
-}
-
-void grouped_gemm(int64_t experts, const int32_t* offsets, const float* x, const void* w, bool w_bf16,
-                  bool trans_w, int64_t n, int64_t k, float beta, float* y) {
-  require_device();
-  const int64_t rows = offsets[experts];
-  if (rows == 0 || n == 0) return;
-  DeviceBuffer<int32_t> doff(offsets, experts + 1);
-  DeviceBuffer<float> dx(x, rows * k), dy(rows * n);
-  if (beta != 0.f) dy.upload(y, rows * n);
-  if (w_bf16) {
-    DeviceBuffer<bf16> dw(static_cast<const bf16*>(w), experts * n * k);
-    dev::grouped_gemm(experts, doff.get(), rows, dx.get(), dw.get(), true, trans_w, n, k, beta, dy.get());
-    dy.download(y, rows * n);
-  } else {
-    DeviceBuffer<float> dw(static_cast<const float*>(w), experts * n * k);
-    dev::grouped_gemm(experts, doff.get(), rows, dx.get(), dw.get(), false, trans_w, n, k, beta, dy.get());
-    dy.download(y, rows * n);
-  }
-}
+// ---- benchmark timers (api.h): device-resident bf16 data, CUDA events ------------------------------
 
 double bench_gemm(int64_t m, int64_t n, int64_t k, int reps) {
   require_device();

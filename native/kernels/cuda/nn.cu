@@ -3,7 +3,7 @@
 // that the CPU kernels take in double are taken in double here too; every output element is
 // written by one thread in a fixed order, so results do not depend on scheduling — except
 // embedding_backward (float atomics over repeated tokens) and the switch loss's expert counts (integer
-// atomics: exact). Host entry points (api.h) at the end wrap the device ones (device_ops.h).
+// atomics: exact). The entry points are device_ops.h's (device pointers, stream 0).
 #include <cfloat>
 #include <cmath>
 #include <vector>
@@ -321,7 +321,7 @@ __global__ void adamw_kernel(int64_t n, float* param, const float* grad, float* 
   }
 }
 
-// ---- kernels without a host entry point in api.h (the backend's ops) ---------------------------------
+// ---- more of the backend's ops ----------------------------------------------------------------------
 
 // Warp per token: dlogits = p ⊙ (dp − Σ_e p·dp), the dot in double. dlogits may alias dprobs (each
 // lane writes only the elements it read, after the warp's dot).
@@ -842,132 +842,5 @@ double switch_loss(int64_t T, int64_t E, const float* probs, const int32_t* pair
 }
 
 }  // namespace dev
-
-// ---- host entry points (api.h): upload, the device entry point, download ----------------------------
-
-void router_softmax(int64_t T, int64_t E, const float* logits, float* probs) {
-  require_device();
-  if (T * E == 0) return;
-  DeviceBuffer<float> dl(logits, T * E), dp(T * E);
-  dev::router_softmax(T, E, dl.get(), dp.get());
-  dp.download(probs, T * E);
-}
-
-void route_topk(int64_t T, int64_t E, const float* probs, int64_t k, int32_t* pair_token, int32_t* pair_expert,
-                float* pair_weight) {
-  require_device();
-  if (T == 0) return;
-  DeviceBuffer<float> dp(probs, T * E), dw(T * k);
-  DeviceBuffer<int32_t> dt(T * k), de(T * k);
-  dev::route_topk(T, E, dp.get(), k, dt.get(), de.get(), dw.get());
-  dt.download(pair_token, T * k);
-  de.download(pair_expert, T * k);
-  dw.download(pair_weight, T * k);
-}
-
-void group_by_expert(int64_t P, int64_t E, const int32_t* pair_expert, int32_t* offsets, int32_t* order,
-                     int32_t* position) {
-  require_device();
-  if (P == 0) {
-    for (int64_t e = 0; e <= E; ++e) offsets[e] = 0;
-    return;
-  }
-  DeviceBuffer<int32_t> de(pair_expert, P), doff(E + 1), dord(P), dpos(P);
-  dev::group_by_expert(P, E, de.get(), doff.get(), dord.get(), dpos.get());
-  doff.download(offsets, E + 1);
-  dord.download(order, P);
-  dpos.download(position, P);
-}
-
-void gather_rows(int64_t T, int64_t P, int64_t D, const float* x, const int32_t* pair_token, const int32_t* order,
-                 float* xg) {
-  require_device();
-  if (P * D == 0) return;
-  DeviceBuffer<float> dx(x, T * D), dxg(P * D);
-  DeviceBuffer<int32_t> dt(pair_token, P), dord(order, P);
-  dev::gather_rows(P, D, dx.get(), dt.get(), dord.get(), dxg.get());
-  dxg.download(xg, P * D);
-}
-
-void combine(int64_t T, int64_t P, int64_t N, const float* yg, const int32_t* pair_token, const float* pair_weight,
-             const int32_t* position, float* y, float beta) {
-  require_device();
-  if (T * N == 0) return;
-  DeviceBuffer<float> dyg(yg, P * N), dw(pair_weight, P), dy(T * N);
-  DeviceBuffer<int32_t> dt(pair_token, P), dpos(position, P);
-  if (beta != 0.f) dy.upload(y, T * N);
-  dev::combine(T, P, N, dyg.get(), dt.get(), dw.get(), dpos.get(), dy.get(), beta);
-  dy.download(y, T * N);
-}
-
-void rmsnorm_forward(int64_t rows, int64_t dim, const float* x, const float* w, float eps, float* y, float* rstd) {
-  require_device();
-  if (rows == 0) return;
-  DeviceBuffer<float> dx(x, rows * dim), dw(w, dim), dy(rows * dim), dr(rstd ? rows : 0);
-  dev::rmsnorm_forward(rows, dim, dx.get(), dw.get(), eps, dy.get(), rstd ? dr.get() : nullptr);
-  dy.download(y, rows * dim);
-  if (rstd) dr.download(rstd, rows);
-}
-
-void rmsnorm_backward(int64_t rows, int64_t dim, const float* x, const float* w, const float* rstd, const float* dy,
-                      float* dx, float* dw, bool accumulate_dw) {
-  require_device();
-  DeviceBuffer<float> dX(x, rows * dim), dW(w, dim), dR(rstd, rows), dDY(dy, rows * dim), dDX(rows * dim), dDW(dim);
-  if (accumulate_dw) dDW.upload(dw, dim);
-  dev::rmsnorm_backward(rows, dim, dX.get(), dW.get(), dR.get(), dDY.get(), dDX.get(), dDW.get(), accumulate_dw);
-  dDX.download(dx, rows * dim);
-  dDW.download(dw, dim);
-}
-
-void rope_forward(int64_t rows, int64_t heads, int64_t head_dim, double theta, const int32_t* positions,
-                  const float* x, float* out) {
-  require_device();
-  const int64_t n = rows * heads * head_dim;
-  if (n == 0) return;
-  DeviceBuffer<float> dx(x, n), dout(n);
-  DeviceBuffer<int32_t> dpos(positions, rows);
-  dev::rope_forward(rows, heads, head_dim, theta, dpos.get(), dx.get(), dout.get());
-  dout.download(out, n);
-}
-
-void gelu_forward(int64_t n, const float* x, float* y, bool tanh_approx) {
-  require_device();
-  if (n == 0) return;
-  DeviceBuffer<float> dx(x, n), dy(n);
-  dev::gelu_forward(n, dx.get(), dy.get(), tanh_approx);
-  dy.download(y, n);
-}
-
-void gelu_backward(int64_t n, const float* x, const float* dy, float* dx, bool tanh_approx) {
-  require_device();
-  if (n == 0) return;
-  DeviceBuffer<float> dX(x, n), dDY(dy, n), dDX(n);
-  dev::gelu_backward(n, dX.get(), dDY.get(), dDX.get(), tanh_approx);
-  dDX.download(dx, n);
-}
-
-double cross_entropy(int64_t rows, int64_t vocab, const float* logits, const int32_t* targets, float* dlogits,
-                     float* losses, float grad_scale) {
-  require_device();
-  if (rows == 0) return 0.0;
-  DeviceBuffer<float> dl(logits, rows * vocab), dd(dlogits ? rows * vocab : 0), dlosses(losses ? rows : 0);
-  DeviceBuffer<int32_t> dt(targets, rows);
-  const double mean = dev::cross_entropy(rows, vocab, dl.get(), dt.get(), dlogits ? dd.get() : nullptr,
-                                         losses ? dlosses.get() : nullptr, grad_scale);
-  if (dlogits) dd.download(dlogits, rows * vocab);
-  if (losses) dlosses.download(losses, rows);
-  return mean;
-}
-
-void adamw_update(int64_t n, float* param, const float* grad, float* m, float* v, float lr, float beta1, float beta2,
-                  float eps, float weight_decay, int64_t step) {
-  require_device();
-  if (n == 0) return;
-  DeviceBuffer<float> dp(param, n), dg(grad, n), dm(m, n), dv(v, n);
-  dev::adamw_update(n, dp.get(), dg.get(), dm.get(), dv.get(), lr, beta1, beta2, eps, weight_decay, step);
-  dp.download(param, n);
-  dm.download(m, n);
-  dv.download(v, n);
-}
 
 }  // namespace dsmoe::cuda
