@@ -1,6 +1,8 @@
 // The CPU backend: every op of backend.h over the kernels in kernels/cpu (and the decode GEMV in
 // kernels/cpu/gemv.h), on host memory. It adds no arithmetic of its own beyond the few loops that used
 // to sit inline in the model and the session, so its results are those kernels' results.
+#include <sys/mman.h>
+
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +20,13 @@ namespace dsmoe::backend {
 namespace {
 
 constexpr size_t kAlign = 64;
+constexpr size_t kMapThreshold = size_t(1) << 20;  // 1 MiB
+
+struct BlockHeader {
+  size_t total;  // bytes of the whole block, header included
+  bool mapped;   // mmap (else aligned_alloc)
+};
+static_assert(sizeof(BlockHeader) <= kAlign, "the header must fit before the aligned data");
 
 class CpuBackend final : public Backend {
  public:
@@ -26,14 +35,32 @@ class CpuBackend final : public Backend {
     return std::string("cpu (") + isa_name(active_isa()) + ", " + std::to_string(num_threads()) + " threads)";
   }
 
+  // Large blocks (workspaces, parameters, KV caches) are anonymous mappings: zero pages for free,
+  // resident only once written, and returned to the system on release — heap blocks of that size
+  // would stay in malloc's arenas (the session's workspace grows in steps) and raise the peak RSS.
+  // A 64-byte header before each block records how it was made.
   void* allocate(int64_t bytes) override {
-    const size_t n = (static_cast<size_t>(bytes) + kAlign - 1) / kAlign * kAlign;
-    void* p = std::aligned_alloc(kAlign, n);
-    if (!p) throw std::bad_alloc();
-    std::memset(p, 0, n);
-    return p;
+    const size_t total = (static_cast<size_t>(bytes) + 2 * kAlign - 1) / kAlign * kAlign;
+    void* base = nullptr;
+    if (total >= kMapThreshold) {
+      base = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (base == MAP_FAILED) throw std::bad_alloc();
+    } else {
+      base = std::aligned_alloc(kAlign, total);
+      if (!base) throw std::bad_alloc();
+      std::memset(base, 0, total);
+    }
+    auto* h = static_cast<BlockHeader*>(base);
+    h->total = total;
+    h->mapped = total >= kMapThreshold;
+    return static_cast<char*>(base) + kAlign;
   }
-  void release(void* p) noexcept override { std::free(p); }
+  void release(void* p) noexcept override {
+    if (!p) return;
+    auto* h = reinterpret_cast<BlockHeader*>(static_cast<char*>(p) - kAlign);
+    if (h->mapped) munmap(h, h->total);
+    else std::free(h);
+  }
   void upload(void* dst, const void* host, int64_t bytes) override { copy(dst, host, bytes); }
   void download(void* host, const void* src, int64_t bytes) override { copy(host, src, bytes); }
   void copy(void* dst, const void* src, int64_t bytes) override {

@@ -269,6 +269,7 @@ using StatsWork = std::function<model::StepStats()>;
 struct TrainerHandle {
   std::unique_ptr<model::Trainer> trainer;
   std::atomic<bool> busy{false};
+  int64_t external_bytes = 0;  // reported to the JS engine (AdjustExternalMemory)
 };
 
 TrainerHandle* trainer_of(const Napi::CallbackInfo& info) {
@@ -349,7 +350,14 @@ Napi::Value create_trainer(const Napi::CallbackInfo& info) {
     throw;
   }
   Napi::Object o = Napi::Object::New(env);
-  o.Set("_native", Napi::External<TrainerHandle>::New(env, h, [](Napi::Env, TrainerHandle* p) { delete p; }));
+  // The state (four arrays) is memory the JS engine cannot see; telling it lets its garbage collector
+  // weigh the handle (and collect other garbage sooner), as it would four Float32Arrays.
+  h->external_bytes = 4 * h->trainer->layout().total * int64_t(sizeof(float));
+  Napi::MemoryManagement::AdjustExternalMemory(env, h->external_bytes);
+  o.Set("_native", Napi::External<TrainerHandle>::New(env, h, [](Napi::Env e, TrainerHandle* p) {
+    Napi::MemoryManagement::AdjustExternalMemory(e, -p->external_bytes);
+    delete p;
+  }));
   o.Set("device", be.device().str());
   o.Set("totalParams", Napi::Number::New(env, double(h->trainer->layout().total)));
   o.Set("config", args.object("config"));

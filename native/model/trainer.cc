@@ -20,12 +20,20 @@ Trainer::Trainer(const Config& config, backend::Backend& be)
 }
 
 void Trainer::init(uint64_t seed) {
-  // Initialised on the host (seeded, platform-independent), one upload.
-  std::vector<float> host(static_cast<size_t>(layout_.total));
-  init_params(cfg_, layout_, host.data(), seed);
-  be_.upload(params_->data(), host.data(), layout_.total * int64_t(sizeof(float)));
-  be_.fill(layout_.total, adam_m_.data(), 0.f);
-  be_.fill(layout_.total, adam_v_.data(), 0.f);
+  // Initialised on the host (seeded, platform-independent): in place in host memory, else uploaded.
+  if (be_.device().kind == backend::DeviceKind::Cpu) {
+    init_params(cfg_, layout_, params_->data(), seed);
+  } else {
+    std::vector<float> host(static_cast<size_t>(layout_.total));
+    init_params(cfg_, layout_, host.data(), seed);
+    be_.upload(params_->data(), host.data(), layout_.total * int64_t(sizeof(float)));
+  }
+  // Fresh arrays are zero already; writing zeros would only make their pages resident early.
+  if (moments_written_) {
+    be_.fill(layout_.total, adam_m_.data(), 0.f);
+    be_.fill(layout_.total, adam_v_.data(), 0.f);
+    moments_written_ = false;
+  }
 }
 
 const Tensor& Trainer::tensor(const std::string& name) const {
@@ -46,6 +54,7 @@ float* Trainer::slot_data(Slot s) const {
 
 void Trainer::load(Slot slot, const std::string& name, const float* host) {
   const Tensor& t = tensor(name);
+  if (slot == Slot::AdamM || slot == Slot::AdamV) moments_written_ = true;
   be_.upload(slot_data(slot) + t.offset, host, t.size * int64_t(sizeof(float)));
 }
 
@@ -63,7 +72,10 @@ void Trainer::reduce_gradients() {
   if (reduce_) reduce_(grads_.data(), layout_.total, be_);
 }
 
-double Trainer::apply_optimizer(const OptimSettings& opt, double loss) { return model_->apply_optimizer(opt, loss); }
+double Trainer::apply_optimizer(const OptimSettings& opt, double loss) {
+  moments_written_ = true;
+  return model_->apply_optimizer(opt, loss);
+}
 
 StepStats Trainer::train_step(const int32_t* tokens, const int32_t* targets, int64_t micro, int64_t batch,
                               int64_t seq, const OptimSettings& opt) {

@@ -69,6 +69,7 @@ class Trainer {
   backend::Array<float> grads_, adam_m_, adam_v_;
   std::unique_ptr<Model> model_;
   GradientReduction reduce_;
+  bool moments_written_ = false;  // AdamW moments not all zero (a step or a load happened)
 };
 
 }  // namespace dsmoe::model

@@ -88,6 +88,18 @@ describe('createTrainer tensors and errors', () => {
     expect(t.totalParams).toBe(addon.modelLayout(config).totalParams);
   });
 
+  test('init after steps starts over: the seeded parameters and zero moments', async () => {
+    const t = addon.createTrainer({ config });
+    t.init({ seed: 4 });
+    const first = allParams(t, config);
+    await t.trainStepAsync({ ...batch, ...optim(1) });
+    expect(allParams(t, config, 'adamV').some((x) => x !== 0)).toBe(true);
+    t.init({ seed: 4 });
+    expect(allParams(t, config)).toEqual(first);
+    expect(allParams(t, config, 'adamM').every((x) => x === 0)).toBe(true);
+    expect(allParams(t, config, 'adamV').every((x) => x === 0)).toBe(true);
+  });
+
   test('a wrong size, an unknown tensor or slot, a bad or unusable device are clear errors', () => {
     const t = addon.createTrainer({ config });
     expectNativeError(() => t.loadTensor({ name: 'final_norm.weight', data: new Float32Array(3) }), 'RangeError',
