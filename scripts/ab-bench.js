@@ -81,7 +81,7 @@ function main() {
       const cli = o[side];
       process.stderr.write(`round ${round}/${o.rounds}: ${side} (${cli})\n`);
       keep(side, trainRates(bench(cli, ['train', '--presets', o.presets, '--modes', o.modes, '--steps', '4'])));
-      if (o.decode) keep(side, decodeRates(bench(cli, ['decode', '--rounds', '1'])));
+      if (o.decode) keep(side, decodeRates(bench(cli, ['decode', '--rounds', '3'])));
     }
   }
   const rows = Object.keys(best.a).filter((k) => k in best.b).map((k) => ({
