@@ -4,17 +4,13 @@
 // refuse bad names, sizes, slots and devices with errors that name them.
 import type { ModelConfig, NativeTrainer, TrainingMode } from '../../src/native/addon';
 import { addon, expectNativeError } from '../helpers';
+import { tinyConfig as baseConfig } from './tiny-config';
 
+// vocab 23 and 4 MLP experts: shapes other than the model tests' defaults.
 function tinyConfig(mode: TrainingMode): ModelConfig {
-  const dense = mode === 'dense';
-  return {
-    format_version: 1, vocab_size: 23, d_model: 8, n_layers: 2, max_seq_len: 16, norm_eps: 1e-5,
-    rope_theta: 10000, tie_embeddings: false,
-    attention: { n_experts: dense ? 1 : 3, n_heads: 2, n_kv_heads: 1, head_dim: 4 },
-    mlp: { n_experts: dense ? 1 : 4, expert_dim: 6, activation: 'gelu' },
-    training: { mode, mi_alpha_att: 0.05, mi_alpha_mlp: 0.07, top_k: 2, switch_alpha: 0.03 },
-    routing: { attention: 'dense', mlp: 'threshold:0.5' },
-  };
+  const c = baseConfig(mode, { vocab_size: 23, routing: { attention: 'dense', mlp: 'threshold:0.5' } });
+  if (mode !== 'dense') c.mlp = { ...c.mlp, n_experts: 4 };
+  return c;
 }
 
 const B = 2, T = 7, MICRO = 2;
