@@ -135,12 +135,15 @@ std::function<void()> make_prefill(Args& args, Session& s) {
   auto lengths = std::make_shared<std::vector<int32_t>>(static_cast<size_t>(B), static_cast<int32_t>(len));
   if (args.has("lengths")) {
     auto lv = args.i32("lengths", B);
+    int64_t total = 0;
     for (int64_t b = 0; b < B; ++b) {
-      if (lv.data[b] < 1 || lv.data[b] > len)
+      if (lv.data[b] < 0 || lv.data[b] > len)
         range_error(args.where("lengths") + "[" + std::to_string(b) + "] = " + std::to_string(lv.data[b]) +
-                    " must be in [1, len = " + std::to_string(len) + "] (an empty prompt cannot be prefilled)");
+                    " must be in [0, len = " + std::to_string(len) + "] (0: the sequence takes no tokens now)");
       (*lengths)[static_cast<size_t>(b)] = lv.data[b];
+      total += lv.data[b];
     }
+    if (total == 0) range_error(args.where("lengths") + ": every length is 0 (an empty prompt cannot be prefilled)");
   }
   for (int64_t b = 0; b < B; ++b) {
     const int64_t have = s.lengths()[static_cast<size_t>(b)], n = (*lengths)[static_cast<size_t>(b)];
@@ -184,16 +187,28 @@ std::function<void()> make_decode(Args& args, Session& s) {
   const int64_t B = s.batch(), V = s.weights().config().vocab_size;
   if (!s.started())
     throw std::runtime_error("no prompt: call prefill before decode (after creating or resetting the session)");
-  for (int64_t b = 0; b < B; ++b)
-    if (s.lengths()[static_cast<size_t>(b)] >= s.max_len())
+  // active [B] (optional): the sequences that take a token; the others keep their cache and logits rows.
+  auto active = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(B), uint8_t(1));
+  if (args.has("active")) {
+    auto av = args.u8("active", B);
+    active->assign(av.data, av.data + B);
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    if (!(*active)[static_cast<size_t>(b)]) continue;
+    const int64_t have = s.lengths()[static_cast<size_t>(b)];
+    if (have == 0)
+      range_error(args.fn() + ": sequence " + std::to_string(b) + " has no prompt: prefill it first " +
+                  "(or leave it out with active[" + std::to_string(b) + "] = 0)");
+    if (have >= s.max_len())
       range_error(args.fn() + ": sequence " + std::to_string(b) + " already fills the context (maxLen " +
                   std::to_string(s.max_len()) + "); decoding past it is not possible");
+  }
   auto tok = args.i32("tokens", B);
   auto tokens = std::make_shared<std::vector<int32_t>>(tok.data, tok.data + B);
   for (int64_t b = 0; b < B; ++b) check_token(args, "tokens", b, (*tokens)[static_cast<size_t>(b)], V);
   auto logits = args.f32("logits", checked_mul(B, V, args.where("logits")));
   Session* sp = &s;
-  return [sp, tokens, logits] { sp->decode(tokens->data(), logits.data); };
+  return [sp, tokens, logits, active] { sp->decode(tokens->data(), logits.data, active->data()); };
 }
 
 // Small synchronous methods that must not run while a worker uses the session.
@@ -279,6 +294,14 @@ Napi::Object make_session_object(Napi::Env env, SessionHandle* h) {
   method("decodeAsync", [](const Napi::CallbackInfo& i) { return call(i, "decode", true, make_decode); });
   method("reset", [](const Napi::CallbackInfo& i) {
     return quick(i, "reset", [&](Session& s) -> Napi::Value { s.reset(); return i.Env().Undefined(); });
+  });
+  method("resetSequence", [](const Napi::CallbackInfo& i) {
+    return quick(i, "resetSequence", [&](Session& s) -> Napi::Value {
+      Args args(i, "resetSequence");
+      const int64_t b = args.integer("index", 0, s.batch() - 1);
+      s.reset_sequence(b);
+      return i.Env().Undefined();
+    });
   });
   method("resetStats", [](const Napi::CallbackInfo& i) {
     return quick(i, "resetStats", [&](Session& s) -> Napi::Value { s.reset_stats(); return i.Env().Undefined(); });

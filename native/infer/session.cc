@@ -222,7 +222,8 @@ void Session::prefill(const int32_t* tokens, int64_t tp, const int32_t* lengths,
   tok_.clear(); pos_.clear(); segs_.clear();
   for (int64_t b = 0; b < B_; ++b) {
     const int64_t n = lengths[b], p0 = len_[static_cast<size_t>(b)];
-    if (n < 1 || n > tp || p0 + n > max_len_) throw std::out_of_range("prefill: bad length");  // bindings check
+    if (n < 0 || n > tp || p0 + n > max_len_) throw std::out_of_range("prefill: bad length");  // bindings check
+    if (n == 0) continue;  // this sequence takes no tokens in this call
     segs_.push_back({b, static_cast<int64_t>(tok_.size()), n, p0});
     for (int64_t i = 0; i < n; ++i) {
       tok_.push_back(tokens[b * tp + i]);
@@ -230,13 +231,15 @@ void Session::prefill(const int32_t* tokens, int64_t tp, const int32_t* lengths,
     }
   }
   N_ = static_cast<int64_t>(tok_.size());
+  if (N_ == 0) throw std::out_of_range("prefill: no tokens");  // bindings check
   run(false);
   started_ = true;
   std::vector<int64_t> rows;
   if (logits) {  // each sequence's last prompt token
     for (const Segment& s : segs_) rows.push_back(s.row0 + s.count - 1);
     logits_rows(rows, false);
-    be_.download(logits, logits_.data(), B_ * V * fbytes);
+    for (size_t i = 0; i < segs_.size(); ++i)  // rows of sequences without tokens stay as they were
+      be_.download(logits + segs_[i].b * V, logits_.data() + int64_t(i) * V, V * fbytes);
   }
   if (!all_logits && !(targets && losses)) return;
   // Every position, in chunks of rows so the [rows, V] logits stay small.
@@ -263,22 +266,30 @@ void Session::prefill(const int32_t* tokens, int64_t tp, const int32_t* lengths,
   }
 }
 
-void Session::decode(const int32_t* tokens, float* logits) {
+void Session::decode(const int32_t* tokens, float* logits, const uint8_t* active) {
   if (!started_) throw std::logic_error("decode before prefill");  // bindings check
-  tok_.assign(tokens, tokens + B_);
-  pos_.clear(); segs_.clear();
+  tok_.clear(); pos_.clear(); segs_.clear();
   for (int64_t b = 0; b < B_; ++b) {
+    if (active && !active[b]) continue;
     const int64_t p = len_[static_cast<size_t>(b)];
     if (p >= max_len_) throw std::out_of_range("decode: cache full");  // bindings check
+    segs_.push_back({b, static_cast<int64_t>(tok_.size()), 1, p});
+    tok_.push_back(tokens[b]);
     pos_.push_back(static_cast<int32_t>(p));
-    segs_.push_back({b, b, 1, p});
   }
-  N_ = B_;
+  N_ = static_cast<int64_t>(tok_.size());
+  if (N_ == 0) return;
   run(true);
-  std::vector<int64_t> rows(static_cast<size_t>(B_));
-  for (int64_t b = 0; b < B_; ++b) rows[static_cast<size_t>(b)] = b;
+  std::vector<int64_t> rows(static_cast<size_t>(N_));
+  for (int64_t r = 0; r < N_; ++r) rows[static_cast<size_t>(r)] = r;
   logits_rows(rows, true);
-  be_.download(logits, logits_.data(), B_ * c_.vocab_size * int64_t(sizeof(float)));
+  const int64_t V = c_.vocab_size;
+  for (const Segment& s : segs_)  // rows of inactive sequences stay as they were
+    be_.download(logits + s.b * V, logits_.data() + s.row0 * V, V * int64_t(sizeof(float)));
+}
+
+void Session::reset_sequence(int64_t b) {
+  len_[static_cast<size_t>(b)] = 0;  // its cache positions are rewritten by the next prefill
 }
 
 ActiveSummary Session::summary() const {

@@ -60,8 +60,10 @@ class Session {
   const RoutingSpec& mlp_routing() const { return mlp_route_; }
 
   // Appends the prompts to the sequences (a fresh session or after reset(): the whole prompt).
-  // Row b of tokens holds lengths[b] valid tokens (1 ≤ lengths[b] ≤ tp; the rest is padding) and
-  // needs lengths()[b] + lengths[b] ≤ max_len (the bindings check it).
+  // Row b of tokens holds lengths[b] valid tokens (0 ≤ lengths[b] ≤ tp; the rest is padding; 0: the
+  // sequence takes no tokens now, its output rows are left as they were; at least one > 0) and
+  // needs lengths()[b] + lengths[b] ≤ max_len (the bindings check it). A sequence can thus join a
+  // running batch: reset_sequence(b), then a prefill with only lengths[b] > 0.
   //   tokens [B, tp], lengths [B], logits [B, V] at each sequence's last prompt token (or null),
   //   all_logits [B, tp, V] or null (padding positions are zero),
   //   targets [B, tp] or null: with losses [B, tp], losses[b, i] = −log softmax(logits[b, i])[target]
@@ -70,9 +72,11 @@ class Session {
   void prefill(const int32_t* tokens, int64_t tp, const int32_t* lengths, float* logits, float* all_logits,
                const int32_t* targets = nullptr, float* losses = nullptr);
   // One token per sequence at position lengths()[b]; needs a prefill first and room in the cache.
-  //   tokens [B], logits [B, V]
-  void decode(const int32_t* tokens, float* logits);
+  //   tokens [B], logits [B, V], active [B] or null (all): only sequences with active[b] ≠ 0 take a
+  //   token; the others (finished, or waiting to join) keep their cache and their logits rows.
+  void decode(const int32_t* tokens, float* logits, const uint8_t* active = nullptr);
   void reset();        // empty caches and zero counters
+  void reset_sequence(int64_t b);  // empty sequence b's cache (its slot can take a new prompt)
   void reset_stats();  // zero counters, keep the caches (e.g. to measure decode after a prefill)
 
   const InferStats& stats() const { return stats_; }

@@ -565,8 +565,8 @@ describe('bad input is an error, never a crash', () => {
     expectNativeError(() => s.prefill({ tokens: new Int32Array(0), batch: 2, len: 0, logits }), 'RangeError',
       /prompt is empty/);
     expectNativeError(() => s.prefill({
-      tokens: new Int32Array(6), batch: 2, len: 3, lengths: Int32Array.of(3, 0), logits,
-    }), 'RangeError', /lengths\[1\] = 0/);
+      tokens: new Int32Array(6), batch: 2, len: 3, lengths: Int32Array.of(3, -1), logits,
+    }), 'RangeError', /lengths\[1\] = -1 must be in \[0, len = 3\]/);  // 0 is a slot taking no tokens
     expectNativeError(() => s.prefill({ tokens: new Int32Array(18), batch: 2, len: 9, logits }), 'RangeError',
       /prompt of 9 tokens is longer than the context \(maxLen 8\)/);
     expectNativeError(() => s.prefill({ tokens: Int32Array.of(1, 2, 3, 19), batch: 2, len: 2, logits }), 'RangeError',

@@ -36,7 +36,11 @@ export interface PrefillArgs {
   tokens: Int32Array;
   batch: number;
   len: number;
-  /** [batch] prompt lengths, each in [1, len]; default all len */
+  /**
+   * [batch] prompt lengths, each in [0, len], at least one > 0; default all len. 0: the sequence
+   * takes no tokens in this call and its logits rows are left as they were — how a sequence joins a
+   * running batch (resetSequence, then a prefill of that slot alone).
+   */
   lengths?: Int32Array;
   /** out: [batch, vocab] logits at each sequence's last prompt token */
   logits: Float32Array;
@@ -54,8 +58,10 @@ export interface PrefillArgs {
 export interface DecodeArgs {
   /** [batch] the next token of each sequence */
   tokens: Int32Array;
-  /** out: [batch, vocab] */
+  /** out: [batch, vocab]; rows of inactive sequences are left as they were */
   logits: Float32Array;
+  /** [batch] 1: the sequence takes a token now; 0: it waits (finished, or not yet prefilled). Default all 1. */
+  active?: Uint8Array;
 }
 
 export interface InferStats {
@@ -98,6 +104,8 @@ export interface InferenceSession {
   reset(): void;
   /** Zeroes the counters but keeps the caches (to measure decode apart from its prefill). */
   resetStats(): void;
+  /** Empties sequence `index`'s cache: its slot can take a new prompt while the others keep theirs. */
+  resetSequence(args: { index: number }): void;
   /** Counters since the last reset / resetStats. */
   stats(): InferStats;
   /** Cached positions per sequence. */

@@ -1,0 +1,95 @@
+// Sequences joining and leaving a running session (what continuous batching needs): a slot reset
+// and prefilled alone while the others wait, decode of only the active slots. Each sequence must get
+// exactly what it gets alone in its own session.
+import type { InferenceSession, ModelConfig } from '../../src/native/addon';
+import { addon, expectNativeError } from '../helpers';
+import { tinyConfig } from './tiny-config';
+
+const config: ModelConfig = tinyConfig('dsmoe', {
+  vocab_size: 29, max_seq_len: 24, routing: { attention: 'topk:2', mlp: 'threshold:0.5' },
+});
+const V = config.vocab_size;
+const params = new Float32Array(addon.modelLayout(config).totalParams);
+addon.initParams({ config, params, seed: 21 });
+for (let i = 0; i < params.length; i++) params[i] *= 8;  // peaked routers: routing differs per token
+const weights = addon.openWeightsFromBuffer({ config, weights: params });
+
+/** Greedy continuation of one prompt alone: the logits after the prompt and after each of `steps` tokens. */
+function alone(prompt: number[], steps: number): Float32Array[] {
+  const s = weights.createSession({ batch: 1 });
+  const logits = new Float32Array(V);
+  s.prefill({ tokens: Int32Array.from(prompt), batch: 1, len: prompt.length, logits });
+  const out = [logits.slice()];
+  for (let i = 0; i < steps; i++) {
+    s.decode({ tokens: Int32Array.of(argmax(logits)), logits });
+    out.push(logits.slice());
+  }
+  return out;
+}
+
+function argmax(x: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
+  return best;
+}
+
+/** Prefills `prompt` into slot `b` of a 2-slot session, the other slot taking no tokens. */
+function prefillSlot(s: InferenceSession, b: number, prompt: number[], logits: Float32Array): void {
+  const len = prompt.length, tokens = new Int32Array(2 * len), lengths = new Int32Array(2);
+  tokens.set(prompt, b * len);
+  lengths[b] = len;
+  s.prefill({ tokens, batch: 2, len, lengths, logits });
+}
+
+const row = (x: Float32Array, b: number) => Array.from(x.subarray(b * V, (b + 1) * V));
+const same = (a: number[], b: Float32Array) => expect(a).toEqual(Array.from(b));
+
+test('a sequence joins a running batch, another finishes and its slot is reused: each as alone', () => {
+  const A = [3, 1, 4, 1, 5], B = [9, 2, 6], C = [5, 3, 5, 8, 9, 7, 9];
+  const refA = alone(A, 6), refB = alone(B, 3), refC = alone(C, 2);
+  const s = weights.createSession({ batch: 2 });
+  const logits = new Float32Array(2 * V).fill(NaN);
+  prefillSlot(s, 0, A, logits);
+  same(row(logits, 0), refA[0]);
+  expect(row(logits, 1).every(Number.isNaN)).toBe(true);  // slot 1 took no tokens: its row untouched
+  const tokens = new Int32Array(2);
+  for (let i = 1; i <= 2; i++) {  // A alone in the batch
+    tokens[0] = argmax(refA[i - 1]);
+    s.decode({ tokens, logits, active: Uint8Array.of(1, 0) });
+    same(row(logits, 0), refA[i]);
+  }
+  s.resetSequence({ index: 1 });
+  prefillSlot(s, 1, B, logits);  // B joins while A waits one step
+  same(row(logits, 1), refB[0]);
+  same(row(logits, 0), refA[2]);
+  for (let i = 1; i <= 3; i++) {  // both decode together
+    tokens[0] = argmax(refA[i + 1]);
+    tokens[1] = argmax(refB[i - 1]);
+    s.decode({ tokens, logits });
+    same(row(logits, 0), refA[i + 2]);
+    same(row(logits, 1), refB[i]);
+  }
+  s.resetSequence({ index: 1 });  // B is done; C takes its slot
+  prefillSlot(s, 1, C, logits);
+  same(row(logits, 1), refC[0]);
+  tokens[0] = argmax(refA[5]);
+  tokens[1] = argmax(refC[0]);
+  s.decode({ tokens, logits });
+  same(row(logits, 0), refA[6]);
+  same(row(logits, 1), refC[1]);
+  expect(s.lengths()).toEqual([A.length + 6, C.length + 1]);
+});
+
+test('bad slot use is a clear error', () => {
+  const s = weights.createSession({ batch: 2 });
+  const logits = new Float32Array(2 * V);
+  const none = Int32Array.of(0, 0);
+  expectNativeError(() => s.prefill({ tokens: new Int32Array(4), batch: 2, len: 2, lengths: none, logits }),
+    'RangeError', /every length is 0/);
+  prefillSlot(s, 0, [1, 2], logits);
+  expectNativeError(() => s.decode({ tokens: new Int32Array(2), logits }), 'RangeError',
+    /sequence 1 has no prompt: prefill it first/);
+  expectNativeError(() => s.resetSequence({ index: 2 }), 'RangeError', /index/);
+  s.decode({ tokens: new Int32Array(2), logits, active: Uint8Array.of(1, 0) });
+  expect(s.lengths()).toEqual([3, 0]);
+});
