@@ -24,9 +24,8 @@ import {
 } from '../model/config';
 import { layoutDifferences, layoutFromConfig, type TensorLayout } from '../model/layout';
 import { calibrateInPlace, type CalibrateResult } from '../convert/calibrate';
-import { evaluateTokens, type EngineModel } from '../infer/eval';
+import { evaluateTokens, reuseSessions, type EngineModel } from '../infer/eval';
 import type { Routing } from '../model/routing';
-import type { InferenceSession } from '../native/types/infer';
 import type { TrainingMode } from '../model/model-config';
 import type { ModelFunctions, StepStats } from '../native/types/model';
 import type { NativeTrainer } from '../native/types/trainer';
@@ -642,17 +641,9 @@ export async function train(
   const hasExperts = config.attention.n_experts > 1 || config.mlp.n_experts > 1;
   // One session per batch shape for the whole run (its KV cache and workspace are reused by every
   // evaluation; a new one each time would hold native memory until the garbage collector runs).
-  const sessions = new Map<string, InferenceSession>();
-  const engine: EngineModel | null = trainer.createSession && hasExperts ? {
-    config,
-    createSession: ({ batch, maxLen, routing }) => {
-      const key = `${batch}x${maxLen ?? config.max_seq_len}`;
-      let s = sessions.get(key);
-      if (s) s.setRouting(routing);
-      else sessions.set(key, s = trainer.createSession!({ batch, maxLen, routing }));
-      return s;
-    },
-  } : null;
+  const engine: EngineModel | null = trainer.createSession && hasExperts
+    ? reuseSessions({ config, createSession: (opts) => trainer.createSession!(opts) })
+    : null;
   const runEval = async () => {
     let r = await evaluate(trainer, ds, seqLen, batchSize, evalMax, step);
     if (r !== null && engine && finite(r.loss)) r = await addRoutedEval(r, engine, ds, seqLen, batchSize, evalMax);
