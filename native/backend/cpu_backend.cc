@@ -109,12 +109,20 @@ class CpuBackend final : public Backend {
     cpu::grouped_gemm_weight_grad(n_experts, offsets, dy, x, n, k, beta, dw);
   }
   void gemv_batch(const GemvJob* jobs, int64_t count) override {
-    std::vector<cpu::GemvJob> js(static_cast<size_t>(count));
+    // Decode calls this a few times per layer per token: no heap allocation for the usual ≤ 4 jobs.
+    constexpr int64_t kInline = 4;
+    cpu::GemvJob inline_jobs[kInline];
+    std::vector<cpu::GemvJob> many;
+    cpu::GemvJob* js = inline_jobs;
+    if (count > kInline) {
+      many.resize(static_cast<size_t>(count));
+      js = many.data();
+    }
     for (int64_t i = 0; i < count; ++i) {
       const GemvJob& j = jobs[i];
-      js[static_cast<size_t>(i)] = {j.n_experts, j.offsets, j.x, j.w.data, j.w.dtype, j.n, j.k, j.y};
+      js[i] = {j.n_experts, j.offsets, j.x, j.w.data, j.w.dtype, j.n, j.k, j.y};
     }
-    cpu::gemv_batch(js.data(), count);
+    cpu::gemv_batch(js, count);
   }
 
   void expert_weighted_gemm(int64_t t, int64_t n_experts, int64_t n, int64_t k, const float* x, int64_t ldx,
