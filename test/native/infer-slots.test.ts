@@ -93,3 +93,53 @@ test('bad slot use is a clear error', () => {
   s.decode({ tokens: new Int32Array(2), logits, active: Uint8Array.of(1, 0) });
   expect(s.lengths()).toEqual([3, 0]);
 });
+
+describe('scored prefill and opened weights', () => {
+  // Long enough that a sequence spans more than one 256-row chunk of the LM head.
+  const long: ModelConfig = tinyConfig('dsmoe', { vocab_size: 31, max_seq_len: 300 });
+  const p = new Float32Array(addon.modelLayout(long).totalParams);
+  addon.initParams({ config: long, params: p, seed: 5 });
+  const opened = addon.openWeightsFromBuffer({ config: long, weights: p });
+  const W = long.vocab_size;
+
+  test('losses are −log softmax(logits)[target] of every scored position, on ragged lengths', () => {
+    const B = 3, len = 300, lengths = Int32Array.of(300, 1, 257);
+    const tokens = Int32Array.from({ length: B * len }, (_, i) => (i * 7 + 3) % W);
+    const targets = Int32Array.from({ length: B * len }, (_, i) => (i % 11 === 5 ? -1 : (i * 5 + 2) % W));
+    const all = new Float32Array(B * len * W), logits = new Float32Array(B * W);
+    opened.createSession({ batch: B }).prefill({ tokens, batch: B, len, lengths, logits, allLogits: all });
+    const losses = new Float32Array(B * len).fill(NaN);
+    opened.createSession({ batch: B }).prefill({ tokens, batch: B, len, lengths, logits, targets, losses });
+    for (let b = 0; b < B; b++) {
+      for (let i = 0; i < len; i++) {
+        const at = b * len + i;
+        if (i >= lengths[b] || targets[at] < 0) { expect(losses[at]).toBe(0); continue; }
+        const z = all.subarray(at * W, (at + 1) * W);
+        let max = -Infinity, sum = 0;
+        for (const v of z) max = Math.max(max, v);
+        for (const v of z) sum += Math.exp(v - max);
+        const ref = max + Math.log(sum) - z[targets[at]];
+        expect(Math.abs(losses[at] - ref)).toBeLessThan(1e-5 * Math.max(1, Math.abs(ref)));
+      }
+    }
+  });
+
+  test('bad input: targets without losses, a target outside the vocabulary, short buffers, bad files', () => {
+    const s = opened.createSession({ batch: 1 });
+    const tokens = Int32Array.of(1, 2, 3), logits = new Float32Array(W);
+    expectNativeError(() => s.prefill({ tokens, batch: 1, len: 3, logits, targets: Int32Array.of(1, 2, 3) }),
+      'TypeError', /targets and losses come together/);
+    expectNativeError(() => s.prefill({
+      tokens, batch: 1, len: 3, logits, targets: Int32Array.of(1, 31, 3), losses: new Float32Array(3),
+    }), 'RangeError', /targets\[1\] = 31 is outside the vocabulary \[0, 31\)/);
+    expectNativeError(() => s.prefill({
+      tokens, batch: 1, len: 3, logits, targets: Int32Array.of(1, 2, 3), losses: new Float32Array(2),
+    }), 'RangeError', /losses/);
+    expectNativeError(() => addon.openWeightsFromBuffer({ config: long, weights: new Float32Array(10) }),
+      'RangeError', /weights/);
+    expectNativeError(() => addon.openWeights({ config: long, path: '/nonexistent/model.safetensors', tensors: [],
+      dataOffset: 8 }), 'Error', /cannot open '\/nonexistent\/model\.safetensors': No such file/);
+    const detached = opened.createSession;
+    expectNativeError(() => detached.call({}, { batch: 1 }), 'TypeError', /openWeights returned/);
+  });
+});
