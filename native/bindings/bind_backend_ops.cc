@@ -156,35 +156,29 @@ PairHeadsArgs read_pair_heads(Args& args) {
 
 // scatterPairHeads({…pair-head arguments, src [P, hd] in grouped order, dst [t, qd]})
 //   dst[pairToken[p], pairExpert[p]·hd ..] = src[i] for p = order[i]; the rest of dst is untouched
-Work bind_scatter_pair_heads(Args& args) {
-  const PairHeadsArgs a = read_pair_heads(args);
-  auto src = args.f32_in("src", a.pairs * a.hd);
-  auto dst = args.f32("dst", a.t * a.qd);
-  const backend::Device device = read_device(args);
-  return [=] {
-    Stage st(device);
-    st.be.scatter_pair_heads(a.pairs, a.hd, a.qd, st.in(a.order->data(), a.pairs),
-                             st.in(a.pair_token->data(), a.pairs), st.in(a.pair_expert->data(), a.pairs),
-                             st.in(src.data, a.pairs * a.hd), st.out(dst.data, a.t * a.qd));
-    st.finish();
-  };
-}
-
 // gatherPairHeads({…pair-head arguments, src [t, qd], dst [P, hd] in grouped order})
 //   dst[i] = src[pairToken[p], pairExpert[p]·hd ..] for p = order[i]
-Work bind_gather_pair_heads(Args& args) {
+// The same arguments with the two layouts swapped: one binder for both directions.
+Work bind_pair_heads(Args& args, bool scatter) {
   const PairHeadsArgs a = read_pair_heads(args);
-  auto src = args.f32_in("src", a.t * a.qd);
-  auto dst = args.f32("dst", a.pairs * a.hd);
+  const int64_t pair_elems = a.pairs * a.hd, token_elems = a.t * a.qd;
+  auto src = args.f32_in("src", scatter ? pair_elems : token_elems);
+  auto dst = args.f32("dst", scatter ? token_elems : pair_elems);
   const backend::Device device = read_device(args);
   return [=] {
     Stage st(device);
-    st.be.gather_pair_heads(a.pairs, a.hd, a.qd, st.in(a.order->data(), a.pairs),
-                            st.in(a.pair_token->data(), a.pairs), st.in(a.pair_expert->data(), a.pairs),
-                            st.in(src.data, a.t * a.qd), st.out(dst.data, a.pairs * a.hd));
+    const int32_t* order = st.in(a.order->data(), a.pairs);
+    const int32_t* token = st.in(a.pair_token->data(), a.pairs);
+    const int32_t* expert = st.in(a.pair_expert->data(), a.pairs);
+    const float* in = st.in(src.data, scatter ? pair_elems : token_elems);
+    float* out = st.out(dst.data, scatter ? token_elems : pair_elems);
+    if (scatter) st.be.scatter_pair_heads(a.pairs, a.hd, a.qd, order, token, expert, in, out);
+    else st.be.gather_pair_heads(a.pairs, a.hd, a.qd, order, token, expert, in, out);
     st.finish();
   };
 }
+Work bind_scatter_pair_heads(Args& args) { return bind_pair_heads(args, true); }
+Work bind_gather_pair_heads(Args& args) { return bind_pair_heads(args, false); }
 
 // routerStatistics({t, experts, probs [t, E], probSum: Float64Array [E], entropySum: Float64Array [1]})
 //   probSum[e] += Σ_t probs[t, e]; entropySum[0] += Σ_t −Σ_e p log p (0 at p = 0). The sums are host
