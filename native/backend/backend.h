@@ -121,6 +121,9 @@ class Backend {
   virtual void download(void* host, const void* src, int64_t bytes) = 0;
   virtual void copy(void* dst, const void* src, int64_t bytes) = 0;  // within the device
   virtual void fill(int64_t n, float* x, float value) = 0;
+  // x[i] += delta: the pair tokens of rows routed apart (a sequence with its own routing) made
+  // relative to all the rows of the call.
+  virtual void offset_indices(int64_t n, int32_t* x, int32_t delta) = 0;
   virtual void synchronize() {}
   // Runs fn, whose ops are all small (a decode step's per-row work): the CPU backend keeps them on
   // the calling thread instead of waking its pool for microseconds of work.

@@ -67,6 +67,9 @@ class CpuBackend final : public Backend {
     if (bytes > 0 && dst != src) std::memcpy(dst, src, static_cast<size_t>(bytes));
   }
   void fill(int64_t n, float* x, float value) override { std::fill(x, x + n, value); }
+  void offset_indices(int64_t n, int32_t* x, int32_t delta) override {
+    for (int64_t i = 0; i < n; ++i) x[i] += delta;
+  }
   void small_work(const std::function<void()>& fn) override {
     // A parallel_for of one task runs the nested parallel_for calls of fn serially on this thread.
     parallel_for(1, [&](int64_t, int) { fn(); });

@@ -94,6 +94,10 @@ class CudaBackend final : public Backend {
     use();
     dev::fill(n, x, value);
   }
+  void offset_indices(int64_t n, int32_t* x, int32_t delta) override {
+    use();
+    dev::offset_indices(n, x, delta);
+  }
   void synchronize() override {
     use();
     DSMOE_CUDA_CHECK(cudaDeviceSynchronize());

@@ -242,10 +242,11 @@ Napi::Value usage_to_js(Napi::Env env, const std::vector<int64_t>& u, int64_t L,
   return rows;
 }
 
-Napi::Value stats_to_js(Napi::Env env, const Session& s) {
+// The session's counters, or sequence `b`'s (b ≥ 0).
+Napi::Value stats_to_js(Napi::Env env, const Session& s, int64_t b = -1) {
   const model::Config& c = s.weights().config();
-  const infer::InferStats& st = s.stats();
-  const infer::ActiveSummary a = s.summary();
+  const infer::InferStats& st = b < 0 ? s.stats() : s.stats(b);
+  const infer::ActiveSummary a = b < 0 ? s.summary() : s.summary(b);
   Napi::Object o = Napi::Object::New(env);
   o.Set("tokens", num(env, double(st.tokens)));
   o.Set("attExpertsPerToken", num(env, a.att_experts_per_token));
@@ -278,8 +279,8 @@ Napi::Value stats_to_js(Napi::Env env, const Session& s) {
   o.Set("attRouter", router(st.att_prob_sum, st.att_entropy_sum, c.att_experts));
   o.Set("mlpRouter", router(st.mlp_prob_sum, st.mlp_entropy_sum, c.mlp_experts));
   Napi::Object r = Napi::Object::New(env);
-  r.Set("attention", s.att_routing().text);
-  r.Set("mlp", s.mlp_routing().text);
+  r.Set("attention", b < 0 ? s.att_routing().text : s.att_routing(b).text);
+  r.Set("mlp", b < 0 ? s.mlp_routing().text : s.mlp_routing(b).text);
   o.Set("routing", r);
   return o;
 }
@@ -307,7 +308,11 @@ Napi::Object make_session_object(Napi::Env env, SessionHandle* h) {
     return quick(i, "resetStats", [&](Session& s) -> Napi::Value { s.reset_stats(); return i.Env().Undefined(); });
   });
   method("stats", [](const Napi::CallbackInfo& i) {
-    return quick(i, "stats", [&](Session& s) { return stats_to_js(i.Env(), s); });
+    return quick(i, "stats", [&](Session& s) {
+      if (i.Length() == 0 || i[0].IsUndefined()) return stats_to_js(i.Env(), s);
+      Args args(i, "stats");
+      return stats_to_js(i.Env(), s, args.has("index") ? args.integer("index", 0, s.batch() - 1) : -1);
+    });
   });
   method("lengths", [](const Napi::CallbackInfo& i) {
     return quick(i, "lengths", [&](Session& s) -> Napi::Value {
@@ -333,7 +338,8 @@ Napi::Object make_session_object(Napi::Env env, SessionHandle* h) {
         const model::Config& c = s.weights().config();
         return std::make_pair(parse("attention", c.att_experts), parse("mlp", c.mlp_experts));
       }();
-      s.set_routing(r.first, r.second);
+      if (args.has("index")) s.set_sequence_routing(args.integer("index", 0, s.batch() - 1), r.first, r.second);
+      else s.set_routing(r.first, r.second);
       return i.Env().Undefined();
     });
   });

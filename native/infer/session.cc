@@ -13,7 +13,8 @@ using backend::GeluKind;
 
 Session::Session(std::shared_ptr<const Weights> w, int64_t batch, int64_t max_len, RoutingSpec att, RoutingSpec mlp)
     : w_(std::move(w)), be_(w_->backend()), c_(w_->config()), B_(batch), max_len_(max_len),
-      att_route_(std::move(att)), mlp_route_(std::move(mlp)), len_(static_cast<size_t>(batch), 0) {
+      att_route_(att), mlp_route_(mlp), seq_att_(static_cast<size_t>(batch), att),
+      seq_mlp_(static_cast<size_t>(batch), mlp), len_(static_cast<size_t>(batch), 0) {
   const int64_t per_layer = B_ * max_len_ * c_.kv_dim();
   kcache_.assign(be_, c_.n_layers * per_layer);
   vcache_.assign(be_, c_.n_layers * per_layer);
@@ -26,18 +27,36 @@ void Session::reset() {
   reset_stats();
 }
 
+InferStats Session::empty_stats(bool router_sums) const {
+  InferStats st;
+  st.att_usage.assign(static_cast<size_t>(c_.n_layers * c_.att_experts), 0);
+  st.mlp_usage.assign(static_cast<size_t>(c_.n_layers * c_.mlp_experts), 0);
+  if (router_sums && c_.att_experts > 1) {
+    st.att_prob_sum.assign(static_cast<size_t>(c_.n_layers * c_.att_experts), 0.0);
+    st.att_entropy_sum.assign(static_cast<size_t>(c_.n_layers), 0.0);
+  }
+  if (router_sums && c_.mlp_experts > 1) {
+    st.mlp_prob_sum.assign(static_cast<size_t>(c_.n_layers * c_.mlp_experts), 0.0);
+    st.mlp_entropy_sum.assign(static_cast<size_t>(c_.n_layers), 0.0);
+  }
+  return st;
+}
+
 void Session::reset_stats() {
-  stats_ = InferStats{};
-  stats_.att_usage.assign(static_cast<size_t>(c_.n_layers * c_.att_experts), 0);
-  stats_.mlp_usage.assign(static_cast<size_t>(c_.n_layers * c_.mlp_experts), 0);
-  if (c_.att_experts > 1) {
-    stats_.att_prob_sum.assign(static_cast<size_t>(c_.n_layers * c_.att_experts), 0.0);
-    stats_.att_entropy_sum.assign(static_cast<size_t>(c_.n_layers), 0.0);
-  }
-  if (c_.mlp_experts > 1) {
-    stats_.mlp_prob_sum.assign(static_cast<size_t>(c_.n_layers * c_.mlp_experts), 0.0);
-    stats_.mlp_entropy_sum.assign(static_cast<size_t>(c_.n_layers), 0.0);
-  }
+  stats_ = empty_stats(true);
+  seq_stats_.assign(static_cast<size_t>(B_), empty_stats(false));
+}
+
+void Session::set_routing(RoutingSpec att, RoutingSpec mlp) {
+  std::fill(seq_att_.begin(), seq_att_.end(), att);
+  std::fill(seq_mlp_.begin(), seq_mlp_.end(), mlp);
+  att_route_ = std::move(att);
+  mlp_route_ = std::move(mlp);
+}
+
+void Session::set_sequence_routing(int64_t b, RoutingSpec att, RoutingSpec mlp) {
+  seq_att_[static_cast<size_t>(b)] = std::move(att);
+  seq_mlp_[static_cast<size_t>(b)] = std::move(mlp);
 }
 
 // Prefill: the grouped expert GEMM (each expert's rows at once). Decode: GEMV over exactly the
@@ -56,7 +75,6 @@ int64_t Session::route(int64_t l, bool att, const float* x, bool decode) {
   const int64_t N = N_, D = c_.d_model;
   const int64_t E = att ? c_.att_experts : c_.mlp_experts;
   const LayerWeights& lw = w_->layers[static_cast<size_t>(l)];
-  const RoutingSpec& spec = att ? att_route_ : mlp_route_;
   int32_t* pt = pair_token_.grow(be_, N * E);
   int32_t* pe = pair_expert_.grow(be_, N * E);
   float* pw = pair_weight_.grow(be_, N * E);
@@ -81,13 +99,18 @@ int64_t Session::route(int64_t l, bool att, const float* x, bool decode) {
     // router statistics for the MI loss (S·log S taken as 0 at S = 0, as in mi_loss)
     be_.router_statistics(N, E, probs, (att ? stats_.att_prob_sum : stats_.mlp_prob_sum).data() + l * E,
                           (att ? stats_.att_entropy_sum : stats_.mlp_entropy_sum).data() + l);
-    switch (spec.kind) {
-      case RoutingSpec::Kind::Dense: be_.route_topk(N, E, probs, E, pt, pe, pw); P = N * E; break;
-      case RoutingSpec::Kind::TopK: be_.route_topk(N, E, probs, spec.k, pt, pe, pw); P = N * spec.k; break;
-      case RoutingSpec::Kind::Threshold: P = be_.route_threshold(N, E, probs, spec.eps, pt, pe, pw); break;
-      case RoutingSpec::Kind::ThresholdTopK:
-        P = N * be_.route_threshold_topk(N, E, probs, spec.eps, pt, pe, pw);
-        break;
+    // Runs of consecutive sequences with one strategy are routed together (all the rows, when the
+    // session has one routing). Only threshold-topk looks across rows: its K is taken over the run
+    // (DESIGN.md §1.3: per batch), so it is the one strategy whose result depends on the batch.
+    P = 0;
+    const std::vector<RoutingSpec>& specs = att ? seq_att_ : seq_mlp_;
+    for (size_t i = 0; i < segs_.size();) {
+      const RoutingSpec& spec = specs[static_cast<size_t>(segs_[i].b)];
+      size_t j = i + 1;
+      while (j < segs_.size() && specs[static_cast<size_t>(segs_[j].b)].text == spec.text) ++j;
+      const int64_t r0 = segs_[i].row0, n = segs_[j - 1].row0 + segs_[j - 1].count - r0;
+      P += route_rows(spec, E, probs, r0, n, pt + P, pe + P, pw + P);
+      i = j;
     }
   }
   int32_t* off = offsets_.grow(be_, E + 1);
@@ -96,7 +119,37 @@ int64_t Session::route(int64_t l, bool att, const float* x, bool decode) {
   be_.download(offsets_host_.data(), off, (E + 1) * int64_t(sizeof(int32_t)));
   int64_t* usage = (att ? stats_.att_usage : stats_.mlp_usage).data() + l * E;
   for (int64_t e = 0; e < E; ++e) usage[e] += offsets_host_[size_t(e + 1)] - offsets_host_[size_t(e)];
+  count_sequence_usage(l, att, P);
   return P;
+}
+
+int64_t Session::route_rows(const RoutingSpec& spec, int64_t E, const float* probs, int64_t r0, int64_t n,
+                            int32_t* pt, int32_t* pe, float* pw) {
+  const float* p = probs + r0 * E;
+  int64_t P = 0;
+  switch (spec.kind) {
+    case RoutingSpec::Kind::Dense: be_.route_topk(n, E, p, E, pt, pe, pw); P = n * E; break;
+    case RoutingSpec::Kind::TopK: be_.route_topk(n, E, p, spec.k, pt, pe, pw); P = n * spec.k; break;
+    case RoutingSpec::Kind::Threshold: P = be_.route_threshold(n, E, p, spec.eps, pt, pe, pw); break;
+    case RoutingSpec::Kind::ThresholdTopK: P = n * be_.route_threshold_topk(n, E, p, spec.eps, pt, pe, pw); break;
+  }
+  if (r0 != 0) be_.offset_indices(P, pt, static_cast<int32_t>(r0));
+  return P;
+}
+
+// Each sequence's expert usage: the pairs' tokens mapped to their sequences (P small integers per
+// layer kind, read back from the backend: a few hundred in decode).
+void Session::count_sequence_usage(int64_t l, bool att, int64_t P) {
+  const int64_t E = att ? c_.att_experts : c_.mlp_experts;
+  pair_token_host_.resize(static_cast<size_t>(P));
+  pair_expert_host_.resize(static_cast<size_t>(P));
+  be_.download(pair_token_host_.data(), pair_token_.data(), P * int64_t(sizeof(int32_t)));
+  be_.download(pair_expert_host_.data(), pair_expert_.data(), P * int64_t(sizeof(int32_t)));
+  for (int64_t i = 0; i < P; ++i) {
+    const int32_t b = row_seq_[static_cast<size_t>(pair_token_host_[static_cast<size_t>(i)])];
+    InferStats& st = seq_stats_[static_cast<size_t>(b)];
+    (att ? st.att_usage : st.mlp_usage)[static_cast<size_t>(l * E + pair_expert_host_[static_cast<size_t>(i)])]++;
+  }
 }
 
 void Session::run(bool decode) {
@@ -109,6 +162,9 @@ void Session::run(bool decode) {
   be_.upload(one_offsets_.grow(be_, 2), one_host, int64_t(sizeof(one_host)));
   be_.upload(tok_dev_.grow(be_, N), tok_.data(), N * int64_t(sizeof(int32_t)));
   be_.upload(pos_dev_.grow(be_, N), pos_.data(), N * int64_t(sizeof(int32_t)));
+  row_seq_.resize(static_cast<size_t>(N));
+  for (const Segment& s : segs_)
+    std::fill_n(row_seq_.begin() + s.row0, s.count, static_cast<int32_t>(s.b));
   float* h = h_.grow(be_, N * D);
   float* x = x_.grow(be_, N * D);
   float* q = q_.grow(be_, N * QD);
@@ -199,7 +255,10 @@ void Session::run(bool decode) {
       be_.combine(N, P, D, xg, pair_token_.data(), pair_weight_.data(), position_.data(), h, 1.f);
     });
   }
-  for (const Segment& s : segs_) len_[static_cast<size_t>(s.b)] = s.pos0 + s.count;
+  for (const Segment& s : segs_) {
+    len_[static_cast<size_t>(s.b)] = s.pos0 + s.count;
+    seq_stats_[static_cast<size_t>(s.b)].tokens += s.count;
+  }
   stats_.tokens += N;
 }
 
@@ -290,9 +349,10 @@ void Session::decode(const int32_t* tokens, float* logits, const uint8_t* active
 
 void Session::reset_sequence(int64_t b) {
   len_[static_cast<size_t>(b)] = 0;  // its cache positions are rewritten by the next prefill
+  seq_stats_[static_cast<size_t>(b)] = empty_stats(false);
 }
 
-ActiveSummary Session::summary() const {
+ActiveSummary Session::summarize(const InferStats& st) const {
   ActiveSummary s;
   const int64_t L = c_.n_layers, D = c_.d_model, Ea = c_.att_experts, Em = c_.mlp_experts, KV = c_.kv_dim();
   const int64_t att_e = 2 * c_.expert_q_dim() * D, mlp_e = 2 * c_.expert_dim * D;  // q+o, up+down per expert
@@ -303,13 +363,13 @@ ActiveSummary Session::summary() const {
   s.shared_params = L * (router_params(Ea) + router_params(Em) + 2 * KV * D);
   s.embedding_params = c_.vocab_size * D;
   s.lm_head_params = c_.tie_embeddings ? 0 : c_.vocab_size * D;
-  const double T = static_cast<double>(stats_.tokens);
+  const double T = static_cast<double>(st.tokens);
   double shared_bytes = 0, expert_bytes = 0, att_sum = 0, mlp_sum = 0;
   for (int64_t l = 0; l < L; ++l) {
     const LayerWeights& lw = w_->layers[static_cast<size_t>(l)];
     double na = 0, nm = 0;
-    for (int64_t e = 0; e < Ea; ++e) na += double(stats_.att_usage[static_cast<size_t>(l * Ea + e)]);
-    for (int64_t e = 0; e < Em; ++e) nm += double(stats_.mlp_usage[static_cast<size_t>(l * Em + e)]);
+    for (int64_t e = 0; e < Ea; ++e) na += double(st.att_usage[static_cast<size_t>(l * Ea + e)]);
+    for (int64_t e = 0; e < Em; ++e) nm += double(st.mlp_usage[static_cast<size_t>(l * Em + e)]);
     att_sum += na; mlp_sum += nm;
     const int64_t qo = c_.expert_q_dim() * D, ud = c_.expert_dim * D;
     expert_bytes += na * double(qo * (dtype_bytes(lw.q.dtype) + dtype_bytes(lw.o.dtype))) +

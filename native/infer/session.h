@@ -55,9 +55,15 @@ class Session {
   const std::vector<int64_t>& lengths() const { return len_; }  // cached positions per sequence
   bool started() const { return started_; }
   const Weights& weights() const { return *w_; }
-  void set_routing(RoutingSpec att, RoutingSpec mlp) { att_route_ = std::move(att); mlp_route_ = std::move(mlp); }
+  // The routing of every sequence (and the session's default).
+  void set_routing(RoutingSpec att, RoutingSpec mlp);
+  // Sequence b's own routing: sequences with different routings run in the same call (a server's
+  // requests), each routed as it would be alone.
+  void set_sequence_routing(int64_t b, RoutingSpec att, RoutingSpec mlp);
   const RoutingSpec& att_routing() const { return att_route_; }
   const RoutingSpec& mlp_routing() const { return mlp_route_; }
+  const RoutingSpec& att_routing(int64_t b) const { return seq_att_[static_cast<size_t>(b)]; }
+  const RoutingSpec& mlp_routing(int64_t b) const { return seq_mlp_[static_cast<size_t>(b)]; }
 
   // Appends the prompts to the sequences (a fresh session or after reset(): the whole prompt).
   // Row b of tokens holds lengths[b] valid tokens (0 ≤ lengths[b] ≤ tp; the rest is padding; 0: the
@@ -76,16 +82,26 @@ class Session {
   //   token; the others (finished, or waiting to join) keep their cache and their logits rows.
   void decode(const int32_t* tokens, float* logits, const uint8_t* active = nullptr);
   void reset();        // empty caches and zero counters
-  void reset_sequence(int64_t b);  // empty sequence b's cache (its slot can take a new prompt)
+  void reset_sequence(int64_t b);  // empty sequence b's cache and zero its counters (a new prompt)
   void reset_stats();  // zero counters, keep the caches (e.g. to measure decode after a prefill)
 
   const InferStats& stats() const { return stats_; }
-  ActiveSummary summary() const;
+  // Sequence b's counters since its reset_sequence (or the session's reset / reset_stats): tokens and
+  // expert usage; no router sums.
+  const InferStats& stats(int64_t b) const { return seq_stats_[static_cast<size_t>(b)]; }
+  ActiveSummary summary() const { return summarize(stats_); }
+  ActiveSummary summary(int64_t b) const { return summarize(stats(b)); }
 
  private:
   struct Segment { int64_t b, row0, count, pos0; };  // rows of one sequence in this call
   void run(bool decode);                              // the blocks over rows_ / segs_
   int64_t route(int64_t l, bool att, const float* x, bool decode);  // returns P, fills pairs and offsets
+  // Pairs of rows [r0, r0 + n) under one strategy, written at pt/pe/pw; returns their count.
+  int64_t route_rows(const RoutingSpec& spec, int64_t E, const float* probs, int64_t r0, int64_t n, int32_t* pt,
+                     int32_t* pe, float* pw);
+  void count_sequence_usage(int64_t l, bool att, int64_t P);
+  ActiveSummary summarize(const InferStats& st) const;
+  InferStats empty_stats(bool router_sums) const;
   void matmul(int64_t E, const int32_t* offsets, const float* x, WeightRef w, int64_t n, int64_t k, float* y,
               bool decode);
   // Final norm and LM head of the given rows of h into the device array logits_ [rows.size(), V].
@@ -95,10 +111,13 @@ class Session {
   backend::Backend& be_;
   model::Config c_;
   int64_t B_, max_len_;
-  RoutingSpec att_route_, mlp_route_;
+  RoutingSpec att_route_, mlp_route_;              // the session's default
+  std::vector<RoutingSpec> seq_att_, seq_mlp_;     // [B]: each sequence's
   std::vector<int64_t> len_;
   bool started_ = false;
   InferStats stats_;
+  std::vector<InferStats> seq_stats_;              // [B]
+  std::vector<int32_t> pair_token_host_, pair_expert_host_, row_seq_;  // per-sequence usage counting
   template <typename T>
   using Array = backend::Array<T>;
   Array<float> kcache_, vcache_;  // [L, B, max_len, G, dh] each (post-RoPE K, and V)

@@ -80,6 +80,57 @@ test('a sequence joins a running batch, another finishes and its slot is reused:
   expect(s.lengths()).toEqual([A.length + 6, C.length + 1]);
 });
 
+test('sequences with different routings in one batch: each gets its own routing, logits and counters', () => {
+  // threshold-topk's K is taken over the neighbouring sequences that share it (DESIGN.md: per batch);
+  // sequence 2 has no such neighbour, so it too gets what it gets alone.
+  const routings = [
+    { attention: 'dense', mlp: 'dense' }, { attention: 'topk:1', mlp: 'threshold:0.9' },
+    { attention: 'threshold-topk:0.8', mlp: 'threshold-topk:1.2' }, { attention: 'topk:1', mlp: 'threshold:0.9' },
+  ];
+  const prompts = [[3, 1, 4, 1, 5], [9, 2, 6], [5, 3, 5, 8, 9, 7, 9], [2, 7]];
+  const steps = 4, B = prompts.length;
+  const refs = prompts.map((p, b) => {
+    const s = weights.createSession({ batch: 1, routing: routings[b] });
+    const logits = new Float32Array(V);
+    s.prefill({ tokens: Int32Array.from(p), batch: 1, len: p.length, logits });
+    const out = [logits.slice()];
+    for (let i = 0; i < steps; i++) {
+      s.decode({ tokens: Int32Array.of(argmax(logits)), logits });
+      out.push(logits.slice());
+    }
+    return { out, stats: s.stats() };
+  });
+  const s = weights.createSession({ batch: B });
+  routings.forEach((r, index) => s.setRouting({ ...r, index }));
+  const len = Math.max(...prompts.map((p) => p.length)), tokens = new Int32Array(B * len);
+  prompts.forEach((p, b) => tokens.set(p, b * len));
+  const logits = new Float32Array(B * V);
+  s.prefill({ tokens, batch: B, len, lengths: Int32Array.from(prompts, (p) => p.length), logits });
+  for (let i = 0; i <= steps; i++) {
+    for (let b = 0; b < B; b++) same(row(logits, b), refs[b].out[i]);
+    if (i < steps) s.decode({ tokens: Int32Array.from(refs, (r) => argmax(r.out[i])), logits });
+  }
+  let tokensSum = 0;
+  refs.forEach((ref, index) => {
+    const st = s.stats({ index });
+    expect(st.routing).toEqual(routings[index]);
+    expect(st.tokens).toBe(ref.stats.tokens);
+    expect(st.attUsage).toEqual(ref.stats.attUsage);
+    expect(st.mlpUsage).toEqual(ref.stats.mlpUsage);
+    expect(st.activeParamsPerToken).toBeCloseTo(ref.stats.activeParamsPerToken, 6);
+    expect(st.attRouter).toBeNull();
+    tokensSum += st.tokens;
+  });
+  expect(s.stats().tokens).toBe(tokensSum);
+  // Sparser routings use fewer parameters; a reset slot starts its counters again.
+  expect(s.stats({ index: 1 }).activeParamsPerToken).toBeLessThan(s.stats({ index: 0 }).activeParamsPerToken);
+  s.resetSequence({ index: 2 });
+  expect(s.stats({ index: 2 }).tokens).toBe(0);
+  expect(s.stats({ index: 2 }).mlpUsage.flat().every((n) => n === 0)).toBe(true);
+  expectNativeError(() => s.setRouting({ attention: 'topk:9', mlp: 'dense', index: 0 }), 'RangeError', /attention/);
+  expectNativeError(() => s.stats({ index: B }), 'RangeError', /index/);
+});
+
 test('bad slot use is a clear error', () => {
   const s = weights.createSession({ batch: 2 });
   const logits = new Float32Array(2 * V);

@@ -93,6 +93,8 @@ double sum_squares(int64_t n, const float* x);
 void scale_inplace(int64_t n, float* x, float s);
 void add_inplace(int64_t n, float* y, const float* x);
 void fill(int64_t n, float* x, float value);
+// x[i] += delta (pair token indices of a routed row range, made relative to the whole call).
+void offset_indices(int64_t n, int32_t* x, int32_t delta);
 // out[r, c] = scale[r·scale_stride]·x[r·ldx + c], out [rows, cols] contiguous.
 void scale_rows(int64_t rows, int64_t cols, const float* x, int64_t ldx, const float* scale, int64_t scale_stride,
                 float* out);

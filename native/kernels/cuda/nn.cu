@@ -453,6 +453,9 @@ __global__ void scale_rows_kernel(int64_t rows, int64_t cols, const float* x, in
 __global__ void fill_kernel(int64_t n, float* x, float v) {
   for (int64_t i = gtid(); i < n; i += gstride()) x[i] = v;
 }
+__global__ void offset_indices_kernel(int64_t n, int32_t* x, int32_t delta) {
+  for (int64_t i = gtid(); i < n; i += gstride()) x[i] += delta;
+}
 
 __global__ void embedding_forward_kernel(int64_t N, int64_t D, const int32_t* tokens, const void* table, bool bf16,
                                          float* out) {
@@ -748,6 +751,12 @@ void fill(int64_t n, float* x, float value) {
   if (n <= 0) return;
   fill_kernel<<<grid_for(n, kThreads), kThreads>>>(n, x, value);
   DSMOE_CUDA_CHECK_LAUNCH("fill_kernel");
+}
+
+void offset_indices(int64_t n, int32_t* x, int32_t delta) {
+  if (n <= 0 || delta == 0) return;
+  offset_indices_kernel<<<grid_for(n, kThreads), kThreads>>>(n, x, delta);
+  DSMOE_CUDA_CHECK_LAUNCH("offset_indices_kernel");
 }
 
 void embedding_forward(int64_t N, int64_t D, const int32_t* tokens, const void* table, bool table_bf16, float* out) {

@@ -104,13 +104,23 @@ export interface InferenceSession {
   reset(): void;
   /** Zeroes the counters but keeps the caches (to measure decode apart from its prefill). */
   resetStats(): void;
-  /** Empties sequence `index`'s cache: its slot can take a new prompt while the others keep theirs. */
+  /**
+   * Empties sequence `index`'s cache and zeroes its counters: its slot can take a new prompt while
+   * the others keep theirs.
+   */
   resetSequence(args: { index: number }): void;
-  /** Counters since the last reset / resetStats. */
-  stats(): InferStats;
+  /**
+   * Counters since the last reset / resetStats; with `index`, that sequence's alone since its
+   * resetSequence (tokens and expert usage; attRouter / mlpRouter are null).
+   */
+  stats(args?: { index?: number }): InferStats;
   /** Cached positions per sequence. */
   lengths(): number[];
-  setRouting(routing: Routing): void;
+  /**
+   * Every sequence's routing; with `index`, that sequence's alone. Sequences with different
+   * routings run in the same prefill / decode call, each routed as it would be alone.
+   */
+  setRouting(routing: Routing & { index?: number }): void;
 }
 
 /**
