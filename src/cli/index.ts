@@ -5,6 +5,7 @@ import { evalCommand } from './commands/eval';
 import { generateCommand } from './commands/generate';
 import { convertCommand } from './commands/convert';
 import { infoCommand } from './commands/info';
+import { serveCommand } from './commands/serve';
 import { tokenizerCommand } from './commands/tokenizer';
 import { trainCommand } from './commands/train';
 import { envDebug } from '../util/env';
@@ -31,6 +32,7 @@ export function buildProgram(ctx: CliContext = { exitCode: 0 }): Command {
   program.addCommand(benchCommand());
   program.addCommand(generateCommand(ctx));
   program.addCommand(evalCommand(ctx));
+  program.addCommand(serveCommand(ctx));
   program.addCommand(infoCommand());
   program.addCommand(convertCommand());
   return program;

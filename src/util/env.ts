@@ -89,3 +89,12 @@ export function unsetOpenblasOverrides(env: Env = process.env): string[] {
   for (const k of set) delete env[k];
   return set;
 }
+
+/**
+ * `DSMOE_API_KEY`: the key `dsmoe serve` requires (as `Authorization: Bearer <key>`) when no
+ * `--api-key` is given; undefined when unset or blank (no key: every client is served).
+ */
+export function envApiKey(env: Env = process.env): string | undefined {
+  const v = env.DSMOE_API_KEY?.trim();
+  return v ? v : undefined;
+}
