@@ -96,8 +96,9 @@ export class ModelEngine {
   /** called with an error a step could not recover from (the requests of the step fail with it) */
   onError?: (e: unknown) => void;
 
+  /** stepDelayMs: a pause after each step (tests: DSMOE_SERVE_STEP_DELAY_MS) */
   constructor(readonly model: InferenceModel, readonly maxBatch: number, readonly maxQueue: number,
-    defaultRouting: Routing) {
+    defaultRouting: Routing, private readonly stepDelayMs = 0) {
     this.session = model.createSession({ batch: maxBatch, routing: defaultRouting });
     this.slots = new Array<Running | null>(maxBatch).fill(null);
     this.logits = new Float32Array(maxBatch * model.config.vocab_size);
@@ -153,6 +154,7 @@ export class ModelEngine {
       }
       try {
         await this.step(joiners);
+        if (this.stepDelayMs > 0) await new Promise((r) => setTimeout(r, this.stepDelayMs));
       } catch (e) {
         // A failed native call: the requests in the batch fail, the session starts clean.
         this.onError?.(e);

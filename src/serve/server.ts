@@ -38,6 +38,8 @@ export interface ServeOptions {
   bodyLimit: number;
   /** one line per request (default: none) */
   log?: (line: string) => void;
+  /** a pause after each engine step (tests only) */
+  stepDelayMs?: number;
 }
 
 export interface ServedModel {
@@ -76,7 +78,8 @@ export async function startServer(models: InferenceModel[], o: ServeOptions): Pr
     if (served.some((s) => s.name === name)) {
       throw new Error(`two checkpoints are both named "${name}" (a model's name is its folder name): rename one`);
     }
-    served.push({ name, model, engine: new ModelEngine(model, o.maxBatch, o.maxQueue, defaultRouting(model.config)) });
+    served.push({ name, model, engine: new ModelEngine(model, o.maxBatch, o.maxQueue, defaultRouting(model.config),
+      o.stepDelayMs) });
   }
   const engines = new Map(served.map((s) => [s.name, s.engine]));
   const metrics = new Metrics();
@@ -114,6 +117,9 @@ export async function startServer(models: InferenceModel[], o: ServeOptions): Pr
   app.setNotFoundHandler((req, reply) =>
     send(reply, new ApiError(404, `no route ${req.method} ${req.url.split('?')[0]}`)));
 
+  // The client's address, kept for the log line (the socket may be gone by then).
+  app.addHook('onRequest', async (req) => { (req as Tagged).client = req.ip; });
+
   // The API key, when set, guards everything but /health (for load balancers).
   if (o.apiKey) {
     const want = Buffer.from(o.apiKey);
@@ -137,7 +143,8 @@ export async function startServer(models: InferenceModel[], o: ServeOptions): Pr
     const endpoint = req.routeOptions.url ?? 'unknown';
     metrics.countRequest(endpoint, status);
     const extra = (req as Tagged).logExtra ?? '';
-    o.log?.(`${new Date().toISOString()} ${req.ip} ${req.method} ${req.url} ${status} ${ms.toFixed(0)}ms${extra}`);
+    const who = (req as Tagged).client;
+    o.log?.(`${new Date().toISOString()} ${who} ${req.method} ${req.url} ${status} ${ms.toFixed(0)}ms${extra}`);
   };
 
   app.get('/health', async () => ({
@@ -241,6 +248,7 @@ export async function startServer(models: InferenceModel[], o: ServeOptions): Pr
         const err = toApiError(e);
         status = err instanceof ApiError ? err.status : 499;
         if (err instanceof ApiError) write(err.body());
+        else (req as Tagged).logExtra += ' (client disconnected)';
       }
       if (!reply.raw.writableEnded) reply.raw.end('data: [DONE]\n\n');
       finishLog(req, status, reply.elapsedTime);
@@ -334,6 +342,7 @@ export async function startServer(models: InferenceModel[], o: ServeOptions): Pr
 }
 
 interface Tagged extends FastifyRequest {
+  client?: string;
   streamed?: boolean;
   logExtra?: string;
 }

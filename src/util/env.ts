@@ -98,3 +98,13 @@ export function envApiKey(env: Env = process.env): string | undefined {
   const v = env.DSMOE_API_KEY?.trim();
   return v ? v : undefined;
 }
+
+/**
+ * `DSMOE_SERVE_STEP_DELAY_MS`: for tests only — `dsmoe serve` waits this long after every engine
+ * step, so that a request on a tiny model is still running when a test disconnects or sends SIGTERM.
+ * 0 (the default) when unset or not a number ≥ 0.
+ */
+export function envServeStepDelayMs(env: Env = process.env): number {
+  const n = Number(env.DSMOE_SERVE_STEP_DELAY_MS);
+  return Number.isFinite(n) && n > 0 ? n : 0;
+}

@@ -4,7 +4,7 @@ import { loadInferenceModel, type InferenceModel } from '../../infer/load';
 import { loadAddon } from '../../native/addon';
 import { formatRouting, defaultRouting } from '../../model/routing';
 import { describeShape } from '../../model/config';
-import { envApiKey } from '../../util/env';
+import { envApiKey, envServeStepDelayMs } from '../../util/env';
 import { startServer, type RunningServer } from '../../serve/server';
 import { intArg, numArg } from '../args';
 import { checkInferenceDevice, deviceOption } from './eval';
@@ -46,6 +46,7 @@ export async function runServe(checkpoints: string[], o: ServeCliOptions, deps: 
   const server = await startServer(models, {
     host: o.host, port: o.port, apiKey, maxBatch: o.maxBatch, maxQueue: o.maxQueue, maxTokensCap: o.maxTokensCap,
     timeoutS: o.timeout, bodyLimit: o.bodyLimit, log: o.quiet ? undefined : (line) => stderr.write(line + '\n'),
+    stepDelayMs: envServeStepDelayMs(),
   });
   const say = (line: string) => stderr.write(`dsmoe serve: ${line}\n`);
   say(`listening on ${server.url}${apiKey ? ' (API key required)' : ''}`);
