@@ -217,6 +217,23 @@ class Backend {
   virtual void gelu_backward(int64_t n, const float* x, const float* dy, float* dx, GeluKind kind) = 0;
   virtual void attention_forward(const AttentionShape& s, const float* q, const float* k, const float* v,
                                  float* out, float* lse) = 0;
+  // attention_forward of several sequences, each over its own K/V (a decode step of a batch whose
+  // sequences have different cache lengths): job i uses s with tq = jobs[i].tq, tk = jobs[i].tk.
+  // The default runs them one by one; the CPU backend runs them as one parallel region (a decode
+  // step of B sequences would otherwise wake the thread pool B times per layer for tiny work).
+  struct AttentionJob {
+    const float *q, *k, *v;
+    float *out, *lse;
+    int64_t tq, tk;
+  };
+  virtual void attention_forward_batch(const AttentionShape& s, const AttentionJob* jobs, int64_t n) {
+    AttentionShape one = s;
+    for (int64_t i = 0; i < n; ++i) {
+      one.tq = jobs[i].tq;
+      one.tk = jobs[i].tk;
+      attention_forward(one, jobs[i].q, jobs[i].k, jobs[i].v, jobs[i].out, jobs[i].lse);
+    }
+  }
   virtual void attention_backward(const AttentionShape& s, const float* q, const float* k, const float* v,
                                   const float* out, const float* lse, const float* dout, float* dq, float* dk,
                                   float* dv) = 0;

@@ -272,6 +272,16 @@ class CpuBackend final : public Backend {
                          float* lse) override {
     cpu::attention_forward(s, q, k, v, out, lse);
   }
+  void attention_forward_batch(const AttentionShape& s, const AttentionJob* jobs, int64_t n) override {
+    // One task per sequence; each sequence's attention runs serially inside its task (nested
+    // parallel_for), with the same per-head arithmetic, so the results are those of one by one.
+    parallel_for(n, [&](int64_t i, int) {
+      AttentionShape one = s;
+      one.tq = jobs[i].tq;
+      one.tk = jobs[i].tk;
+      cpu::attention_forward(one, jobs[i].q, jobs[i].k, jobs[i].v, jobs[i].out, jobs[i].lse);
+    });
+  }
   void attention_backward(const AttentionShape& s, const float* q, const float* k, const float* v, const float* out,
                           const float* lse, const float* dout, float* dq, float* dk, float* dv) override {
     cpu::attention_backward(s, q, k, v, out, lse, dout, dq, dk, dv);

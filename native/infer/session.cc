@@ -185,6 +185,7 @@ void Session::run(bool decode) {
   AttentionShape ash;
   ash.batch = 1; ash.n_heads_total = Ea * H; ash.heads_per_expert = H; ash.kv_heads = G; ash.head_dim = dh;
   ash.scale = static_cast<float>(1.0 / std::sqrt(double(dh)));
+  ash.skip_zero_queries = true;  // heads of unselected experts (q = 0, output never projected)
   const int64_t cache_seq = max_len_ * KV, cache_layer = B_ * cache_seq;
 
   const int32_t* one = one_offsets_.data();
@@ -201,9 +202,8 @@ void Session::run(bool decode) {
       be_.gather_rows(P, D, x, pair_token_.data(), order_.data(), xg);
     });
     const int32_t *off = offsets_.data(), *order = order_.data(), *pt = pair_token_.data(), *pe = pair_expert_.data();
-    // Q projections only for active (token, expert) pairs. The attention core below still runs
-    // every query head; heads of unselected experts see Q = 0 and their output is never projected
-    // (weight 0), so they cost a little attention arithmetic but no weight reads.
+    // Q projections only for active (token, expert) pairs. Heads of unselected experts see Q = 0;
+    // the attention core skips them (skip_zero_queries) and their output is never projected.
     // K and V once for the G shared heads.
     if (decode) {
       const backend::GemvJob jobs[3] = {{Ea, off, xg, lw.q, HD, D, yg},
@@ -228,12 +228,21 @@ void Session::run(bool decode) {
         be_.copy(vc + s.b * cache_seq + s.pos0 * KV, v + s.row0 * KV, bytes);
       }
     });
+    // Queries are the last `count` of the pos0 + count cached positions. Decode: all sequences'
+    // single queries in one batch; prefill: one sequence at a time (each parallel inside).
+    att_jobs_.clear();
     for (const Segment& s : segs_) {
-      // Queries are the last `count` of the pos0 + count cached positions.
-      ash.tq = s.count;
-      ash.tk = s.pos0 + s.count;
-      be_.attention_forward(ash, q + s.row0 * QD, kc + s.b * cache_seq, vc + s.b * cache_seq, att + s.row0 * QD,
-                            lse);
+      att_jobs_.push_back({q + s.row0 * QD, kc + s.b * cache_seq, vc + s.b * cache_seq, att + s.row0 * QD,
+                           lse + (decode ? s.row0 * Ea * H : 0), s.count, s.pos0 + s.count});
+    }
+    if (decode) {
+      be_.attention_forward_batch(ash, att_jobs_.data(), static_cast<int64_t>(att_jobs_.size()));
+    } else {
+      for (const auto& j : att_jobs_) {
+        ash.tq = j.tq;
+        ash.tk = j.tk;
+        be_.attention_forward(ash, j.q, j.k, j.v, j.out, j.lse);
+      }
     }
     // O projections only for active pairs: gather each pair's HD slice of the attention output.
     section([&] { be_.gather_pair_heads(P, HD, QD, order, pt, pe, att, xg); });

@@ -132,6 +132,7 @@ class Session {
   Array<int32_t> pair_token_, pair_expert_, order_, position_, offsets_, one_offsets_, targets_;
   Array<float> pair_weight_;
   std::vector<int32_t> offsets_host_;
+  std::vector<backend::Backend::AttentionJob> att_jobs_;
 };
 
 }  // namespace dsmoe::infer

@@ -27,6 +27,9 @@ struct AttentionShape {
   int64_t kv_heads = 1;          // G
   int64_t head_dim = 1;          // dh
   float scale = 1.f;             // usually 1/sqrt(dh)
+  // Inference: a query head whose q is all zero belongs to an expert the token did not select; its
+  // output is never used, so it is skipped (out = 0, lse = 0) instead of attending uniformly.
+  bool skip_zero_queries = false;
 };
 
 // out = softmax_causal(scale · q kᵀ) v per head; writes out and lse (neither is read).

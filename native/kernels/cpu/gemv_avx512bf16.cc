@@ -65,7 +65,7 @@ void block(const uint16_t* w, int64_t k, const uint16_t* xb, float* y, int64_t l
 
 template <int MB>
 void rows_mb(const uint16_t* w, int64_t rows, int64_t k, const uint16_t* xb, float* y, int64_t ldy) {
-  constexpr int RB = MB >= 4 ? 1 : 4 / MB;
+  constexpr int RB = MB >= 4 ? 2 : 4 / MB;
   int64_t r = 0;
   for (; r + RB <= rows; r += RB) block<RB, MB>(w + r * k, k, xb, y + r, ldy);
   for (; r < rows; ++r) block<1, MB>(w + r * k, k, xb, y + r, ldy);
