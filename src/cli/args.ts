@@ -26,3 +26,12 @@ export const shareArg = (flag: string) => (v: string): number => {
     `(0, 1] such as 0.35 or 35%, got "${v}"`);
   return n;
 };
+
+/** A comma-separated list of integers ≥ min (--concurrency 1,4,16). */
+export const intListArg = (flag: string, min = 1) => (v: string): number[] => {
+  const parts = v.split(',').map((s) => s.trim());
+  if (parts.some((p) => !/^\d+$/.test(p) || Number(p) < min)) {
+    throw new InvalidArgumentError(`${flag} expects comma-separated integers ≥ ${min}, got "${v}"`);
+  }
+  return parts.map(Number);
+};

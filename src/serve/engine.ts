@@ -28,6 +28,8 @@ export interface EngineRequest {
   seed: number;
   stop: string[];
   routing: Routing;
+  /** go on past EOS until maxTokens (benchmarks: fixed lengths) */
+  ignoreEos?: boolean;
   /** each new piece of text, in order (streaming) */
   onText?: (text: string) => void;
   /** aborted: the request leaves at the next step and its promise rejects with the signal's reason */
@@ -238,7 +240,7 @@ export class ModelEngine {
     const t = sampleToken(row, s.req.sampling, s.rng);
     if (s.tokens.length === 0) s.firstToken = now();
     s.tokens.push(t);
-    if (t === this.model.tokenizer.eosId) { s.finish = 'stop'; return; }
+    if (t === this.model.tokenizer.eosId && !s.req.ignoreEos) { s.finish = 'stop'; return; }
     const piece = s.text.push(t);
     if (piece) s.req.onText?.(piece);
     if (s.text.stopped) s.finish = 'stop';

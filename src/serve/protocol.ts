@@ -5,6 +5,7 @@
 //   routing              "attention=dense,mlp=threshold:0.48" — the CLI's --routing grammar
 //   return_expert_usage  true: usage.expert_usage = {attention, mlp}: [layer][expert] token counts
 //   top_k                sample from the K most likely tokens
+//   ignore_eos           true: generate max_tokens tokens even past the end-of-text token (as vLLM)
 // and in every response's usage: active_params_per_token, active_expert_share.
 
 /** The body of every error response: `{"error": {message, type, param, code}}`. */
@@ -54,6 +55,7 @@ const common = {
   n: { type: 'integer', minimum: 1, maximum: 1 },
   routing: { type: 'string' },
   return_expert_usage: { type: 'boolean' },
+  ignore_eos: { type: 'boolean' },
 } as const;
 
 export const completionSchema = {
@@ -171,6 +173,7 @@ export interface SamplingBody {
   stream_options?: { include_usage?: boolean } | null;
   routing?: string;
   return_expert_usage?: boolean;
+  ignore_eos?: boolean;
 }
 
 export interface CompletionBody extends SamplingBody {

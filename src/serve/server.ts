@@ -313,7 +313,7 @@ export async function startServer(models: InferenceModel[], o: ServeOptions): Pr
         throw new ApiError(400, `${what} is ${ids.length} tokens long; the model's context is ${context} tokens ` +
           'and it needs room for at least one more', field);
       }
-      return { promptIds: ids, maxTokens, sampling, seed: seed + i, stop, routing };
+      return { promptIds: ids, maxTokens, sampling, seed: seed + i, stop, routing, ignoreEos: body.ignore_eos };
     });
     return {
       requests, returnExpertUsage: body.return_expert_usage === true,

@@ -132,6 +132,10 @@ describe('the API through the openai client', () => {
     const u = r.usage as unknown as { expert_usage: { attention: number[][]; mlp: number[][] } };
     expect(u.expert_usage.mlp.length).toBeGreaterThan(0);
     expect(u.expert_usage.mlp.flat().reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+    // ignore_eos: exactly max_tokens tokens, whatever the model samples.
+    const fixed = await post(`${main.url}/v1/completions`, { prompt: ['the', 'a', 'x'], max_tokens: 20,
+      temperature: 1, seed: 3, ignore_eos: true });
+    expect(fixed.json.usage.completion_tokens).toBe(60);
   });
 
   test('32 concurrent clients with mixed routings all get what they get alone', async () => {

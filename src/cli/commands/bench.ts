@@ -13,9 +13,10 @@ import { formatReproduce, runReproduce, DEFAULT_REPRODUCE_BUDGET_S } from '../..
 import { formatDuration, parseDuration } from '../../train/schedule';
 import { formatDecodeBench, runDecodeBench } from '../../bench/decode';
 import { runKernelBench, type KernelBenchResult } from '../../bench/kernels';
+import { formatServeBench, runServeBench } from '../../bench/serve';
 import { runTrainBench, type TrainBenchResult } from '../../bench/train';
 import { renderTable } from '../../util/table';
-import { intArg, shareArg } from '../args';
+import { intArg, intListArg, shareArg } from '../args';
 
 export interface BenchKernelsCliOptions {
   threads: number[];
@@ -269,6 +270,42 @@ Example:
         log: o.json ? undefined : (l) => process.stderr.write(`  ${l}\n`),
       });
       writeBenchResult(result, o.out, o.json ? undefined : formatDecodeBench);
+    });
+  bench
+    .command('serve')
+    .description('requests/s, generated tokens/s, time to first token and inter-token latency of dsmoe serve ' +
+      'at several client concurrencies')
+    .argument('<checkpoint>', 'the checkpoint to serve')
+    .option('--concurrency <list>', 'concurrent clients per level, comma-separated', intListArg('--concurrency'),
+      [1, 4, 16, 64])
+    .option('--requests-per-client <n>', 'requests per client per level (at least 16 per level)',
+      intArg('--requests-per-client'), 4)
+    .option('--prompt-tokens <n>', 'prompt length in tokens', intArg('--prompt-tokens'), 32)
+    .option('--max-tokens <n>', 'tokens generated per request', intArg('--max-tokens'), 32)
+    .option('--routing <spec>', "every request's routing (default: the checkpoint's)")
+    .option('--threads <n>', "the server's kernel threads", intArg('--threads'))
+    .option('--out <file>', 'where to write the JSON results', 'bench-results/serve.json')
+    .option('--json', 'print the JSON result on stdout instead of the table')
+    .addHelpText('after', `
+Starts \`dsmoe serve <checkpoint> --max-batch <largest concurrency>\` on a free 127.0.0.1 port and
+drives it with C clients in a closed loop (each sends its next streaming request when the last one
+ends). Requests are greedy and generate exactly --max-tokens tokens (ignore_eos). Continuous
+batching shares each weight read among the running sequences: at 16 clients the generated tokens/s
+should be at least 4× that of one client. Run nothing else meanwhile: the clients and the server
+share the machine.
+
+Example:
+  dsmoe bench serve runs/small-dsmoe --concurrency 1,4,16,64`)
+    .action(async (checkpoint: string, o: {
+      concurrency: number[]; requestsPerClient: number; promptTokens: number; maxTokens: number; routing?: string;
+      threads?: number; out: string; json?: boolean;
+    }) => {
+      const result = await runServeBench({
+        checkpoint, concurrency: o.concurrency, requestsPerClient: o.requestsPerClient,
+        promptTokens: o.promptTokens, maxTokens: o.maxTokens, routing: o.routing, threads: o.threads,
+        log: o.json ? undefined : (l) => process.stderr.write(`  ${l}\n`),
+      });
+      writeBenchResult(result, o.out, o.json ? undefined : formatServeBench);
     });
   bench
     .command('reproduce')
