@@ -41,44 +41,59 @@ export function checkSampling(o: SamplingOptions): void {
   }
 }
 
+/**
+ * The `count` largest logits' indices in decreasing order, the lower id first among equals. The
+ * threshold comes from a native (typed-array) sort of a copy; only the survivors are sorted by the
+ * comparator, so a top-k / top-p draw costs one O(V log V) native sort, not a comparator sort of V.
+ */
+function topIndices(logits: Float32Array, count: number): number[] {
+  const V = logits.length;
+  const threshold = Float32Array.from(logits).sort()[V - count];  // the count-th largest
+  const idx: number[] = [];
+  for (let i = 0; i < V; i++) if (logits[i] > threshold) idx.push(i);
+  for (let i = 0; i < V && idx.length < count; i++) if (logits[i] === threshold) idx.push(i);
+  return idx.sort((a, b) => logits[b] - logits[a] || a - b);
+}
+
 /** The next token for one row of logits (length V). */
 export function sampleToken(logits: Float32Array, o: SamplingOptions, rng: Rng): number {
   const V = logits.length;
   const topK = o.topK && o.topK > 0 ? Math.min(o.topK, V) : V;
   const topP = o.topP ?? 1;
   if (o.temperature === 0 || topK === 1) return argmax(logits);
-  // Candidates in order of decreasing logit (lower id first among equals).
-  let idx: number[];
-  if (topK < V || topP < 1) {
-    idx = Array.from({ length: V }, (_, i) => i);
-    idx.sort((a, b) => logits[b] - logits[a] || a - b);
-    if (topK < V) idx.length = topK;
-  } else {
-    idx = Array.from({ length: V }, (_, i) => i);
-  }
   let max = -Infinity;
-  for (const i of idx) if (logits[i] > max) max = logits[i];
+  for (let i = 0; i < V; i++) if (logits[i] > max) max = logits[i];
   if (!Number.isFinite(max)) return argmax(logits);
   const invT = 1 / o.temperature;
-  const p = new Float64Array(idx.length);
-  let sum = 0;
-  for (let j = 0; j < idx.length; j++) { p[j] = Math.exp((logits[idx[j]] - max) * invT); sum += p[j]; }
-  let n = idx.length;
+  // Candidates: all tokens in id order, or the top-k / top-p ones by decreasing logit.
+  let idx: number[] | undefined;
   if (topP < 1) {
-    // idx is sorted: keep the shortest prefix whose mass reaches topP (at least one token).
-    let acc = 0;
-    for (n = 0; n < idx.length;) {
-      acc += p[n] / sum;
+    // The nucleus: the shortest most-likely prefix (within the top-k) whose tempered mass reaches
+    // topP (at least one token). Weights are monotonic in the logits, so their sorted copy gives
+    // its length; equal weights add the same whichever comes first.
+    const w = new Float64Array(V);
+    for (let i = 0; i < V; i++) w[i] = Math.exp((logits[i] - max) * invT);
+    w.sort();
+    let total = 0;
+    for (let j = V - 1; j >= V - topK; j--) total += w[j];
+    let acc = 0, n = 0;
+    for (let j = V - 1; j >= V - topK;) {
+      acc += w[j--] / total;
       n++;
       if (acc >= topP) break;
     }
-    sum = 0;
-    for (let j = 0; j < n; j++) sum += p[j];
+    idx = topIndices(logits, n);
+  } else if (topK < V) {
+    idx = topIndices(logits, topK);
   }
+  const n = idx ? idx.length : V;
+  const p = new Float64Array(n);
+  let sum = 0;
+  for (let j = 0; j < n; j++) { p[j] = Math.exp((logits[idx ? idx[j] : j] - max) * invT); sum += p[j]; }
   let u = rng.nextFloat() * sum;
   for (let j = 0; j < n; j++) {
     u -= p[j];
-    if (u < 0) return idx[j];
+    if (u < 0) return idx ? idx[j] : j;
   }
-  return idx[n - 1];
+  return idx ? idx[n - 1] : n - 1;
 }
