@@ -321,7 +321,18 @@ export async function startServer(models: InferenceModel[], o: ServeOptions): Pr
     };
   }
 
-  const address = await app.listen({ host: o.host, port: o.port });
+  let address: string;
+  try {
+    address = await app.listen({ host: o.host, port: o.port });
+  } catch (e) {
+    await Promise.all(served.map((x) => x.engine.close()));
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw new Error(`port ${o.port} on ${o.host} is in use: choose another with --port`);
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') {
+      throw new Error(`cannot bind to --host ${o.host}: not an address of this machine`);
+    }
+    throw e;
+  }
   let shuttingDown: Promise<number> | undefined;
   return {
     app, url: address, models: served,

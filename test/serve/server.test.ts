@@ -265,6 +265,20 @@ describe('bad input and load: an OpenAI-style error naming what is wrong', () =>
   });
 });
 
+test('bad command lines are one clear line: missing checkpoint, bad option, port in use, --device cuda', () => {
+  const run = (args: string[]) => runCli(['serve', ...args], { cacheDir: ck.cacheDir });
+  expect(run(['nope']).stderr).toMatch(/^dsmoe: checkpoint folder not found: nope$/m);
+  expect(run([ck.checkpoint, '--port', 'x']).stderr).toMatch(/--port expects an integer ≥ 0, got "x"/);
+  expect(run([ck.checkpoint, '--max-batch', '0']).stderr).toMatch(/--max-batch expects an integer ≥ 1/);
+  const port = new URL(main.url).port;
+  const busy = run([ck.checkpoint, '--port', port]);
+  expect({ code: busy.code, stderr: busy.stderr }).toEqual({ code: 1,
+    stderr: `dsmoe: port ${port} on 127.0.0.1 is in use: choose another with --port\n` });
+  const cuda = run([ck.checkpoint, '--device', 'cuda']);
+  expect(cuda.code).toBe(2);
+  expect(cuda.stderr).toMatch(/cuda/i);
+});
+
 test('SIGTERM: running requests finish, then the process exits 0; new connections are refused', async () => {
   const s = await serve(['--grace', '20'], { DSMOE_SERVE_STEP_DELAY_MS: '10' });
   const text = fetch(`${s.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' },
