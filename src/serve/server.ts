@@ -205,12 +205,13 @@ export async function startServer(models: InferenceModel[], o: ServeOptions): Pr
         ? { index, delta: finish ? {} : { content: text }, logprobs: null, finish_reason: finish }
         : { index, text, logprobs: null, finish_reason: finish }],
     });
-    let results: Promise<EngineResult>[] = [];
+    const results: Promise<EngineResult>[] = [];
     try {
       try {
-        results = plan.requests.map((r, i) => s.engine.submit({ ...r, onText: pieces[i], signal: ac.signal }));
+        plan.requests.forEach((r, i) => results.push(s.engine.submit({ ...r, onText: pieces[i], signal: ac.signal })));
       } catch (e) {
-        ac.abort(e);  // the prompts already queued leave
+        ac.abort(e);  // the prompts already queued leave: their promises reject, nobody waits for them
+        for (const p of results) p.catch(() => undefined);
         throw e;
       }
       (req as Tagged).logExtra = ` model=${s.name} prompt_tokens=${plan.promptTokens}`;

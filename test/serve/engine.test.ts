@@ -63,7 +63,8 @@ test('a stream of greedy requests with mixed routings, 3 slots: each text is wha
 });
 
 test('a cancelled request leaves at the next step and frees its slot; the queue limit; close', async () => {
-  const engine = new ModelEngine(model, 1, 1, ROUTINGS[0]);
+  // 3 ms per step: a request of ~30 steps is still running when the test closes the engine.
+  const engine = new ModelEngine(model, 1, 1, ROUTINGS[0], 3);
   try {
     const ac = new AbortController();
     let pieces = 0;
