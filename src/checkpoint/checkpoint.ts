@@ -86,6 +86,8 @@ export interface CheckpointContents {
   dtype?: Dtype;
   /** Extra safetensors metadata for model.safetensors. */
   metadata?: Record<string, string>;
+  /** model.safetensors' tensors when they are not `params` in `dtype` (a quantized checkpoint). */
+  modelTensors?: TensorToWrite[];
 }
 
 /** Points where a test can make saveCheckpoint stop as if the process had died. */
@@ -186,7 +188,8 @@ export function saveCheckpoint(dir: string, c: CheckpointContents, opts: SaveOpt
       writeFileSynced(path.join(tmp, name), (fd) => writeAll(fd, Buffer.from(JSON.stringify(value, null, 2) + '\n')));
     writeJson(CONFIG_FILE, config);
     const dtype = c.dtype ?? 'F32';
-    writeFileSynced(path.join(tmp, MODEL_FILE), (fd) => writeSafetensorsFd(fd, tensorsOf(layout, c.params, '', dtype),
+    writeFileSynced(path.join(tmp, MODEL_FILE), (fd) => writeSafetensorsFd(fd,
+      c.modelTensors ?? tensorsOf(layout, c.params, '', dtype),
       { format: 'pt', producer: 'dsmoe', ...(c.metadata ?? {}) }));
     crash('after-model');
     if (c.tokenizerJson !== undefined)
@@ -285,6 +288,11 @@ export function checkTensors(
   r: SafetensorsReader, layout: ModelLayout, prefixes: string[], file: string, onlyF32: boolean,
 ): void {
   const expected = new Set<string>();
+  const quantized = r.header.tensors.find((t) => t.dtype === 'I8' || t.dtype === 'U8');
+  if (quantized) {
+    throw new Error(`${file} is quantized (tensor "${quantized.name}" is ${quantized.dtype}): a quantized checkpoint ` +
+      'is for inference only (eval, generate, bench, serve); train and convert need F32, BF16 or F16 weights');
+  }
   for (const p of prefixes) {
     for (const t of layout.tensors) {
       const name = p + t.name;

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { activeParams, type ActiveParams } from '../model/active';
 import { paramCount, validateConfig, type ModelConfig } from '../model/config';
 import { layoutFromConfig } from '../model/layout';
+import { checkQuantizedHeader, type QuantizedLayout } from './quant';
 import {
   CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, TOKENIZER_FILE, TRAINER_STATE_FILE, checkTensors, readJsonFile,
   validateTrainerState,
@@ -41,8 +42,10 @@ export interface CheckpointInfo {
   };
   /** config.json's default routing and the active parameters it implies. */
   active: ActiveParams;
-  /** dtype of model.safetensors ('mixed' when its tensors differ). */
+  /** dtype of model.safetensors ('mixed' when its tensors differ; 'int8' / 'q4' when quantized). */
   dtype: string;
+  /** how many weight tensors are quantized (with a scale tensor each; docs/format.md) */
+  quantized_tensors?: number;
   files: FileInfo[];
   bytes: number;
   training?: {
@@ -78,7 +81,8 @@ export function checkpointInfo(dir: string): CheckpointInfo {
   if (!fs.existsSync(modelFile)) throw new Error(`checkpoint ${dir} has no ${MODEL_FILE}`);
 
   const files: FileInfo[] = [];
-  const model = safetensorsInfo(modelFile, (r) => checkTensors(r, layout, [''], modelFile, false));
+  let quant: QuantizedLayout | undefined;
+  const model = safetensorsInfo(modelFile, (r) => { quant = checkQuantizedHeader(r.header, layout, modelFile); });
   const optFile = path.join(abs, OPTIMIZER_FILE), stateFile = path.join(abs, TRAINER_STATE_FILE);
   const hasOpt = fs.existsSync(optFile);
   const state = fs.existsSync(stateFile) ? validateTrainerState(readJsonFile(stateFile, 'trainer state'), stateFile)
@@ -114,7 +118,9 @@ export function checkpointInfo(dir: string): CheckpointInfo {
       experts: p.expertParams,
     },
     active: activeParams(config),
-    dtype: dtypes.length === 1 ? dtypes[0] : dtypes.length === 0 ? 'none' : 'mixed',
+    // A quantized file's dtype is its quantization (its tensor dtypes are listed per file).
+    dtype: quant ? quant.kind : dtypes.length === 1 ? dtypes[0] : dtypes.length === 0 ? 'none' : 'mixed',
+    ...(quant ? { quantized_tensors: quant.quantized.size } : {}),
     files, bytes: files.reduce((s, f) => s + f.bytes, 0),
     ...(state ? {
       training: {

@@ -12,14 +12,15 @@
 import * as fs from 'node:fs';
 import { atomicWriteFile, writeAll } from './fsutil';
 
-export type Dtype = 'F32' | 'F16' | 'BF16';
+/** F32/F16/BF16 weights; I8 and U8 are quantized weights (docs/format.md), read as bytes. */
+export type Dtype = 'F32' | 'F16' | 'BF16' | 'I8' | 'U8';
 
-export const DTYPE_BYTES: Readonly<Record<Dtype, number>> = { F32: 4, F16: 2, BF16: 2 };
+export const DTYPE_BYTES: Readonly<Record<Dtype, number>> = { F32: 4, F16: 2, BF16: 2, I8: 1, U8: 1 };
 
 /** dtypes of the format that dsmoe does not read (a clearer error than "unknown"). */
 const OTHER_DTYPES = new Set(['F64', 'F8_E4M3', 'F8_E5M2', 'F8_E8M0', 'F6_E2M3', 'F6_E3M2', 'F4', 'I64', 'I32', 'I16',
-  'I8',
-  'U64', 'U32', 'U16', 'U8', 'BOOL', 'C64']);
+  'U64', 'U32', 'U16', 'BOOL', 'C64']);
+const READ_DTYPES = 'F32, F16, BF16, I8 and U8';
 
 /** Largest header accepted (the format's own readers use 100 MB too). */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -128,7 +129,7 @@ function fromHalfBits(src: Uint16Array, dtype: 'F16' | 'BF16', out: Float32Array
 // ---------------------------------------------------------------------------------------------
 // Writing
 
-export type TensorData = Float32Array | Uint16Array;
+export type TensorData = Float32Array | Uint16Array | Int8Array | Uint8Array;
 
 export interface TensorToWrite {
   name: string;
@@ -147,6 +148,8 @@ export interface TensorToWrite {
 const tagOf = (x: unknown) => Object.prototype.toString.call(x);
 const isU16 = (x: unknown): x is Uint16Array => tagOf(x) === '[object Uint16Array]';
 const isF32 = (x: unknown): x is Float32Array => tagOf(x) === '[object Float32Array]';
+const isBytes = (x: unknown): x is Int8Array | Uint8Array =>
+  tagOf(x) === '[object Int8Array]' || tagOf(x) === '[object Uint8Array]';
 
 /** Checks a tensor's data against its entry (length, type). */
 function checkData(t: TensorToWrite, data: TensorData, n: number): void {
@@ -155,7 +158,11 @@ function checkData(t: TensorToWrite, data: TensorData, n: number): void {
       `${data.length}`);
   if (isU16(data) && t.dtype === 'F32') throw new Error(`tensor "${t.name}": 16-bit data cannot be ` +
     `written as F32`);
-  if (!isU16(data) && !isF32(data))
+  if ((t.dtype === 'I8' || t.dtype === 'U8') !== isBytes(data)) {
+    throw new TypeError(`tensor "${t.name}": ${t.dtype} data must be ${t.dtype === 'I8' ? 'an Int8Array'
+      : t.dtype === 'U8' ? 'a Uint8Array' : 'a Float32Array or Uint16Array'}`);
+  }
+  if (!isU16(data) && !isF32(data) && !isBytes(data))
     throw new TypeError(`tensor "${t.name}": data must be a Float32Array or Uint16Array`);
 }
 
@@ -180,7 +187,7 @@ export function safetensorsHeaderBytes(tensors: readonly TensorToWrite[], metada
     if (seen.has(t.name)) throw new Error(`duplicate tensor name "${t.name}"`);
     seen.add(t.name);
     if (!(t.dtype in DTYPE_BYTES)) throw new Error(`tensor "${t.name}": unsupported dtype ` +
-      `${JSON.stringify(t.dtype)} (F32, F16, BF16)`);
+      `${JSON.stringify(t.dtype)} (${READ_DTYPES})`);
     if (!Array.isArray(t.shape) || t.shape.some((d) => !Number.isSafeInteger(d) || d < 0))
       throw new Error(`tensor "${t.name}": shape must be a list of non-negative integers, got ` +
         `${JSON.stringify(t.shape)}`);
@@ -220,7 +227,7 @@ export function writeSafetensorsFd(fd: number, tensors: readonly TensorToWrite[]
       data = t.data();
       checkData(t, data, numel(t.shape));
     } else data = t.data;
-    if (t.dtype === 'F32' || isU16(data)) {
+    if (t.dtype === 'F32' || isU16(data) || isBytes(data)) {
       writeAll(fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
       continue;
     }
@@ -228,7 +235,7 @@ export function writeSafetensorsFd(fd: number, tensors: readonly TensorToWrite[]
     for (let i = 0; i < data.length; i += CONVERT_CHUNK) {
       const src = data.subarray(i, Math.min(data.length, i + CONVERT_CHUNK));
       const dst = scratch.subarray(0, src.length);
-      toHalfBits(src, t.dtype, dst);
+      toHalfBits(src as Float32Array, t.dtype as 'F16' | 'BF16', dst);
       writeAll(fd, new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength));
     }
   }
@@ -306,8 +313,8 @@ export function readSafetensorsHeaderFd(fd: number, file: string): SafetensorsHe
     if (typeof dtype !== 'string') throw new Error(`${where}: "dtype" is missing or not a string`);
     if (!(dtype in DTYPE_BYTES)) {
       throw new Error(OTHER_DTYPES.has(dtype)
-        ? `${where}: dtype ${dtype} is not supported (dsmoe reads F32, F16 and BF16)`
-        : `${where}: unknown dtype ${JSON.stringify(dtype)} (dsmoe reads F32, F16 and BF16)`);
+        ? `${where}: dtype ${dtype} is not supported (dsmoe reads ${READ_DTYPES})`
+        : `${where}: unknown dtype ${JSON.stringify(dtype)} (dsmoe reads ${READ_DTYPES})`);
     }
     if (shape === undefined) throw new Error(`${where}: "shape" is missing`);
     if (offsets === undefined) throw new Error(`${where}: "data_offsets" is missing`);
@@ -417,7 +424,7 @@ export class SafetensorsReader {
   /** A BF16 or F16 tensor's raw 16-bit patterns. */
   readHalfBits(name: string): Uint16Array {
     const t = this.entry(name);
-    if (t.dtype === 'F32') throw new Error(`${this.file}: tensor "${name}" is F32, not a 16-bit type`);
+    if (DTYPE_BYTES[t.dtype] !== 2) throw new Error(`${this.file}: tensor "${name}" is ${t.dtype}, not a 16-bit type`);
     const raw = this.readRaw(name);
     return new Uint16Array(raw.buffer, 0, raw.byteLength / 2);
   }
@@ -435,6 +442,10 @@ export class SafetensorsReader {
     const n = numel(t.shape);
     if (dst.length !== n) throw new Error(`${this.file}: tensor "${name}" has ${n} elements; the destination has ` +
       `${dst.length}`);
+    if (t.dtype === 'I8' || t.dtype === 'U8') {
+      throw new Error(`${this.file}: tensor "${name}" is ${t.dtype} (a quantized weight): read it with its scale ` +
+        '(src/checkpoint/quant.ts), not as fp32');
+    }
     const fd = this.handle();
     const pos = this.header.dataStart + t.begin;
     if (t.dtype === 'F32') {

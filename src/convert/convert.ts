@@ -1,18 +1,22 @@
 // `dsmoe convert <in> <out>`: a training (or inference) checkpoint → a lean inference checkpoint:
-// config.json (with the chosen default routing), model.safetensors in bf16/f16/f32, tokenizer.json.
+// config.json (with the chosen default routing), model.safetensors in bf16/f16/f32 or quantized
+// (int8, q4: docs/format.md), tokenizer.json.
 // Optimizer and trainer state are dropped. Written with saveCheckpoint's atomic folder swap.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CONFIG_FILE, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from '../checkpoint/checkpoint';
 import { type Dtype } from '../checkpoint/safetensors';
+import { quantizedTensors, type QuantKind } from '../checkpoint/quant';
 import { validateConfig, type ModelConfig } from '../model/config';
 import { parseRouting } from '../model/routing';
 
 export const DTYPES: Readonly<Record<string, Dtype>> = { bf16: 'BF16', f16: 'F16', f32: 'F32' };
+/** The dtypes --dtype takes: the float ones and the quantized ones. */
+export type ConvertDtype = Dtype | QuantKind;
 const F16_MAX = 65504;
 
 export interface ConvertOptions {
-  /** bf16 (default), f16 or f32. */
+  /** bf16 (default), f16, f32, int8 or q4. */
   dtype?: string;
   /** `attention=S,mlp=S`: default routing stored in config.json. */
   routing?: string;
@@ -22,7 +26,7 @@ export interface ConvertOptions {
 export interface ConvertResult {
   input: string;
   out: string;
-  dtype: Dtype;
+  dtype: ConvertDtype;
   routing: { attention: string; mlp: string };
   /** Bytes of the input folder's files and of its model.safetensors. */
   bytesBefore: number;
@@ -41,9 +45,11 @@ export function folderBytes(dir: string): number {
   return n;
 }
 
-export function parseDtype(s: string | undefined): Dtype {
-  const d = DTYPES[(s ?? 'bf16').toLowerCase()];
-  if (!d) throw new Error(`--dtype: unknown dtype "${s}" (expected bf16, f16 or f32)`);
+export function parseDtype(s: string | undefined): ConvertDtype {
+  const v = (s ?? 'bf16').toLowerCase();
+  if (v === 'int8' || v === 'q4') return v;
+  const d = DTYPES[v];
+  if (!d) throw new Error(`--dtype: unknown dtype "${s}" (expected bf16, f16, f32, int8 or q4)`);
   return d;
 }
 
@@ -102,7 +108,14 @@ export function convertCheckpoint(input: string, out: string, o: ConvertOptions 
   const metadata: Record<string, string> = { converted_from: path.basename(ck.dir) };
   if (ck.trainerState) metadata.step = String(ck.trainerState.step);
   else if (ck.metadata.step !== undefined) metadata.step = ck.metadata.step;
-  saveCheckpoint(out, { config, params: ck.params, tokenizerJson, dtype, metadata });
+  if (dtype === 'int8' || dtype === 'q4') {
+    const q = quantizedTensors(ck.layout, ck.params, dtype);
+    notes.push(...q.notes);
+    saveCheckpoint(out, { config, params: ck.params, tokenizerJson, modelTensors: q.tensors,
+      metadata: { ...metadata, quantization: dtype } });
+  } else {
+    saveCheckpoint(out, { config, params: ck.params, tokenizerJson, dtype, metadata });
+  }
   return {
     input: ck.dir, out: path.resolve(out), dtype, routing: config.routing, bytesBefore, modelBytesBefore,
     bytesAfter: folderBytes(out), modelBytesAfter: fs.statSync(path.join(out, 'model.safetensors')).size, dropped,

@@ -10,10 +10,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, TRAINER_STATE_FILE, allocParams, recoverInterruptedSave,
+  CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, TRAINER_STATE_FILE, allocParams, readJsonFile, recoverInterruptedSave,
   validateTrainerState, type TrainerState,
 } from '../checkpoint/checkpoint';
-import { SafetensorsReader, readSafetensorsHeader, type SafetensorsHeader } from '../checkpoint/safetensors';
+import { SafetensorsReader, readSafetensorsHeader } from '../checkpoint/safetensors';
+import { checkQuantizedHeader, dequantizeI8, dequantizeQ4, scaleName } from '../checkpoint/quant';
 import { validateConfig } from '../model/config';
 import { layoutFromConfig, type ModelLayout } from '../model/layout';
 import type { ModelConfig } from '../model/model-config';
@@ -54,38 +55,6 @@ export interface LoadInferenceOptions {
   tokenizer?: string;
 }
 
-function readJson(file: string): unknown {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new Error(`cannot read ${file}: ${(e as Error).message}`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-}
-
-/** The header's tensors must be exactly the layout's, with the layout's shapes. */
-function checkTensors(h: SafetensorsHeader, layout: ModelLayout, file: string): void {
-  const byName = new Map(h.tensors.map((t) => [t.name, t]));
-  for (const t of layout.tensors) {
-    const e = byName.get(t.name);
-    if (!e) throw new Error(`${file}: tensor "${t.name}" is missing (config.json's layout needs it)`);
-    if (e.shape.join(',') !== t.shape.join(','))
-      throw new Error(`${file}: tensor "${t.name}" has shape [${e.shape.join(', ')}], ` +
-        `config.json's layout needs [${t.shape.join(', ')}]`);
-  }
-  const expected = new Set(layout.tensors.map((t) => t.name));
-  for (const t of h.tensors) {
-    if (!expected.has(t.name)) {
-      throw new Error(`${file}: unexpected tensor "${t.name}" (not in the layout of config.json)`);
-    }
-  }
-}
-
 /** Opens a checkpoint folder for inference (see the file comment). */
 export function loadInferenceModel(dir: string, opts: LoadInferenceOptions = {}): InferenceModel {
   return open(dir, { required: true, file: opts.tokenizer }) as InferenceModel;
@@ -107,15 +76,16 @@ function open(dir: string, tok: { required: boolean; file?: string }): Checkpoin
   if (!fs.existsSync(cfgFile)) {
     throw new Error(`checkpoint ${dir} has no ${CONFIG_FILE} (is it a dsmoe checkpoint folder?)`);
   }
-  const config = validateConfig(readJson(cfgFile), cfgFile);
+  const config = validateConfig(readJsonFile(cfgFile, 'config'), cfgFile);
   const layout = layoutFromConfig(config);
 
   const modelFile = path.join(abs, MODEL_FILE);
   if (!fs.existsSync(modelFile)) throw new Error(`checkpoint ${dir} has no ${MODEL_FILE}`);
   const header = readSafetensorsHeader(modelFile);
-  checkTensors(header, layout, modelFile);
+  // Exactly the layout's tensors with its shapes, quantized ones with their scales (docs/format.md).
+  const quant = checkQuantizedHeader(header, layout, modelFile);
   const dtypes = new Set(header.tensors.map((t) => t.dtype));
-  const dtype = dtypes.size === 1 ? [...dtypes][0] : 'mixed';
+  const dtype = quant ? quant.kind : dtypes.size === 1 ? [...dtypes][0] : 'mixed';
 
   const own = path.join(abs, TOKENIZER_FILE);
   let tokFile: string | undefined, tokenizer: Tokenizer | undefined;
@@ -132,18 +102,32 @@ function open(dir: string, tok: { required: boolean; file?: string }): Checkpoin
   }
 
   const addon = loadAddon();
-  // F16 is not an engine dtype: the whole model goes to fp32 in memory, once.
+  // F16 and the quantized dtypes are not (yet) engine dtypes: the whole model goes to fp32 in
+  // memory, once (quantized weights exactly dequantized: q · scale).
   let weights: Float32Array | undefined;
-  if (dtypes.has('F16')) {
-    weights = allocParams(layout.totalParams, 'the fp32 copy of the F16 weights');
+  if (dtypes.has('F16') || quant) {
+    weights = allocParams(layout.totalParams, `the fp32 copy of the ${quant ? quant.kind : 'F16'} weights`);
     const r = SafetensorsReader.open(modelFile);
     try {
-      for (const t of layout.tensors) r.readFloat32Into(t.name, weights.subarray(t.offset, t.offset + t.size));
+      for (const t of layout.tensors) {
+        const dst = weights.subarray(t.offset, t.offset + t.size);
+        if (!quant?.quantized.has(t.name)) { r.readFloat32Into(t.name, dst); continue; }
+        const k = t.shape[t.shape.length - 1], rows = t.size / k;
+        const raw = r.readRaw(t.name);
+        if (quant.kind === 'int8') {
+          dequantizeI8(new Int8Array(raw.buffer, 0, raw.byteLength), r.readFloat32(scaleName(t.name)), rows, k, dst);
+        } else {
+          dequantizeQ4(raw, r.readHalfBits(scaleName(t.name)), rows, k, dst);
+        }
+      }
     } finally {
       r.close();
     }
-    notes.push(`${MODEL_FILE} stores F16 tensors, which the engine does not read: converted once to fp32 in memory ` +
-      `(${(weights.byteLength / 2 ** 20).toFixed(1)} MiB)`);
+    notes.push(quant
+      ? `${MODEL_FILE} is ${quant.kind}: its weights are dequantized once to fp32 in memory ` +
+        `(${(weights.byteLength / 2 ** 20).toFixed(1)} MiB)`
+      : `${MODEL_FILE} stores F16 tensors, which the engine does not read: converted once to fp32 in memory ` +
+        `(${(weights.byteLength / 2 ** 20).toFixed(1)} MiB)`);
   }
   const tensors = header.tensors.map((t) => ({
     name: t.name, dtype: t.dtype, shape: t.shape, begin: t.begin, end: t.end,
@@ -167,7 +151,7 @@ function open(dir: string, tok: { required: boolean; file?: string }): Checkpoin
     createSession: ({ batch, maxLen, routing }) => opened.createSession({ batch, maxLen, routing }),
     trainerState() {
       const f = path.join(abs, TRAINER_STATE_FILE);
-      return fs.existsSync(f) ? validateTrainerState(readJson(f), f) : undefined;
+      return fs.existsSync(f) ? validateTrainerState(readJsonFile(f, 'trainer state'), f) : undefined;
     },
   };
 }

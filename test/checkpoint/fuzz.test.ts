@@ -6,7 +6,9 @@
 // every run covers the same cases, every corruption kind many times; time is only a cap (a run
 // that reaches it fails, it never quietly covers less). A few corrupted checkpoints also go
 // through `dsmoe info` and `dsmoe convert` in a child process: exit code 1 with a one-line message
-// (0 for info where only weight bytes changed: info reads no weights).
+// (0 for info where only weight bytes changed: info reads no weights). Some cases start from an
+// int8 checkpoint; every case is also opened by the inference loader (openCheckpointWeights), which
+// must open it or throw the same kind of clear Error.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -14,6 +16,8 @@ import * as path from 'node:path';
 import { CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, TRAINER_STATE_FILE, loadCheckpoint, saveCheckpoint,
   type TrainerState } from '../../src/checkpoint/checkpoint';
 import { checkpointInfo } from '../../src/checkpoint/info';
+import { quantizedTensors } from '../../src/checkpoint/quant';
+import { openCheckpointWeights } from '../../src/infer/load';
 import { validateConfig, type ModelConfig } from '../../src/model/config';
 import { layoutFromConfig } from '../../src/model/layout';
 import { rng } from '../helpers';
@@ -44,18 +48,21 @@ const state: TrainerState = {
   versions: { dsmoe: 'test' },
 };
 
-/** The valid checkpoint every case starts from (training, fp32) and a bf16 inference one. */
-function makeValid(dir: string, training: boolean): string {
-  const n = layoutFromConfig(config).totalParams;
+/** The valid checkpoints every case starts from: training (fp32), bf16 inference, int8 inference. */
+function makeValid(dir: string, kind: 'training' | 'inference' | 'int8'): string {
+  const layout = layoutFromConfig(config), n = layout.totalParams;
   const f = (s: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + s));
+  const training = kind === 'training';
   saveCheckpoint(dir, {
     config, params: f(1), tokenizerJson: '{"model": {}}', dtype: training ? 'F32' : 'BF16',
     ...(training ? { optimizer: { m: f(2), v: f(3).map(Math.abs) }, trainerState: state } : {}),
+    ...(kind === 'int8' ? { modelTensors: quantizedTensors(layout, f(1), 'int8').tensors } : {}),
   });
   return dir;
 }
-const validTraining = makeValid(path.join(root, 'valid-training'), true);
-const validInference = makeValid(path.join(root, 'valid-inference'), false);
+const validTraining = makeValid(path.join(root, 'valid-training'), 'training');
+const validInference = makeValid(path.join(root, 'valid-inference'), 'inference');
+const validInt8 = makeValid(path.join(root, 'valid-int8'), 'int8');
 
 // ---- corruptions ---------------------------------------------------------------------------
 
@@ -225,6 +232,15 @@ function checkLoad(dir: string): string | undefined {
     if (p) return p;
   }
   try {
+    const w = openCheckpointWeights(dir);
+    if (w.config.vocab_size !== config.vocab_size && w.layout.totalParams !== layoutFromConfig(w.config).totalParams) {
+      return 'the inference loader opened an inconsistent layout';
+    }
+  } catch (e) {
+    const p = clear(e);
+    if (p) return `inference loader: ${p}`;
+  }
+  try {
     const info = checkpointInfo(dir);
     const c = validateConfig(JSON.parse(fs.readFileSync(path.join(dir, CONFIG_FILE), 'utf8')));
     if (info.params.total !== layoutFromConfig(c).totalParams) return 'info counts disagree with config.json';
@@ -246,7 +262,8 @@ describe('checkpoint fuzzing', () => {
     for (; i < ITERATIONS; i++) {
       if (Date.now() - t0 > TIME_CAP_MS) break;  // (then the count below fails, saying how far it got)
       const dir = path.join(root, `case-${i}`);
-      fs.cpSync(int(r, 4) === 0 ? validInference : validTraining, dir, { recursive: true });
+      const start = int(r, 4);
+      fs.cpSync(start === 0 ? validInference : start === 1 ? validInt8 : validTraining, dir, { recursive: true });
       const kinds = Array.from({ length: 1 + (int(r, 4) === 0 ? 1 : 0) }, () => pick(r, Object.keys(CORRUPTIONS)));
       for (const k of kinds) {
         counts[k] = (counts[k] ?? 0) + 1;
@@ -277,6 +294,9 @@ describe('checkpoint fuzzing', () => {
   test('the valid checkpoints load', () => {
     expect(checkLoad(validTraining)).toBeUndefined();
     expect(loadCheckpoint(validInference).kind).toBe('inference');
+    // loadCheckpoint refuses it (clearly); the inference loader opens it.
+    expect(checkLoad(validInt8)).toBeUndefined();
+    expect(openCheckpointWeights(validInt8).dtype).toBe('int8');
   });
 });
 

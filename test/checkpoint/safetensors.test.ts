@@ -99,8 +99,12 @@ describe('safetensors round trip', () => {
       data: new Float32Array(3) }])).toThrow(/"a".*4 elements but the data has 3/);
     expect(() => writeSafetensors(file, [{ name: 'a', dtype: 'F32', shape: [1], data: new Float32Array(1) },
       { name: 'a', dtype: 'F32', shape: [1], data: new Float32Array(1) }])).toThrow(/duplicate tensor name "a"/);
-    expect(() => writeSafetensors(file, [{ name: 'a', dtype: 'I8' as never, shape: [1],
+    expect(() => writeSafetensors(file, [{ name: 'a', dtype: 'I16' as never, shape: [1],
       data: new Float32Array(1) }])).toThrow(/unsupported dtype/);
+    expect(() => writeSafetensors(file, [{ name: 'a', dtype: 'I8', shape: [1],
+      data: new Float32Array(1) }])).toThrow(/tensor "a": I8 data must be an Int8Array/);
+    expect(() => writeSafetensors(file, [{ name: 'a', dtype: 'BF16', shape: [1],
+      data: new Uint8Array(1) }])).toThrow(/tensor "a": BF16 data must be a Float32Array or Uint16Array/);
     expect(fs.existsSync(file)).toBe(false);
     expect(fs.readdirSync(dir)).toEqual([]);
   });

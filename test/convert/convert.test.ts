@@ -253,7 +253,7 @@ describe('dsmoe convert', () => {
     expect(() => convertCheckpoint(t.dsmoe, t.dsmoe, { force: true })).toThrow(/is the input folder/);
     expect(() => convertCheckpoint(t.dsmoe, path.join(t.dsmoe, '..', path.basename(t.dsmoe)),
       { force: true })).toThrow(/is the input folder/);
-    expect(() => convertCheckpoint(t.dsmoe, out('z'), { dtype: 'int8' })).toThrow(/unknown dtype "int8"/);
+    expect(() => convertCheckpoint(t.dsmoe, out('z'), { dtype: 'int4' })).toThrow(/unknown dtype "int4"/);
     expect(() => runConvert([t.dsmoe, out('z')],
       { targetActive: 0.4 })).toThrow(/--target-active and --data go with --calibrate/);
     expect(() => runConvert([t.dsmoe], {})).toThrow(/needs an input and an output folder/);

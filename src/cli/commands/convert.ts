@@ -31,8 +31,9 @@ const intArg = (flag: string, min = 1) => (v: string): number => {
   return n;
 };
 const dtypeArg = (v: string): string => {
-  if (!['bf16', 'f16', 'f32'].includes(v.toLowerCase())) throw new InvalidArgumentError(`unknown dtype "${v}" ` +
-    `(expected bf16, f16 or f32)`);
+  if (!['bf16', 'f16', 'f32', 'int8', 'q4'].includes(v.toLowerCase())) {
+    throw new InvalidArgumentError(`unknown dtype "${v}" (expected bf16, f16, f32, int8 or q4)`);
+  }
   return v.toLowerCase();
 };
 
@@ -127,10 +128,12 @@ export async function runCalibratedConvert(args: string[], o: ConvertCliOptions,
 
 export function convertCommand(): Command {
   return new Command('convert')
-    .description('make an inference checkpoint (bf16/f16/f32, default routing), or upcycle a dense checkpoint into ' +
+    .description('make an inference checkpoint (bf16/f16/f32/int8/q4, default routing), or upcycle a dense ' +
+      'checkpoint into ' +
       'DS-MoE (--from-dense)')
     .argument('[folders...]', '<in> <out>, or <out> with --from-dense')
-    .option('--dtype <dtype>', 'weights: bf16 (default), f16 or f32', dtypeArg)
+    .option('--dtype <dtype>', 'weights: bf16 (default), f16, f32, or quantized int8 / q4 (docs/format.md)',
+      dtypeArg)
     .option('--routing <spec>', 'default routing stored in config.json: attention=S,mlp=S (S: dense, topk:K, ' +
       'threshold:ε, threshold-topk:ε)')
     .option('--force', 'overwrite <out> when it is an existing checkpoint')
@@ -152,6 +155,7 @@ Examples:
   dsmoe convert runs/small-dsmoe models/small                 # bf16 inference checkpoint
   dsmoe convert runs/small-dsmoe models/small-top2 --routing attention=dense,mlp=topk:2
   dsmoe convert runs/small-dsmoe models/small-f32 --dtype f32 --force
+  dsmoe convert runs/small-dsmoe models/small-q4 --dtype q4   # 4-bit projections (docs/format.md)
   dsmoe convert runs/small-dsmoe models/small-35 --calibrate --target-active 35%   # thresholds for 35 % active experts
   dsmoe convert --from-dense runs/small-dense --attention-experts 8 --mlp-experts 16 runs/upcycled
   dsmoe train --resume runs/upcycled --steps 200              # keep training it as a DS-MoE`)
