@@ -16,6 +16,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_infer(env, exports);
   register_cuda(env, exports);
   register_backend_ops(env, exports);
+  register_quant(env, exports);
   return exports;
 }
 }  // namespace

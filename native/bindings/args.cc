@@ -31,6 +31,11 @@ bool Args::has(const char* name) const {
   return !v.IsUndefined() && !v.IsNull();
 }
 
+bool Args::is_typed(const char* name, napi_typedarray_type type) const {
+  Napi::Value v = get(name);
+  return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == type;
+}
+
 int64_t Args::integer(const char* name, int64_t min, int64_t max) {
   Napi::Value v = get(name);
   if (v.IsUndefined()) type_error(where(name) + " is missing (expected an integer)");
@@ -111,6 +116,9 @@ View<uint16_t> Args::u16(const char* name, int64_t min_elems) {
 }
 View<uint8_t> Args::u8(const char* name, int64_t min_elems) {
   return view_of<uint8_t>(typed(name, napi_uint8_array, "Uint8Array", min_elems));
+}
+View<int8_t> Args::i8(const char* name, int64_t min_elems) {
+  return view_of<int8_t>(typed(name, napi_int8_array, "Int8Array", min_elems));
 }
 View<double> Args::f64(const char* name, int64_t min_elems) {
   return view_of<double>(typed(name, napi_float64_array, "Float64Array", min_elems));

@@ -39,6 +39,8 @@ class Args {
   Napi::Env env() const { return env_; }
 
   bool has(const char* name) const;
+  // Whether the argument is a typed array of this type (to pick among the types an argument may have).
+  bool is_typed(const char* name, napi_typedarray_type type) const;
   int64_t integer(const char* name, int64_t min, int64_t max = std::numeric_limits<int32_t>::max());
   int64_t integer_or(const char* name, int64_t fallback, int64_t min,
                      int64_t max = std::numeric_limits<int32_t>::max());
@@ -58,6 +60,7 @@ class Args {
   View<int32_t> i32(const char* name, int64_t min_elems);
   View<uint16_t> u16(const char* name, int64_t min_elems);  // bf16 tensors
   View<uint8_t> u8(const char* name, int64_t min_elems);
+  View<int8_t> i8(const char* name, int64_t min_elems);   // int8 (I8) weights
   View<double> f64(const char* name, int64_t min_elems);  // small outputs (loss values)
   // Float32Array or Uint16Array (bf16): returns data and sets *is_bf16.
   View<const void> f32_or_bf16(const char* name, int64_t min_elems, bool* is_bf16);

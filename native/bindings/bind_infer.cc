@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "../kernels/cpu/gemv.h"
+#include "../kernels/cpu/quant.h"
 #include "../infer/session.h"
 #include "config_reader.h"
 #include "op_args.h"
@@ -513,10 +514,56 @@ Napi::Value set_bf16_dot(const Napi::CallbackInfo& info) {
 }  // namespace
 
 namespace {
-// expertGemv({experts, offsets [E+1], x [R, k], w [E, n, k] (f32|bf16), n, k, y [R, n], device?}): the
-// decode op alone (Backend::gemv_batch with one job; stage.h), for tests against the grouped-GEMM
-// reference (the same contract, transW only).
+// expertGemv with quantized weights (native/kernels/cpu/quant.h): w Int8Array [E·n, k] with scales
+// Float32Array [E·n] (I8), or Uint8Array [E·n, k/2] with scales Uint16Array of fp16 [E·n, k/32] (Q4,
+// k a multiple of 32). The CPU kernels directly: the backends' GemvJob carries no scales yet.
+Work bind_expert_gemv_quant(Args& args, bool q4) {
+  const int64_t E = args.integer("experts", 1), n = args.integer("n", 0), k = args.integer("k", 0);
+  if (!args.boolean_or("transW", true))
+    range_error(args.where("transW") + ": expertGemv takes weights [E, n, k] (transW true) only");
+  if (args.number_or("beta", 0.0) != 0.0) range_error(args.where("beta") + ": expertGemv overwrites y (beta 0) only");
+  if (q4 && k % cpu::kQ4Group != 0)
+    range_error(args.where("k") + " must be a multiple of 32 for 4-bit weights (w a Uint8Array), got " +
+                std::to_string(k));
+  const Index offsets = group_offsets(args, E);
+  const int64_t rows = offsets->back();
+  const float* x = args.f32_in("x", checked_mul(rows, k, args.where("x"))).data;
+  const int64_t wrows = checked_mul(E, n, args.where("w"));
+  const void* w = q4 ? static_cast<const void*>(args.u8("w", checked_mul(wrows, k / 2, args.where("w"))).data)
+                     : static_cast<const void*>(args.i8("w", checked_mul(wrows, k, args.where("w"))).data);
+  const void* scales = q4 ? static_cast<const void*>(args.u16("scales", checked_mul(wrows, k / cpu::kQ4Group,
+                                                                                    args.where("scales"))).data)
+                          : static_cast<const void*>(args.f32("scales", wrows).data);
+  float* y = args.f32("y", checked_mul(rows, n, args.where("y"))).data;
+  if (read_device(args).kind != backend::DeviceKind::Cpu)
+    range_error(args.where("device") + ": quantized weights (Int8Array or Uint8Array w) run on the cpu only");
+  const cpu::DType dt = q4 ? cpu::DType::Q4 : cpu::DType::I8;
+  return [=] {
+    cpu::GemvJob job;
+    job.n_experts = E;
+    job.offsets = offsets->data();
+    job.x = x;
+    job.w = w;
+    job.w_dtype = dt;
+    job.w_scales = scales;
+    job.n = n;
+    job.k = k;
+    job.y = y;
+    cpu::gemv_batch(&job, 1);
+  };
+}
+
+// expertGemv({experts, offsets [E+1], x [R, k], w [E, n, k] (f32|bf16|int8|4-bit), scales?, n, k, y [R, n],
+// device?}): the decode op alone (Backend::gemv_batch with one job; stage.h), for tests against the
+// grouped-GEMM reference (the same contract, transW only). Quantized weights: bind_expert_gemv_quant.
 Work bind_expert_gemv(Args& args) {
+  if (args.is_typed("w", napi_int8_array)) return bind_expert_gemv_quant(args, false);
+  if (args.is_typed("w", napi_uint8_array)) return bind_expert_gemv_quant(args, true);
+  if (args.has("w") && !args.is_typed("w", napi_float32_array) && !args.is_typed("w", napi_uint16_array))
+    type_error(args.where("w") + " must be a Float32Array, a Uint16Array (bf16), an Int8Array (I8, with scales) "
+               "or a Uint8Array (Q4, with scales)");
+  if (args.has("scales"))
+    range_error(args.where("scales") + " belongs to quantized weights (w an Int8Array or a Uint8Array)");
   const GroupedGemmArgs g = read_grouped_gemm(args);
   if (!g.trans_w) range_error(args.where("transW") + ": expertGemv takes weights [E, n, k] (transW true) only");
   if (g.beta != 0.f) range_error(args.where("beta") + ": expertGemv overwrites y (beta 0) only");

@@ -36,5 +36,6 @@ void register_model(Napi::Env env, Napi::Object exports);
 void register_infer(Napi::Env env, Napi::Object exports);
 void register_cuda(Napi::Env env, Napi::Object exports);
 void register_backend_ops(Napi::Env env, Napi::Object exports);
+void register_quant(Napi::Env env, Napi::Object exports);
 
 }  // namespace dsmoe::bind

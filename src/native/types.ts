@@ -11,6 +11,7 @@ import type { InferFunctions } from './types/infer';
 import type { TrainerFunctions } from './types/trainer';
 import type { CudaFunctions } from './types/cuda';
 import type { BackendOpKernels } from './types/backend-ops';
+import type { QuantFunctions } from './types/quant';
 
 export * from './types/gemm';
 export * from './types/routing';
@@ -22,6 +23,7 @@ export * from './types/infer';
 export * from './types/trainer';
 export * from './types/cuda';
 export * from './types/backend-ops';
+export * from './types/quant';
 
 export type Isa = 'avx512' | 'avx2' | 'generic';
 
@@ -59,4 +61,5 @@ export type NativeAddon = CoreFunctions &
   WithAsync<NnKernels> &
   WithAsync<AttentionKernels> &
   WithAsync<BackendOpKernels> &
+  QuantFunctions &
   CudaFunctions;

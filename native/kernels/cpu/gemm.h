@@ -17,7 +17,9 @@
 
 namespace dsmoe::cpu {
 
-enum class DType : int { F32 = 0, BF16 = 1 };
+// Weight storage types. I8 and Q4 are quantized with scales stored apart (quant.h has the formats);
+// only the decode GEMV (gemv.h) and dequantize_rows (quant.h) read them.
+enum class DType : int { F32 = 0, BF16 = 1, I8 = 2, Q4 = 3 };
 
 struct GemmA {
   const float* data = nullptr;

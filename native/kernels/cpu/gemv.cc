@@ -2,11 +2,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <stdexcept>
 #include <vector>
 
 #include "../../core/bf16.h"
 #include "../../core/cpu_features.h"
+#include "../../core/half.h"
 #include "../../core/threadpool.h"
+#include "quant.h"
 
 namespace dsmoe::cpu {
 namespace {
@@ -17,14 +20,16 @@ struct Kernels {
   GemvF32 f32;
   GemvBf16 bf16;
   bool needs_xb;  // the bf16 kernel reads x rounded to bf16
+  GemvI8 i8;
+  GemvQ4 q4;
 };
 
 Kernels kernels() {
   if (active_isa() == Isa::Avx512) {
-    if (bf16_dot_active()) return {gemv_f32_avx512, gemv_bf16_dot_avx512, true};
-    return {gemv_f32_avx512, gemv_bf16_widen_avx512, false};
+    if (bf16_dot_active()) return {gemv_f32_avx512, gemv_bf16_dot_avx512, true, gemv_i8_avx512, gemv_q4_avx512};
+    return {gemv_f32_avx512, gemv_bf16_widen_avx512, false, gemv_i8_avx512, gemv_q4_avx512};
   }
-  return {gemv_f32_generic, gemv_bf16_generic, false};
+  return {gemv_f32_generic, gemv_bf16_generic, false, gemv_i8_generic, gemv_q4_generic};
 }
 
 struct Task {
@@ -65,6 +70,41 @@ void gemv_bf16_generic(const uint16_t* w, int64_t rows, int64_t k, const float* 
     }
 }
 
+void gemv_i8_generic(const int8_t* w, const float* scale, int64_t rows, int64_t k, const float* x, int64_t m,
+                     float* y, int64_t ldy) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < m; ++i) {
+      const int8_t* wr = w + r * k;
+      const float* xi = x + i * k;
+      float acc = 0.f;
+      for (int64_t j = 0; j < k; ++j) acc += static_cast<float>(wr[j]) * xi[j];
+      y[i * ldy + r] = acc * scale[r];
+    }
+}
+
+void gemv_q4_generic(const uint8_t* w, const uint16_t* scale, int64_t rows, int64_t k, const float* x, int64_t m,
+                     float* y, int64_t ldy) {
+  const int64_t groups = k / kQ4Group;
+  float wq[kQ4Group];
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < m; ++i) y[i * ldy + r] = 0.f;
+    for (int64_t g = 0; g < groups; ++g) {
+      const float s = half_to_float(scale[r * groups + g]);
+      const uint8_t* b = w + r * (k / 2) + g * (kQ4Group / 2);
+      for (int64_t c = 0; c < kQ4Group / 2; ++c) {
+        wq[2 * c] = static_cast<float>(static_cast<int>(b[c] & 0x0f) - 8) * s;
+        wq[2 * c + 1] = static_cast<float>(static_cast<int>(b[c] >> 4) - 8) * s;
+      }
+      for (int64_t i = 0; i < m; ++i) {
+        const float* xi = x + i * k + g * kQ4Group;
+        float acc = 0.f;
+        for (int64_t j = 0; j < kQ4Group; ++j) acc += wq[j] * xi[j];
+        y[i * ldy + r] += acc;
+      }
+    }
+  }
+}
+
 void gemv_batch(const GemvJob* jobs, int64_t count) {
   const Kernels kern = kernels();
   // The native bf16 dot multiplies bf16 pairs: round each job's activations once, not per row
@@ -87,12 +127,16 @@ void gemv_batch(const GemvJob* jobs, int64_t count) {
     const bool bf16 = g.w_dtype == DType::BF16;
     const int64_t P = g.offsets[g.n_experts];
     if (P == 0 || g.n == 0) continue;
+    if ((g.w_dtype == DType::I8 || (g.w_dtype == DType::Q4 && g.k > 0)) && g.w_scales == nullptr)
+      throw std::invalid_argument("gemv_batch: quantized weights without scales");
+    if (g.w_dtype == DType::Q4 && g.k % kQ4Group != 0)
+      throw std::invalid_argument("gemv_batch: Q4 weights need k a multiple of 32");
     if (bf16 && kern.needs_xb)
       for (int64_t i = 0; i < P * g.k; ++i)
         xb[xb_at[static_cast<size_t>(j)] + static_cast<size_t>(i)] = f32_to_bf16(g.x[i]);
     // Blocks of ~32 KiB of weights: small enough to balance 2..64 threads on one expert, large
     // enough that the per-task overhead is noise next to the memory traffic.
-    const int64_t row_bytes = g.k * (bf16 ? 2 : 4);
+    const int64_t row_bytes = dtype_row_bytes(g.w_dtype, g.k);
     const int64_t block = std::max<int64_t>(1, (int64_t(32) << 10) / std::max<int64_t>(row_bytes, 1));
     for (int64_t e = 0; e < g.n_experts; ++e) {
       if (g.offsets[e + 1] == g.offsets[e]) continue;
@@ -108,17 +152,29 @@ void gemv_batch(const GemvJob* jobs, int64_t count) {
     const int64_t row0 = g.offsets[task.e], m = g.offsets[task.e + 1] - row0;
     const int64_t wrow = task.e * g.n + task.r0;  // first weight row of the block
     float* yb = g.y + row0 * g.n + task.r0;
-    if (g.w_dtype == DType::BF16)
-      kern.bf16(static_cast<const uint16_t*>(g.w) + wrow * g.k, task.r1 - task.r0, g.k, g.x + row0 * g.k,
-                kern.needs_xb ? xbd + xat[task.job] + row0 * g.k : nullptr, m, yb, g.n);
-    else
-      kern.f32(static_cast<const float*>(g.w) + wrow * g.k, task.r1 - task.r0, g.k, g.x + row0 * g.k, m, yb, g.n);
+    const int64_t rows = task.r1 - task.r0;
+    const float* xe = g.x + row0 * g.k;
+    switch (g.w_dtype) {
+      case DType::F32: kern.f32(static_cast<const float*>(g.w) + wrow * g.k, rows, g.k, xe, m, yb, g.n); break;
+      case DType::BF16:
+        kern.bf16(static_cast<const uint16_t*>(g.w) + wrow * g.k, rows, g.k, xe,
+                  kern.needs_xb ? xbd + xat[task.job] + row0 * g.k : nullptr, m, yb, g.n);
+        break;
+      case DType::I8:
+        kern.i8(static_cast<const int8_t*>(g.w) + wrow * g.k, static_cast<const float*>(g.w_scales) + wrow, rows,
+                g.k, xe, m, yb, g.n);
+        break;
+      case DType::Q4:
+        kern.q4(static_cast<const uint8_t*>(g.w) + wrow * (g.k / 2),
+                static_cast<const uint16_t*>(g.w_scales) + wrow * (g.k / kQ4Group), rows, g.k, xe, m, yb, g.n);
+        break;
+    }
   });
 }
 
 void expert_gemv(int64_t E, const int32_t* offsets, const float* x, const void* w, DType dt, int64_t n,
-                 int64_t k, float* y) {
-  const GemvJob job{E, offsets, x, w, dt, n, k, y};
+                 int64_t k, float* y, const void* w_scales) {
+  const GemvJob job{E, offsets, x, w, dt, n, k, y, w_scales};
   gemv_batch(&job, 1);
 }
 

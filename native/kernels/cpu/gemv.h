@@ -6,6 +6,10 @@
 // products summed in fp32) when the CPU has it and it is allowed, else widens each weight to fp32
 // and uses FMA (exact products). Every output element is computed by one task in a fixed order, so
 // results do not depend on the thread count.
+// Quantized weights (I8, Q4; formats in quant.h) are read as stored, 1 or 1/2 byte per weight: each
+// weight is dequantized exactly in fp32 and multiplied by the fp32 activations, products summed in
+// fp32 (I8 applies the row scale to the row's sum Σ q·x, Q4 dequantizes each weight with its group's
+// scale). Activations are not quantized.
 #pragma once
 #include <cstdint>
 
@@ -22,6 +26,9 @@ struct GemvJob {
   DType w_dtype = DType::F32;
   int64_t n = 0, k = 0;
   float* y = nullptr;                // [P, n]
+  // I8: float [E·n] (one per weight row), Q4: uint16_t fp16 [E·n, k/32]; indexed by the absolute
+  // weight row e·n + r. Unused (may be null) for F32 and BF16. Last, so {…, y} initialisers still work.
+  const void* w_scales = nullptr;
 };
 
 // Independent products in one parallel_for (e.g. Q, K and V of a decode step): the pool is woken
@@ -34,17 +41,18 @@ void gemv_batch(const GemvJob* jobs, int64_t count);
 void expert_gemv(int64_t n_experts,
                  const int32_t* offsets,  // [E+1]
                  const float* x,          // [P, k]
-                 const void* w,           // [E, n, k] fp32 or bf16
+                 const void* w,           // [E, n, k] fp32, bf16, int8 or 4-bit (quant.h)
                  DType w_dtype,
                  int64_t n, int64_t k,
-                 float* y);               // [P, n]
+                 float* y,                // [P, n]
+                 const void* w_scales = nullptr);  // I8 / Q4 scales (GemvJob::w_scales)
 
 // Allows (default) or forbids the AVX512-BF16 dot product; returns whether it is now in use
 // (false when the CPU lacks it or the active ISA is below AVX-512). Tests force the fallback.
 bool set_bf16_dot(bool allowed);
 bool bf16_dot_active();
 
-// Row kernels, one per ISA (gemv.cc: generic; gemv_avx512.cc; gemv_avx512bf16.cc):
+// Row kernels, one per ISA (gemv.cc: generic; gemv_avx512.cc; gemv_avx512bf16.cc; gemv_quant_avx512.cc):
 //   y[i·ldy + r] = Σ_j w[r·k + j] · x[i·k + j]   for r < rows, i < m
 // w points at the first row of the block, y at its first output column.
 using GemvF32 = void (*)(const float* w /*[rows, k]*/, int64_t rows, int64_t k, const float* x /*[m, k]*/,
@@ -52,6 +60,13 @@ using GemvF32 = void (*)(const float* w /*[rows, k]*/, int64_t rows, int64_t k, 
 // xb: x rounded to bf16 (used by the native dot only; may be null otherwise).
 using GemvBf16 = void (*)(const uint16_t* w /*[rows, k]*/, int64_t rows, int64_t k, const float* x /*[m, k]*/,
                           const uint16_t* xb /*[m, k]*/, int64_t m, float* y /*[m, ldy]*/, int64_t ldy);
+
+// Quantized rows: scale points at the block's first row's scales (I8: one float per row; Q4: k/32
+// fp16 per row, k a multiple of 32). Q4 rows are k/2 bytes.
+using GemvI8 = void (*)(const int8_t* w /*[rows, k]*/, const float* scale /*[rows]*/, int64_t rows, int64_t k,
+                        const float* x /*[m, k]*/, int64_t m, float* y /*[m, ldy]*/, int64_t ldy);
+using GemvQ4 = void (*)(const uint8_t* w /*[rows, k/2]*/, const uint16_t* scale /*[rows, k/32]*/, int64_t rows,
+                        int64_t k, const float* x /*[m, k]*/, int64_t m, float* y /*[m, ldy]*/, int64_t ldy);
 
 void gemv_f32_generic(const float* w, int64_t rows, int64_t k, const float* x, int64_t m, float* y, int64_t ldy);
 void gemv_bf16_generic(const uint16_t* w, int64_t rows, int64_t k, const float* x, const uint16_t* xb, int64_t m,
@@ -61,5 +76,13 @@ void gemv_bf16_widen_avx512(const uint16_t* w, int64_t rows, int64_t k, const fl
                             int64_t m, float* y, int64_t ldy);
 void gemv_bf16_dot_avx512(const uint16_t* w, int64_t rows, int64_t k, const float* x, const uint16_t* xb,
                           int64_t m, float* y, int64_t ldy);
+void gemv_i8_generic(const int8_t* w, const float* scale, int64_t rows, int64_t k, const float* x, int64_t m,
+                     float* y, int64_t ldy);
+void gemv_q4_generic(const uint8_t* w, const uint16_t* scale, int64_t rows, int64_t k, const float* x, int64_t m,
+                     float* y, int64_t ldy);
+void gemv_i8_avx512(const int8_t* w, const float* scale, int64_t rows, int64_t k, const float* x, int64_t m,
+                    float* y, int64_t ldy);
+void gemv_q4_avx512(const uint8_t* w, const uint16_t* scale, int64_t rows, int64_t k, const float* x, int64_t m,
+                    float* y, int64_t ldy);
 
 }  // namespace dsmoe::cpu

@@ -140,7 +140,14 @@ export interface ExpertGemvArgs {
   experts: number;
   offsets: Int32Array;
   x: Float32Array;
-  w: Float32Array | Uint16Array;
+  /**
+   * [E, n, k]: Float32Array, Uint16Array (bf16), Int8Array (I8: w = q·scales[row]) or Uint8Array (Q4:
+   * [E·n, k/2], two 4-bit codes a byte, column 2c in the low nibble, w = (code − 8)·scales[row, col/32];
+   * k a multiple of 32). Quantized weights run on the cpu only.
+   */
+  w: Float32Array | Uint16Array | Int8Array | Uint8Array;
+  /** Quantized weights' scales by weight row e·n + r: Float32Array [E·n] (I8), Uint16Array of fp16 [E·n, k/32] (Q4). */
+  scales?: Float32Array | Uint16Array;
   n: number;
   k: number;
   y: Float32Array;
