@@ -44,15 +44,29 @@ struct Device {
 // "cpu", "cuda", "cuda:N"; throws std::invalid_argument naming the text otherwise.
 Device parse_device(const std::string& text);
 
-// A weight matrix as stored: fp32 or bf16, row-major as in DESIGN.md §3.
+// A weight matrix as stored, row-major as in DESIGN.md §3: fp32, bf16, or quantized (I8: int8 with
+// a float scale per row; Q4: 4-bit codes with an fp16 scale per 32 inputs; kernels/cpu/quant.h).
 struct WeightRef {
   const void* data = nullptr;
   DType dtype = DType::F32;
+  const void* scales = nullptr;  // I8 / Q4 only, for the tensor's row 0
   const float* f32() const { return static_cast<const float*>(data); }
   const uint16_t* bf16() const { return static_cast<const uint16_t*>(data); }
+  bool quantized() const { return dtype == DType::I8 || dtype == DType::Q4; }
 };
 
+// Bytes of an fp32 or bf16 element (the dtypes a buffer of parameters can have).
 inline int64_t dtype_bytes(DType t) { return t == DType::BF16 ? 2 : 4; }
+// Bytes a weight costs to read, scales included (I8: 1 + 4/k, counted as 1; Q4: 4.5 bits).
+inline double weight_bytes(DType t) {
+  switch (t) {
+    case DType::F32: return 4;
+    case DType::BF16: return 2;
+    case DType::I8: return 1;
+    case DType::Q4: return 0.5625;
+  }
+  return 4;
+}
 
 // One product of a decode batch: Y[rows of e] = X[rows of e] · W[e]ᵀ for every expert e with rows.
 struct GemvJob {

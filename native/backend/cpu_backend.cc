@@ -13,6 +13,7 @@
 #include "../core/bf16.h"
 #include "../core/cpu_features.h"
 #include "../core/threadpool.h"
+#include "../kernels/cpu/quant.h"
 #include "../kernels/cpu/gemv.h"
 #include "backend.h"
 
@@ -85,7 +86,9 @@ class CpuBackend final : public Backend {
   void embedding_forward(int64_t N, int64_t D, const int32_t* tokens, WeightRef table, float* out) override {
     parallel_for(N, [&](int64_t t, int) {
       const int64_t row = int64_t(tokens[t]) * D;
-      if (table.dtype == DType::F32)
+      if (table.quantized())  // one row, dequantized (nested: serial in this task)
+        cpu::dequantize_rows(table.dtype, table.data, table.scales, tokens[t], 1, D, out + t * D);
+      else if (table.dtype == DType::F32)
         std::memcpy(out + t * D, table.f32() + row, sizeof(float) * static_cast<size_t>(D));
       else
         for (int64_t j = 0; j < D; ++j) out[t * D + j] = bf16_to_f32(table.bf16()[row + j]);
@@ -105,7 +108,22 @@ class CpuBackend final : public Backend {
   }
   void grouped_gemm(int64_t n_experts, const int32_t* offsets, const float* x, WeightRef w, bool trans_w, int64_t n,
                     int64_t k, float beta, float* y) override {
-    cpu::grouped_gemm(n_experts, offsets, x, w.data, w.dtype, trans_w, n, k, beta, y);
+    if (!w.quantized()) {
+      cpu::grouped_gemm(n_experts, offsets, x, w.data, w.dtype, trans_w, n, k, beta, y);
+      return;
+    }
+    // Quantized weights (inference, y = x·Wᵀ): each expert with rows is dequantized to fp32 once per
+    // call, then multiplied; prefill is compute-bound, so the extra pass over the weights is small.
+    if (!trans_w) throw std::invalid_argument("grouped_gemm: quantized weights need trans_w (y = x·Wᵀ)");
+    static thread_local std::vector<float> scratch;
+    scratch.resize(static_cast<size_t>(n * k));
+    for (int64_t e = 0; e < n_experts; ++e) {
+      const int64_t r0 = offsets[e], rows = offsets[e + 1] - r0;
+      if (rows == 0) continue;
+      cpu::dequantize_rows(w.dtype, w.data, w.scales, e * n, n, k, scratch.data());
+      const int32_t one[2] = {0, static_cast<int32_t>(rows)};
+      cpu::grouped_gemm(1, one, x + r0 * k, scratch.data(), DType::F32, true, n, k, beta, y + r0 * n);
+    }
   }
   void grouped_gemm_weight_grad(int64_t n_experts, const int32_t* offsets, const float* dy, const float* x,
                                 int64_t n, int64_t k, float beta, float* dw) override {
@@ -123,7 +141,7 @@ class CpuBackend final : public Backend {
     }
     for (int64_t i = 0; i < count; ++i) {
       const GemvJob& j = jobs[i];
-      js[i] = {j.n_experts, j.offsets, j.x, j.w.data, j.w.dtype, j.n, j.k, j.y};
+      js[i] = {j.n_experts, j.offsets, j.x, j.w.data, j.w.dtype, j.n, j.k, j.y, j.w.scales};
     }
     cpu::gemv_batch(js, count);
   }

@@ -108,7 +108,13 @@ class CudaBackend final : public Backend {
     use();
     dev::add_inplace(n, y, x);
   }
+  // Quantized weights (I8, Q4) have no CUDA kernels yet: a clear error, not a wrong read.
+  static void no_quantized(const WeightRef& w, const char* op) {
+    if (w.quantized())
+      throw std::runtime_error(std::string(op) + " with int8/q4 weights is not implemented on CUDA yet");
+  }
   void embedding_forward(int64_t N, int64_t D, const int32_t* tokens, WeightRef table, float* out) override {
+    no_quantized(table, "embedding_forward");
     use();
     dev::embedding_forward(N, D, tokens, table.data, table.dtype == DType::BF16, out);
   }
@@ -125,6 +131,7 @@ class CudaBackend final : public Backend {
   }
   void grouped_gemm(int64_t n_experts, const int32_t* offsets, const float* x, WeightRef w, bool trans_w, int64_t n,
                     int64_t k, float beta, float* y) override {
+    no_quantized(w, "grouped_gemm");
     use();
     // Device offsets: the row count is not known here, so a persistent grid walks the tiles (no sync).
     dev::grouped_gemm(n_experts, offsets, -1, x, w.data, w.dtype == DType::BF16, trans_w, n, k, beta, y);
@@ -141,6 +148,7 @@ class CudaBackend final : public Backend {
     // issue 14's.
     for (int64_t i = 0; i < count; ++i) {
       const GemvJob& j = jobs[i];
+      no_quantized(j.w, "gemv_batch");
       dev::grouped_gemm(j.n_experts, j.offsets, -1, j.x, j.w.data, j.w.dtype == DType::BF16, true, j.n, j.k, 0.f,
                         j.y);
     }

@@ -381,13 +381,13 @@ ActiveSummary Session::summarize(const InferStats& st) const {
     for (int64_t e = 0; e < Em; ++e) nm += double(st.mlp_usage[static_cast<size_t>(l * Em + e)]);
     att_sum += na; mlp_sum += nm;
     const int64_t qo = c_.expert_q_dim() * D, ud = c_.expert_dim * D;
-    expert_bytes += na * double(qo * (dtype_bytes(lw.q.dtype) + dtype_bytes(lw.o.dtype))) +
-                    nm * double(ud * (dtype_bytes(lw.up.dtype) + dtype_bytes(lw.down.dtype)));
-    shared_bytes += double(KV * D * (dtype_bytes(lw.k.dtype) + dtype_bytes(lw.v.dtype)));
+    expert_bytes += na * double(qo) * (weight_bytes(lw.q.dtype) + weight_bytes(lw.o.dtype)) +
+                    nm * double(ud) * (weight_bytes(lw.up.dtype) + weight_bytes(lw.down.dtype));
+    shared_bytes += double(KV * D) * (weight_bytes(lw.k.dtype) + weight_bytes(lw.v.dtype));
     auto router_bytes = [&](int64_t E, WeightRef out, WeightRef hidden) -> double {
       if (E == 1) return 0;
-      if (Rh == 0) return double(E * D * dtype_bytes(out.dtype));
-      return double(Rh * D * dtype_bytes(hidden.dtype) + E * Rh * dtype_bytes(out.dtype));
+      if (Rh == 0) return double(E * D) * weight_bytes(out.dtype);
+      return double(Rh * D) * weight_bytes(hidden.dtype) + double(E * Rh) * weight_bytes(out.dtype);
     };
     shared_bytes += router_bytes(Ea, lw.att_router, lw.att_router_hidden);
     shared_bytes += router_bytes(Em, lw.mlp_router, lw.mlp_router_hidden);
@@ -399,7 +399,7 @@ ActiveSummary Session::summarize(const InferStats& st) const {
     s.active_params_per_token = double(s.shared_params) + active_expert;
     s.active_expert_share = active_expert / double(s.expert_params);
     s.active_weight_bytes_per_token = shared_bytes + expert_bytes / T +
-                                      double(c_.vocab_size * D * dtype_bytes(w_->lm_head.dtype));
+                                      double(c_.vocab_size * D) * weight_bytes(w_->lm_head.dtype);
   }
   return s;
 }

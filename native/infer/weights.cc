@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "../core/bf16.h"
+#include "../kernels/cpu/quant.h"
 
 namespace dsmoe::infer {
 
@@ -21,6 +22,7 @@ Weights::~Weights() {
 }
 
 const float* Weights::as_f32(WeightRef r, int64_t n) {
+  if (r.quantized()) throw std::out_of_range("a norm weight cannot be quantized (int8/q4)");
   if (r.dtype == DType::F32 && reinterpret_cast<uintptr_t>(r.data) % alignof(float) == 0) return r.f32();
   auto copy = std::make_unique<float[]>(static_cast<size_t>(n));
   if (r.dtype == DType::F32) std::memcpy(copy.get(), r.data, sizeof(float) * static_cast<size_t>(n));
@@ -114,21 +116,60 @@ std::shared_ptr<Weights> Weights::from_file(const model::Config& c, const std::s
     auto it = by_name.find(want.name);
     if (it == by_name.end()) throw std::out_of_range("tensor " + want.name + " is missing from '" + path + "'");
     const FileTensor& t = *it->second;
+    // Checks a tensor's byte range against the bytes its shape needs and the file.
+    auto check_span = [&](const FileTensor& f, int64_t bytes) {
+      if (f.begin < 0 || f.end < f.begin || f.end - f.begin != bytes)
+        throw std::out_of_range("tensor " + f.name + " spans bytes [" + std::to_string(f.begin) + ", " +
+                                std::to_string(f.end) + "), its shape needs " + std::to_string(bytes) + " bytes");
+      if (f.end > data_size)
+        throw std::out_of_range("tensor " + f.name + " ends at byte " + std::to_string(f.end) +
+                                " of the data section, past the end of the file (" + std::to_string(data_size) +
+                                " data bytes)");
+    };
+    const int64_t k = want.shape.back();
+    std::vector<int64_t> outer(want.shape.begin(), want.shape.end() - 1);
+    if (t.dtype == "I8" || t.dtype == "U8") {
+      // A quantized weight and its scale tensor (docs/format.md): I8 [.., n, k] + F32 [.., n];
+      // Q4 as U8 [.., n, k/2] + F16 [.., n, k/32].
+      const bool q4 = t.dtype == "U8";
+      if (q4 && k % cpu::kQ4Group != 0)
+        throw std::out_of_range("tensor " + want.name + " is q4 but its input dimension " + std::to_string(k) +
+                                " is not a multiple of 32");
+      std::vector<int64_t> shape = outer, scale_shape = outer;
+      shape.push_back(q4 ? k / 2 : k);
+      if (q4) scale_shape.push_back(k / cpu::kQ4Group);
+      if (t.shape != shape)
+        throw std::out_of_range("tensor " + want.name + " (" + t.dtype + ") has shape " + shape_str(t.shape) +
+                                ", expected " + shape_str(shape));
+      check_span(t, want.size / (q4 ? 2 : 1));
+      auto sit = by_name.find(want.name + "_scale");
+      if (sit == by_name.end()) throw std::out_of_range("tensor " + want.name + "_scale is missing from '" + path + "'");
+      const FileTensor& sc = *sit->second;
+      if (sc.dtype != (q4 ? "F16" : "F32") || sc.shape != scale_shape)
+        throw std::out_of_range("tensor " + sc.name + " is " + sc.dtype + " " + shape_str(sc.shape) + ", expected " +
+                                (q4 ? "F16 " : "F32 ") + shape_str(scale_shape));
+      int64_t scale_count = 1;
+      for (int64_t d : scale_shape) scale_count *= d;
+      const int64_t scale_bytes = q4 ? 2 : 4;
+      check_span(sc, scale_count * scale_bytes);
+      WeightRef r{base + t.begin, q4 ? DType::Q4 : DType::I8, base + sc.begin};
+      // Scales are read through float*/uint16_t*: a misaligned one is copied once.
+      if (reinterpret_cast<uintptr_t>(r.scales) % static_cast<uintptr_t>(scale_bytes) != 0) {
+        auto copy = std::make_unique<float[]>(static_cast<size_t>(scale_count));
+        std::memcpy(copy.get(), r.scales, static_cast<size_t>(scale_count * scale_bytes));
+        r.scales = copy.get();
+        w->owned_.push_back(std::move(copy));
+      }
+      return r;
+    }
     DType dt;
     if (t.dtype == "F32") dt = DType::F32;
     else if (t.dtype == "BF16") dt = DType::BF16;
-    else throw std::out_of_range("tensor " + want.name + " has dtype " + t.dtype + " (F32 or BF16 expected)");
+    else throw std::out_of_range("tensor " + want.name + " has dtype " + t.dtype + " (F32, BF16, I8 or U8 expected)");
     if (t.shape != want.shape)
       throw std::out_of_range("tensor " + want.name + " has shape " + shape_str(t.shape) + ", the config needs " +
                               shape_str(want.shape));
-    const int64_t bytes = want.size * dtype_bytes(dt);
-    if (t.begin < 0 || t.end < t.begin || t.end - t.begin != bytes)
-      throw std::out_of_range("tensor " + want.name + " spans bytes [" + std::to_string(t.begin) + ", " +
-                              std::to_string(t.end) + "), its shape needs " + std::to_string(bytes) + " bytes");
-    if (t.end > data_size)
-      throw std::out_of_range("tensor " + want.name + " ends at byte " + std::to_string(t.end) +
-                              " of the data section, past the end of the file (" + std::to_string(data_size) +
-                              " data bytes)");
+    check_span(t, want.size * dtype_bytes(dt));
     WeightRef r{base + t.begin, dt};
     // Kernels read elements through float*/uint16_t*: a tensor the file stores misaligned (legal in
     // safetensors, rare in practice) is copied once to fp32 rather than read through a bad pointer.

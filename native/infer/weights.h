@@ -17,6 +17,7 @@ namespace dsmoe::infer {
 using backend::DType;
 using backend::WeightRef;  // float* or uint16_t* (bf16), row-major as in DESIGN.md §3
 using backend::dtype_bytes;
+using backend::weight_bytes;
 
 struct LayerWeights {
   const float* attn_norm = nullptr;  // [D]

@@ -5,12 +5,22 @@
 // Yardsticks: in the memory-bound regime the sparse speed-up should approach
 // (bytes read dense) / (bytes read sparse) — target ≥ 0.8 of it — and dense decode should read its
 // weights at ≥ 60 % of the measured bandwidth.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { quantizedTensors, type QuantKind } from '../checkpoint/quant';
+import { readSafetensorsHeader, writeSafetensors } from '../checkpoint/safetensors';
+import { layoutFromConfig } from '../model/layout';
 import type { ModelConfig } from '../model/model-config';
-import { loadAddon, type InferenceSession, type NativeAddon } from '../native/addon';
+import { loadAddon, type InferenceSession, type NativeAddon, type OpenedWeights } from '../native/addon';
 import { renderTable } from '../util/table';
+
+export type BenchDtype = 'bf16' | QuantKind;
 
 export interface DecodeBenchOptions {
   routings?: string[];
+  /** weight dtypes to compare (default bf16 only): each is its own copy of the same model */
+  dtypes?: BenchDtype[];
   promptLen?: number;
   decodeTokens?: number;
   /** kernel threads (default: the pool's current size) */
@@ -26,6 +36,7 @@ export interface DecodeBenchOptions {
 }
 
 export interface DecodeBenchRow {
+  dtype: BenchDtype;
   routing: string;
   attExpertsPerToken: number;
   mlpExpertsPerToken: number;
@@ -40,8 +51,10 @@ export interface DecodeBenchRow {
   ofBandwidth: number;
   /** dense bytes / these bytes: the ideal speed-up */
   idealSpeedup: number;
-  /** decode tokens/s / dense decode tokens/s */
+  /** decode tokens/s / dense decode tokens/s (same dtype) */
   speedup: number;
+  /** decode tokens/s / bf16 decode tokens/s (same routing) */
+  vsBf16: number;
   /** speedup / idealSpeedup (target ≥ 0.8) */
   ofIdeal: number;
   prefillTokensPerS: number;
@@ -57,7 +70,7 @@ export interface DecodeBenchResult {
   rounds: number;
   readBandwidth: number;
   rows: DecodeBenchRow[];
-  targets: { sparseOfIdeal: number; denseOfBandwidth: number };
+  targets: { sparseOfIdeal: number; denseOfBandwidth: number; int8OverBf16: number; q4OverBf16: number };
 }
 
 export function benchModelConfig(over: Partial<ModelConfig> = {}): ModelConfig {
@@ -100,25 +113,49 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
   const rounds = opts.rounds ?? 3;
   const prompt = Int32Array.from({ length: promptLen }, (_, i) => (i * 7919 + 13) % V);
   const logits = new Float32Array(V);
-  // The weights opened once; one session per routing over them (each has its own cache).
-  const opened = addon.openWeightsFromBuffer({ config, weights });
-  const sessions = routings.map((r) => {
+  // One copy of the model per dtype, opened once; one session per (dtype, routing) over it. The
+  // quantized copies are written to a temporary safetensors file and mapped, as a checkpoint is.
+  const dtypes: BenchDtype[] = opts.dtypes ?? ['bf16'];
+  const tmp = dtypes.some((d) => d !== 'bf16') ? fs.mkdtempSync(path.join(os.tmpdir(), 'dsmoe-decode-')) : undefined;
+  const openedBy = new Map<BenchDtype, OpenedWeights>();
+  try {
+    for (const d of dtypes) {
+      if (d === 'bf16') { openedBy.set(d, addon.openWeightsFromBuffer({ config, weights })); continue; }
+      log(`quantizing to ${d}…`);
+      const f32 = new Float32Array(weights.length);
+      new Uint32Array(f32.buffer).set(weights);  // bf16 bits → the high half of fp32
+      const u32 = new Uint32Array(f32.buffer);
+      for (let i = 0; i < u32.length; i++) u32[i] <<= 16;
+      const file = path.join(tmp!, `${d}.safetensors`);
+      writeSafetensors(file, quantizedTensors(layoutFromConfig(config), f32, d).tensors);
+      const h = readSafetensorsHeader(file);
+      const tensors = h.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, begin: t.begin,
+        end: t.end }));
+      openedBy.set(d, addon.openWeights({ config, path: file, dataOffset: h.dataStart, tensors }));
+    }
+  } finally {
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });  // the mappings stay valid
+  }
+  const cases = dtypes.flatMap((dtype) => routings.map((routing) => ({ dtype, routing })));
+  const sessions = cases.map(({ dtype, routing: r }) => {
     const [attention, mlp] = r.includes('/') ? r.split('/') : [r, r];
-    return opened.createSession({ batch: 1, maxLen: promptLen + decodeTokens + 8, routing: { attention, mlp } });
+    return openedBy.get(dtype)!.createSession({ batch: 1, maxLen: promptLen + decodeTokens + 8,
+      routing: { attention, mlp } });
   });
   // Touch every weight once (page faults, caches) before timing anything.
-  sessions[0].prefill({ tokens: prompt.subarray(0, 8), batch: 1, len: 8, logits });
+  for (const d of dtypes) sessions[cases.findIndex((c) => c.dtype === d)].prefill({ tokens: prompt.subarray(0, 8),
+    batch: 1, len: 8, logits });
   const threads = addon.runtimeInfo().threads;
   // The machine may be shared: routings are measured in interleaved rounds and each keeps its best
   // round, so a busy moment does not fall on one routing only. Bandwidth likewise, between rounds.
   let readBandwidth = 0;
-  const best = routings.map(() => ({ ttft: Infinity, decodeS: Infinity,
+  const best = cases.map(() => ({ ttft: Infinity, decodeS: Infinity,
     stats: undefined as undefined | ReturnType<InferenceSession['stats']> }));
   const tok = new Int32Array(1);
   for (let round = 0; round < rounds; round++) {
     log(`round ${round + 1}/${rounds}: read bandwidth…`);
     readBandwidth = Math.max(readBandwidth, addon.measureReadBandwidth({ bytes: 1 << 29, threads, reps: 3 }));
-    for (let k = 0; k < routings.length; k++) {
+    for (let k = 0; k < cases.length; k++) {
       const session = sessions[k], b = best[k];
       session.reset();
       let t0 = now();
@@ -132,31 +169,35 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
       const dt = now() - t0;
       if (dt < b.decodeS) { b.decodeS = dt; b.stats = session.stats(); }
     }
-    log(`round ${round + 1}: ` + routings.map((r,
-      k) => `${r} ${(decodeTokens / best[k].decodeS).toFixed(1)} tok/s`).join(', '));
+    log(`round ${round + 1}: ` + cases.map((c, k) =>
+      `${c.dtype} ${c.routing} ${(decodeTokens / best[k].decodeS).toFixed(1)} tok/s`).join(', '));
   }
-  const rows: DecodeBenchRow[] = routings.map((r, k) => {
+  const rows: DecodeBenchRow[] = cases.map(({ dtype, routing: r }, k) => {
     const b = best[k], st = b.stats!, tps = decodeTokens / b.decodeS;
     return {
-      routing: r, attExpertsPerToken: st.attExpertsPerToken, mlpExpertsPerToken: st.mlpExpertsPerToken,
+      dtype, routing: r, attExpertsPerToken: st.attExpertsPerToken, mlpExpertsPerToken: st.mlpExpertsPerToken,
       activeParamsPerToken: st.activeParamsPerToken, activeExpertShare: st.activeExpertShare,
       weightBytesPerToken: st.activeWeightBytesPerToken, decodeTokensPerS: tps,
       decodeBytesPerS: st.activeWeightBytesPerToken * tps,
       ofBandwidth: (st.activeWeightBytesPerToken * tps) / readBandwidth,
-      idealSpeedup: 1, speedup: 1, ofIdeal: 1, prefillTokensPerS: promptLen / b.ttft, ttftMs: b.ttft * 1e3,
+      idealSpeedup: 1, speedup: 1, vsBf16: 1, ofIdeal: 1, prefillTokensPerS: promptLen / b.ttft, ttftMs: b.ttft * 1e3,
     };
   });
-  const dense = rows.find((x) => x.routing === 'dense') ?? rows[0];
   for (const x of rows) {
+    const same = rows.filter((y) => y.dtype === x.dtype);
+    const dense = same.find((y) => y.routing === 'dense') ?? same[0];
+    const bf16 = rows.find((y) => y.dtype === 'bf16' && y.routing === x.routing);
     x.idealSpeedup = dense.weightBytesPerToken / x.weightBytesPerToken;
     x.speedup = x.decodeTokensPerS / dense.decodeTokensPerS;
     x.ofIdeal = x.speedup / x.idealSpeedup;
+    x.vsBf16 = bf16 ? x.decodeTokensPerS / bf16.decodeTokensPerS : NaN;
   }
   return {
     date: new Date().toISOString(), runtime: addon.runtimeInfo(),
     model: { config, totalParams: layout.totalParams, nonEmbeddingParams: layout.nonEmbeddingParams,
       weightBytes: 2 * layout.totalParams, dtype: 'bf16' },
-    promptLen, decodeTokens, rounds, readBandwidth, rows, targets: { sparseOfIdeal: 0.8, denseOfBandwidth: 0.6 },
+    promptLen, decodeTokens, rounds, readBandwidth, rows,
+    targets: { sparseOfIdeal: 0.8, denseOfBandwidth: 0.75, int8OverBf16: 1.7, q4OverBf16: 2.8 },
   };
 }
 
@@ -165,7 +206,7 @@ export function formatDecodeBench(r: DecodeBenchResult): string {
   const head = [
     `decode benchmark — ${r.date}, ${r.runtime.threads} threads, ` +
       `${r.runtime.isa}${r.runtime.avx512bf16 ? ' + avx512bf16' : ''}`,
-    `model: ${(r.model.totalParams / MB).toFixed(0)}M params bf16 (${(r.model.weightBytes / MB).toFixed(0)} MB), D ` +
+    `model: ${(r.model.totalParams / MB).toFixed(0)}M params (bf16 ${(r.model.weightBytes / MB).toFixed(0)} MB), D ` +
       `${c.d_model}, ${c.n_layers} layers, ` +
       `attention ${c.attention.n_experts}×${c.attention.n_heads}×${c.attention.head_dim} (kv ` +
         `${c.attention.n_kv_heads}), ` +
@@ -175,24 +216,29 @@ export function formatDecodeBench(r: DecodeBenchResult): string {
     '',
   ];
   const table = renderTable(
-    ['routing', 'att exp', 'mlp exp', 'active M', 'expert %', 'MB/token', 'decode tok/s', 'GB/s', '% of bw', 'ideal ×',
-      'speed-up ×', '% of ideal', 'prefill tok/s', 'TTFT ms'],
-    r.rows.map((x) => [x.routing, x.attExpertsPerToken, x.mlpExpertsPerToken, x.activeParamsPerToken / MB,
+    ['dtype', 'routing', 'att exp', 'mlp exp', 'active M', 'expert %', 'MB/token', 'decode tok/s', '× bf16', 'GB/s',
+      '% of bw', 'ideal ×', 'speed-up ×', '% of ideal', 'prefill tok/s', 'TTFT ms'],
+    r.rows.map((x) => [x.dtype, x.routing, x.attExpertsPerToken, x.mlpExpertsPerToken, x.activeParamsPerToken / MB,
       100 * x.activeExpertShare,
-      x.weightBytesPerToken / MB, x.decodeTokensPerS, x.decodeBytesPerS / GB, 100 * x.ofBandwidth, x.idealSpeedup,
-      x.speedup,
-      100 * x.ofIdeal, x.prefillTokensPerS, x.ttftMs]),
+      x.weightBytesPerToken / MB, x.decodeTokensPerS, x.vsBf16, x.decodeBytesPerS / GB, 100 * x.ofBandwidth,
+      x.idealSpeedup, x.speedup, 100 * x.ofIdeal, x.prefillTokensPerS, x.ttftMs]),
   );
-  const dense = r.rows.find((x) => x.routing === 'dense');
+  const ok = (v: boolean) => (v ? 'ok' : 'MISSED');
+  const dense = r.rows.filter((x) => x.routing === 'dense');
   const sparse = r.rows.filter((x) => x.routing !== 'dense');
+  const name = (x: DecodeBenchRow) => (r.rows.some((y) => y.dtype !== 'bf16') ? `${x.dtype} ${x.routing}` : x.routing);
   const verdict = [
     '',
     `targets: sparse speed-up ≥ ${100 * r.targets.sparseOfIdeal}% of ideal — ` +
-      sparse.map((x) => `${x.routing} ${(100 * x.ofIdeal).toFixed(0)}% ` +
-        `${x.ofIdeal >= r.targets.sparseOfIdeal ? 'ok' : 'MISSED'}`).join(', '),
-    dense ? `         dense reads weights at ≥ ${100 * r.targets.denseOfBandwidth}% of bandwidth — ` +
-      `${(100 * dense.ofBandwidth).toFixed(0)}% ${dense.ofBandwidth >= r.targets.denseOfBandwidth ? 'ok' : 'MISSED'}`
-      : '',
+      sparse.map((x) => `${name(x)} ${(100 * x.ofIdeal).toFixed(0)}% ${ok(x.ofIdeal >= r.targets.sparseOfIdeal)}`)
+        .join(', '),
+    `         dense reads weights at ≥ ${100 * r.targets.denseOfBandwidth}% of bandwidth — ` +
+      dense.map((x) => `${name(x)} ${(100 * x.ofBandwidth).toFixed(0)}% ` +
+        `${ok(x.ofBandwidth >= r.targets.denseOfBandwidth)}`).join(', '),
+    ...dense.filter((x) => x.dtype !== 'bf16').map((x) => {
+      const want = x.dtype === 'int8' ? r.targets.int8OverBf16 : r.targets.q4OverBf16;
+      return `         ${x.dtype} dense decode ≥ ${want}× bf16 — ${x.vsBf16.toFixed(2)}× ${ok(x.vsBf16 >= want)}`;
+    }),
   ];
   return [...head, table, ...verdict].join('\n');
 }

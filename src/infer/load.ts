@@ -14,7 +14,7 @@ import {
   validateTrainerState, type TrainerState,
 } from '../checkpoint/checkpoint';
 import { SafetensorsReader, readSafetensorsHeader } from '../checkpoint/safetensors';
-import { checkQuantizedHeader, dequantizeI8, dequantizeQ4, scaleName } from '../checkpoint/quant';
+import { checkQuantizedHeader } from '../checkpoint/quant';
 import { validateConfig } from '../model/config';
 import { layoutFromConfig, type ModelLayout } from '../model/layout';
 import type { ModelConfig } from '../model/model-config';
@@ -102,32 +102,22 @@ function open(dir: string, tok: { required: boolean; file?: string }): Checkpoin
   }
 
   const addon = loadAddon();
-  // F16 and the quantized dtypes are not (yet) engine dtypes: the whole model goes to fp32 in
-  // memory, once (quantized weights exactly dequantized: q · scale).
+  // F16 is not an engine dtype: the whole model goes to fp32 in memory, once. Quantized weights
+  // (I8, U8 = q4) are mapped and read in place, like F32 and BF16.
   let weights: Float32Array | undefined;
-  if (dtypes.has('F16') || quant) {
-    weights = allocParams(layout.totalParams, `the fp32 copy of the ${quant ? quant.kind : 'F16'} weights`);
+  // (q4's scales are F16 too: only the layout's tensors count here.)
+  const names = new Set(layout.tensors.map((t) => t.name));
+  if (header.tensors.some((t) => t.dtype === 'F16' && names.has(t.name))) {
+    if (quant) throw new Error(`${modelFile}: F16 tensors next to ${quant.kind} ones; convert from the original`);
+    weights = allocParams(layout.totalParams, 'the fp32 copy of the F16 weights');
     const r = SafetensorsReader.open(modelFile);
     try {
-      for (const t of layout.tensors) {
-        const dst = weights.subarray(t.offset, t.offset + t.size);
-        if (!quant?.quantized.has(t.name)) { r.readFloat32Into(t.name, dst); continue; }
-        const k = t.shape[t.shape.length - 1], rows = t.size / k;
-        const raw = r.readRaw(t.name);
-        if (quant.kind === 'int8') {
-          dequantizeI8(new Int8Array(raw.buffer, 0, raw.byteLength), r.readFloat32(scaleName(t.name)), rows, k, dst);
-        } else {
-          dequantizeQ4(raw, r.readHalfBits(scaleName(t.name)), rows, k, dst);
-        }
-      }
+      for (const t of layout.tensors) r.readFloat32Into(t.name, weights.subarray(t.offset, t.offset + t.size));
     } finally {
       r.close();
     }
-    notes.push(quant
-      ? `${MODEL_FILE} is ${quant.kind}: its weights are dequantized once to fp32 in memory ` +
-        `(${(weights.byteLength / 2 ** 20).toFixed(1)} MiB)`
-      : `${MODEL_FILE} stores F16 tensors, which the engine does not read: converted once to fp32 in memory ` +
-        `(${(weights.byteLength / 2 ** 20).toFixed(1)} MiB)`);
+    notes.push(`${MODEL_FILE} stores F16 tensors, which the engine does not read: converted once to fp32 in memory ` +
+      `(${(weights.byteLength / 2 ** 20).toFixed(1)} MiB)`);
   }
   const tensors = header.tensors.map((t) => ({
     name: t.name, dtype: t.dtype, shape: t.shape, begin: t.begin, end: t.end,

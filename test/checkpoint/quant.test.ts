@@ -147,6 +147,33 @@ describe('convert --dtype int8 | q4', () => {
     expect(e8).toBeLessThan(e4);
   });
 
+  test('the engine reads them in place: decode (quantized GEMV) = prefill (dequantized GEMM), sparse and dense', () => {
+    const seq = [5, 17, 3, 44, 90, 1, 2, 60, 7];
+    for (const d of ['int8', 'q4']) {
+      const w = openCheckpointWeights(out(d));
+      expect(w.weights.mappedBytes).toBeGreaterThan(0);  // mapped, not copied
+      for (const mlp of ['dense', 'topk:1']) {
+        const routing = { attention: 'dense', mlp };
+        const whole = new Float32Array(seq.length * config.vocab_size), last = new Float32Array(config.vocab_size);
+        w.createSession({ batch: 1, routing }).prefill({ tokens: Int32Array.from(seq), batch: 1, len: seq.length,
+          logits: last, allLogits: whole });
+        const s = w.createSession({ batch: 1, routing });
+        const l = new Float32Array(config.vocab_size);
+        s.prefill({ tokens: Int32Array.from(seq.slice(0, 4)), batch: 1, len: 4, logits: l });
+        for (let i = 4; i < seq.length; i++) {
+          s.decode({ tokens: Int32Array.of(seq[i]), logits: l });
+          const ref = whole.subarray(i * config.vocab_size, (i + 1) * config.vocab_size);
+          let maxErr = 0, maxRef = 0;
+          for (let j = 0; j < l.length; j++) {
+            maxErr = Math.max(maxErr, Math.abs(l[j] - ref[j]));
+            maxRef = Math.max(maxRef, Math.abs(ref[j]));
+          }
+          expect(maxErr / maxRef).toBeLessThan(1e-4);  // fp32 sums in different orders
+        }
+      }
+    }
+  });
+
   test('training and convert refuse a quantized checkpoint with a clear error', () => {
     expect(() => loadCheckpoint(out('int8'))).toThrow(/is quantized .*inference only/);
     expect(() => convertCheckpoint(out('q4'), out('again'), {})).toThrow(/is quantized/);

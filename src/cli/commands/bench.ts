@@ -245,6 +245,12 @@ Example:
     .option('--routings <list>', 'routings to compare, comma-separated; ATT/MLP for different kinds',
       (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean),
       ['dense', 'topk:2', 'topk:1', 'threshold:0.48'])
+    .option('--dtypes <list>', 'weight dtypes to compare, comma-separated: bf16, int8, q4', (v: string) => {
+      const list = v.split(',').map((x) => x.trim().toLowerCase());
+      const bad = list.find((x) => !['bf16', 'int8', 'q4'].includes(x));
+      if (bad !== undefined) throw new InvalidArgumentError(`unknown dtype "${bad}" (bf16, int8 or q4)`);
+      return list;
+    }, ['bf16'])
     .option('--prompt-len <n>', 'prompt tokens (prefill, time to first token)', intArg('--prompt-len'), 128)
     .option('--decode-tokens <n>', 'timed decode tokens per round', intArg('--decode-tokens'), 24)
     .option('--rounds <n>', 'interleaved rounds; each routing keeps its best', intArg('--rounds'), 3)
@@ -258,14 +264,19 @@ with peaked routers decodes at batch 1 under each routing. In the memory-bound r
 speed-up should approach (bytes read dense) / (bytes read sparse), and dense decode should read its
 weights at a good share of the streaming bandwidth measured in the same run.
 
-Example:
-  dsmoe bench decode --routings dense,topk:1,dense/threshold:0.48 --threads 2`)
+With --dtypes bf16,int8,q4 the same model is also quantized (docs/format.md) and every routing runs on
+every dtype: quantized weights cut the bytes per token (int8 ~1, q4 ~0.56 per weight), so dense
+decode should be ≥ 1.7× (int8) and ≥ 2.8× (q4) the bf16 tokens/s.
+
+Examples:
+  dsmoe bench decode --routings dense,topk:1,dense/threshold:0.48 --threads 2
+  dsmoe bench decode --dtypes bf16,int8,q4`)
     .action(async (o: {
-      routings: string[]; promptLen: number; decodeTokens: number; rounds: number; layers?: number; threads?: number;
-      out: string; json?: boolean;
+      routings: string[]; dtypes: ('bf16' | 'int8' | 'q4')[]; promptLen: number; decodeTokens: number; rounds: number;
+      layers?: number; threads?: number; out: string; json?: boolean;
     }) => {
       const result = await runDecodeBench({
-        routings: o.routings, promptLen: o.promptLen, decodeTokens: o.decodeTokens, rounds: o.rounds,
+        routings: o.routings, dtypes: o.dtypes, promptLen: o.promptLen, decodeTokens: o.decodeTokens, rounds: o.rounds,
         threads: o.threads, config: o.layers ? { n_layers: o.layers } : undefined,
         log: o.json ? undefined : (l) => process.stderr.write(`  ${l}\n`),
       });
