@@ -143,7 +143,8 @@ std::shared_ptr<Weights> Weights::from_file(const model::Config& c, const std::s
                                 ", expected " + shape_str(shape));
       check_span(t, want.size / (q4 ? 2 : 1));
       auto sit = by_name.find(want.name + "_scale");
-      if (sit == by_name.end()) throw std::out_of_range("tensor " + want.name + "_scale is missing from '" + path + "'");
+      if (sit == by_name.end())
+        throw std::out_of_range("tensor " + want.name + "_scale is missing from '" + path + "'");
       const FileTensor& sc = *sit->second;
       if (sc.dtype != (q4 ? "F16" : "F32") || sc.shape != scale_shape)
         throw std::out_of_range("tensor " + sc.name + " is " + sc.dtype + " " + shape_str(sc.shape) + ", expected " +
