@@ -46,6 +46,9 @@ void block_i8(const int8_t* w, const float* scale, int64_t k, const float* x, fl
     #pragma GCC unroll 4
     for (int r = 0; r < RB; ++r) {
       const int8_t* p = w + r * k + j;
+      // The same line of the next pass's rows: with RB interleaved rows the hardware prefetchers alone
+      // kept a Zen 5 core at ~11-15 instead of ~16-20 GB/s on weights from DRAM (MB = 2..4).
+      if (RB > 1 && (j & 63) == 0) _mm_prefetch(reinterpret_cast<const char*>(p + RB * k), _MM_HINT_T0);
       const __m512 w0 = i8_to_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
       const __m512 w1 = i8_to_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16)));
       #pragma GCC unroll 4
@@ -141,16 +144,19 @@ void block_q4(const uint8_t* w, const uint16_t* scale, int64_t k, const float* x
       y[i * ldy + r] = _mm512_reduce_add_ps(NA == 2 ? _mm512_add_ps(a0[r][i], a1[r][i]) : a0[r][i]);
 }
 
-// All rows for MB activation rows: blocks of RB = 4 weight rows, then single rows. Each activation
+// All rows for MB activation rows: blocks of RB weight rows, then single rows. RB = 4: each activation
 // load serves 4 rows (with RB = 1 at MB = 4 the loads of x, not the weights, were the limit: 9.7 vs
 // 22.4 GB/s of I8 weights, L2-hot, one Zen 5 thread). One accumulator per (row, activation row) when
 // MB ≥ 2 (4·MB ≥ 8 FMA chains; 16 accumulators + 8 x registers at MB = 4), two at MB = 1 (8 chains).
-constexpr int kRB = 4;
+// I8 at MB = 1 takes one row at a time: a single sequential stream ran at ~20-24 GB/s from DRAM on one
+// Zen 5 core, 4 interleaved rows at ~10-14 (L2-hot the one row is slower, 32 vs 50 GB/s, but decode
+// reads its weights from memory). Q4 keeps 4 rows at MB = 1 too: it is limited by its shuffles, and
+// splitting x once per 4 rows pays (one row at a time: ~7-9 instead of ~10-12 GB/s from DRAM).
 constexpr int na_of(int mb) { return mb == 1 ? 2 : 1; }
 
 template <int MB>
 void rows_i8(const int8_t* w, const float* scale, int64_t rows, int64_t k, const float* x, float* y, int64_t ldy) {
-  constexpr int RB = kRB, NA = na_of(MB);
+  constexpr int RB = MB == 1 ? 1 : 4, NA = na_of(MB);
   int64_t r = 0;
   for (; r + RB <= rows; r += RB) block_i8<RB, MB, NA>(w + r * k, scale + r, k, x, y + r, ldy);
   for (; r < rows; ++r) block_i8<1, MB, 2>(w + r * k, scale + r, k, x, y + r, ldy);
@@ -159,7 +165,7 @@ void rows_i8(const int8_t* w, const float* scale, int64_t rows, int64_t k, const
 template <int MB>
 void rows_q4(const uint8_t* w, const uint16_t* scale, int64_t rows, int64_t k, const float* x, float* y,
              int64_t ldy) {
-  constexpr int RB = kRB, NA = na_of(MB);
+  constexpr int RB = 4, NA = na_of(MB);
   const int64_t rb = k / 2, groups = k / 32;
   int64_t r = 0;
   for (; r + RB <= rows; r += RB) block_q4<RB, MB, NA>(w + r * rb, scale + r * groups, k, x, y + r, ldy);
