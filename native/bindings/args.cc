@@ -86,9 +86,10 @@ Napi::Object Args::object(const char* name) {
 Napi::TypedArray Args::typed(const char* name, napi_typedarray_type type, const char* type_name,
                              int64_t min_elems) {
   Napi::Value v = get(name);
-  if (v.IsUndefined()) type_error(where(name) + " is missing (expected a " + type_name + ")");
+  const std::string a = type_name[0] == 'I' ? "an " : "a ";  // an Int8Array / Int32Array, a Float32Array
+  if (v.IsUndefined()) type_error(where(name) + " is missing (expected " + a + type_name + ")");
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
-    type_error(where(name) + " must be a " + type_name);
+    type_error(where(name) + " must be " + a + type_name);
   Napi::TypedArray arr = v.As<Napi::TypedArray>();
   int64_t len = static_cast<int64_t>(arr.ElementLength());
   if (len < min_elems)

@@ -296,7 +296,7 @@ describe('quantized GEMV bad arguments', () => {
     expectNativeError(() => addon.dequantizeRows({ ...base, scales: new Uint16Array(3) }), 'RangeError',
       /^dequantizeRows: scales has 3 elements but needs at least 4/);
     expectNativeError(() => addon.dequantizeRows({ ...base, dtype: 'I8' }), 'TypeError',
-      /^dequantizeRows: w must be a Int8Array/);
+      /^dequantizeRows: w must be an Int8Array/);
     expectNativeError(() => addon.dequantizeRows({ ...base, row0: -1 }), 'RangeError',
       /^dequantizeRows: row0 must be in/);
     expectNativeError(() => addon.halfToFloat({ h: new Float32Array(2) as never }), 'TypeError',
