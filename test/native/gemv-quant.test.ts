@@ -3,16 +3,17 @@
 //   I8: int8 q [rows, k] + fp32 scale [rows]:                  w = q · scale[row]
 //   Q4: bytes [rows, k/2] (column 2c in the low nibble, 2c+1 in the high one) + fp16 scale [rows, k/32]:
 //       w = (code − 8) · scale[row, col/32]; k a multiple of 32.
-// Weights are quantized here by a plain TS quantizer; the GEMV is compared with a double-precision
-// reference over the DEQUANTIZED weights (each an fp32 product, as the kernels form it): only fp32
-// summation error remains, so the fp32 bar FP32_TOL = 1e-5 (norm-wise relative error, relError)
+// Weights are quantized by the converter's quantizers (src/checkpoint/quant.ts); the GEMV is compared
+// with a double-precision reference over the DEQUANTIZED weights (each an fp32 product, as the kernels
+// form it): only fp32 summation error remains, so the fp32 bar FP32_TOL = 1e-5 (norm-wise relative error, relError)
 // applies. Awkward sizes (k around the kernels' 16/32-column steps, Q4 around their 16-group scale
 // chunks), empty experts and 1..6 rows per expert (blocks of 1–4 activation rows), every ISA and
-// thread counts 1..4. Quantized weights run on the CPU only (the backends' GemvJob has no scales yet),
-// so there is no CUDA row.
+// thread counts 1..4. Quantized weights have no CUDA kernels (native/cuda/README.md), so there is no
+// CUDA row.
 import { addon, expectNativeError, FP32_TOL, forEachConfig, fromBf16, randArray, relError, rng, toBf16 }
   from '../helpers';
 import { groupedGemmRef } from '../reference/gemm';
+import { quantizeI8 as convertI8, quantizeQ4 as convertQ4 } from '../../src/checkpoint/quant';
 
 // ---- fp16, written independently of the native bit arithmetic (exact double arithmetic) ----------------
 
@@ -42,39 +43,23 @@ function f32ToHalf(f: number): number {
   return sign | ((e + 15) << 10) | q;
 }
 
-// ---- the quantizers and dequantizers of the formats ------------------------------------------------------
+// ---- the quantizers (the converter's) and a reference dequantizer written here ---------------------------
 
 interface Quantized { dtype: 'I8' | 'Q4'; w: Int8Array | Uint8Array; scales: Float32Array | Uint16Array }
 
-/** Symmetric per-row int8: scale = max|w| / 127. Row 0 gets the codes −128 and 127 (valid, never rounded to). */
+/**
+ * The converter's quantizers (src/checkpoint/quant.ts: what `dsmoe convert` writes). Row 0 of an int8
+ * matrix also gets the codes −128 and 127, valid in the format though the converter never writes −128.
+ */
 function quantizeI8(w: Float32Array, rows: number, k: number): Quantized {
-  const q = new Int8Array(rows * k), scales = new Float32Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let amax = 0;
-    for (let j = 0; j < k; j++) amax = Math.max(amax, Math.abs(w[r * k + j]));
-    scales[r] = amax / 127;
-    for (let j = 0; j < k; j++) q[r * k + j] = amax === 0 ? 0 : Math.round(w[r * k + j] / scales[r]);
-  }
+  const { q, scale } = convertI8(w, rows, k);
   if (rows > 0 && k > 1) { q[0] = -128; q[1] = 127; }
-  return { dtype: 'I8', w: q, scales };
+  return { dtype: 'I8', w: q, scales: scale };
 }
 
-/** Q4_0-style: per group of 32 the value of largest magnitude maps to code 0 (d = it / −8), fp16 d. */
 function quantizeQ4(w: Float32Array, rows: number, k: number): Quantized {
-  const groups = k / 32, q = new Uint8Array(rows * k / 2), scales = new Uint16Array(rows * groups);
-  for (let r = 0; r < rows; r++)
-    for (let g = 0; g < groups; g++) {
-      const at = r * k + g * 32;
-      let max = 0;
-      for (let j = 0; j < 32; j++) if (Math.abs(w[at + j]) > Math.abs(max)) max = w[at + j];
-      const h = f32ToHalf(max / -8), d = halfToF32(h), id = d === 0 ? 0 : 1 / d;
-      scales[r * groups + g] = h;
-      for (let j = 0; j < 32; j++) {
-        const code = Math.min(15, Math.max(0, Math.round(w[at + j] * id) + 8));
-        q[(at + j) >> 1] |= j % 2 === 0 ? code : code << 4;
-      }
-    }
-  return { dtype: 'Q4', w: q, scales };
+  const { q, scale } = convertQ4(w, rows, k);
+  return { dtype: 'Q4', w: q, scales: scale };
 }
 
 /** The dequantized weights [rows, k], each one fp32 product. */
