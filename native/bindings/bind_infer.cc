@@ -535,27 +535,30 @@ Work bind_expert_gemv_quant(Args& args, bool q4) {
                                                                                     args.where("scales"))).data)
                           : static_cast<const void*>(args.f32("scales", wrows).data);
   float* y = args.f32("y", checked_mul(rows, n, args.where("y"))).data;
-  if (read_device(args).kind != backend::DeviceKind::Cpu)
+  const backend::Device device = read_device(args);
+  if (device.kind != backend::DeviceKind::Cpu)  // no CUDA kernels for them (native/cuda/README.md)
     range_error(args.where("device") + ": quantized weights (Int8Array or Uint8Array w) run on the cpu only");
-  const cpu::DType dt = q4 ? cpu::DType::Q4 : cpu::DType::I8;
+  const backend::DType dt = q4 ? backend::DType::Q4 : backend::DType::I8;
   return [=] {
-    cpu::GemvJob job;
+    // The backend's op, as the session calls it (on the CPU, Stage passes host pointers through).
+    Stage st(device);
+    backend::GemvJob job;
     job.n_experts = E;
     job.offsets = offsets->data();
     job.x = x;
-    job.w = w;
-    job.w_dtype = dt;
-    job.w_scales = scales;
+    job.w = {w, dt, scales};
     job.n = n;
     job.k = k;
     job.y = y;
-    cpu::gemv_batch(&job, 1);
+    st.be.gemv_batch(&job, 1);
+    st.finish();
   };
 }
 
 // expertGemv({experts, offsets [E+1], x [R, k], w [E, n, k] (f32|bf16|int8|4-bit), scales?, n, k, y [R, n],
 // device?}): the decode op alone (Backend::gemv_batch with one job; stage.h), for tests against the
-// grouped-GEMM reference (the same contract, transW only). Quantized weights: bind_expert_gemv_quant.
+// grouped-GEMM reference (the same contract, transW only). Quantized weights: bind_expert_gemv_quant
+// (the same op, CPU only).
 Work bind_expert_gemv(Args& args) {
   if (args.is_typed("w", napi_int8_array)) return bind_expert_gemv_quant(args, false);
   if (args.is_typed("w", napi_uint8_array)) return bind_expert_gemv_quant(args, true);

@@ -8,6 +8,7 @@
 #include "gemm.h"
 
 #include <algorithm>
+#include <stdexcept>
 #include <vector>
 
 #include "../../core/aligned_buffer.h"
@@ -198,6 +199,9 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
 
 void grouped_gemm(int64_t n_experts, const int32_t* offsets, const float* x, const void* w,
                   DType w_dtype, bool trans_w, int64_t n, int64_t k, float beta, float* y) {
+  // The packers read fp32 or bf16 only; quantized weights are dequantized first (CpuBackend).
+  if (w_dtype != DType::F32 && w_dtype != DType::BF16)
+    throw std::invalid_argument("grouped_gemm: int8/q4 weights must be dequantized first (dequantize_rows)");
   const int64_t elem = w_dtype == DType::BF16 ? 2 : 4;
   std::vector<GemmSegment> segs(static_cast<size_t>(n_experts));
   std::vector<GemmProblem> probs;
