@@ -399,7 +399,8 @@ int64_t safe_int(Napi::Value v, const std::string& where) {
   return static_cast<int64_t>(d);
 }
 
-// The tensors of {config, path, tensors: [{name, dtype, shape, begin, end}], dataOffset}, mapped once.
+// The tensors of {config, path, tensors: [{name, dtype, shape, begin, end}], dataOffset, load?}, opened
+// once: read into huge pages (load 'read', the default) or mapped ('mmap').
 std::shared_ptr<infer::Weights> map_weights(Args& args, const Napi::CallbackInfo& info, const model::Config& c) {
   const std::string path = args.string("path");
   const int64_t data_offset = args.integer("dataOffset", 8, int64_t(1) << 50);
@@ -425,8 +426,14 @@ std::shared_ptr<infer::Weights> map_weights(Args& args, const Napi::CallbackInfo
     t.end = safe_int(e.Get("end"), where + ".end");
     tensors.push_back(std::move(t));
   }
+  infer::FileLoad load = infer::FileLoad::Read;
+  if (args.has("load")) {
+    const std::string how = args.string("load");
+    if (how == "mmap") load = infer::FileLoad::Map;
+    else if (how != "read") range_error(args.where("load") + " must be 'read' or 'mmap', got '" + how + "'");
+  }
   try {
-    return infer::Weights::from_file(c, path, tensors, data_offset);
+    return infer::Weights::from_file(c, path, tensors, data_offset, load);
   } catch (const std::out_of_range& e) {
     range_error(args.fn() + ": " + path + ": " + e.what());
   }
@@ -455,6 +462,8 @@ Napi::Value make_weights_object(Napi::Env env, std::shared_ptr<const infer::Weig
   o.Set("_native", Napi::External<WeightsHandle>::New(env, h, [](Napi::Env, WeightsHandle* p) { delete p; }));
   o.Set("config", config);
   o.Set("mappedBytes", Napi::Number::New(env, double(h->weights->mapped_bytes())));
+  if (h->weights->mapped_bytes() > 0)
+    o.Set("load", Napi::String::New(env, h->weights->load() == infer::FileLoad::Read ? "read" : "mmap"));
   o.Set("createSession", Napi::Function::New(env, [](const Napi::CallbackInfo& i) -> Napi::Value {
     try {
       Napi::Value self = i.This();

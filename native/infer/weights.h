@@ -38,6 +38,11 @@ struct FileTensor {
   int64_t begin = 0, end = 0;
 };
 
+// How from_file brings a checkpoint in. Read (the default): copied once into anonymous memory on
+// huge pages, cache-line aligned; decode reads it at full bandwidth. Map: the page cache's pages,
+// shared between processes and paged in on first use (models larger than the free memory).
+enum class FileLoad { Read, Map };
+
 class Weights {
  public:
   // data: the flat buffer [layout.total] of F32 or BF16 elements in `be`'s memory; it must outlive
@@ -45,10 +50,12 @@ class Weights {
   static std::shared_ptr<Weights> from_buffer(const model::Config& c, const void* data, DType dtype,
                                               backend::Backend& be = backend::cpu(),
                                               std::shared_ptr<const void> owner = nullptr);
-  // Maps `path` read-only (MAP_PRIVATE) and checks every tensor of the layout against the entries
-  // and the file size; throws std::out_of_range naming the tensor on any mismatch.
+  // Reads `path` into huge-page memory (FileLoad::Read) or maps it read-only (FileLoad::Map) and
+  // checks every tensor of the layout against the entries and the file size; throws
+  // std::out_of_range naming the tensor on any mismatch.
   static std::shared_ptr<Weights> from_file(const model::Config& c, const std::string& path,
-                                            const std::vector<FileTensor>& tensors, int64_t data_offset);
+                                            const std::vector<FileTensor>& tensors, int64_t data_offset,
+                                            FileLoad load = FileLoad::Read);
   ~Weights();
   Weights(const Weights&) = delete;
   Weights& operator=(const Weights&) = delete;
@@ -58,7 +65,9 @@ class Weights {
   std::vector<LayerWeights> layers;
   WeightRef embed, lm_head;           // [V, D] each (the same tensor when tied)
   const float* final_norm = nullptr;  // [D]
+  // Bytes held for a file's contents (read or mapped); 0 for from_buffer.
   int64_t mapped_bytes() const { return static_cast<int64_t>(map_size_); }
+  FileLoad load() const { return load_; }
   // The backend whose memory holds the tensors (a mapped file: the CPU's); sessions run on it.
   backend::Backend& backend() const { return *be_; }
 
@@ -75,7 +84,9 @@ class Weights {
   std::shared_ptr<const void> owner_;            // keeps a from_buffer source alive
   std::vector<std::unique_ptr<float[]>> owned_;  // fp32 copies (norms, misaligned tensors)
   void* map_ = nullptr;
+  char* data_ = nullptr;
   size_t map_size_ = 0;
+  FileLoad load_ = FileLoad::Map;
 };
 
 }  // namespace dsmoe::infer

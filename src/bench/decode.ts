@@ -13,6 +13,7 @@ import { readSafetensorsHeader, writeSafetensors } from '../checkpoint/safetenso
 import { layoutFromConfig } from '../model/layout';
 import type { ModelConfig } from '../model/model-config';
 import { loadAddon, type InferenceSession, type NativeAddon, type OpenedWeights } from '../native/addon';
+import { envMmap } from '../util/env';
 import { renderTable } from '../util/table';
 
 export type BenchDtype = 'bf16' | QuantKind;
@@ -65,6 +66,8 @@ export interface DecodeBenchResult {
   date: string;
   runtime: ReturnType<NativeAddon['runtimeInfo']>;
   model: { config: ModelConfig; totalParams: number; nonEmbeddingParams: number; weightBytes: number; dtype: 'bf16' };
+  /** how the checkpoints were opened: read into huge pages, or mapped (DSMOE_MMAP=1) */
+  weightsLoad: 'read' | 'mmap';
   promptLen: number;
   decodeTokens: number;
   rounds: number;
@@ -113,28 +116,33 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
   const rounds = opts.rounds ?? 3;
   const prompt = Int32Array.from({ length: promptLen }, (_, i) => (i * 7919 + 13) % V);
   const logits = new Float32Array(V);
-  // One copy of the model per dtype, opened once; one session per (dtype, routing) over it. The
-  // quantized copies are written to a temporary safetensors file and mapped, as a checkpoint is.
+  // One copy of the model per dtype, opened once; one session per (dtype, routing) over it. Every copy,
+  // bf16 too, is written to a temporary safetensors file and opened as a checkpoint is (read into
+  // huge pages; DSMOE_MMAP=1: mapped), so all dtypes are read from the same kind of memory.
   const dtypes: BenchDtype[] = opts.dtypes ?? ['bf16'];
-  const tmp = dtypes.some((d) => d !== 'bf16') ? fs.mkdtempSync(path.join(os.tmpdir(), 'dsmoe-decode-')) : undefined;
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dsmoe-decode-'));
   const openedBy = new Map<BenchDtype, OpenedWeights>();
   try {
+    const f32 = new Float32Array(weights.length);
+    const u32 = new Uint32Array(f32.buffer);
+    u32.set(weights);  // bf16 bits → the high half of fp32
+    for (let i = 0; i < u32.length; i++) u32[i] <<= 16;
+    const ml = layoutFromConfig(config);
     for (const d of dtypes) {
-      if (d === 'bf16') { openedBy.set(d, addon.openWeightsFromBuffer({ config, weights })); continue; }
-      log(`quantizing to ${d}…`);
-      const f32 = new Float32Array(weights.length);
-      new Uint32Array(f32.buffer).set(weights);  // bf16 bits → the high half of fp32
-      const u32 = new Uint32Array(f32.buffer);
-      for (let i = 0; i < u32.length; i++) u32[i] <<= 16;
-      const file = path.join(tmp!, `${d}.safetensors`);
-      writeSafetensors(file, quantizedTensors(layoutFromConfig(config), f32, d).tensors);
+      log(d === 'bf16' ? 'writing the bf16 checkpoint…' : `quantizing to ${d}…`);
+      const file = path.join(tmp, `${d}.safetensors`);
+      writeSafetensors(file, d === 'bf16'
+        ? ml.tensors.map((t) => ({ name: t.name, dtype: 'BF16' as const, shape: t.shape,
+          data: () => f32.subarray(t.offset, t.offset + t.size) }))
+        : quantizedTensors(ml, f32, d).tensors);
       const h = readSafetensorsHeader(file);
       const tensors = h.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, begin: t.begin,
         end: t.end }));
-      openedBy.set(d, addon.openWeights({ config, path: file, dataOffset: h.dataStart, tensors }));
+      openedBy.set(d, addon.openWeights({ config, path: file, dataOffset: h.dataStart, tensors,
+        load: envMmap() ? 'mmap' : 'read' }));
     }
   } finally {
-    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });  // the mappings stay valid
+    fs.rmSync(tmp, { recursive: true, force: true });  // read or mapped: the weights stay valid
   }
   const cases = dtypes.flatMap((dtype) => routings.map((routing) => ({ dtype, routing })));
   const sessions = cases.map(({ dtype, routing: r }) => {
@@ -196,6 +204,7 @@ export async function runDecodeBench(opts: DecodeBenchOptions = {}): Promise<Dec
     date: new Date().toISOString(), runtime: addon.runtimeInfo(),
     model: { config, totalParams: layout.totalParams, nonEmbeddingParams: layout.nonEmbeddingParams,
       weightBytes: 2 * layout.totalParams, dtype: 'bf16' },
+    weightsLoad: envMmap() ? 'mmap' : 'read',
     promptLen, decodeTokens, rounds, readBandwidth, rows,
     targets: { sparseOfIdeal: 0.8, denseOfBandwidth: 0.75, int8OverBf16: 1.7, q4OverBf16: 2.8 },
   };
@@ -211,7 +220,8 @@ export function formatDecodeBench(r: DecodeBenchResult): string {
       `attention ${c.attention.n_experts}×${c.attention.n_heads}×${c.attention.head_dim} (kv ` +
         `${c.attention.n_kv_heads}), ` +
       `mlp ${c.mlp.n_experts}×${c.mlp.expert_dim}, vocab ${c.vocab_size}; prompt ${r.promptLen}, ` +
-        `${r.decodeTokens} decode tokens, batch 1, best of ${r.rounds} interleaved rounds`,
+        `${r.decodeTokens} decode tokens, batch 1, best of ${r.rounds} interleaved rounds; weights ` +
+        (r.weightsLoad === 'read' ? 'read into huge pages' : 'mapped (DSMOE_MMAP)'),
     `measured streaming read bandwidth: ${(r.readBandwidth / GB).toFixed(1)} GB/s`,
     '',
   ];

@@ -21,6 +21,7 @@ import type { ModelConfig } from '../model/model-config';
 import { loadAddon, type InferenceSession, type OpenedWeights } from '../native/addon';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer';
 import type { Routing } from '../model/routing';
+import { envMmap } from '../util/env';
 
 /** A checkpoint's weights opened for inference, with what describes them (no tokenizer needed). */
 export interface CheckpointWeights {
@@ -126,7 +127,8 @@ function open(dir: string, tok: { required: boolean; file?: string }): Checkpoin
   if (weights) opened = addon.openWeightsFromBuffer({ config, weights });
   else {
     try {
-      opened = addon.openWeights({ config, path: modelFile, tensors, dataOffset: header.dataStart });
+      opened = addon.openWeights({ config, path: modelFile, tensors, dataOffset: header.dataStart,
+        load: envMmap() ? 'mmap' : 'read' });
     } catch (e) {
       // Errors name the file: the engine's own messages may not.
       const msg = (e as Error).message;

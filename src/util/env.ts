@@ -108,3 +108,12 @@ export function envServeStepDelayMs(env: Env = process.env): number {
   const n = Number(env.DSMOE_SERVE_STEP_DELAY_MS);
   return Number.isFinite(n) && n > 0 ? n : 0;
 }
+
+/**
+ * `DSMOE_MMAP`: a flag (see envFlag); checkpoints are then mapped from the page cache (shared between
+ * processes, paged in on first use: models larger than the free memory) instead of read once into
+ * huge-page memory, which decodes faster (fewer TLB misses, cache-line aligned rows).
+ */
+export function envMmap(env: Env = process.env): boolean {
+  return envFlag(env.DSMOE_MMAP);
+}

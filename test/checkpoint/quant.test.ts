@@ -151,7 +151,7 @@ describe('convert --dtype int8 | q4', () => {
     const seq = [5, 17, 3, 44, 90, 1, 2, 60, 7];
     for (const d of ['int8', 'q4']) {
       const w = openCheckpointWeights(out(d));
-      expect(w.weights.mappedBytes).toBeGreaterThan(0);  // mapped, not copied
+      expect(w.weights.mappedBytes).toBeGreaterThan(0);  // opened from the file, not dequantized into a buffer
       for (const mlp of ['dense', 'topk:1']) {
         const routing = { attention: 'dense', mlp };
         const whole = new Float32Array(seq.length * config.vocab_size), last = new Float32Array(config.vocab_size);

@@ -38,7 +38,7 @@ describe('safetensors round trip', () => {
     ], { format: 'pt', note: 'hi' });
     const size = fs.statSync(file).size;
     const h = readSafetensorsHeader(file);
-    expect(h.dataStart % 8).toBe(0);
+    expect(h.dataStart % 64).toBe(0); // cache-line aligned data (the format asks for 8)
     expect(h.dataStart + h.dataLength).toBe(size);
     expect(h.tensors.map((t) => t.name)).toEqual(['w.a', 'w.b', '0', 'empty']); // header order = data order
     expect(h.metadata).toEqual({ format: 'pt', note: 'hi' });

@@ -46,7 +46,7 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 // dense routing (every expert's weights read); VmRSS after opening and after each session.
 const CHILD = `
 const fs = require('node:fs');
-const [addonFile, argsFile, n, mode] = process.argv.slice(1);
+const [addonFile, argsFile, n, mode, load] = process.argv.slice(1);
 const addon = require(addonFile);
 const a = JSON.parse(fs.readFileSync(argsFile, 'utf8'));
 const rss = () => 1024 * Number(/VmRSS:\\s+(\\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]);
@@ -55,7 +55,7 @@ const tokens = Int32Array.from({ length: 8 }, (_, i) => (i * 37 + 5) % a.config.
 const logits = new Float32Array(a.config.vocab_size);
 const out = { before: rss(), after: [] };
 const w = mode === 'shared'
-  ? addon.openWeights({ config: a.config, path: a.path, tensors: a.tensors, dataOffset: a.dataOffset })
+  ? addon.openWeights({ config: a.config, path: a.path, tensors: a.tensors, dataOffset: a.dataOffset, load })
   : null;
 out.mapped = w ? w.mappedBytes : 0;
 out.opened = rss();
@@ -74,12 +74,12 @@ process.stdout.write(JSON.stringify(out));
 `;
 
 function child(
-  n: number, mode: 'shared' | 'per-session',
+  n: number, mode: 'shared' | 'per-session', load: 'read' | 'mmap' = 'mmap',
 ): { before: number; opened: number; after: number[]; mapped: number } {
   const h = readSafetensorsHeader(file);
   const argsFile = path.join(dir, 'args.json');
   fs.writeFileSync(argsFile, JSON.stringify({ config, path: file, tensors: h.tensors, dataOffset: h.dataStart }));
-  const r = spawnSync(process.execPath, ['-e', CHILD, addonPath(), argsFile, String(n), mode],
+  const r = spawnSync(process.execPath, ['-e', CHILD, addonPath(), argsFile, String(n), mode, load],
     { encoding: 'utf8', timeout: 60_000 });
   if (r.status !== 0) throw new Error(`child failed (${r.status}): ${r.stderr}`);
   return JSON.parse(r.stdout);
@@ -88,7 +88,7 @@ function child(
 const MB = (b: number) => `${(b / 2 ** 20).toFixed(1)} MB`;
 
 describe('openWeights: one copy of the weights for many sessions', () => {
-  test('8 sessions on one openWeights: resident growth < 1.2× that of one session', () => {
+  test('8 sessions on one openWeights (mapped): resident growth < 1.2× that of one session', () => {
     const bytes = layout.totalParams * 4;
     const r = child(8, 'shared');
     expect(r.mapped).toBeGreaterThanOrEqual(bytes);
@@ -103,6 +103,18 @@ describe('openWeights: one copy of the weights for many sessions', () => {
     expect(eight).toBeLessThan(1.2 * one);
   });
 
+  test('read into memory (the default): resident at once, and 8 sessions still share it', () => {
+    const bytes = layout.totalParams * 4;
+    const r = child(8, 'shared', 'read');
+    // the file's bytes, placed on whole 2 MiB pages
+    expect(r.mapped).toBeGreaterThanOrEqual(fs.statSync(file).size);
+    expect(r.mapped).toBeLessThanOrEqual(fs.statSync(file).size + (4 << 20));
+    const opened = r.opened - r.before, eight = r.after[7] - r.before;
+    console.log(`read: RSS growth after openWeights ${MB(opened)}, 8 sessions ${MB(eight)}`);
+    expect(opened).toBeGreaterThan(0.9 * bytes);
+    expect(eight).toBeLessThan(opened + 0.2 * bytes);
+  });
+
   test('for comparison, sessions that each map the file (createSessionFromFile) count the weights per session', () => {
     if (typeof (addon as { createSessionFromFile?: unknown }).createSessionFromFile !== 'function') return;
     const r = child(2, 'per-session');
@@ -114,7 +126,12 @@ describe('openWeights: one copy of the weights for many sessions', () => {
   test('a mapped file and a buffer give the same logits and losses; ' +
     'sessions on one weights do not disturb each other', () => {
     const h = readSafetensorsHeader(file);
-    const mapped = addon.openWeights({ config, path: file, tensors: h.tensors, dataOffset: h.dataStart });
+    const mapped = addon.openWeights({ config, path: file, tensors: h.tensors, dataOffset: h.dataStart,
+      load: 'mmap' });
+    const read = addon.openWeights({ config, path: file, tensors: h.tensors, dataOffset: h.dataStart });
+    expect([mapped.load, read.load]).toEqual(['mmap', 'read']);
+    expect(() => addon.openWeights({ config, path: file, tensors: h.tensors, dataOffset: h.dataStart,
+      load: 'copy' as 'read' })).toThrow(/openWeights: load must be 'read' or 'mmap', got 'copy'/);
     const params = new Float32Array(layout.totalParams);
     for (const t of layout.tensors) params.set(tensorData(t.name, t.size, t.offset), t.offset);
     const inMemory = addon.openWeightsFromBuffer({ config, weights: params });
@@ -129,6 +146,8 @@ describe('openWeights: one copy of the weights for many sessions', () => {
     };
     const a = run(mapped.createSession({ batch: 2, routing: dense }));
     const b = run(inMemory.createSession({ batch: 2, routing: dense }));
+    const c = run(read.createSession({ batch: 2, routing: dense }));
+    expect([...c.logits]).toEqual([...a.logits]);  // read or mapped: the same bytes, the same results
     // Two sessions on the same weights: the second does not disturb the first.
     const a2 = run(mapped.createSession({ batch: 2, routing: { attention: 'topk:1', mlp: 'topk:2' } }));
     const a3 = run(mapped.createSession({ batch: 2, routing: dense }));

@@ -124,13 +124,16 @@ export interface InferenceSession {
 }
 
 /**
- * A checkpoint's weights opened once (mapped read-only, or an in-memory buffer used in place).
+ * A checkpoint's weights opened once (read into memory or mapped read-only, or an in-memory buffer
+ * used in place).
  * Any number of sessions share them, each with its own KV cache, routing and counters.
  */
 export interface OpenedWeights {
   readonly config: ModelConfig;
-  /** bytes mapped from the file (0 for a buffer) */
+  /** bytes held for the file, read or mapped (0 for a buffer) */
   readonly mappedBytes: number;
+  /** how a file was opened (absent for a buffer) */
+  readonly load?: 'read' | 'mmap';
   createSession(args: Omit<SessionOptions, 'config'>): InferenceSession;
 }
 
@@ -159,6 +162,11 @@ export interface FileWeightsArgs {
   path: string;
   tensors: FileTensorEntry[];
   dataOffset: number;
+  /**
+   * 'read' (default): copied once into memory on huge pages, cache-line aligned (decode at full
+   * bandwidth); 'mmap': the page cache's pages, shared between processes, paged in on first use.
+   */
+  load?: 'read' | 'mmap';
 }
 
 export interface InferFunctions {
