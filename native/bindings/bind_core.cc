@@ -29,6 +29,7 @@ Napi::Value runtime_info(const Napi::CallbackInfo& info) {
   o.Set("isa", isa_name(active_isa()));
   o.Set("bestIsa", isa_name(best_isa()));
   o.Set("avx512bf16", cpu_has_avx512_bf16());
+  o.Set("avx512vnni", cpu_has_avx512_vnni());
 #ifdef DSMOE_BUILD_SYSTEM
   o.Set("buildSystem", DSMOE_BUILD_SYSTEM);
 #else

@@ -520,6 +520,14 @@ Napi::Value set_bf16_dot(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), cpu::set_bf16_dot(v.As<Napi::Boolean>().Value()));
 }
 
+// setInt8Dot({enabled}) -> whether the AVX-512 VNNI dot product of int8 / q4 weights is in use now.
+Napi::Value set_int8_dot(const Napi::CallbackInfo& info) {
+  Args args(info, "setInt8Dot");
+  Napi::Value v = info[0].As<Napi::Object>().Get("enabled");
+  if (!v.IsBoolean()) type_error("setInt8Dot: enabled must be a boolean");
+  return Napi::Boolean::New(info.Env(), cpu::set_int8_dot(v.As<Napi::Boolean>().Value()));
+}
+
 }  // namespace
 
 namespace {
@@ -604,6 +612,7 @@ void register_infer(Napi::Env env, Napi::Object exports) {
   export_function(env, exports, "openWeights", open_weights);
   export_function(env, exports, "openWeightsFromBuffer", open_weights_from_buffer);
   export_function(env, exports, "setBf16Dot", set_bf16_dot);
+  export_function(env, exports, "setInt8Dot", set_int8_dot);
 }
 
 }  // namespace dsmoe::bind

@@ -51,6 +51,14 @@ bool cpu_has_avx512_bf16() {
   return false;
 #endif
 }
+bool cpu_has_avx512_vnni() {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+  static const bool has = best_isa() == Isa::Avx512 && __builtin_cpu_supports("avx512vnni");
+  return has;
+#else
+  return false;
+#endif
+}
 const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::Avx512: return "avx512";

@@ -12,6 +12,7 @@ Isa best_isa();                 // the best this CPU and OS support
 Isa active_isa();               // what the kernels use now
 bool set_isa(Isa isa);          // false if the CPU lacks it
 bool cpu_has_avx512_bf16();     // native bf16 dot products (vdpbf16ps)
+bool cpu_has_avx512_vnni();     // int8 dot products (vpdpbusd)
 const char* isa_name(Isa isa);
 bool parse_isa(const std::string& name, Isa* out);
 

@@ -214,7 +214,7 @@ export function formatDecodeBench(r: DecodeBenchResult): string {
   const c = r.model.config, MB = 1e6, GB = 1e9;
   const head = [
     `decode benchmark — ${r.date}, ${r.runtime.threads} threads, ` +
-      `${r.runtime.isa}${r.runtime.avx512bf16 ? ' + avx512bf16' : ''}`,
+      `${r.runtime.isa}${r.runtime.avx512bf16 ? ' + avx512bf16' : ''}${r.runtime.avx512vnni ? ' + avx512vnni' : ''}`,
     `model: ${(r.model.totalParams / MB).toFixed(0)}M params (bf16 ${(r.model.weightBytes / MB).toFixed(0)} MB), D ` +
       `${c.d_model}, ${c.n_layers} layers, ` +
       `attention ${c.attention.n_experts}×${c.attention.n_heads}×${c.attention.head_dim} (kv ` +

@@ -32,6 +32,8 @@ export interface RuntimeInfo {
   isa: Isa;
   bestIsa: Isa;
   avx512bf16: boolean;
+  /** int8 dot products (vpdpbusd) for int8 / q4 weights in decode */
+  avx512vnni: boolean;
   buildSystem: string;
   sanitized: boolean;
 }

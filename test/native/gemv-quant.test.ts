@@ -8,8 +8,10 @@
 // form it): only fp32 summation error remains, so the fp32 bar FP32_TOL = 1e-5 (norm-wise relative error, relError)
 // applies. Awkward sizes (k around the kernels' 16/32-column steps, Q4 around their 16-group scale
 // chunks), empty experts and 1..6 rows per expert (blocks of 1–4 activation rows), every ISA and
-// thread counts 1..4. Quantized weights have no CUDA kernels (native/cuda/README.md), so there is no
-// CUDA row.
+// thread counts 1..4. With AVX-512 VNNI (and k a multiple of 64) decode rounds the activations to int8
+// (gemv_quant_vnni.cc); those rows are checked against the reference over the same rounded activations
+// (FP32_TOL) and within the rounding bound of the exact ones. Quantized weights have no CUDA kernels
+// (native/cuda/README.md), so there is no CUDA row.
 import { addon, expectNativeError, FP32_TOL, forEachConfig, fromBf16, randArray, relError, rng, toBf16 }
   from '../helpers';
 import { groupedGemmRef } from '../reference/gemm';
@@ -120,18 +122,94 @@ function makeCases(dtype: 'I8' | 'Q4'): Case[] {
   return cases;
 }
 
+/** Runs fn with the VNNI int8 dot product forbidden (the fp32 kernels) or allowed; restores it. */
+function withInt8Dot<T>(allowed: boolean, fn: () => T): T {
+  addon.setInt8Dot({ enabled: allowed });
+  try { return fn(); } finally { addon.setInt8Dot({ enabled: true }); }
+}
+
+// ---- activations rounded to int8 as quantize_activations does (native/kernels/cpu/quant.h), in fp32 steps --
+
+/** x as the VNNI path sees it: each value q · s (I8: s per 64 columns; Q4: per row), and those scales. */
+function quantizedX(dtype: 'I8' | 'Q4', x: Float32Array, rows: number, k: number):
+{ xq: Float64Array; s: Float64Array } {
+  const f = Math.fround, xq = new Float64Array(rows * k), s = new Float64Array(rows * k);
+  const block = dtype === 'I8' ? 64 : k;
+  for (let i = 0; i < rows; i++)
+    for (let b = 0; b < k; b += block) {
+      let amax = 0;
+      for (let j = b; j < b + block; j++) amax = Math.max(amax, Math.abs(x[i * k + j]));
+      const inv = amax > 0 ? f(127 / amax) : 0, scale = f(amax / 127);
+      for (let j = b; j < b + block; j++) {
+        const q = Math.min(127, Math.max(-127, roundHalfEven(f(x[i * k + j] * inv))));
+        xq[i * k + j] = q * scale;
+        s[i * k + j] = scale;
+      }
+    }
+  return { xq, s };
+}
+
 describe('expert GEMV (decode) over quantized weights', () => {
   for (const dtype of ['I8', 'Q4'] as const)
-    test(`${dtype} weights match the reference over the dequantized weights (sizes, ISAs, threads)`, () => {
+    test(`${dtype} weights, fp32 activations: match the reference over the dequantized weights (sizes, ISAs, ` +
+      'threads)', () => {
       const cases = makeCases(dtype);
-      forEachConfig((isa, threads) => {
+      withInt8Dot(false, () => forEachConfig((isa, threads) => {
         for (const c of cases) {
           const y = new Float32Array(c.off[c.E] * c.n).fill(NaN);
           addon.expertGemv({ experts: c.E, offsets: c.off, x: c.x, w: c.qz.w, scales: c.qz.scales, n: c.n, k: c.k, y });
           const err = relError(y, c.ref);
           if (!(err <= FP32_TOL)) throw new Error(`${isa} t=${threads} ${c.label}: ${err}`);
         }
-      });
+      }));
+    });
+
+  // The VNNI path (k a multiple of 64, AVX-512 VNNI): integer products of the weight codes and the
+  // activations rounded to int8. Against the reference over the SAME rounded activations only fp32
+  // summation error remains (FP32_TOL); against the exact fp32 activations each output may differ by
+  // at most the rounding bound Σ_j |w_j| · s_j / 2 (s_j: x_j's scale), plus that fp32 slack.
+  for (const dtype of ['I8', 'Q4'] as const)
+    test(`${dtype} weights, int8 activations (VNNI): the reference over the rounded activations, and within ` +
+      'the rounding bound of the exact one', () => {
+      if (!addon.runtimeInfo().avx512vnni) {
+        console.log('VNNI rows skipped: this CPU has no AVX-512 VNNI');
+        return;
+      }
+      const cases = makeCases(dtype).filter((c) => c.k % 64 === 0);
+      expect(cases.length).toBeGreaterThan(10);
+      let worst = 0;
+      withInt8Dot(true, () => forEachConfig((isa, threads) => {
+        for (const c of cases) {
+          const P = c.off[c.E], y = new Float32Array(P * c.n).fill(NaN);
+          addon.expertGemv({ experts: c.E, offsets: c.off, x: c.x, w: c.qz.w, scales: c.qz.scales, n: c.n, k: c.k, y });
+          if (isa !== 'avx512') {  // no VNNI below AVX-512: the fp32 kernels
+            const err = relError(y, c.ref);
+            if (!(err <= FP32_TOL)) throw new Error(`${isa} t=${threads} ${c.label}: ${err}`);
+            continue;
+          }
+          const { xq, s } = quantizedX(dtype, c.x, P, c.k);
+          const wd = dequantize(c.qz, c.E * c.n, c.k);
+          const refQ = groupedGemmRef(c.off, Float32Array.from(xq), wd, c.n, c.k);
+          const errQ = relError(y, refQ);
+          if (!(errQ <= FP32_TOL)) throw new Error(`${isa} t=${threads} ${c.label} vs rounded x: ${errQ}`);
+          for (let e = 0; e < c.E; e++)
+            for (let p = c.off[e]; p < c.off[e + 1]; p++)
+              for (let r = 0; r < c.n; r++) {
+                let bound = 0, mag = 0;
+                for (let j = 0; j < c.k; j++) {
+                  const w = Math.abs(wd[(e * c.n + r) * c.k + j]);
+                  bound += (w * s[p * c.k + j]) / 2;
+                  mag += w * Math.abs(c.x[p * c.k + j]);
+                }
+                const d = Math.abs(y[p * c.n + r] - c.ref[p * c.n + r]);
+                if (!(d <= bound + 1e-5 * mag + 1e-30))
+                  throw new Error(`${c.label} row ${p} out ${r}: |Δ| ${d} > bound ${bound}`);
+                if (bound > 0) worst = Math.max(worst, d / bound);
+              }
+        }
+      }, [1, 3]));
+      console.log(`${dtype} VNNI: largest |Δ| against exact activations = ${worst.toFixed(3)} of the rounding bound`);
+      expect(worst).toBeGreaterThan(0);  // the rounded path did run
     });
 
   test('tiny weights (fp16 subnormal Q4 scales, I8 scales ~1e-8) keep their relative accuracy', () => {
@@ -140,12 +218,12 @@ describe('expert GEMV (decode) over quantized weights', () => {
       const w = randArray(n * k, 78, 1e-6), qz = quantize(dtype, w, n, k);
       if (dtype === 'Q4') expect(Array.from(qz.scales as Uint16Array).some((h) => (h & 0x7c00) === 0)).toBe(true);
       const ref = groupedGemmRef(off, x, dequantize(qz, n, k), n, k);
-      forEachConfig((isa, threads) => {
+      withInt8Dot(false, () => forEachConfig((isa, threads) => {  // the fp32 kernels (VNNI: the bound test)
         const y = new Float32Array(2 * n).fill(NaN);
         addon.expertGemv({ experts: E, offsets: off, x, w: qz.w, scales: qz.scales, n, k, y });
         const err = relError(y, ref);
         if (!(err <= FP32_TOL)) throw new Error(`${dtype} ${isa} t=${threads}: ${err}`);
-      }, [1, 2]);
+      }, [1, 2]));
     }
   });
 

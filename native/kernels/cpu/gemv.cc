@@ -15,6 +15,7 @@ namespace dsmoe::cpu {
 namespace {
 
 std::atomic<bool> g_bf16_dot_allowed{true};
+std::atomic<bool> g_int8_dot_allowed{true};
 
 struct Kernels {
   GemvF32 f32;
@@ -45,6 +46,15 @@ bool set_bf16_dot(bool allowed) {
 
 bool bf16_dot_active() {
   return g_bf16_dot_allowed && active_isa() == Isa::Avx512 && cpu_has_avx512_bf16();
+}
+
+bool set_int8_dot(bool allowed) {
+  g_int8_dot_allowed = allowed;
+  return int8_dot_active();
+}
+
+bool int8_dot_active() {
+  return g_int8_dot_allowed && active_isa() == Isa::Avx512 && cpu_has_avx512_vnni();
 }
 
 void gemv_f32_generic(const float* w, int64_t rows, int64_t k, const float* x, int64_t m, float* y, int64_t ldy) {
@@ -121,6 +131,39 @@ void gemv_batch(const GemvJob* jobs, int64_t count) {
       need += static_cast<size_t>(jobs[j].offsets[jobs[j].n_experts] * jobs[j].k);
     }
   xb.resize(need);
+  // The int8 dot: each quantized job's activations rounded once (quant.h), here, serially.
+  static thread_local std::vector<int8_t> xq;
+  static thread_local std::vector<float> xq_scale;
+  static thread_local std::vector<int32_t> xq_corr;
+  static thread_local std::vector<QuantizedActivations> xq_at;
+  const bool int8_dot = int8_dot_active();
+  auto uses_int8_dot = [&](const GemvJob& g) {
+    return int8_dot && (g.w_dtype == DType::I8 || g.w_dtype == DType::Q4) && g.k > 0 && g.k % kXBlock == 0;
+  };
+  size_t nq = 0, ns = 0, nc = 0;
+  for (int64_t j = 0; j < count; ++j)
+    if (uses_int8_dot(jobs[j])) {
+      const int64_t P = jobs[j].offsets[jobs[j].n_experts];
+      nq += static_cast<size_t>(P * jobs[j].k);
+      ns += static_cast<size_t>(xq_scale_count(jobs[j].w_dtype, P, jobs[j].k));
+      nc += static_cast<size_t>(xq_corr_count(P, jobs[j].k));
+    }
+  xq.resize(nq);
+  xq_scale.resize(ns);
+  xq_corr.resize(nc);
+  xq_at.assign(static_cast<size_t>(count), QuantizedActivations{nullptr, nullptr, nullptr});
+  nq = ns = nc = 0;
+  for (int64_t j = 0; j < count; ++j) {
+    const GemvJob& g = jobs[j];
+    const int64_t P = g.offsets[g.n_experts];
+    if (!uses_int8_dot(g) || P == 0 || g.n == 0) continue;
+    const QuantizedActivations qa{xq.data() + nq, xq_scale.data() + ns, xq_corr.data() + nc};
+    quantize_activations_vnni(g.w_dtype, g.x, P, g.k, qa);
+    xq_at[static_cast<size_t>(j)] = qa;
+    nq += static_cast<size_t>(P * g.k);
+    ns += static_cast<size_t>(xq_scale_count(g.w_dtype, P, g.k));
+    nc += static_cast<size_t>(xq_corr_count(P, g.k));
+  }
   tasks.clear();
   for (int64_t j = 0; j < count; ++j) {
     const GemvJob& g = jobs[j];
@@ -146,6 +189,7 @@ void gemv_batch(const GemvJob* jobs, int64_t count) {
   const Task* tk = tasks.data();
   const uint16_t* xbd = xb.data();
   const size_t* xat = xb_at.data();
+  const QuantizedActivations* qat = xq_at.data();
   parallel_for(static_cast<int64_t>(tasks.size()), [&](int64_t t, int) {
     const Task& task = tk[t];
     const GemvJob& g = jobs[task.job];
@@ -160,14 +204,31 @@ void gemv_batch(const GemvJob* jobs, int64_t count) {
         kern.bf16(static_cast<const uint16_t*>(g.w) + wrow * g.k, rows, g.k, xe,
                   kern.needs_xb ? xbd + xat[task.job] + row0 * g.k : nullptr, m, yb, g.n);
         break;
-      case DType::I8:
-        kern.i8(static_cast<const int8_t*>(g.w) + wrow * g.k, static_cast<const float*>(g.w_scales) + wrow, rows,
-                g.k, xe, m, yb, g.n);
+      case DType::I8: {
+        const int8_t* w = static_cast<const int8_t*>(g.w) + wrow * g.k;
+        const float* sc = static_cast<const float*>(g.w_scales) + wrow;
+        const QuantizedActivations& qa = qat[task.job];
+        if (qa.q) {
+          const int64_t nb = g.k / kXBlock;
+          gemv_i8_vnni(w, sc, rows, g.k, qa.q + row0 * g.k, qa.scale + row0 * nb, qa.corr + row0 * nb * 16, m, yb,
+                       g.n);
+        } else {
+          kern.i8(w, sc, rows, g.k, xe, m, yb, g.n);
+        }
         break;
-      case DType::Q4:
-        kern.q4(static_cast<const uint8_t*>(g.w) + wrow * (g.k / 2),
-                static_cast<const uint16_t*>(g.w_scales) + wrow * (g.k / kQ4Group), rows, g.k, xe, m, yb, g.n);
+      }
+      case DType::Q4: {
+        const uint8_t* w = static_cast<const uint8_t*>(g.w) + wrow * (g.k / 2);
+        const uint16_t* sc = static_cast<const uint16_t*>(g.w_scales) + wrow * (g.k / kQ4Group);
+        const QuantizedActivations& qa = qat[task.job];
+        if (qa.q) {
+          const int64_t nb = g.k / kXBlock;
+          gemv_q4_vnni(w, sc, rows, g.k, qa.q + row0 * g.k, qa.scale + row0, qa.corr + row0 * nb * 16, m, yb, g.n);
+        } else {
+          kern.q4(w, sc, rows, g.k, xe, m, yb, g.n);
+        }
         break;
+      }
     }
   });
 }

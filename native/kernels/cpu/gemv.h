@@ -9,7 +9,10 @@
 // Quantized weights (I8, Q4; formats in quant.h) are read as stored, 1 or 1/2 byte per weight: each
 // weight is dequantized exactly in fp32 and multiplied by the fp32 activations, products summed in
 // fp32 (I8 applies the row scale to the row's sum Σ q·x, Q4 dequantizes each weight with its group's
-// scale). Activations are not quantized.
+// scale). Where the CPU has AVX-512 VNNI (and int8_dot_active()), and k is a multiple of 64, the
+// activations are instead rounded to int8 once per product (quant.h, quantize_activations_vnni; I8: one
+// scale per 64 columns, Q4: one per row) and multiplied with vpdpbusd (exact integer products),
+// as llama.cpp does; the error this adds is bounded by Σ_j |w_j| · (scale of x_j) / 2.
 #pragma once
 #include <cstdint>
 
@@ -51,6 +54,9 @@ void expert_gemv(int64_t n_experts,
 // (false when the CPU lacks it or the active ISA is below AVX-512). Tests force the fallback.
 bool set_bf16_dot(bool allowed);
 bool bf16_dot_active();
+// The same for the int8 (VNNI) dot product of I8 / Q4 weights.
+bool set_int8_dot(bool allowed);
+bool int8_dot_active();
 
 // Row kernels, one per ISA (gemv.cc: generic; gemv_avx512.cc; gemv_avx512bf16.cc; gemv_quant_avx512.cc):
 //   y[i·ldy + r] = Σ_j w[r·k + j] · x[i·k + j]   for r < rows, i < m
@@ -84,5 +90,14 @@ void gemv_i8_avx512(const int8_t* w, const float* scale, int64_t rows, int64_t k
                     float* y, int64_t ldy);
 void gemv_q4_avx512(const uint8_t* w, const uint16_t* scale, int64_t rows, int64_t k, const float* x, int64_t m,
                     float* y, int64_t ldy);
+// VNNI rows (gemv_quant_vnni.cc) against activations from quantize_activations_vnni (the layouts of
+// quant.h, for weights of dtype wt): xq [m, k], xs and xc
+// for row 0 (the layouts of quant.h); k a multiple of 64.
+struct QuantizedActivations;
+void quantize_activations_vnni(DType wt, const float* x, int64_t m, int64_t k, QuantizedActivations out);
+void gemv_i8_vnni(const int8_t* w, const float* scale, int64_t rows, int64_t k, const int8_t* xq, const float* xs,
+                  const int32_t* xc, int64_t m, float* y, int64_t ldy);
+void gemv_q4_vnni(const uint8_t* w, const uint16_t* scale, int64_t rows, int64_t k, const int8_t* xq,
+                  const float* xs, const int32_t* xc, int64_t m, float* y, int64_t ldy);
 
 }  // namespace dsmoe::cpu

@@ -84,4 +84,5 @@ void dequantize_rows(DType dt, const void* w, const void* scales, int64_t row0, 
   });
 }
 
+
 }  // namespace dsmoe::cpu

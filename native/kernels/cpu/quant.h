@@ -27,4 +27,25 @@ const char* dtype_name(DType dt);
 void dequantize_rows(DType dt, const void* w, const void* scales, int64_t row0, int64_t rows, int64_t k,
                      float* out);
 
+// Activations quantized for the int8 dot product (vpdpbusd: unsigned bytes × signed bytes summed in
+// fours into int32 lanes; gemv_quant_vnni.cc, which also rounds them: quantize_activations_vnni).
+// x rows are rounded to int8 with a symmetric scale
+// (absmax / 127, round to nearest even): for I8 weights one scale per block of kXBlock columns (the
+// weight error is small, so the activations keep block scales as llama.cpp's Q8_0 does), for Q4 one
+// per row (the 4-bit weights' own error is ~10× larger). Each block of 64 bytes also carries its
+// 16 lane corrections: the weights enter vpdpbusd as unsigned bytes (I8: w + 128, Q4: the code
+// c = w + 8), so lane l starts from −bias · Σ(its 4 activation bytes) and ends with Σ w·x exactly.
+// Q4 blocks are stored in the order the unpacked nibbles come in: bytes 0..15 the even columns of
+// the block's first group of 32, 16..31 those of its second group, 32..63 the odd columns likewise.
+// k must be a multiple of kXBlock (the callers fall back to the fp32 kernels otherwise).
+constexpr int64_t kXBlock = 64;
+struct QuantizedActivations {
+  int8_t* q;      // [m, k]
+  float* scale;   // I8: [m, k/64]; Q4: [m]
+  int32_t* corr;  // [m, k/64, 16]
+};
+// Sizes (elements) of the three arrays for m rows of k columns.
+inline int64_t xq_scale_count(DType w, int64_t m, int64_t k) { return w == DType::Q4 ? m : m * (k / kXBlock); }
+inline int64_t xq_corr_count(int64_t m, int64_t k) { return m * (k / kXBlock) * 16; }
+
 }  // namespace dsmoe::cpu

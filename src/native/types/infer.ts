@@ -180,6 +180,8 @@ export interface InferFunctions {
   createSessionFromFile(args: SessionOptions & Omit<FileWeightsArgs, 'config'>): InferenceSession;
   /** Allows or forbids the AVX512-BF16 dot product in decode; returns whether it is in use. */
   setBf16Dot(args: { enabled: boolean }): boolean;
+  /** Allows or forbids the AVX-512 VNNI int8 dot product (int8 / q4 weights) in decode; returns if it is in use. */
+  setInt8Dot(args: { enabled: boolean }): boolean;
   /**
    * The decode GEMV alone: per expert e, y[rows of e] = x[rows of e] · w[e]ᵀ (w [E, n, k]);
    * experts without rows are not read.
