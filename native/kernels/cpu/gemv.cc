@@ -30,6 +30,7 @@ Kernels kernels() {
     if (bf16_dot_active()) return {gemv_f32_avx512, gemv_bf16_dot_avx512, true, gemv_i8_avx512, gemv_q4_avx512};
     return {gemv_f32_avx512, gemv_bf16_widen_avx512, false, gemv_i8_avx512, gemv_q4_avx512};
   }
+  if (active_isa() == Isa::Avx2) return {gemv_f32_avx2, gemv_bf16_avx2, false, gemv_i8_avx2, gemv_q4_avx2};
   return {gemv_f32_generic, gemv_bf16_generic, false, gemv_i8_generic, gemv_q4_generic};
 }
 

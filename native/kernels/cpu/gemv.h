@@ -58,7 +58,8 @@ bool bf16_dot_active();
 bool set_int8_dot(bool allowed);
 bool int8_dot_active();
 
-// Row kernels, one per ISA (gemv.cc: generic; gemv_avx512.cc; gemv_avx512bf16.cc; gemv_quant_avx512.cc):
+// Row kernels, one per ISA (gemv.cc: generic; gemv_avx512.cc; gemv_avx512bf16.cc; gemv_quant_avx512.cc;
+// gemv_avx2.cc; gemv_quant_vnni.cc):
 //   y[i·ldy + r] = Σ_j w[r·k + j] · x[i·k + j]   for r < rows, i < m
 // w points at the first row of the block, y at its first output column.
 using GemvF32 = void (*)(const float* w /*[rows, k]*/, int64_t rows, int64_t k, const float* x /*[m, k]*/,
@@ -90,6 +91,13 @@ void gemv_i8_avx512(const int8_t* w, const float* scale, int64_t rows, int64_t k
                     float* y, int64_t ldy);
 void gemv_q4_avx512(const uint8_t* w, const uint16_t* scale, int64_t rows, int64_t k, const float* x, int64_t m,
                     float* y, int64_t ldy);
+void gemv_f32_avx2(const float* w, int64_t rows, int64_t k, const float* x, int64_t m, float* y, int64_t ldy);
+void gemv_bf16_avx2(const uint16_t* w, int64_t rows, int64_t k, const float* x, const uint16_t* xb, int64_t m,
+                    float* y, int64_t ldy);
+void gemv_i8_avx2(const int8_t* w, const float* scale, int64_t rows, int64_t k, const float* x, int64_t m,
+                  float* y, int64_t ldy);
+void gemv_q4_avx2(const uint8_t* w, const uint16_t* scale, int64_t rows, int64_t k, const float* x, int64_t m,
+                  float* y, int64_t ldy);
 // VNNI rows (gemv_quant_vnni.cc) against activations from quantize_activations_vnni (the layouts of
 // quant.h, for weights of dtype wt): xq [m, k], xs and xc
 // for row 0 (the layouts of quant.h); k a multiple of 64.
