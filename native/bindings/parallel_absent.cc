@@ -22,7 +22,8 @@ Info info() {
     in.reason = "built without distributed training (the " + sys + " build has no collective library; "
                 "apt-get install libgloo-dev, then rebuild with cmake: npm run build:addon)";
   else if (opt == "off")
-    in.reason = "built without distributed training (DSMOE_DIST=off; rebuild with DSMOE_DIST=auto)";
+    in.reason = "built without distributed training (DSMOE_DIST=off; rebuild with DSMOE_DIST=auto, "
+                "with libgloo-dev installed)";
   else
     in.reason = "built without distributed training (Gloo was not found at build time: "
                 "apt-get install libgloo-dev, then rebuild: npm run build:addon)";
