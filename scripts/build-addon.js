@@ -47,6 +47,20 @@ function cmakeBuild() {
     return false;
   }
   args.push(`--CDDSMOE_DIST=${dist}`);
+  // cmake-js compile configures only a fresh folder: when the cached choices differ from these,
+  // drop the cache so that it configures again (object files stay; only what changed recompiles).
+  const cache = path.join(root, outDir, 'CMakeCache.txt');
+  if (fs.existsSync(cache)) {
+    const text = fs.readFileSync(cache, 'utf8');
+    const stale = [['DSMOE_CUDA', cuda], ['DSMOE_DIST', dist]].some(([k, v]) => {
+      const m = new RegExp(`^${k}:STRING=(.*)$`, 'm').exec(text);
+      return m !== null && m[1].toLowerCase() !== v;
+    });
+    if (stale) {
+      console.error(`[dsmoe] DSMOE_CUDA/DSMOE_DIST changed since ${outDir} was configured: configuring again`);
+      fs.rmSync(cache);
+    }
+  }
   if (process.env.DSMOE_SANITIZE === '1') args.push('--CDDSMOE_SANITIZE=ON', '--config', 'RelWithDebInfo');
   return run(process.execPath, args);
 }
