@@ -26,7 +26,8 @@ export interface ParallelTrainBenchOptions {
 export interface ParallelTrainBenchRow {
   preset: string; mode: string; ranks: number; threadsPerRank: number; totalParams: number; gradBytes: number;
   tokensPerStep: number; stepSeconds: number; tokensPerSecond: number; allreduceSeconds: number;
-  allreduceShare: number; isolatedAllreduceSeconds: number; algBandwidthGBs: number | null; busBandwidthGBs: number | null; speedup: number | null;
+  allreduceShare: number; isolatedAllreduceSeconds: number; algBandwidthGBs: number | null;
+  busBandwidthGBs: number | null; speedup: number | null;
 }
 
 export interface ParallelTrainBenchResult {

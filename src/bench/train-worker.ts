@@ -55,7 +55,8 @@ async function main(): Promise<void> {
     if (args.parallel.rank === 0)
       process.stdout.write(JSON.stringify({
         ranks, totalParams: n, gradBytes: 4 * n, tokensPerStep: B * T * ranks, stepSeconds,
-        allreduceSeconds: medianOf(ar), isolatedAllreduceSeconds: medianOf(alone), tokensPerSecond: (B * T * ranks) / stepSeconds,
+        allreduceSeconds: medianOf(ar), isolatedAllreduceSeconds: medianOf(alone),
+        tokensPerSecond: (B * T * ranks) / stepSeconds,
         flopsPerToken: modelFlopsPerToken(config), peakRssMiB: process.resourceUsage().maxRSS / 1024,
       }) + '\n');
     return;

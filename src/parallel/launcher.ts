@@ -102,7 +102,8 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   // Node rank 0 hosts the rendezvous; the others talk to it only to name a failed rank.
   let server: StoreServer | null = null;
   const conn: { client: StoreClient | null } = { client: null };
-  if (nodeRank === 0) server = await StoreServer.listen(LOOPBACK.test(master.host) ? master.host : '0.0.0.0', master.port);
+  if (nodeRank === 0)
+    server = await StoreServer.listen(LOOPBACK.test(master.host) ? master.host : '0.0.0.0', master.port);
   const storePort = server?.port ?? master.port;
   const hostname = LOOPBACK.test(master.host) ? '127.0.0.1' : envParallelHost() ?? os.hostname();
   const timeoutMs = Math.round(envParallelTimeoutS() * 1000);

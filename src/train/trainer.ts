@@ -701,7 +701,8 @@ export async function train(
   hooks.onStart?.({
     config, params: counts, outDir, preset: presetName, resumedFrom: ck?.dir, startStep,
     totalSteps: schedule.totalSteps,
-    tokensPerStep, batchSize, gradAccum: globalAccum, ranks, seqLen, threads, trainTokens: ds.train.length, valTokens: ds.val.length,
+    tokensPerStep, batchSize, gradAccum: globalAccum, ranks, seqLen, threads, trainTokens: ds.train.length,
+    valTokens: ds.val.length,
     timeBudgetS: o.timeS, notes: [...notes],
   });
 

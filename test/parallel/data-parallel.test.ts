@@ -59,7 +59,8 @@ function start(args: string[]): Run {
   child.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
   child.stderr!.on('data', (c: Buffer) => {
     err += c.toString();
-    for (const m of err.matchAll(/rank \d+ pid (\d+)/g)) if (!rankPids.includes(Number(m[1]))) rankPids.push(Number(m[1]));
+    for (const m of err.matchAll(/rank \d+ pid (\d+)/g))
+      if (!rankPids.includes(Number(m[1]))) rankPids.push(Number(m[1]));
   });
   const t0 = Date.now();
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null; seconds: number }>((resolve) =>
@@ -87,7 +88,8 @@ async function until(cond: () => boolean, what: string, seconds = 60): Promise<v
   }
 }
 
-const common = (out: string) => ['--preset', 'tiny', '--data', fx.corpus, '--tokenizer', fx.tokenizer, '--seq-len', '16',
+const common = (out: string) => ['--preset', 'tiny', '--data', fx.corpus, '--tokenizer', fx.tokenizer,
+  '--seq-len', '16',
   '--batch-size', '2', '--seed', '1', '--eval-batches', '2', '--json', '--out', path.join(fx.dir, out)];
 
 function relDiff(a: number, b: number): number {
@@ -109,7 +111,8 @@ function expectSameLosses(a: string, b: string): void {
 
 function expectSameCheckpoint(a: string, b: string): void {
   for (const file of ['model.safetensors', 'optimizer.safetensors']) {
-    const x = readSafetensors(path.join(fx.dir, a, file)).tensors, y = readSafetensors(path.join(fx.dir, b, file)).tensors;
+    const x = readSafetensors(path.join(fx.dir, a, file)).tensors;
+    const y = readSafetensors(path.join(fx.dir, b, file)).tensors;
     expect([...y.keys()].sort()).toEqual([...x.keys()].sort());
     for (const [name, t] of x) {
       const u = y.get(name)!;
@@ -123,7 +126,8 @@ function expectSameCheckpoint(a: string, b: string): void {
       expect(Math.sqrt(num / Math.max(den, 1e-30))).toBeLessThan(TOL);
     }
   }
-  const sa = loadCheckpoint(path.join(fx.dir, a)).trainerState!, sb = loadCheckpoint(path.join(fx.dir, b)).trainerState!;
+  const sa = loadCheckpoint(path.join(fx.dir, a)).trainerState!;
+  const sb = loadCheckpoint(path.join(fx.dir, b)).trainerState!;
   expect(sb.step).toBe(sa.step);
   expect(sb.tokens_seen).toBe(sa.tokens_seen);
   expect(sb.sampler).toEqual(sa.sampler);

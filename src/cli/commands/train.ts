@@ -462,7 +462,8 @@ export function trainCommand(ctx: { exitCode: number } = { exitCode: 0 }, deps: 
       .default('cpu'))
     .option('--nproc <n>', 'data-parallel: start n ranks on this machine (logs from rank 0)', intArg('--nproc'))
     .option('--nnodes <n>', 'data-parallel across n machines (with --node-rank and --master)', intArg('--nnodes'))
-    .option('--node-rank <r>', 'this machine\'s index among --nnodes (0 hosts the rendezvous)', intArg('--node-rank', 0))
+    .option('--node-rank <r>', 'this machine\'s index among --nnodes (0 hosts the rendezvous)',
+      intArg('--node-rank', 0))
     .option('--master <addr:port>', 'where node rank 0 hosts the rendezvous (default: a free local port)')
     .option('--json', 'print one JSON record per step / eval / save on stdout')
     .option('--quiet', 'no progress output (results and errors only)')
