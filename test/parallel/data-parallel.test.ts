@@ -163,6 +163,22 @@ maybe('dsmoe train --nproc (data-parallel, Gloo)', () => {
     expectSameCheckpoint('nn-ref', 'nn-0');
   });
 
+  test('--resume with another number of ranks keeps the global batch: 1 process → 2 ranks = 1 process → 1', async () => {
+    const first = start([...common('re-0'), '--steps', '10', '--grad-accum', '2', '--eval-interval', '0']);
+    expect((await first.exit).code).toBe(0);
+    const from = path.join(fx.dir, 're-0');
+    const more = (out: string, extra: string[]) => start(['--resume', from, '--out', path.join(fx.dir, out),
+      '--steps', '14', '--json', '--eval-interval', '0', ...extra]);
+    const one = more('re-1', []);
+    expect((await one.exit).code).toBe(0);
+    const two = more('re-2', ['--nproc', '2']);
+    expect((await two.exit).code).toBe(0);
+    expect(two.stderr()).not.toMatch(/batch shape changed/);
+    expect(steps(two.stdout()).map((r) => r.step)).toEqual([11, 12, 13, 14]);
+    expectSameLosses(one.stdout(), two.stdout());
+    expectSameCheckpoint('re-1', 're-2');
+  });
+
   test('a killed rank stops the others within 30 s, naming it; the last checkpoint resumes on 1 rank', async () => {
     const run = start([...common('kill'), '--steps', '100000', '--save-interval', '3', '--eval-interval', '0',
       '--nproc', '2']);
