@@ -163,7 +163,7 @@ maybe('dsmoe train --nproc (data-parallel, Gloo)', () => {
     expectSameCheckpoint('nn-ref', 'nn-0');
   });
 
-  test('--resume with another number of ranks keeps the global batch: 1 process → 2 ranks = 1 process → 1', async () => {
+  test('--resume with another number of ranks keeps the global batch: 1 process → 2 ranks = → 1', async () => {
     const first = start([...common('re-0'), '--steps', '10', '--grad-accum', '2', '--eval-interval', '0']);
     expect((await first.exit).code).toBe(0);
     const from = path.join(fx.dir, 're-0');
