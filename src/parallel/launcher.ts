@@ -35,6 +35,8 @@ export interface LaunchOptions {
   killSignal?: AbortSignal;
   /** The CLI entry (default bin/dsmoe.js of this package) */
   cli?: string;
+  /** --quiet: no line about the ranks started */
+  quiet?: boolean;
 }
 
 export interface LaunchResult {
@@ -110,7 +112,8 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   const threads = o.threads ?? envThreads() ?? Math.max(1, Math.floor(os.availableParallelism() / nproc));
   const cli = o.cli ?? path.resolve(__dirname, '..', '..', 'bin', 'dsmoe.js');
 
-  const children: Array<{ rank: number; child: ChildProcess; done: boolean }> = [];
+  // ready: the rank handles SIGINT (it says so over IPC); Ctrl-C before that is passed on when it is.
+  const children: Array<{ rank: number; child: ChildProcess; done: boolean; ready: boolean }> = [];
   const exits: Array<Promise<void>> = [];
   let failed: LaunchResult['failed'] = null;
   let interrupted = 0;
@@ -141,14 +144,20 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
       // Its own process group: the terminal's Ctrl-C reaches the launcher only, which passes it on once.
       detached: true,
     });
-    const entry = { rank, child, done: false };
+    const entry = { rank, child, done: false, ready: false };
     children.push(entry);
+    child.on('message', (m: { dsmoe?: string }) => {
+      if (m?.dsmoe !== 'ready') return;
+      entry.ready = true;
+      if (interrupted === 1) child.kill('SIGINT');
+    });
     if (rank === 0) {
       child.stdout!.pipe(o.stdout as NodeJS.WritableStream, { end: false });
       child.stderr!.pipe(o.stderr as NodeJS.WritableStream, { end: false });
     } else prefixLines(child.stderr!, o.stderr, `[rank ${rank}] `);
     exits.push(new Promise((resolve) => {
-      child.on('exit', (code, signal) => {
+      // 'close': after the exit and after its output has been passed on.
+      child.on('close', (code, signal) => {
         entry.done = true;
         codes.push(signal ? 128 : code ?? 1);
         const bad = signal !== null || (code !== 0 && code !== 130);
@@ -173,12 +182,13 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
       });
     }));
   }
-  log(`started ${nproc} rank(s) on this machine: ${children.map((c) => `rank ${c.rank} pid ${c.child.pid}`).join(', ')}`
+  const pids = children.map((c) => `rank ${c.rank} pid ${c.child.pid}`).join(', ');
+  if (!o.quiet) log(`started ${nproc} rank(s) on this machine: ${pids}`
     + ` (${size} in all, ${threads} thread(s) each${nnodes > 1 ? `, node ${nodeRank} of ${nnodes}` : ''})`);
 
   o.signal?.addEventListener('abort', () => {
     interrupted = Math.max(interrupted, 1);
-    for (const c of live()) c.child.kill('SIGINT');
+    for (const c of live()) if (c.ready) c.child.kill('SIGINT');
   }, { once: true });
   o.killSignal?.addEventListener('abort', () => {
     interrupted = 2;

@@ -610,7 +610,8 @@ export async function train(
     tokenizer, seed: dataSeed, valShare, seqLen, cacheDir: o.cacheDir,
     onProgress: (p) => hooks.onPrepare?.({ kind: 'data', progress: p }),
   });
-  if (o.signal?.aborted) {
+  // (Data-parallel ranks go on: they stop together after the first step, when they agree to.)
+  if (o.signal?.aborted && !group) {
     return {
       reason: 'interrupted', step: state?.step ?? 0, tokensSeen: state?.tokens_seen ?? 0,
       outDir: path.resolve(o.out ?? o.resume ?? '.'), savedStep: null, finalEval: null, calibration: null,

@@ -183,6 +183,7 @@ async function runLauncher(o: TrainCliOptions, deps: TrainCliDeps): Promise<numb
   }
   const argv = deps.argv ?? process.argv;
   const at = argv.indexOf('train', 2);
+  if (at < 0) throw new Error('--nproc/--nnodes: the train arguments for the ranks were not found on the command line');
   const ac = new AbortController();
   let presses = 0;
   const kill = new AbortController();
@@ -199,8 +200,8 @@ async function runLauncher(o: TrainCliOptions, deps: TrainCliDeps): Promise<numb
   try {
     const r = await launch({
       nproc: o.nproc ?? 1, nnodes: o.nnodes ?? 1, nodeRank: o.nodeRank ?? 0, master: o.master,
-      args: rankArgs(at >= 0 ? argv.slice(at + 1) : []), threads: o.threads, stdout, stderr, signal: ac.signal,
-      killSignal: kill.signal,
+      args: rankArgs(argv.slice(at + 1)), threads: o.threads, stdout, stderr, signal: ac.signal,
+      killSignal: kill.signal, quiet: o.quiet,
     });
     return r.exitCode;
   } finally {
@@ -251,6 +252,8 @@ export async function runTrain(o: TrainCliOptions, deps: TrainCliDeps = {}): Pro
   };
   process.once('SIGINT', onSigint);
   opts.signal = ac.signal;
+  // A rank tells its launcher that Ctrl-C may now be passed on (before this, SIGINT would kill it).
+  if (rankInfo !== undefined) process.send?.({ dsmoe: 'ready' });
 
   let mode = 'dsmoe';
   let total: number | null = null;
