@@ -47,6 +47,8 @@ export interface LaunchResult {
 
 /** Seconds the other ranks get to notice a failed rank before they are terminated. */
 export const FAILURE_GRACE_S = 10;
+/** How long a rank's error exit waits for another rank's failure to be recorded (to name that one). */
+const NAMING_WAIT_MS = 2000;
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/i;
 
@@ -130,6 +132,20 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
     }
   };
 
+  const declare = (rank: number, how: string, pid: number | null) => {
+    failed = { rank, how };
+    if (pid !== null) {
+      log(`rank ${rank} (pid ${pid}) ${how}; stopping the other ranks`);
+      void record(rank, how);
+    } else log(`rank ${rank} (on another machine) ${how}; this machine's ranks stop`);
+    killTimer = setTimeout(() => {
+      for (const c of live()) {
+        log(`rank ${c.rank} did not stop within ${FAILURE_GRACE_S} s; terminating it`);
+        c.child.kill('SIGKILL');
+      }
+    }, FAILURE_GRACE_S * 1000);
+  };
+
   for (let local = 0; local < nproc; local++) {
     const rank = nodeRank * nproc + local;
     const info: RankInfo = {
@@ -157,20 +173,18 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
     } else prefixLines(child.stderr!, o.stderr, `[rank ${rank}] `);
     exits.push(new Promise((resolve) => {
       // 'close': after the exit and after its output has been passed on.
-      child.on('close', (code, signal) => {
+      child.on('close', async (code, signal) => {
         entry.done = true;
         codes.push(signal ? 128 : code ?? 1);
         const bad = signal !== null || (code !== 0 && code !== 130);
         if (bad && failed === null && interrupted < 2) {
-          failed = { rank, how: describeExit(code, signal) };
-          log(`rank ${rank} (pid ${child.pid}) ${failed.how}; stopping the other ranks`);
-          void record(rank, failed.how);
-          killTimer = setTimeout(() => {
-            for (const c of live()) {
-              log(`rank ${c.rank} did not stop within ${FAILURE_GRACE_S} s; terminating it`);
-              c.child.kill('SIGKILL');
-            }
-          }, FAILURE_GRACE_S * 1000);
+          // An error exit is usually a rank that noticed another one stop: name that one when its
+          // launcher (this one, or another node's) has recorded it by now.
+          const other = signal === null ? await firstDead(server, conn, master, size, NAMING_WAIT_MS) : null;
+          if (failed === null) {
+            if (other && other.rank !== rank) declare(other.rank, other.how, null);
+            else declare(rank, describeExit(code, signal), child.pid ?? null);
+          }
         }
         resolve();
       });
@@ -200,13 +214,9 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
     if (killTimer) clearTimeout(killTimer);
   }
 
-  // A failure on another node: its launcher recorded the rank in the store.
-  if (failed === null && codes.some((c) => c !== 0 && c !== 130)) {
-    const named = await firstDead(server, conn, master, size);
-    log(named ? `rank ${named.rank} (on another node) ${named.how}; this node's ranks stopped`
-      : 'a rank stopped with an error (see above)');
-  }
   conn.client?.close();
+  // The other machines' launchers may still ask which rank failed.
+  if (server && nnodes > 1 && failed !== null) await new Promise((r) => setTimeout(r, NAMING_WAIT_MS + 1000));
   await server?.close();
   const allInterrupted = codes.length > 0 && codes.every((c) => c === 130);
   const ok = codes.length > 0 && codes.every((c) => c === 0);
@@ -215,9 +225,9 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
 
 async function firstDead(
   server: StoreServer | null, conn: { client: StoreClient | null }, master: { host: string; port: number },
-  size: number,
+  size: number, waitMs: number,
 ): Promise<{ rank: number; how: string } | null> {
-  const deadline = Date.now() + 3000;
+  const deadline = Date.now() + waitMs;
   while (Date.now() < deadline) {
     if (server) {
       const k = server.keys('dead/')[0];

@@ -204,6 +204,24 @@ maybe('dsmoe train --nproc (data-parallel, Gloo)', () => {
     expect(s.map((r) => r.step)).toEqual([at + 1, at + 2]);
   });
 
+  test('across launchers (--nnodes 2): a killed rank on one machine is named on the other', async () => {
+    const port = await freePort();
+    const node = (r: number) => start([...common(`nk-${r}`), '--steps', '100000', '--save-interval', '0',
+      '--eval-interval', '0', '--nnodes', '2', '--node-rank', String(r), '--master', `127.0.0.1:${port}`,
+      '--nproc', '1']);
+    const n0 = node(0), n1 = node(1);
+    await until(() => steps(n0.stdout()).length >= 2, 'two steps');
+    const victim = Number(/rank 1 pid (\d+)/.exec(n1.stderr())![1]);
+    process.kill(victim, 'SIGKILL');
+    const t0 = Date.now();
+    const [e0, e1] = await Promise.all([n0.exit, n1.exit]);
+    expect((Date.now() - t0) / 1000).toBeLessThan(30);
+    expect(e0.code).toBe(1);
+    expect(e1.code).toBe(1);
+    expect(n1.stderr()).toMatch(/rank 1 \(pid \d+\) was killed by SIGKILL/);
+    expect(n0.stderr()).toMatch(/rank 1 \(on another machine\) was killed by SIGKILL/);
+  });
+
   test('Ctrl-C on the launcher saves once and exits 130', async () => {
     const run = start([...common('sigint'), '--steps', '100000', '--save-interval', '0', '--eval-interval', '0',
       '--nproc', '2']);
