@@ -7,6 +7,8 @@
 //   DSMOE_SANITIZE=1        ASan + UBSan build (cmake only)
 //   DSMOE_CUDA=auto|on|off  CUDA backend (cmake only): auto (default) builds it when nvcc is found,
 //                           on fails without nvcc; the node-gyp build is always CPU-only
+//   DSMOE_DIST=auto|on|off  data-parallel training with Gloo (cmake only): auto (default) builds it
+//                           when libgloo-dev is installed, on fails without it; node-gyp builds without
 'use strict';
 const { spawnSync } = require('node:child_process');
 const path = require('node:path');
@@ -39,6 +41,26 @@ function cmakeBuild() {
     return false;
   }
   args.push(`--CDDSMOE_CUDA=${cuda}`);
+  const dist = (process.env.DSMOE_DIST || 'auto').toLowerCase();
+  if (!['auto', 'on', 'off'].includes(dist)) {
+    console.error(`[dsmoe] DSMOE_DIST must be auto, on or off (got "${process.env.DSMOE_DIST}")`);
+    return false;
+  }
+  args.push(`--CDDSMOE_DIST=${dist}`);
+  // cmake-js compile configures only a fresh folder: when the cached choices differ from these,
+  // drop the cache so that it configures again (object files stay; only what changed recompiles).
+  const cache = path.join(root, outDir, 'CMakeCache.txt');
+  if (fs.existsSync(cache)) {
+    const text = fs.readFileSync(cache, 'utf8');
+    const stale = [['DSMOE_CUDA', cuda], ['DSMOE_DIST', dist]].some(([k, v]) => {
+      const m = new RegExp(`^${k}:STRING=(.*)$`, 'm').exec(text);
+      return m !== null && m[1].toLowerCase() !== v;
+    });
+    if (stale) {
+      console.error(`[dsmoe] DSMOE_CUDA/DSMOE_DIST changed since ${outDir} was configured: configuring again`);
+      fs.rmSync(cache);
+    }
+  }
   if (process.env.DSMOE_SANITIZE === '1') args.push('--CDDSMOE_SANITIZE=ON', '--config', 'RelWithDebInfo');
   return run(process.execPath, args);
 }

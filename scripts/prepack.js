@@ -5,7 +5,11 @@
 //   prebuilds/<platform>-<arch>/dsmoe.napi[.<libc>].node
 //                                                this machine's addon, built from the current sources
 //                                                with cmake-js (CUDA kernels with the static runtime
-//                                                when nvcc is found; DSMOE_CUDA=on to require them)
+//                                                when nvcc is found; DSMOE_CUDA=on to require them),
+//                                                without Gloo unless DSMOE_DIST=auto|on: libgloo.so is a
+//                                                shared library users may not have, and a prebuild that
+//                                                needs it would not load (data-parallel training needs
+//                                                a build from source, docs/distributed.md)
 // In a clone without node_modules it first installs the dependencies (npm ci --ignore-scripts).
 'use strict';
 const { spawnSync } = require('node:child_process');
@@ -68,7 +72,7 @@ const loader = require(path.join(root, 'dist', 'native', 'loader.js'));
 
 // 3. The addon, from the current sources (incremental when build/ is already there). Always cmake-js:
 // the node-gyp build is the CPU-only fallback.
-const buildEnv = { DSMOE_BUILD: 'cmake', DSMOE_SANITIZE: '' };
+const buildEnv = { DSMOE_BUILD: 'cmake', DSMOE_SANITIZE: '', DSMOE_DIST: env.DSMOE_DIST || 'off' };
 if (!run(process.execPath, [path.join(__dirname, 'build-addon.js')], buildEnv)) {
   fail('building the addon failed (packing needs cmake and a C++17 compiler; nvcc for the CUDA kernels)');
 }

@@ -5,11 +5,13 @@
 #include <atomic>
 #include <cmath>
 #include <memory>
+#include <vector>
 
 #include "../model/init.h"
 #include "../model/model.h"
 #include "../model/trainer.h"
 #include "config_reader.h"
+#include "parallel_handle.h"
 #include "register.h"
 #include "session_object.h"
 
@@ -406,6 +408,39 @@ Napi::Value create_trainer(const Napi::CallbackInfo& info) {
       throw_js(i.Env(), "reduceGradients");
     }
     return i.Env().Undefined();
+  });
+  // Data-parallel runs: the gradient-reduction hook becomes the mean over ranks (an all-reduce sum,
+  // then 1/size); host memory is reduced in place, device memory through a host copy.
+  method("setCommunicator", [](const Napi::CallbackInfo& i) -> Napi::Value {
+    return quick_trainer_call(i, "setCommunicator", [&](Args& a, model::Trainer& t) -> Napi::Value {
+      std::shared_ptr<dist::Communicator> comm = communicator_of(a.object("communicator"));
+      t.set_gradient_reduction([comm](float* g, int64_t n, backend::Backend& be) {
+        if (comm->size() == 1) return;
+        if (be.device().kind == backend::DeviceKind::Cpu) {
+          comm->allreduce_sum(g, n);
+        } else {
+          std::vector<float> host(static_cast<size_t>(n));
+          be.download(host.data(), g, n * int64_t(sizeof(float)));
+          comm->allreduce_sum(host.data(), n);
+          be.upload(g, host.data(), n * int64_t(sizeof(float)));
+        }
+        be.scale_inplace(n, g, 1.f / static_cast<float>(comm->size()));
+      });
+      return i.Env().Undefined();
+    });
+  });
+  method("reduceGradientsAsync", [](const Napi::CallbackInfo& i) -> Napi::Value {  // no arguments
+    try {
+      TrainerHandle* h = trainer_of(i);
+      model::Trainer* tp = h->trainer.get();
+      return run_claimed(i, h->busy, true, [tp] {
+        tp->reduce_gradients();
+        return model::StepStats{};
+      });
+    } catch (...) {
+      throw_js(i.Env(), "reduceGradientsAsync");
+      return i.Env().Undefined();
+    }
   });
   method("applyOptimizer", [](const Napi::CallbackInfo& i) {
     return quick_trainer_call(i, "applyOptimizer", [&](Args& a, model::Trainer& t) -> Napi::Value {

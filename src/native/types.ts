@@ -12,6 +12,7 @@ import type { TrainerFunctions } from './types/trainer';
 import type { CudaFunctions } from './types/cuda';
 import type { BackendOpKernels } from './types/backend-ops';
 import type { QuantFunctions } from './types/quant';
+import type { ParallelFunctions } from './types/parallel';
 
 export * from './types/gemm';
 export * from './types/routing';
@@ -64,4 +65,5 @@ export type NativeAddon = CoreFunctions &
   WithAsync<AttentionKernels> &
   WithAsync<BackendOpKernels> &
   QuantFunctions &
+  ParallelFunctions &
   CudaFunctions;

@@ -32,6 +32,7 @@ import type { NativeTrainer } from '../native/types/trainer';
 import { defaultTokenizer } from '../tokenizer/default';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer';
 import { envThreads } from '../util/env';
+import { allGatherDigests, digest48, type ProcessGroup } from '../parallel/group';
 import { defaultWarmup, lrAt, type LrSchedule } from './schedule';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -123,6 +124,12 @@ export interface TrainOptions {
   signal?: AbortSignal;
   /** Where the training state lives: 'cpu' (default), 'cuda', 'cuda:N'. */
   device?: string;
+  /**
+   * Data-parallel training (docs/distributed.md): this process is one rank of the group. Each rank
+   * trains on its share of every global batch (batch × ranks × grad-accum), the gradients are
+   * averaged by the engine's gradient-reduction hook, rank 0 writes the checkpoints.
+   */
+  group?: ProcessGroup;
 }
 
 export interface RunInfo {
@@ -136,7 +143,10 @@ export interface RunInfo {
   totalSteps: number | null;
   tokensPerStep: number;
   batchSize: number;
+  /** Micro-batches per optimizer step over all ranks (per rank × ranks). */
   gradAccum: number;
+  /** Data-parallel ranks (1 in one process). */
+  ranks: number;
   seqLen: number;
   threads: number;
   trainTokens: number;
@@ -334,11 +344,15 @@ function resolveTokenizer(
 /** Mean of StepStats over eval batches, weighted by tokens. */
 async function evaluate(
   trainer: TrainerHandle, ds: Dataset, seqLen: number, batchSize: number, maxBatches: number, step: number,
+  group?: ProcessGroup,
 ): Promise<EvalRecord | null> {
   if (countEvalWindows(ds.val.length, seqLen) === 0) return null;
   let w = 0, batches = 0;
   const sum = { loss: 0, lm: 0, ae: 0, ace: 0, me: 0, mce: 0 };
+  let i = 0;
   for (const b of evalBatches(ds.val, { batchSize, seqLen, maxBatches, name: 'validation data' })) {
+    // Data-parallel: batch i is rank (i mod ranks)'s; the sums are added up across ranks below.
+    if (group && i++ % group.size !== group.rank) continue;
     const s = await trainer.evaluateAsync({ tokens: b.inputs, targets: b.targets, batch: b.batchSize, seq: seqLen });
     const n = s.tokens > 0 ? s.tokens : b.batchSize * seqLen;
     sum.loss += s.loss * n; sum.lm += s.lmLoss * n;
@@ -346,6 +360,10 @@ async function evaluate(
     sum.me += s.mlpEntropy * n; sum.mce += s.mlpCondEntropy * n;
     w += n;
     batches++;
+  }
+  if (group) {
+    const v = await group.sum(Float64Array.of(sum.loss, sum.lm, sum.ae, sum.ace, sum.me, sum.mce, w, batches));
+    [sum.loss, sum.lm, sum.ae, sum.ace, sum.me, sum.mce, w, batches] = v;
   }
   const lm = sum.lm / w;
   return {
@@ -409,6 +427,67 @@ function createTrainer(backend: ModelBackend, config: ModelConfig, device: strin
 }
 
 /**
+ * Connects the trainer's gradient-reduction hook to the group, then checks that every rank runs the
+ * same code on the same config and data (an all-gather of digests): a rank that differs is refused.
+ */
+async function joinTrainer(
+  group: ProcessGroup, trainer: TrainerHandle, parts: { version: string; config: string; data: string },
+): Promise<void> {
+  if (group.native) {
+    if (!trainer.setCommunicator)
+      throw new Error('this build of the native addon cannot reduce gradients across ranks; rebuild it');
+    trainer.setCommunicator({ communicator: group.native });
+  }
+  const names = ['code version', 'config or options', 'data'] as const;
+  const mine = [digest48(parts.version), digest48(parts.config), digest48(parts.data)];
+  const all = await allGatherDigests(group, mine);
+  for (let r = 1; r < all.length; r++)
+    for (let k = 0; k < names.length; k++)
+      if (all[r][k] !== all[0][k])
+        throw new Error(`rank ${r} was refused: its ${names[k]} differ${names[k] === 'data' ? '' : 's'} from rank 0's `
+          + `(digest ${all[r][k].toString(16)} vs ${all[0][k].toString(16)}); every rank must run the same dsmoe `
+          + 'build with the same options on the same data');
+}
+
+/** The training and held-out tokens' identity, for the start-up check across ranks. */
+function dataDigest(ds: Dataset): string {
+  const bytes = (a: Dataset['train']) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  return `${ds.train.length}/${ds.val.length}/${digest48(bytes(ds.train))}/${digest48(bytes(ds.val))}`;
+}
+
+/** The fields of StepStats that are means over micro-batches (averaged over ranks like grad-accum does). */
+const MEAN_STATS = ['lmLoss', 'auxLoss', 'attEntropy', 'attCondEntropy', 'mlpEntropy', 'mlpCondEntropy'] as const;
+
+/**
+ * One data-parallel step: forward + backward of this rank's micro-batches, the gradient all-reduce
+ * (the engine's hook: mean over ranks), one all-reduce of the statistics (mean over ranks, like
+ * the mean over micro-batches of --grad-accum; tokens summed), the stop flags and rank 0's clock,
+ * then the optimizer, with the reduced loss, identical on every rank.
+ */
+async function parallelStep(
+  group: ProcessGroup, trainer: TrainerHandle, batch: Parameters<TrainerHandle['lossAndGradAsync']>[0],
+  optim: Omit<Parameters<TrainerHandle['applyOptimizer']>[0], 'loss'>, stop: boolean, clockS: number,
+): Promise<{ stats: StepStats; stop: boolean; clock0: number }> {
+  const local = await trainer.lossAndGradAsync(batch);
+  if (trainer.reduceGradientsAsync) await trainer.reduceGradientsAsync();
+  else trainer.reduceGradients();
+  const n = MEAN_STATS.length;
+  const v = new Float64Array(n + 3);
+  MEAN_STATS.forEach((k, i) => { v[i] = local[k]; });
+  v[n] = local.tokens;
+  v[n + 1] = stop ? 1 : 0;
+  v[n + 2] = group.rank === 0 ? clockS : 0;
+  await group.sum(v);
+  const stats: StepStats = { ...local };
+  MEAN_STATS.forEach((k, i) => { stats[k] = v[i] / group.size; });
+  stats.tokens = v[n];
+  // As the engine's finish_stats: the total is the LM loss plus the auxiliary loss.
+  stats.loss = stats.lmLoss + stats.auxLoss;
+  stats.gradNorm = trainer.applyOptimizer({ ...optim, loss: stats.loss }).gradNorm;
+  return { stats, stop: v[n + 1] > 0, clock0: v[n + 2] };
+}
+
+/**
  * Runs training. Resolves with how it ended (the budget reached, or an abort after saving); throws on
  * bad options, bad data, an unusable device (DeviceUnusableError), a failed save or a diverged loss
  * (TrainingDivergedError).
@@ -417,6 +496,11 @@ export async function train(
   o: TrainOptions, hooks: TrainHooks = {}, deps: { backend?: ModelBackend | (() => ModelBackend) } = {},
 ): Promise<TrainResult> {
   checkOptions(o);
+  const group = o.group;
+  const ranks = group?.size ?? 1;
+  const rank = group?.rank ?? 0;
+  // Rank 0 writes checkpoints and calibrates; every rank computes the same (reduced) numbers.
+  const isMain = rank === 0;
   const notes: string[] = [];
   const log = (line: string) => {
     notes.push(line);
@@ -501,9 +585,20 @@ export async function train(
   // 4. Data.
   const seqLen = state?.batch.seq_len ?? config.max_seq_len;
   const batchSize = o.batchSize ?? state?.batch.batch_size ?? preset.train.batchSize;
-  const gradAccum = o.gradAccum ?? state?.batch.grad_accum ?? preset.train.gradAccum;
-  if (state && (batchSize !== state.batch.batch_size || gradAccum !== state.batch.grad_accum))
-    log(`batch shape changed from ${state.batch.batch_size}×${state.batch.grad_accum} to ${batchSize}×${gradAccum}: `
+  // Data-parallel: --grad-accum is per rank; a checkpoint records the micro-batches of a step over
+  // all ranks, so a resume with another number of ranks keeps the global batch when it divides.
+  let gradAccum: number;
+  if (o.gradAccum !== undefined) gradAccum = o.gradAccum;
+  else if (state) {
+    if (state.batch.grad_accum % ranks !== 0)
+      throw new Error(`cannot resume ${o.resume} on ${ranks} ranks with the same global batch: its steps accumulate `
+        + `${state.batch.grad_accum} micro-batches, which ${ranks} ranks cannot share equally; `
+        + 'give --grad-accum (micro-batches per rank)');
+    gradAccum = state.batch.grad_accum / ranks;
+  } else gradAccum = preset.train.gradAccum;
+  const globalAccum = gradAccum * ranks;
+  if (state && (batchSize !== state.batch.batch_size || globalAccum !== state.batch.grad_accum))
+    log(`batch shape changed from ${state.batch.batch_size}×${state.batch.grad_accum} to ${batchSize}×${globalAccum}: `
       + 'the run no longer continues exactly');
   const seed = state?.seed ?? o.seed ?? 0;
   // Stored absolute, so that a resume from another folder finds the same files.
@@ -515,7 +610,8 @@ export async function train(
     tokenizer, seed: dataSeed, valShare, seqLen, cacheDir: o.cacheDir,
     onProgress: (p) => hooks.onPrepare?.({ kind: 'data', progress: p }),
   });
-  if (o.signal?.aborted) {
+  // (Data-parallel ranks go on: they stop together after the first step, when they agree to.)
+  if (o.signal?.aborted && !group) {
     return {
       reason: 'interrupted', step: state?.step ?? 0, tokensSeen: state?.tokens_seen ?? 0,
       outDir: path.resolve(o.out ?? o.resume ?? '.'), savedStep: null, finalEval: null, calibration: null,
@@ -536,6 +632,15 @@ export async function train(
   }
 
   // 5. The parameters: initialised in the engine, or the checkpoint's streamed into it.
+  if (group) await joinTrainer(group, trainer, {
+    version: JSON.stringify({ dsmoe: DSMOE_VERSION, ...(backend.versions?.() ?? {}) }),
+    config: JSON.stringify({
+      config, batchSize, gradAccum, seqLen, seed, resume: state?.step ?? null,
+      options: [o.steps, o.tokens, o.timeS, o.lr, o.minLr, o.warmup, o.weightDecay, o.clip, o.evalInterval,
+        o.evalBatches, o.saveInterval, o.targetActive],
+    }),
+    data: dataDigest(ds),
+  });
   hooks.onPrepare?.({ kind: 'model', text: `setting up the model (${describeShape(config)})` });
   const threads = o.threads !== undefined ? (backend.setThreads?.(o.threads) ?? o.threads)
     : envThreads() ?? os.availableParallelism();
@@ -555,7 +660,7 @@ export async function train(
   } else trainer.init({ seed });
 
   // 6. Schedule and budget.
-  const tokensPerStep = batchSize * seqLen * gradAccum;
+  const tokensPerStep = batchSize * seqLen * globalAccum;
   const startStep = state?.step ?? 0;
   let totalSteps: number | null;
   if (o.steps !== undefined) totalSteps = o.steps;
@@ -597,7 +702,8 @@ export async function train(
   hooks.onStart?.({
     config, params: counts, outDir, preset: presetName, resumedFrom: ck?.dir, startStep,
     totalSteps: schedule.totalSteps,
-    tokensPerStep, batchSize, gradAccum, seqLen, threads, trainTokens: ds.train.length, valTokens: ds.val.length,
+    tokensPerStep, batchSize, gradAccum: globalAccum, ranks, seqLen, threads, trainTokens: ds.train.length,
+    valTokens: ds.val.length,
     timeBudgetS: o.timeS, notes: [...notes],
   });
 
@@ -621,7 +727,7 @@ export async function train(
     optimizer: {
       beta1: optim.beta1, beta2: optim.beta2, eps: optim.eps, weight_decay: optim.weightDecay, clip: optim.clip,
     },
-    batch: { batch_size: batchSize, grad_accum: gradAccum, seq_len: seqLen },
+    batch: { batch_size: batchSize, grad_accum: globalAccum, seq_len: seqLen },
     eval: { interval: evalInterval, batches: evalMax },
     last_losses: lastLosses.slice(-20),
     last_eval: lastEvalState,
@@ -630,6 +736,10 @@ export async function train(
   // Streamed from the engine one tensor at a time (saving never holds a copy of the model).
   const tensor = (slot: CheckpointSlot) => (t: TensorLayout) => trainer.readTensor({ name: t.name, slot });
   const save = () => {
+    if (!isMain) {
+      savedStep = step;
+      return;
+    }
     saveCheckpoint(outDir, {
       config, params: tensor('param'), tokenizerJson, optimizer: { m: tensor('adamM'), v: tensor('adamV') },
       trainerState: trainerState(),
@@ -641,11 +751,11 @@ export async function train(
   const hasExperts = config.attention.n_experts > 1 || config.mlp.n_experts > 1;
   // One session per batch shape for the whole run (its KV cache and workspace are reused by every
   // evaluation; a new one each time would hold native memory until the garbage collector runs).
-  const engine: EngineModel | null = trainer.createSession && hasExperts
+  const engine: EngineModel | null = trainer.createSession && hasExperts && isMain
     ? reuseSessions({ config, createSession: (opts) => trainer.createSession!(opts) })
     : null;
   const runEval = async () => {
-    let r = await evaluate(trainer, ds, seqLen, batchSize, evalMax, step);
+    let r = await evaluate(trainer, ds, seqLen, batchSize, evalMax, step, group);
     if (r !== null && engine && finite(r.loss)) r = await addRoutedEval(r, engine, ds, seqLen, batchSize, evalMax);
     if (r === null) {
       if (!notes.some((l) => l.startsWith('no validation')))
@@ -670,22 +780,42 @@ export async function train(
   const targets = new Int32Array(gradAccum * batchSize * seqLen);
   const per = batchSize * seqLen;
   let reason: TrainResult['reason'] = 'budget';
+  // Data-parallel: whether to stop (Ctrl-C, --time) is agreed on after every step, from the sum of
+  // the ranks' stop flags and rank 0's clock, so that every rank stops after the same step.
+  let stopAgreed = false;
+  let clock0 = 0;
+  const clockS = () => (group ? clock0 : sessionS());
   for (;;) {
-    if (o.signal?.aborted) { reason = 'interrupted'; break; }
+    if (group ? stopAgreed : o.signal?.aborted) { reason = 'interrupted'; break; }
     if (schedule.totalSteps !== null && step >= schedule.totalSteps) break;
-    if (o.timeS !== undefined && sessionS() >= o.timeS) break;
-    for (let i = 0; i < gradAccum; i++) {
+    if (o.timeS !== undefined && clockS() >= o.timeS) break;
+    // The global step's micro-batches in order; rank r trains on its consecutive share of them, so
+    // N ranks see the same tokens as one process accumulating N times as many.
+    for (let i = 0; i < globalAccum; i++) {
       const b = sampler.next();
-      tokens.set(b.inputs, i * per);
-      targets.set(b.targets, i * per);
+      const j = i - rank * gradAccum;
+      if (j < 0 || j >= gradAccum) continue;
+      tokens.set(b.inputs, j * per);
+      targets.set(b.targets, j * per);
     }
     const lr = lrAt(step + 1, schedule);
     const ts = performance.now();
-    const stats: StepStats = await trainer.trainStepAsync({
-      tokens, targets, batch: batchSize, seq: seqLen, micro: gradAccum,
+    const optArgs = {
       lr, beta1: optim.beta1, beta2: optim.beta2, eps: optim.eps, weightDecay: optim.weightDecay, clip: optim.clip,
       step: step + 1,
-    });
+    };
+    let stats: StepStats;
+    if (group) {
+      const r = await parallelStep(group, trainer, { tokens, targets, batch: batchSize, seq: seqLen, micro: gradAccum },
+        optArgs, o.signal?.aborted ?? false, sessionS());
+      stats = r.stats;
+      stopAgreed = r.stop;
+      clock0 = r.clock0;
+    } else {
+      stats = await trainer.trainStepAsync({
+        tokens, targets, batch: batchSize, seq: seqLen, micro: gradAccum, ...optArgs,
+      });
+    }
     const dt = (performance.now() - ts) / 1000;
     if (!finite(stats.loss) || !finite(stats.lmLoss) || !finite(stats.gradNorm)) {
       const what = !finite(stats.loss) || !finite(stats.lmLoss)
@@ -697,16 +827,16 @@ export async function train(
     tokensSeen += stepTokens;
     lastLosses.push({ step, loss: stats.loss, lm_loss: stats.lmLoss, aux_loss: stats.auxLoss });
     if (lastLosses.length > 20) lastLosses.shift();
-    if (step - startStep === 1) firstStepEndS = sessionS();
+    if (step - startStep === 1) firstStepEndS = clockS();
     // The first step of a session is slow (workspace allocation, page faults): the per-step time
     // that sizes a --time run comes from the steps after it.
     if (schedule.totalSteps === null && o.timeS !== undefined && step - startStep >= TIME_PROBE_STEPS + 1) {
-      const perStep = (sessionS() - firstStepEndS) / (step - startStep - 1);
+      const perStep = (clockS() - firstStepEndS) / (step - startStep - 1);
       schedule.totalSteps = Math.max(step, startStep + 1 + Math.floor((o.timeS - firstStepEndS) / perStep));
       log(`time budget ${o.timeS}s at ${perStep.toFixed(2)}s/step: about ${schedule.totalSteps - startStep} steps; `
         + `the learning rate decays to step ${schedule.totalSteps}`);
     }
-    const sess = sessionS();
+    const sess = clockS();
     const done = step - startStep;
     const eta = schedule.totalSteps !== null ? (sess / done) * (schedule.totalSteps - step)
       : o.timeS !== undefined ? Math.max(0, o.timeS - sess) : null;
@@ -730,7 +860,7 @@ export async function train(
   // --target-active: calibrate on the saved checkpoint (convert --calibrate's code), then store the
   // thresholds as its default routing.
   let calibration: CalibrateResult | null = null;
-  if (o.targetActive !== undefined && (reason === 'budget' || o.calibrateWhenInterrupted)) {
+  if (isMain && o.targetActive !== undefined && (reason === 'budget' || o.calibrateWhenInterrupted)) {
     log(`calibrating threshold routing for ${(100 * o.targetActive).toFixed(1)} % active expert parameters `
       + 'on held-out text');
     calibration = await calibrateInPlace(outDir, {

@@ -6,7 +6,7 @@
 // The native addon reads two more itself, when it loads: DSMOE_THREADS (the thread pool's size: an
 // integer 1..kMaxThreads, else the number of cores; native/core/threadpool.cc) and DSMOE_ISA (cap the
 // instruction set; native/core/cpu_features.cc). The build scripts (scripts/*.js) read DSMOE_CUDA,
-// DSMOE_BUILD, DSMOE_SANITIZE and DSMOE_BUILD_DIR.
+// DSMOE_BUILD, DSMOE_SANITIZE, DSMOE_BUILD_DIR and DSMOE_DIST.
 import * as path from 'node:path';
 
 /** An environment: process.env, or a copy a caller built (the loader's tests). */
@@ -26,6 +26,50 @@ export function envFlag(value: string | undefined): boolean {
 export function envThreads(env: Env = process.env): number | undefined {
   const n = Number(env.DSMOE_THREADS);
   return n > 0 ? n : undefined;
+}
+
+/**
+ * `DSMOE_PARALLEL`: set by the `dsmoe train --nproc` launcher (src/parallel/launcher.ts) for each rank
+ * it starts: JSON with the rank's place in the run and where the rendezvous service is. Undefined
+ * when unset (a plain single-process run).
+ */
+export function envParallel(env: Env = process.env): unknown {
+  const v = env.DSMOE_PARALLEL;
+  if (v === undefined || v.trim() === '') return undefined;
+  try {
+    return JSON.parse(v);
+  } catch {
+    throw new Error(`DSMOE_PARALLEL is not valid JSON: ${v}`);
+  }
+}
+
+/**
+ * `DSMOE_PARALLEL_TIMEOUT`: seconds after which a data-parallel rank gives up on a collective (or on
+ * the rendezvous) that makes no progress; default 120. A rank that dies is noticed at once (its
+ * connections close); this bounds the wait for one that hangs or a machine that vanishes.
+ */
+export function envParallelTimeoutS(env: Env = process.env): number {
+  const n = Number(env.DSMOE_PARALLEL_TIMEOUT);
+  return n > 0 ? n : 120;
+}
+
+/**
+ * `DSMOE_PARALLEL_HOST`: the address this machine's ranks listen on for the all-reduce; default
+ * 127.0.0.1 when the master is a loopback address, else the machine's host name.
+ */
+export function envParallelHost(env: Env = process.env): string | undefined {
+  const v = env.DSMOE_PARALLEL_HOST?.trim();
+  return v ? v : undefined;
+}
+
+/** The environment of a child process: this one's, with `extra` set (undefined values removed). */
+export function childEnv(extra: Record<string, string | undefined>, env: Env = process.env): Env {
+  const out: Env = { ...env };
+  for (const [k, v] of Object.entries(extra)) {
+    if (v === undefined) delete out[k];
+    else out[k] = v;
+  }
+  return out;
 }
 
 /** `DSMOE_DEBUG`: any non-empty value makes the CLI print an error's stack trace after its message. */

@@ -15,6 +15,7 @@ import { formatDecodeBench, runDecodeBench } from '../../bench/decode';
 import { runKernelBench, type KernelBenchResult } from '../../bench/kernels';
 import { formatServeBench, runServeBench } from '../../bench/serve';
 import { runTrainBench, type TrainBenchResult } from '../../bench/train';
+import { runParallelTrainBench, type ParallelTrainBenchResult } from '../../bench/train-parallel';
 import { renderTable } from '../../util/table';
 import { intArg, intListArg, shareArg } from '../args';
 
@@ -82,6 +83,20 @@ export function formatTrainBench(r: TrainBenchResult): string {
         `${(x.nonEmbeddingParams / 1e6).toFixed(2)}M`,
         x.tokensPerStep, x.stepSeconds, x.tokensPerSecond, x.gflops, `${(100 * x.mfu).toFixed(1)}%`,
         x.vsDense === null ? null : `${x.vsDense.toFixed(2)}x`, mib(x.peakRssMiB)]))].join('\n');
+}
+
+export function formatParallelTrainBench(r: ParallelTrainBenchResult): string {
+  const ms = (x: number) => (1000 * x).toFixed(1);
+  return [
+    `Data-parallel training steps on this machine, ${r.threads} thread(s) shared by the ranks; per-rank batch fixed`,
+    renderTable(
+      ['preset', 'mode', 'ranks', 'threads/rank', 'grad MB', 'tokens/step', 'step s', 'tokens/s', 'vs 1 rank',
+        'all-reduce ms', 'share', 'alone ms', 'algbw GB/s', 'busbw GB/s'],
+      r.rows.map((x) => [x.preset, x.mode, x.ranks, x.threadsPerRank, (x.gradBytes / 1e6).toFixed(1), x.tokensPerStep,
+        x.stepSeconds, x.tokensPerSecond, x.speedup === null ? null : `${x.speedup.toFixed(2)}x`,
+        ms(x.allreduceSeconds), `${(100 * x.allreduceShare).toFixed(1)}%`, ms(x.isolatedAllreduceSeconds),
+        x.algBandwidthGBs === null ? null : x.algBandwidthGBs.toFixed(2),
+        x.busBandwidthGBs === null ? null : x.busBandwidthGBs.toFixed(2)]))].join('\n');
 }
 
 function positiveInt(flag: string) {
@@ -221,6 +236,8 @@ Example:
       ['dense', 'dsmoe', 'smoe'])
     .option('--steps <n>', 'timed steps per configuration (median reported)', (v: string) => parseThreads(v)[0], 5)
     .option('--threads <n>', 'kernel threads', (v: string) => parseThreads(v)[0], os.cpus().length)
+    .option('--nproc <list>', 'data-parallel ranks to compare, comma-separated (1,2): tokens/s and all-reduce time',
+      (v: string) => parseThreads(v))
     .option('--out <file>', 'where to write the JSON results', 'bench-results/train.json')
     .option('--json', 'print the JSON result on stdout instead of the table')
     .addHelpText('after', `
@@ -229,11 +246,23 @@ process, one warm-up step then --steps timed steps; the median step is reported.
 is the step time over the dense model of the same width (DS-MoE's premise: dense training of the
 MoE costs about as much as the dense model).
 
+With --nproc 1,2 each configuration runs as that many data-parallel ranks (Gloo, as dsmoe train
+--nproc; batch 16 per rank, the threads shared out) and the table adds the gradient all-reduce's
+time, share of the step and bandwidth (docs/distributed.md); results go to bench-results/train-dp.json.
+
 Example:
-  dsmoe bench train --presets small,medium --modes dense,dsmoe`)
-    .action((o: {
-      presets: string[]; modes: string[]; steps: number; threads: number; out: string; json?: boolean;
-    }) => {
+  dsmoe bench train --presets small,medium --modes dense,dsmoe
+  dsmoe bench train --presets small --modes dsmoe --nproc 1,2`)
+    .action(async (o: {
+      presets: string[]; modes: string[]; steps: number; threads: number; out: string; json?: boolean; nproc?: number[];
+    }, cmd: Command) => {
+      if (o.nproc) {
+        const out = cmd.getOptionValueSource('out') === 'default' ? 'bench-results/train-dp.json' : o.out;
+        const r = await runParallelTrainBench({ presets: o.presets, modes: o.modes, nproc: o.nproc, steps: o.steps,
+          threads: o.threads, log: o.json ? undefined : (l) => process.stderr.write(`  ${l}\n`) });
+        writeBenchResult(r, out, o.json ? undefined : formatParallelTrainBench);
+        return;
+      }
       const result = runTrainBench({ presets: o.presets, modes: o.modes, steps: o.steps, threads: o.threads,
         log: o.json ? undefined : (l) => process.stderr.write(`  ${l}\n`) });
       writeBenchResult(result, o.out, o.json ? undefined : formatTrainBench);

@@ -12,6 +12,10 @@ import { Reporter, barCells, formatRate } from '../progress';
 import { parseDeviceRequest, resolveDevice, type DeviceChoice } from '../../native/device';
 import { EXIT_USAGE, exitCodeFor } from '../exit-codes';
 import { trainNextSteps } from '../hints';
+import { loadAddon } from '../../native/addon';
+import { checkRankInfo, joinGroup, type ProcessGroup } from '../../parallel/group';
+import { launch, parseMaster, rankArgs } from '../../parallel/launcher';
+import { envParallel } from '../../util/env';
 
 export interface TrainCliOptions {
   preset?: string;
@@ -53,6 +57,12 @@ export interface TrainCliOptions {
   device: string;
   json?: boolean;
   quiet?: boolean;
+  /** Data-parallel: ranks on this machine (the command becomes their launcher). */
+  nproc?: number;
+  nnodes?: number;
+  nodeRank?: number;
+  /** ADDR:PORT of the rendezvous that node rank 0 hosts. */
+  master?: string;
 }
 
 export interface TrainCliDeps {
@@ -62,6 +72,8 @@ export interface TrainCliDeps {
   stderr?: NodeJS.WriteStream;
   /** Aborts like Ctrl-C (tests); the handler also listens for SIGINT. */
   signal?: AbortSignal;
+  /** The command line (default process.argv): a launcher (--nproc) passes its train arguments to the ranks. */
+  argv?: string[];
 }
 
 const intArg = (flag: string, min = 1) => (v: string): number => {
@@ -153,15 +165,76 @@ export function sparsitySentence(r: EvalRecord): string | null {
 const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : String(x));
 const fAux = (x: number) => (Number.isFinite(x) ? (Math.abs(x) < 0.01 ? x.toExponential(2) : x.toFixed(4)) : String(x));
 
+const LAUNCHER_FLAGS = ['nproc', 'nnodes', 'nodeRank', 'master'] as const;
+
+/**
+ * --nproc / --nnodes: this process becomes the launcher of this machine's ranks (src/parallel/launcher.ts);
+ * resolves to the run's exit code (0, 1 when a rank failed, 130 after Ctrl-C, 2 without Gloo).
+ */
+async function runLauncher(o: TrainCliOptions, deps: TrainCliDeps): Promise<number> {
+  const stdout = deps.stdout ?? process.stdout;
+  const stderr = deps.stderr ?? process.stderr;
+  if (o.master !== undefined) parseMaster(o.master);
+  const info = (loadAddon() as { distInfo?: () => { available: boolean; reason: string | null } }).distInfo?.()
+    ?? { available: false, reason: 'this build of the native addon predates distributed training; rebuild it' };
+  if (!info.available) {
+    stderr.write(`dsmoe: --nproc/--nnodes need the addon's distributed training, but it was ${info.reason}\n`);
+    return EXIT_USAGE;
+  }
+  const argv = deps.argv ?? process.argv;
+  const at = argv.indexOf('train', 2);
+  if (at < 0) throw new Error('--nproc/--nnodes: the train arguments for the ranks were not found on the command line');
+  const ac = new AbortController();
+  let presses = 0;
+  const kill = new AbortController();
+  const onSigint = () => {
+    presses++;
+    if (presses === 1) {
+      stderr.write('dsmoe: Ctrl-C: the ranks finish the current step, then rank 0 saves a checkpoint '
+        + '(Ctrl-C again kills them without saving)\n');
+      ac.abort();
+    } else kill.abort();
+  };
+  process.on('SIGINT', onSigint);
+  deps.signal?.addEventListener('abort', () => ac.abort(), { once: true });
+  try {
+    const r = await launch({
+      nproc: o.nproc ?? 1, nnodes: o.nnodes ?? 1, nodeRank: o.nodeRank ?? 0, master: o.master,
+      args: rankArgs(argv.slice(at + 1)), threads: o.threads, stdout, stderr, signal: ac.signal,
+      killSignal: kill.signal, quiet: o.quiet,
+    });
+    return r.exitCode;
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+  }
+}
+
+/** In a rank started by the launcher: joins the others (DSMOE_PARALLEL says where). */
+function joinRun(info: unknown): ProcessGroup {
+  const rank = checkRankInfo(info);
+  // An orphaned rank (its launcher was killed) must not linger: the IPC channel closes with it.
+  if (process.send) {
+    process.on('disconnect', () => {
+      process.stderr.write(`dsmoe: rank ${rank.rank}: the launcher is gone; stopping\n`);
+      process.kill(process.pid, 'SIGKILL');
+    });
+    process.channel?.unref();
+  }
+  return joinGroup(rank, loadAddon() as unknown as Parameters<typeof joinGroup>[1]);
+}
+
 /**
  * Runs `dsmoe train`; resolves to the exit code (0, 130 after Ctrl-C, 2 when the engine cannot use
  * the --device asked for). Never calls process.exit.
  */
 export async function runTrain(o: TrainCliOptions, deps: TrainCliDeps = {}): Promise<number> {
+  const rankInfo = envParallel();
+  if (rankInfo === undefined && LAUNCHER_FLAGS.some((k) => o[k] !== undefined)) return runLauncher(o, deps);
   const { notice } = trainDevice(o);
   const opts = toTrainOptions(o);
   const stdout = deps.stdout ?? process.stdout;
   const stderr = deps.stderr ?? process.stderr;
+  if (rankInfo !== undefined) opts.group = joinRun(rankInfo);
   if (notice && !o.quiet) stderr.write(`dsmoe: ${notice}\n`);
   const json = !!o.json;
   // Human output goes to stdout, or to stderr when stdout carries JSON records.
@@ -179,6 +252,8 @@ export async function runTrain(o: TrainCliOptions, deps: TrainCliDeps = {}): Pro
   };
   process.once('SIGINT', onSigint);
   opts.signal = ac.signal;
+  // A rank tells its launcher that Ctrl-C may now be passed on (before this, SIGINT would kill it).
+  if (rankInfo !== undefined) process.send?.({ dsmoe: 'ready' });
 
   let mode = 'dsmoe';
   let total: number | null = null;
@@ -220,7 +295,8 @@ export async function runTrain(o: TrainCliOptions, deps: TrainCliDeps = {}): Pro
           + `(kv ${c.attention.n_kv_heads}), MLP ${c.mlp.n_experts}×${c.mlp.expert_dim}, vocab ${c.vocab_size}`,
           `data: ${formatRate(info.trainTokens)} training tokens, ${formatRate(info.valTokens)} held out; `
           + `batch ${info.batchSize}×${info.seqLen}`
-          + `${info.gradAccum > 1 ? ` ×${info.gradAccum} accumulated` : ''} = ${info.tokensPerStep} tokens/step; `
+          + `${info.gradAccum / info.ranks > 1 ? ` ×${info.gradAccum / info.ranks} accumulated` : ''}`
+          + `${info.ranks > 1 ? ` ×${info.ranks} ranks` : ''} = ${info.tokensPerStep} tokens/step; `
           + `${info.threads} threads`,
           `${info.resumedFrom ? `resuming ${info.resumedFrom} at step ${info.startStep}; ` : ''}`
           + `${info.totalSteps !== null ? `training to step ${info.totalSteps}`
@@ -229,7 +305,7 @@ export async function runTrain(o: TrainCliOptions, deps: TrainCliDeps = {}): Pro
         // Parameter counts print even with --quiet: they are part of the result.
         for (const l of head) rep.line(l);
         emit({ type: 'start', preset: info.preset, mode, total_params: p.total, non_embedding_params: p.nonEmbedding,
-          start_step: info.startStep,
+          start_step: info.startStep, ranks: info.ranks,
           total_steps: info.totalSteps, tokens_per_step: info.tokensPerStep, out: info.outDir, config: info.config });
       },
       onStep: (r) => {
@@ -339,6 +415,8 @@ Examples:
   dsmoe train --resume runs/small-dsmoe --steps 600
   dsmoe train --target-active 35%                # then serve with 35 % of the expert parameters active
   dsmoe train --json --quiet | jq 'select(.type == "step") | .loss'   # JSON records on stdout
+  dsmoe train --preset tiny --nproc 2            # two data-parallel ranks (needs libgloo-dev; docs/distributed.md)
+  dsmoe train --nnodes 2 --node-rank 0 --master 10.0.0.1:29500 --nproc 4   # on machine 0; --node-rank 1 on the other
 `;
 
 export function trainCommand(ctx: { exitCode: number } = { exitCode: 0 }, deps: TrainCliDeps = {}): Command {
@@ -385,6 +463,11 @@ export function trainCommand(ctx: { exitCode: number } = { exitCode: 0 }, deps: 
       + 'is active (35%)', shareArg('--target-active'))
     .addOption(new Option('--device <device>', 'compute device: cpu, cuda or auto (GPU when usable, else CPU)')
       .default('cpu'))
+    .option('--nproc <n>', 'data-parallel: start n ranks on this machine (logs from rank 0)', intArg('--nproc'))
+    .option('--nnodes <n>', 'data-parallel across n machines (with --node-rank and --master)', intArg('--nnodes'))
+    .option('--node-rank <r>', 'this machine\'s index among --nnodes (0 hosts the rendezvous)',
+      intArg('--node-rank', 0))
+    .option('--master <addr:port>', 'where node rank 0 hosts the rendezvous (default: a free local port)')
     .option('--json', 'print one JSON record per step / eval / save on stdout')
     .option('--quiet', 'no progress output (results and errors only)')
     .addHelpText('after', HELP)

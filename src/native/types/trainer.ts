@@ -7,6 +7,7 @@
 import type { ModelConfig } from './model';
 import type { BatchArgs, OptimArgs, StepStats } from './model';
 import type { InferenceSession, SessionOptions } from './infer';
+import type { NativeCommunicator } from './parallel';
 
 /** 'cpu' | 'cuda' | 'cuda:N' */
 export type DeviceName = string;
@@ -29,6 +30,10 @@ export interface NativeTrainer {
   lossAndGradAsync(args: BatchArgs): Promise<StepStats>;
   /** the gradient-reduction hook (a no-op in one process) */
   reduceGradients(): void;
+  /** reduceGradients on a worker thread (a data-parallel run's all-reduce takes a while) */
+  reduceGradientsAsync?(): Promise<unknown>;
+  /** Data-parallel runs: reduceGradients becomes the mean of the gradients over the communicator's ranks. */
+  setCommunicator?(args: { communicator: NativeCommunicator }): void;
   /** clip + AdamW, zeroes the gradients; returns the norm before clipping (weights untouched when not finite) */
   applyOptimizer(args: OptimArgs & { loss: number }): { gradNorm: number };
   /** the three above as one call */
