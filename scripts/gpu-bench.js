@@ -42,7 +42,8 @@ if (!info.available && !selfTest) {
   process.exit(1);
 }
 const t0 = Date.now();
-if (!selfTest) console.log(`device: ${info.name}, compute capability ${info.computeCapability}, ${info.multiprocessors} SMs, ` +
+if (!selfTest) console.log(`device: ${info.name}, compute capability ${info.computeCapability}, ` +
+  `${info.multiprocessors} SMs, ` +
   `${(info.memoryBytes / 2 ** 30).toFixed(1)} GiB; runtime ${info.runtimeVersion}, driver ${info.driverVersion}; ` +
   `addon built for ${info.architectures}`);
 
@@ -56,7 +57,8 @@ function timed(fn, target = quick ? 0.2 : 1.0) {
 const results = { device: info, date: new Date().toISOString(), gemm: [], grouped: [], memcpy: [], notMeasured: [] };
 
 // ---- GEMM ----
-const gemmShapes = selfTest ? [] : quick ? [[4096, 4096, 4096]] : [[2048, 2048, 2048], [4096, 4096, 4096], [8192, 8192, 8192],
+const gemmShapes = selfTest ? [] : quick ? [[4096, 4096, 4096]] : [[2048, 2048, 2048], [4096, 4096, 4096],
+  [8192, 8192, 8192],
   [16384, 4096, 4096], [4096, 16384, 2048]];
 for (const [m, n, k] of gemmShapes) {
   const { seconds, reps } = timed((r) => addon.cudaBenchGemm({ m, n, k, reps: r }));
@@ -183,8 +185,8 @@ async function engineBenches() {
   if (!dist) return;
   const big = selfTest ? ['tiny', modelConfig('tiny')] : [`ds-moe-1b (${trainLayers} layers)`,
     modelConfig('ds-moe-1b', trainLayers)];
-  const shapes = selfTest ? [['tiny', modelConfig('tiny'), 4, 2]] : [['medium', modelConfig('medium'), 16, quick ? 3 : 5],
-    [...big, quick ? 2 : 4, 3]];
+  const shapes = selfTest ? [['tiny', modelConfig('tiny'), 4, 2]]
+    : [['medium', modelConfig('medium'), 16, quick ? 3 : 5], [...big, quick ? 2 : 4, 3]];
   for (const [name, config, batch, steps] of shapes) {
     try {
       results.training.push(await benchTraining(name, config, batch, steps));
@@ -236,7 +238,8 @@ function report() {
       `${pad(t.tflops.toFixed(1), 6)} TFLOP/s  MFU ${t.mfu === null ? 'n/a' : `${(100 * t.mfu).toFixed(1)} %`}`);
   console.log('\ndecode on the device, one sequence (goal: sparse speed-up ≥ 70 % of the ideal bytes ratio)');
   for (const d of results.decode)
-    console.log(d.error ? `  error: ${d.error}` : `  ${d.routing.padEnd(16)} ${pad(d.tokensPerSecond.toFixed(1), 8)} tok/s ` +
+    console.log(d.error ? `  error: ${d.error}` : `  ${d.routing.padEnd(16)} ` +
+      `${pad(d.tokensPerSecond.toFixed(1), 8)} tok/s ` +
       `${pad((d.activeWeightBytesPerToken / 2 ** 20).toFixed(0), 6)} MiB/token  speed-up ${d.speedup.toFixed(2)}× ` +
       `of ideal ${d.idealSpeedup.toFixed(2)}× (${(100 * d.ofIdeal).toFixed(0)} %)`);
   console.log('\nnot measured:');

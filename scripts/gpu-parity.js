@@ -84,7 +84,8 @@ for (const preset of presets) {
     row.error = cpu.error ? `cpu: ${cpu.error}` : `cuda: ${cuda.error}`;
   } else {
     const rel = cpu.losses.map((l, i) => Math.abs(cuda.losses[i] - l) / Math.abs(l));
-    const worst = rel.reduce((a, b, i) => (b > a.rel || Number.isNaN(b) ? { rel: b, step: i + 1 } : a), { rel: 0, step: 0 });
+    const worst = rel.reduce((a, b, i) => (b > a.rel || Number.isNaN(b) ? { rel: b, step: i + 1 } : a),
+      { rel: 0, step: 0 });
     Object.assign(row, {
       cpuLosses: cpu.losses, cudaLosses: cuda.losses, firstStepRel: rel[0], maxRel: worst.rel, maxRelStep: worst.step,
       pass: cpu.losses.length === steps && cuda.losses.length === steps && rel[0] <= TOL_FIRST &&

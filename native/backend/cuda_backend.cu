@@ -1,7 +1,8 @@
 // The CUDA backend: every op of backend.h on DEVICE memory of one GPU, over the device entry points
 // of kernels/cuda (device_ops.h). All work goes to the legacy default stream of the backend's device,
 // so calls are ordered; nothing crosses to the host inside an op except the values an op returns or
-// writes to host arrays (cross_entropy, sum_squares, router_statistics): those wait for their result.
+// writes to host arrays (cross_entropy, sum_squares, router_statistics, the pair counts of the threshold
+// routings and mask_scores): those wait for their result.
 // Known gaps, each counted in native/cuda/README.md ("Backend ops"):
 // - every op has a CUDA kernel (issue 14 added attention_backward and the threshold/mask compactions);
 //   quantized (int8/q4) weights throw "... is not implemented on CUDA yet";

@@ -5,7 +5,8 @@
 // - every pointer is DEVICE memory of the current device (cudaSetDevice is the caller's job);
 // - the work is enqueued on the legacy default stream (stream 0) and is asynchronous: nothing is
 //   copied to or from the host and nothing waits, EXCEPT the functions that return a value
-//   (cross_entropy, sum_squares, router_statistics, mi_loss, switch_loss): they wait for their own result;
+//   (cross_entropy, sum_squares, router_statistics, mi_loss, switch_loss, route_threshold,
+//   route_threshold_topk, mask_scores): they wait for their own result;
 // - temporary arrays come from the stream-ordered pool (cudaMallocAsync), never cudaMalloc/cudaFree;
 // - the semantics, the aliasing allowed and "beta = 0 never reads the output" are those of the CPU
 //   kernel of the same name (kernels/cpu/*.h); arguments are not checked (the backend's callers do);
