@@ -120,7 +120,7 @@ const s = {
   harness: jest && { passed: jest.numPassedTests, failed: jest.numFailedTests, skipped: jest.numPendingTests,
     failedTests: jest.testResults.flatMap((f) => f.assertionResults.filter((a) => a.status === 'failed')
       .map((a) => `${path.basename(f.name)}: ${a.fullName}`)) },
-  parity: parity && { pass: parity.pass, tolerances: parity.tolerances,
+  parity: parity && { pass: parity.pass && parity.complete, complete: parity.complete, tolerances: parity.tolerances,
     training: parity.training.map((t) => ({ preset: t.preset, pass: t.pass, firstStepRel: t.firstStepRel,
       maxRel: t.maxRel, finalLossCpu: t.cpuLosses?.at(-1), finalLossCuda: t.cudaLosses?.at(-1),
       cpuSeconds: t.cpuSeconds, cudaSeconds: t.cudaSeconds, error: t.error })),

@@ -75,7 +75,14 @@ function train(preset, device, tag = device) {
 }
 
 const result = { device: info.name, steps, tolerances: { firstStep: TOL_FIRST, everyStep: TOL_STEP,
-  sameFirstTokens: SAME_FIRST_TOKENS }, training: [], generation: [], pass: true };
+  sameFirstTokens: SAME_FIRST_TOKENS }, training: [], generation: [], pass: true, complete: false };
+
+// Written after every check, so that a run cut by gpu-check's time limit keeps what it measured.
+function save() {
+  if (!outFile) return;
+  fs.mkdirSync(path.dirname(path.resolve(outFile)), { recursive: true });
+  fs.writeFileSync(outFile, JSON.stringify(result, null, 2) + '\n');
+}
 
 for (const preset of presets) {
   const cpu = train(preset, 'cpu'), cuda = train(preset, other, `${other}-2`);
@@ -94,6 +101,7 @@ for (const preset of presets) {
   }
   result.training.push(row);
   result.pass &&= row.pass;
+  save();
   console.log(`train ${preset}: ${row.pass ? 'PASS' : 'FAIL'} ` + (row.error ? row.error :
     `step 1 rel ${row.firstStepRel.toExponential(2)} (≤ ${TOL_FIRST}), max rel ${row.maxRel.toExponential(2)} ` +
     `at step ${row.maxRelStep} (≤ ${TOL_STEP}); final loss cpu ${cpu.losses.at(-1).toFixed(4)} ` +
@@ -140,6 +148,7 @@ for (const preset of presets) {
     }
     result.generation.push(g);
     result.pass &&= g.pass;
+    save();
     console.log(`generate ${preset} ${label}: ${g.pass ? 'PASS' : 'FAIL'} ` + (g.error ? g.error :
       `${g.sameLeadingTokens}/${GEN_TOKENS} leading tokens equal` +
       `${label === 'dense' ? ` (need ${SAME_FIRST_TOKENS})` : ' (reported only)'}, prefill logits rel diff ` +
@@ -149,9 +158,7 @@ for (const preset of presets) {
 }
 
 if (!opt('--keep', null)) fs.rmSync(work, { recursive: true, force: true });
-if (outFile) {
-  fs.mkdirSync(path.dirname(path.resolve(outFile)), { recursive: true });
-  fs.writeFileSync(outFile, JSON.stringify(result, null, 2) + '\n');
-}
+result.complete = true;
+save();
 console.log(`parity: ${result.pass ? 'PASS' : 'FAIL'}`);
 process.exitCode = result.pass ? 0 : 1;
