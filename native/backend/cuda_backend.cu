@@ -1,9 +1,11 @@
 // The CUDA backend: every op of backend.h on DEVICE memory of one GPU, over the device entry points
 // of kernels/cuda (device_ops.h). All work goes to the legacy default stream of the backend's device,
 // so calls are ordered; nothing crosses to the host inside an op except the values an op returns or
-// writes to host arrays (cross_entropy, sum_squares, router_statistics): those wait for their result.
+// writes to host arrays (cross_entropy, sum_squares, router_statistics, the pair counts of the threshold
+// routings and mask_scores): those wait for their result.
 // Known gaps, each counted in native/cuda/README.md ("Backend ops"):
-// - ops with no CUDA kernel yet throw "<op> is not implemented on CUDA yet (issue 14)";
+// - every op has a CUDA kernel (issue 14 added attention_backward and the threshold/mask compactions);
+//   quantized (int8/q4) weights throw "... is not implemented on CUDA yet";
 // - GEMMs round fp32 inputs to bf16 on the tensor cores (about 3 significant digits), where the CPU
 //   backend computes in fp32;
 // - embedding_backward adds repeated tokens with atomics (order not fixed);
@@ -27,10 +29,6 @@ namespace dsmoe::backend {
 namespace {
 
 namespace dev = ::dsmoe::cuda::dev;
-
-[[noreturn]] void missing(const char* op) {
-  throw std::runtime_error(std::string(op) + " is not implemented on CUDA yet (issue 14)");
-}
 
 class CudaBackend final : public Backend {
  public:
@@ -211,18 +209,25 @@ class CudaBackend final : public Backend {
     use();
     dev::route_topk(T, E, probs, k, pt, pe, pw);
   }
-  int64_t route_threshold(int64_t, int64_t, const float*, double, int32_t*, int32_t*, float*) override {
-    missing("route_threshold");
+  int64_t route_threshold(int64_t T, int64_t E, const float* probs, double eps, int32_t* pt, int32_t* pe,
+                          float* pw) override {
+    use();
+    return dev::route_threshold(T, E, probs, eps, pt, pe, pw);  // waits for P
   }
-  int64_t route_threshold_topk(int64_t, int64_t, const float*, double, int32_t*, int32_t*, float*) override {
-    missing("route_threshold_topk");
+  int64_t route_threshold_topk(int64_t T, int64_t E, const float* probs, double eps, int32_t* pt, int32_t* pe,
+                               float* pw) override {
+    use();
+    return dev::route_threshold_topk(T, E, probs, eps, pt, pe, pw);  // waits for K
   }
   void pair_weights(int64_t T, int64_t E, int64_t P, const int32_t* pair_token, const int32_t* pair_expert,
                     const float* probs, float* weights, uint8_t* mask) override {
     use();
     dev::pair_weights(T, E, P, pair_token, pair_expert, probs, weights, mask);
   }
-  int64_t mask_scores(int64_t, int64_t, const uint8_t*, float*, int32_t*) override { missing("mask_scores"); }
+  int64_t mask_scores(int64_t T, int64_t E, const uint8_t* mask, float* ds, int32_t* pair_expert) override {
+    use();
+    return dev::mask_scores(T, E, mask, ds, pair_expert);  // waits for P
+  }
   void group_by_expert(int64_t P, int64_t E, const int32_t* pair_expert, int32_t* offsets, int32_t* order,
                        int32_t* position) override {
     use();
@@ -305,14 +310,12 @@ class CudaBackend final : public Backend {
   void attention_forward(const AttentionShape& s, const float* q, const float* k, const float* v, float* out,
                          float* lse) override {
     use();
-    cuda::AttentionShape c;
-    c.batch = s.batch; c.tq = s.tq; c.tk = s.tk; c.n_heads_total = s.n_heads_total;
-    c.heads_per_expert = s.heads_per_expert; c.kv_heads = s.kv_heads; c.head_dim = s.head_dim; c.scale = s.scale;
-    dev::attention_forward(c, q, k, v, out, lse);
+    dev::attention_forward(shape(s), q, k, v, out, lse);
   }
-  void attention_backward(const AttentionShape&, const float*, const float*, const float*, const float*,
-                          const float*, const float*, float*, float*, float*) override {
-    missing("attention_backward");
+  void attention_backward(const AttentionShape& s, const float* q, const float* k, const float* v, const float* out,
+                          const float* lse, const float* dout, float* dq, float* dk, float* dv) override {
+    use();
+    dev::attention_backward(shape(s), q, k, v, out, lse, dout, dq, dk, dv);
   }
   double cross_entropy(int64_t rows, int64_t vocab, const float* logits, const int32_t* targets, float* dlogits,
                        float* losses, float grad_scale) override {
@@ -337,6 +340,12 @@ class CudaBackend final : public Backend {
 
  private:
   void use() const { DSMOE_CUDA_CHECK(cudaSetDevice(index_)); }
+  static cuda::AttentionShape shape(const AttentionShape& s) {
+    cuda::AttentionShape c;
+    c.batch = s.batch; c.tq = s.tq; c.tk = s.tk; c.n_heads_total = s.n_heads_total;
+    c.heads_per_expert = s.heads_per_expert; c.kv_heads = s.kv_heads; c.head_dim = s.head_dim; c.scale = s.scale;
+    return c;
+  }
 
   int index_;
   std::string describe_;

@@ -160,16 +160,20 @@ describe('dsmoe train with the fake model (in-process)', () => {
       active_expert_share: ev[ev.length - 1].active_expert_share, calibration: null });
   });
 
-  test('--device auto trains on the CPU and says why in one line on stderr', async () => {
+  test('--device auto: the CPU with the reason in one line when no GPU is usable, else cuda', async () => {
     const out = path.join(fx.dir, 'cli-auto');
     const stdout = sink(), stderr = sink();
-    expect(await runTrain(cli(out, { device: 'auto', steps: 2, evalInterval: 0 }),
-      { backend: fakeBackend(), stdout, stderr })).toBe(0);
-    // No GPU: its reason; a GPU: the CUDA training path is not implemented yet. Either way the CPU, said once.
-    expect(stderr.text()).toMatch(new RegExp(
-      String.raw`^dsmoe: (no usable GPU \(.+\); using the CPU|found .+, but the CUDA ` +
-      String.raw`training path is not implemented in this build; using the CPU)\n`));
-    expect(stderr.text().match(/using the CPU/g)).toHaveLength(1);
+    const code = await runTrain(cli(out, { device: 'auto', steps: 2, evalInterval: 0 }),
+      { backend: fakeBackend(), stdout, stderr });
+    if (!addon.cudaInfo().available) {
+      expect(code).toBe(0);
+      expect(stderr.text()).toMatch(/^dsmoe: no usable GPU \(.+\); using the CPU\n/);
+      expect(stderr.text().match(/using the CPU/g)).toHaveLength(1);
+    } else {
+      // auto chose cuda: the fake engine (no GPU) refuses it with its reason, exit code 2.
+      expect(code).toBe(EXIT_USAGE);
+      expect(stderr.text()).toBe('dsmoe: device cuda:0 is not usable: the fake engine has no GPU (use --device cpu)\n');
+    }
   });
 
   test('--device cuda refused by the engine: its message on stderr, exit code 2, nothing trained', async () => {

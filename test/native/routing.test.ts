@@ -126,8 +126,8 @@ forEachBackend((be) => describe('router softmax', () => {
 
 forEachBackend((be) => describe('selection', () => {
   beforeAll(() => { k = be.addon; });
-  // Selection is comparisons and copies: exact (no tolerance) on every backend; the threshold routings
-  // are a CUDA known gap (KNOWN_GAPS).
+  // Selection is comparisons and copies: exact (no tolerance) on every backend, the threshold routings
+  // included (CUDA: integer counts and scan, pairs placed by rank; routing_extra.cu).
 
   test('top-k for every k, all sizes, random and tied scores, every thread count', () => {
     be.forEachConfig((isa, threads) => {

@@ -116,6 +116,143 @@ __global__ void __launch_bounds__(kWarps * 32) attention_forward_kernel(Shape s,
   }
 }
 
+// ---- backward (issue 14) ----------------------------------------------------------------------------
+// The CPU kernel's two passes (kernels/cpu/attention_impl.inc), each output element owned by one warp
+// that sums in a fixed order (no atomics: the same bits on every run):
+//   dq:     warp per (b, h, query i): D_i = dO_i·O_i (saved for the second pass), then over the visible
+//           keys in tiles of 32 (lane per key): P_ij = exp(scale·q_i·k_j − lse_i), dP_ij = dO_i·v_j,
+//           w_j = scale·P_ij·(dP_ij − D_i); dq[d] = Σ_j w_j·k_j[d] (lane owns d = lane + 32r).
+//   dk, dv: warp per (b, g, key j): over every query head of every expert that uses kv head g
+//           (expert-major, as the CPU) and the queries that see key j, in tiles of 32 (lane per query):
+//           dv[d] = Σ P_ij·dO_i[d], dk[d] = Σ scale·P_ij·(dP_ij − D_i)·q_i[d].
+// Each P is recomputed from the saved lse, never stored. A query's dq depends only on its own row and
+// its visible keys, so decode (tq = 1) gives the same bits as the last row of a full computation.
+// The lane-per-key (-query) dot products read rows from global memory (L1/L2-cached); the vectors the
+// warp shares (q_i and dO_i, or k_j and v_j) sit in shared memory. fp32 throughout, as the CPU.
+constexpr int kBwdWarps = 8;
+
+__global__ void __launch_bounds__(kBwdWarps * 32) attention_backward_dq_kernel(
+    Shape s, const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+    const float* __restrict__ out, const float* __restrict__ lse, const float* __restrict__ dout,
+    float* __restrict__ dq, float* __restrict__ dsum) {
+  extern __shared__ float smem[];
+  const int64_t dh = s.dh;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float* qs = smem + static_cast<int64_t>(warp) * 2 * dh;  // this warp's q_i, then dO_i
+  float* dos = qs + dh;
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * kBwdWarps + warp, h = blockIdx.y, b = blockIdx.z;
+  if (i >= s.Tq) return;  // warp-uniform; no block-wide barrier below
+  const int64_t g = (h % s.H) / (s.H / s.G);
+  const int64_t r = ((b * s.Tq + i) * s.Hq + h) * dh;
+  float di = 0.f;
+  for (int64_t d = lane; d < dh; d += 32) {
+    qs[d] = q[r + d];
+    dos[d] = dout[r + d];
+    di += dout[r + d] * out[r + d];
+  }
+  for (int o = 16; o > 0; o >>= 1) di += __shfl_xor_sync(0xffffffffu, di, o);
+  __syncwarp();
+  const int64_t li = (b * s.Hq + h) * s.Tq + i;
+  if (lane == 0) dsum[li] = di;
+  const float l = lse[li];
+  const int64_t n = s.Tk - s.Tq + i + 1;  // visible keys
+  float acc[kMaxR];
+#pragma unroll
+  for (int rr = 0; rr < kMaxR; ++rr) acc[rr] = 0.f;
+  for (int64_t j0 = 0; j0 < n; j0 += 32) {
+    const int64_t j = j0 + lane;
+    float w = 0.f;
+    if (j < n) {
+      const float* kr = k + ((b * s.Tk + j) * s.G + g) * dh;
+      const float* vr = v + ((b * s.Tk + j) * s.G + g) * dh;
+      float sc = 0.f, dp = 0.f;
+      for (int64_t d = 0; d < dh; ++d) {
+        sc += qs[d] * kr[d];
+        dp += dos[d] * vr[d];
+      }
+      const float p = expf(s.scale * sc - l);
+      w = s.scale * p * (dp - di);
+    }
+    const int64_t valid = n - j0 < 32 ? n - j0 : 32;
+    for (int jj = 0; jj < valid; ++jj) {
+      const float wj = __shfl_sync(0xffffffffu, w, jj);
+      const float* kr = k + ((b * s.Tk + j0 + jj) * s.G + g) * dh;
+#pragma unroll
+      for (int rr = 0; rr < kMaxR; ++rr) {
+        const int64_t d = lane + 32 * rr;
+        if (d < dh) acc[rr] += wj * kr[d];
+      }
+    }
+  }
+#pragma unroll
+  for (int rr = 0; rr < kMaxR; ++rr) {
+    const int64_t d = lane + 32 * rr;
+    if (d < dh) dq[r + d] = acc[rr];
+  }
+}
+
+__global__ void __launch_bounds__(kBwdWarps * 32) attention_backward_dkv_kernel(
+    Shape s, const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+    const float* __restrict__ lse, const float* __restrict__ dout, const float* __restrict__ dsum,
+    float* __restrict__ dk, float* __restrict__ dv) {
+  extern __shared__ float smem[];
+  const int64_t dh = s.dh;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float* ks = smem + static_cast<int64_t>(warp) * 2 * dh;  // this warp's k_j, then v_j
+  float* vs = ks + dh;
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * kBwdWarps + warp, g = blockIdx.y, b = blockIdx.z;
+  if (j >= s.Tk) return;  // warp-uniform
+  const int64_t kr = ((b * s.Tk + j) * s.G + g) * dh;
+  for (int64_t d = lane; d < dh; d += 32) {
+    ks[d] = k[kr + d];
+    vs[d] = v[kr + d];
+  }
+  __syncwarp();
+  const int64_t offset = s.Tk - s.Tq;
+  const int64_t i_first = j - offset > 0 ? j - offset : 0;  // queries at absolute position >= j see key j
+  const int64_t group = s.H / s.G, experts = s.Hq / s.H;
+  float adk[kMaxR], adv[kMaxR];
+#pragma unroll
+  for (int rr = 0; rr < kMaxR; ++rr) adk[rr] = adv[rr] = 0.f;
+  for (int64_t e = 0; e < experts; ++e)
+    for (int64_t h = e * s.H + g * group; h < e * s.H + (g + 1) * group; ++h)
+      for (int64_t i0 = i_first; i0 < s.Tq; i0 += 32) {
+        const int64_t i = i0 + lane;
+        float pv = 0.f, w = 0.f;
+        if (i < s.Tq) {
+          const int64_t r = ((b * s.Tq + i) * s.Hq + h) * dh, li = (b * s.Hq + h) * s.Tq + i;
+          float sc = 0.f, dp = 0.f;
+          for (int64_t d = 0; d < dh; ++d) {
+            sc += q[r + d] * ks[d];
+            dp += dout[r + d] * vs[d];
+          }
+          pv = expf(s.scale * sc - lse[li]);
+          w = s.scale * pv * (dp - dsum[li]);
+        }
+        const int64_t valid = s.Tq - i0 < 32 ? s.Tq - i0 : 32;
+        for (int ii = 0; ii < valid; ++ii) {
+          const float pj = __shfl_sync(0xffffffffu, pv, ii), wj = __shfl_sync(0xffffffffu, w, ii);
+          const int64_t r = ((b * s.Tq + i0 + ii) * s.Hq + h) * dh;
+#pragma unroll
+          for (int rr = 0; rr < kMaxR; ++rr) {
+            const int64_t d = lane + 32 * rr;
+            if (d < dh) {
+              adv[rr] += pj * dout[r + d];
+              adk[rr] += wj * q[r + d];
+            }
+          }
+        }
+      }
+#pragma unroll
+  for (int rr = 0; rr < kMaxR; ++rr) {
+    const int64_t d = lane + 32 * rr;
+    if (d < dh) {
+      dk[kr + d] = adk[rr];
+      dv[kr + d] = adv[rr];
+    }
+  }
+}
+
 }  // namespace
 
 namespace dev {
@@ -134,6 +271,26 @@ void attention_forward(const AttentionShape& sh, const float* q, const float* k,
                   static_cast<unsigned>(s.B));
   attention_forward_kernel<<<grid, kWarps * 32, smem>>>(s, q, k, v, out, lse);
   DSMOE_CUDA_CHECK_LAUNCH("attention_forward_kernel");
+}
+
+void attention_backward(const AttentionShape& sh, const float* q, const float* k, const float* v, const float* out,
+                        const float* lse, const float* dout, float* dq, float* dk, float* dv) {
+  const Shape s{sh.batch, sh.tq, sh.tk, sh.n_heads_total, sh.heads_per_expert, sh.kv_heads, sh.head_dim, sh.scale};
+  if (s.B * s.Tk * s.G * s.dh <= 0) return;
+  if (s.dh > kMaxAttentionHeadDim) throw std::runtime_error("attention: head_dim > 256 is not supported on CUDA");
+  if (s.Hq > 65535 || s.B > 65535) throw std::runtime_error("attention: more than 65535 heads or batches");
+  const size_t smem = static_cast<size_t>(kBwdWarps) * 2 * s.dh * sizeof(float);  // <= 16 KiB
+  ScratchBuffer<float> dsum(s.B * s.Hq * s.Tq);  // D_i = dO_i·O_i per (b, h, i), from pass 1 to pass 2
+  if (s.Tq > 0) {
+    const dim3 grid(static_cast<unsigned>((s.Tq + kBwdWarps - 1) / kBwdWarps), static_cast<unsigned>(s.Hq),
+                    static_cast<unsigned>(s.B));
+    attention_backward_dq_kernel<<<grid, kBwdWarps * 32, smem>>>(s, q, k, v, out, lse, dout, dq, dsum.get());
+    DSMOE_CUDA_CHECK_LAUNCH("attention_backward_dq_kernel");
+  }
+  const dim3 grid(static_cast<unsigned>((s.Tk + kBwdWarps - 1) / kBwdWarps), static_cast<unsigned>(s.G),
+                  static_cast<unsigned>(s.B));
+  attention_backward_dkv_kernel<<<grid, kBwdWarps * 32, smem>>>(s, q, k, v, lse, dout, dsum.get(), dk, dv);
+  DSMOE_CUDA_CHECK_LAUNCH("attention_backward_dkv_kernel");
 }
 
 }  // namespace dev

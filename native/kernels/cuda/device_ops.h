@@ -5,7 +5,8 @@
 // - every pointer is DEVICE memory of the current device (cudaSetDevice is the caller's job);
 // - the work is enqueued on the legacy default stream (stream 0) and is asynchronous: nothing is
 //   copied to or from the host and nothing waits, EXCEPT the functions that return a value
-//   (cross_entropy, sum_squares, router_statistics, mi_loss, switch_loss): they wait for their own result;
+//   (cross_entropy, sum_squares, router_statistics, mi_loss, switch_loss, route_threshold,
+//   route_threshold_topk, mask_scores): they wait for their own result;
 // - temporary arrays come from the stream-ordered pool (cudaMallocAsync), never cudaMalloc/cudaFree;
 // - the semantics, the aliasing allowed and "beta = 0 never reads the output" are those of the CPU
 //   kernel of the same name (kernels/cpu/*.h); arguments are not checked (the backend's callers do);
@@ -52,6 +53,16 @@ void router_softmax(int64_t T, int64_t E, const float* logits, float* probs);
 void router_softmax_backward(int64_t T, int64_t E, const float* probs, const float* dprobs, float* dlogits);
 void route_topk(int64_t T, int64_t E, const float* probs, int64_t k, int32_t* pair_token, int32_t* pair_expert,
                 float* pair_weight);
+// As cpu::route_threshold / cpu::route_threshold_topk (routing_extra.cu): a device compaction (counts
+// per token, a one-block scan, pairs written by rank); return P / K, so they wait for the count
+// (8 bytes read back). Output buffers hold T·E pairs, as on the CPU.
+int64_t route_threshold(int64_t T, int64_t E, const float* probs, double eps, int32_t* pair_token,
+                        int32_t* pair_expert, float* pair_weight);
+int64_t route_threshold_topk(int64_t T, int64_t E, const float* probs, double eps, int32_t* pair_token,
+                             int32_t* pair_expert, float* pair_weight);
+// As CpuBackend::mask_scores: ds = 0 where !mask, pair_expert = the mask's experts token-major;
+// returns their count (waits for it).
+int64_t mask_scores(int64_t T, int64_t E, const uint8_t* mask, float* ds, int32_t* pair_expert);
 void group_by_expert(int64_t P, int64_t E, const int32_t* pair_expert, int32_t* offsets, int32_t* order,
                      int32_t* position);
 void gather_rows(int64_t P, int64_t D, const float* x, const int32_t* pair_token, const int32_t* order, float* xg);
@@ -118,6 +129,10 @@ double switch_loss(int64_t T, int64_t E, const float* probs, const int32_t* pair
 // cpu::attention_forward; head_dim <= kMaxAttentionHeadDim.
 void attention_forward(const AttentionShape& s, const float* q, const float* k, const float* v, float* out,
                        float* lse);
+// As cpu::attention_backward: dq, dk, dv overwritten; dk/dv sum over every query head of every expert
+// that shares the kv head. Two passes (dq, then dk/dv), P recomputed from lse, no atomics.
+void attention_backward(const AttentionShape& s, const float* q, const float* k, const float* v, const float* out,
+                        const float* lse, const float* dout, float* dq, float* dk, float* dv);
 
 }  // namespace dev
 }  // namespace dsmoe::cuda

@@ -76,18 +76,22 @@ function usageTable(kind: string, usage: number[][], tokens: number): string {
 export const deviceOption = () =>
   new Option('--device <device>', 'compute device: cpu, cuda or auto (GPU when usable, else CPU)').default('cpu');
 
-export const INFERENCE_ON_CUDA = 'inference on CUDA comes with the CUDA backend (issue 14); use --device cpu';
+export const INFERENCE_ON_CUDA = 'inference from a checkpoint does not run on CUDA yet (issue 14: the weights are '
+  + 'not loaded into device memory); use --device cpu';
 
 /**
  * Checks --device for inference, which runs on the CPU backend only for now: cpu; auto = cpu with a
- * notice on stderr; cuda = the reason on stderr and EXIT_USAGE, which the command returns.
+ * notice on stderr; cuda = the reason on stderr (no usable device and why, or INFERENCE_ON_CUDA) and
+ * EXIT_USAGE, which the command returns.
  */
 export function checkInferenceDevice(
   value: string | undefined, stderr: NodeJS.WritableStream, quiet = false,
 ): number | undefined {
   const request = parseDeviceRequest(value);
   if (request === 'cuda') {
-    stderr.write(`dsmoe: ${INFERENCE_ON_CUDA}\n`);
+    const info = loadAddon().cudaInfo();
+    stderr.write(`dsmoe: ${info.available ? INFERENCE_ON_CUDA
+      : `--device cuda: no usable CUDA device: ${info.reason ?? 'unknown reason'}`}\n`);
     return EXIT_USAGE;
   }
   const { notice } = resolveDevice(request, { what: 'inference', cudaImplemented: false });

@@ -122,12 +122,13 @@ const seedArg = (v: string): number => {
 
 /**
  * --device for training: cpu; cuda goes to the engine, which refuses a device it cannot use with the
- * reason (runTrain: exit code 2); auto picks the CPU with a notice.
+ * reason (runTrain: exit code 2); auto is cuda when a CUDA device is usable (the CUDA backend has every
+ * op since issue 14), else the CPU with a notice saying why.
  */
 export function trainDevice(o: Pick<TrainCliOptions, 'device'>): DeviceChoice {
   const request = parseDeviceRequest(o.device);
   if (request === 'cuda') return { device: 'cuda' };
-  return resolveDevice(request, { what: 'training', cudaImplemented: false });
+  return resolveDevice(request, { what: 'training', cudaImplemented: true });
 }
 
 /** Maps CLI options to trainer options (checks --device). */
