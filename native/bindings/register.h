@@ -37,5 +37,6 @@ void register_infer(Napi::Env env, Napi::Object exports);
 void register_cuda(Napi::Env env, Napi::Object exports);
 void register_backend_ops(Napi::Env env, Napi::Object exports);
 void register_quant(Napi::Env env, Napi::Object exports);
+void register_mmap(Napi::Env env, Napi::Object exports);
 
 }  // namespace dsmoe::bind

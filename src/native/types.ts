@@ -12,6 +12,7 @@ import type { TrainerFunctions } from './types/trainer';
 import type { CudaFunctions } from './types/cuda';
 import type { BackendOpKernels } from './types/backend-ops';
 import type { QuantFunctions } from './types/quant';
+import type { MmapFunctions } from './types/mmap';
 
 export * from './types/gemm';
 export * from './types/routing';
@@ -24,6 +25,7 @@ export * from './types/trainer';
 export * from './types/cuda';
 export * from './types/backend-ops';
 export * from './types/quant';
+export * from './types/mmap';
 
 export type Isa = 'avx512' | 'avx2' | 'generic';
 
@@ -62,4 +64,5 @@ export type NativeAddon = CoreFunctions &
   WithAsync<AttentionKernels> &
   WithAsync<BackendOpKernels> &
   QuantFunctions &
+  MmapFunctions &
   CudaFunctions;

@@ -1,0 +1,11 @@
+// Memory-mapped files (native/bindings/bind_mmap.cc), for token shards read without copying them.
+
+export interface MmapFunctions {
+  /**
+   * Maps a file read-only (PROT_READ, MAP_SHARED) and returns its bytes as an external ArrayBuffer,
+   * unmapped when the buffer is garbage-collected. Views of it must only be read: the pages are
+   * read-only. Throws naming the file when it is missing or unreadable, not a regular file, empty, or
+   * its size is not a multiple of elementSize (default 1, at most 8).
+   */
+  mapFile(args: { path: string; elementSize?: number }): ArrayBuffer;
+}
