@@ -11,7 +11,9 @@
 //   *.bin         pre-tokenized: flat little-endian uint16 or uint32 token ids (nanoGPT / llm.c);
 //                 the dtype is `tokenDtype`, else uint16 when the vocabulary has ≤ 65536 ids.
 //   builtin:nlp-corpus   the built-in corpus, one sentence per document.
-// Text inputs and .bin inputs cannot be mixed.
+//   a folder with a manifest.json   token shards written by `dsmoe tokenize` (src/data/shards.ts):
+//                 memory-mapped, never read whole; the held-out part is the manifest's val shard.
+// Text inputs and .bin inputs cannot be mixed; a shard folder is the only input when given.
 //
 // Documents are joined with the EOS token between them. The validation split is made at document
 // level (a seeded shuffle of document indices picks the held-out share), so no document is in both
@@ -23,11 +25,12 @@ import { atomicWrite, defaultCacheDir, hashParts, readAligned } from './cache';
 import { BUILTIN_CORPUS, corpusInfo, corpusSentences } from './corpus';
 import { Rng, shuffledIndices } from './rng';
 import type { TokenArray } from './sampler';
+import { isShardDir, openShards, type OpenedShards } from './shards';
 
 export type { TokenArray } from './sampler';
 export type TokenDtype = 'uint16' | 'uint32';
 export type TextMode = 'paragraphs' | 'file';
-export type InputKind = 'text' | 'jsonl' | 'bin' | 'builtin';
+export type InputKind = 'text' | 'jsonl' | 'bin' | 'builtin' | 'shards';
 
 export interface InputFile {
   path: string;
@@ -78,7 +81,9 @@ export function resolveInputs(inputs: string[]): InputFile[] {
     } catch {
       throw new Error(`data input not found: ${input}`);
     }
-    if (st.isDirectory()) {
+    if (st.isDirectory() && isShardDir(p)) {
+      out.push({ path: p, kind: 'shards', size: st.size, mtimeMs: st.mtimeMs });
+    } else if (st.isDirectory()) {
       const found: InputFile[] = [];
       walk(p, found);
       if (found.length === 0) throw new Error(`data folder ${input} has no ${SUPPORTED} files`);
@@ -94,6 +99,9 @@ export function resolveInputs(inputs: string[]): InputFile[] {
   }
   const seen = new Set<string>();
   const unique = out.filter((f) => (seen.has(f.path) ? false : (seen.add(f.path), true)));
+  const shards = unique.find((f) => f.kind === 'shards');
+  if (shards && unique.length > 1)
+    throw new Error(`a token-shard folder (${shards.path}) must be the only data input; got ${unique.length} inputs`);
   const bins = unique.filter((f) => f.kind === 'bin');
   if (bins.length > 0 && bins.length < unique.length)
     throw new Error(`cannot mix pre-tokenized .bin files (${bins[0].path}) with text inputs ` +
@@ -199,12 +207,14 @@ export function* readDocuments(file: InputFile, textMode: TextMode = 'paragraphs
     yield* flush();
     return;
   }
-  throw new Error(`${file.path}: .bin token files hold no text documents`);
+  throw new Error(file.kind === 'shards' ? `${file.path}: token shards hold no text documents`
+    : `${file.path}: .bin token files hold no text documents`);
 }
 
 /** Number of documents readDocuments() yields (a cheap pass: JSONL lines are not parsed). */
 export function countDocuments(file: InputFile, textMode: TextMode = 'paragraphs'): number {
   if (file.kind === 'builtin') return corpusSentences().length;
+  if (file.kind === 'bin' || file.kind === 'shards') throw new Error(`${file.path}: token files hold no text documents`);
   let n = 0;
   if (file.kind === 'jsonl') {
     for (const line of fileLines(file.path)) if (!isBlank(line)) n++;
@@ -392,7 +402,8 @@ export async function tokenizeInputs(files: InputFile[], tokenizer: DataTokenize
 
   let totalDocs = 0;
   for (const f of files) {
-    if (f.kind === 'bin') throw new Error(`${f.path}: .bin token files are not tokenized; load them with loadDataset`);
+    if (f.kind === 'bin' || f.kind === 'shards')
+      throw new Error(`${f.path}: token files are not tokenized; load them with loadDataset`);
     opts.onProgress?.({ phase: 'scan', done: totalDocs, total: 0, file: f.path });
     const n = countDocuments(f, textMode);
     if (n === 0) throw new Error(`data file ${f.path} is empty (no documents)`);
@@ -461,6 +472,16 @@ export interface Dataset {
   documents: { train: number; val: number };
   fromCache: boolean;
   cachePath?: string;
+  /**
+   * Token shards (a `dsmoe tokenize` folder): the training tokens are these memory-mapped shards, not
+   * `train` (which is then empty); `val` is the mapped held-out shard. Absent for other inputs.
+   */
+  shards?: OpenedShards;
+}
+
+/** Training tokens of a dataset: its shards' total, else the length of `train`. */
+export function trainTokenCount(ds: Dataset): number {
+  return ds.shards ? ds.shards.trainTokens : ds.train.length;
 }
 
 function describe(files: InputFile[]): string {
@@ -513,6 +534,25 @@ export async function loadDataset(inputs: string[], opts: LoadDatasetOptions = {
   const files = resolveInputs(inputs);
   const names = describe(files);
   const paths = files.map((f) => f.path);
+
+  if (files[0].kind === 'shards') {
+    // The split is the manifest's (its val shard); valShare and seed were fixed by `dsmoe tokenize`.
+    if (opts.valShare === 0)
+      throw new Error(`${files[0].path} is a token-shard folder: evaluating all of its tokens is not supported; ` +
+        'its held-out shard is evaluated with `dsmoe eval <checkpoint>`');
+    const vocabSize = opts.tokenizer?.vocabSize ?? opts.vocabSize;
+    opts.onProgress?.({ phase: 'bin', done: 0, total: 1, file: files[0].path });
+    const sh = openShards(files[0].path, { tokenizer: opts.tokenizer, vocabSize });
+    opts.onProgress?.({ phase: 'bin', done: 1, total: 1 });
+    if (opts.seqLen !== undefined && sh.train.every((t) => t.length < opts.seqLen! + 1))
+      throw new Error(`data too short: no training shard of ${files[0].path} holds one window of sequence length ` +
+        `${opts.seqLen} + 1 tokens`);
+    return {
+      train: new Uint16Array(0), val: sh.val, vocabSize: sh.manifest.vocab_size, eosId: sh.manifest.eos_id,
+      dtype: sh.manifest.dtype, files: paths,
+      documents: { train: sh.manifest.documents.train, val: sh.manifest.documents.val }, fromCache: false, shards: sh,
+    };
+  }
 
   if (files[0].kind === 'bin') {
     const vocabSize = opts.tokenizer?.vocabSize ?? opts.vocabSize;
