@@ -15,8 +15,8 @@ import {
   type TrainerState,
 } from '../checkpoint/checkpoint';
 import { BUILTIN_CORPUS } from '../data/corpus';
-import { loadDataset, resolveInputs, type Dataset, type DataProgress } from '../data/dataset';
-import { BatchSampler, countEvalWindows, evalBatches } from '../data/sampler';
+import { loadDataset, resolveInputs, trainTokenCount, type Dataset, type DataProgress } from '../data/dataset';
+import { BatchSampler, ShardSampler, countEvalWindows, evalBatches } from '../data/sampler';
 import {
   ConfigError, DEFAULT_PRESET, buildConfig, describeShape, getPreset, paramCount, sameShape, shapeDifferences,
   validateConfig,
@@ -522,11 +522,19 @@ export async function train(
       preset: presetName, mode: config.training.mode, resumedFrom: ck?.dir ?? null,
     };
   }
-  const sampler = new BatchSampler(ds.train, { batchSize, seqLen, seed, name: `training data (${inputs.join(', ')})` });
+  const trainTokens = trainTokenCount(ds);
+  const dataName = `training data (${inputs.join(', ')})`;
+  // Token shards: windows drawn as a pure function of (seed, draw, row), read from the mapped shards.
+  const sampler = ds.shards
+    ? new ShardSampler(ds.shards.train, {
+      batchSize, seqLen, seed, name: dataName, vocabSize: config.vocab_size,
+      shardNames: ds.shards.manifest.shards.map((s) => path.join(ds.shards!.dir, s.file)),
+    })
+    : new BatchSampler(ds.train, { batchSize, seqLen, seed, name: dataName });
   if (state) {
-    if (state.sampler.tokens !== ds.train.length)
+    if (state.sampler.tokens !== trainTokens)
       throw new Error(`cannot resume ${o.resume}: its training data had ${state.sampler.tokens} tokens, `
-        + `these inputs give ${ds.train.length} `
+        + `these inputs give ${trainTokens} `
         + `(${inputs.join(', ')}); resume with the same --data and tokenizer`);
     if (state.sampler.batchSize === batchSize && state.sampler.seqLen === seqLen) sampler.setState(state.sampler);
     else {
@@ -597,7 +605,7 @@ export async function train(
   hooks.onStart?.({
     config, params: counts, outDir, preset: presetName, resumedFrom: ck?.dir, startStep,
     totalSteps: schedule.totalSteps,
-    tokensPerStep, batchSize, gradAccum, seqLen, threads, trainTokens: ds.train.length, valTokens: ds.val.length,
+    tokensPerStep, batchSize, gradAccum, seqLen, threads, trainTokens, valTokens: ds.val.length,
     timeBudgetS: o.timeS, notes: [...notes],
   });
 
@@ -615,7 +623,7 @@ export async function train(
 
   const trainerState = (): TrainerState => ({
     format_version: 1, step, tokens_seen: tokensSeen, elapsed_s: elapsedBefore + sessionS(), seed,
-    data: { inputs, seed: dataSeed, val_share: valShare, train_tokens: ds.train.length, val_tokens: ds.val.length },
+    data: { inputs, seed: dataSeed, val_share: valShare, train_tokens: trainTokens, val_tokens: ds.val.length },
     sampler: sampler.getState(),
     schedule: { lr: schedule.lr, min_lr: schedule.minLr, warmup: schedule.warmup, total_steps: schedule.totalSteps },
     optimizer: {
