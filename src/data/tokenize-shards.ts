@@ -49,7 +49,7 @@ export interface TokenizeShardsOptions {
   /** A tokenizer.json. */
   tokenizer: string;
   shardTokens?: number;
-  /** Worker threads (default: all cores). */
+  /** Worker threads (default: all cores; 0: encode on the main thread). */
   workers?: number;
   valShare?: number;
   seed?: number;
@@ -186,6 +186,29 @@ class Pool {
   }
 }
 
+/** Pool's interface without threads (workers: 0): the main thread encodes each job when it is given. */
+class InlinePool {
+  constructor(private readonly tok: { encode(s: string): Uint32Array | number[]; vocabSize: number }) {}
+
+  run(job: TokenizeJob): Promise<TokenizeJobResult> {
+    const lens = new Uint32Array(job.docs.length);
+    const parts = job.docs.map((d, i) => {
+      const ids = this.tok.encode(d);
+      lens[i] = ids.length;
+      return ids;
+    });
+    const ids = new Uint32Array(parts.reduce((n, p) => n + p.length, 0));
+    let o = 0;
+    for (const p of parts) { ids.set(p, o); o += p.length; }
+    const bad = ids.find((x) => x >= this.tok.vocabSize);
+    if (bad !== undefined) return Promise.resolve({ id: job.id, error: `the tokenizer gave id ${bad}, outside its ` +
+      `vocabulary of ${this.tok.vocabSize}` });
+    return Promise.resolve({ id: job.id, ids, lens, chars: job.docs.reduce((n, d) => n + d.length, 0) });
+  }
+
+  async close(): Promise<void> {}
+}
+
 const shardName = (i: number) => `train-${String(i).padStart(5, '0')}.bin`;
 
 /** The settings that must match for a run to continue an earlier one (and what they are called). */
@@ -209,7 +232,7 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
   const seed = o.seed ?? 0;
   const textMode = o.textMode ?? 'paragraphs';
   const nWorkers = o.workers ?? os.availableParallelism();
-  if (!Number.isInteger(nWorkers) || nWorkers < 1) throw new RangeError(`--workers must be ≥ 1, got ${nWorkers}`);
+  if (!Number.isInteger(nWorkers) || nWorkers < 0) throw new RangeError(`--workers must be ≥ 0, got ${nWorkers}`);
 
   const files = resolveInputs(o.inputs);
   for (const f of files) {
@@ -313,7 +336,7 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
   };
   writeManifest();
 
-  const pool = new Pool(nWorkers, tokenizerFile);
+  const pool = nWorkers === 0 ? new InlinePool(tok) : new Pool(nWorkers, tokenizerFile);
   const jobChars = o.jobChars ?? DEFAULT_JOB_CHARS;
   const inFlight: Array<{ first: number; result: Promise<TokenizeJobResult> }> = [];
   let chars = 0, tokens = 0, done = progress.next_document, nextId = 0;
@@ -353,7 +376,7 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
       inFlight.push({ first, result: pool.run({ id: nextId++, docs }) });
       docs = [];
       jobLen = 0;
-      while (inFlight.length >= 2 * nWorkers) {
+      while (inFlight.length >= 2 * Math.max(1, nWorkers)) {
         await take();
         report();
       }

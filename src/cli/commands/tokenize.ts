@@ -161,8 +161,8 @@ export function tokenizeCommand(ctx: { exitCode: number } = { exitCode: 0 }, dep
     .option('--tokenizer <file>', 'tokenizer.json (default: the built-in BPE)')
     .option('--shard-size <tokens>', `tokens per training shard (default ${DEFAULT_SHARD_TOKENS / 1e6}M)`,
       tokenCountArg('--shard-size'))
-    .option('--workers <n>', `tokenizer threads (default: all cores, ${os.availableParallelism()} here)`,
-      intArg('--workers'))
+    .option('--workers <n>', `tokenizer threads (default: all cores, ${os.availableParallelism()} here; 0: none, `
+      + 'the main thread tokenizes)', intArg('--workers', 0))
     .option('--val-share <x>', 'share of documents held out for validation, in [0, 0.5] (default 0.05)', valShareArg)
     .option('--seed <n>', 'seed of the held-out choice (default 0)', intArg('--seed', 0))
     .option('--json', 'print a JSON summary on stdout')
