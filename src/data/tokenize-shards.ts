@@ -181,7 +181,9 @@ class Pool {
     });
   }
 
+  /** Stops the workers; jobs still waiting (after an interruption or an error) are dropped, not rejected. */
   async close(): Promise<void> {
+    for (const w of this.waiting) w.clear();
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 }
@@ -373,7 +375,9 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
     let first = 0, jobLen = 0;
     const send = async () => {
       if (docs.length === 0) return;
-      inFlight.push({ first, result: pool.run({ id: nextId++, docs }) });
+      const result = pool.run({ id: nextId++, docs });
+      result.catch(() => undefined); // awaited in take(); one left behind by an error must not be unhandled
+      inFlight.push({ first, result });
       docs = [];
       jobLen = 0;
       while (inFlight.length >= 2 * Math.max(1, nWorkers)) {
