@@ -24,14 +24,24 @@ struct Mapping {
   size_t size;
 };
 
-// mapFile({path, elementSize = 1}) -> ArrayBuffer over the file's bytes (read-only: PROT_READ,
-// MAP_SHARED; writing to a view of it crashes the process, so views must only be read).
+// mapFile({path, elementSize = 1, access = 'normal'}) -> ArrayBuffer over the file's bytes (read-only:
+// PROT_READ, MAP_SHARED; writing to a view of it crashes the process, so views must only be read).
+// access 'random' (madvise MADV_RANDOM: no read-around, so a random window brings in its own pages and
+// not a megabyte around it) or 'sequential' (MADV_SEQUENTIAL) tells the kernel how the pages are read.
 // Errors name the file: missing or unreadable, not a regular file, empty, or a size that is not a
 // multiple of elementSize (a truncated or wrongly typed token file).
 Napi::Value map_file(const Napi::CallbackInfo& info) {
   Args args(info, "mapFile");
   const std::string file = args.string("path");
   const int64_t el = args.integer_or("elementSize", 1, 1, 8);
+  int advice = MADV_NORMAL;
+  if (args.has("access")) {
+    const std::string access = args.string("access");
+    if (access == "random") advice = MADV_RANDOM;
+    else if (access == "sequential") advice = MADV_SEQUENTIAL;
+    else if (access != "normal")
+      range_error(args.where("access") + " must be 'normal', 'random' or 'sequential', got '" + access + "'");
+  }
   const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
@@ -62,6 +72,7 @@ Napi::Value map_file(const Napi::CallbackInfo& info) {
   const int err = errno;
   ::close(fd);  // the mapping keeps the file open
   if (addr == MAP_FAILED) throw std::runtime_error(file + ": mmap failed (" + std::strerror(err) + ")");
+  if (advice != MADV_NORMAL) ::madvise(addr, static_cast<size_t>(size), advice);  // a hint: failure is harmless
   auto* m = new Mapping{addr, static_cast<size_t>(size)};
   return Napi::ArrayBuffer::New(
       info.Env(), addr, m->size,

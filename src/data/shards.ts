@@ -141,11 +141,12 @@ export function readManifest(dir: string): ShardManifest {
 }
 
 /** A token file mapped read-only as a typed array (the addon's mapFile; errors name the file). */
-export function mapTokenFile(file: string, dtype: ShardDtype): TokenArray {
+export function mapTokenFile(file: string, dtype: ShardDtype,
+  access: 'normal' | 'random' | 'sequential' = 'normal'): TokenArray {
   // Loaded here, not at the top: the text path and `dsmoe tokenize` never need the addon.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { loadAddon } = require('../native/addon') as typeof import('../native/addon');
-  const buf = loadAddon().mapFile({ path: file, elementSize: dtypeBytes(dtype) });
+  const buf = loadAddon().mapFile({ path: file, elementSize: dtypeBytes(dtype), access });
   return dtype === 'uint16' ? new Uint16Array(buf) : new Uint32Array(buf);
 }
 
@@ -166,7 +167,7 @@ export interface OpenShardsOptions {
 }
 
 function openOne(dir: string, entry: { file: string; tokens: number; sample_sha256: string }, dtype: ShardDtype,
-  what: string): TokenArray {
+  what: string, access: 'random' | 'sequential'): TokenArray {
   const file = path.join(dir, entry.file);
   const el = dtypeBytes(dtype);
   let size: number;
@@ -178,7 +179,7 @@ function openOne(dir: string, entry: { file: string; tokens: number; sample_sha2
   if (size !== entry.tokens * el)
     throw new Error(`${what} ${entry.file} of ${dir} ${size < entry.tokens * el ? 'is truncated' : 'is too long'}: ` +
       `${size} bytes, the manifest says ${entry.tokens} ${dtype} tokens (${entry.tokens * el} bytes)`);
-  const arr = mapTokenFile(file, dtype);
+  const arr = mapTokenFile(file, dtype, access);
   const bytes = new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength);
   if (sampleHash(bytes) !== entry.sample_sha256)
     throw new Error(`${what} ${entry.file} of ${dir} does not match the manifest: the checksum of its sampled blocks ` +
@@ -212,8 +213,10 @@ export function openShards(dir: string, opts: OpenShardsOptions = {}): OpenedSha
       throw new Error(`${dir} has the shard file ${name}, which its manifest does not list (${m.shards.length} ` +
         'shards): the manifest does not match its shards; run dsmoe tokenize again');
   }
-  const train = m.shards.map((s) => openOne(dir, s, m.dtype, 'shard'));
-  const val = m.val ? openOne(dir, m.val, m.dtype, 'held-out shard')
+  // Training windows are drawn at random (no read-around: a window brings in its own pages only);
+  // evaluation reads the held-out shard from its start.
+  const train = m.shards.map((s) => openOne(dir, s, m.dtype, 'shard', 'random'));
+  const val = m.val ? openOne(dir, m.val, m.dtype, 'held-out shard', 'sequential')
     : (m.dtype === 'uint16' ? new Uint16Array(0) : new Uint32Array(0));
   return { dir, manifest: m, train, val, trainTokens: train.reduce((n, t) => n + t.length, 0) };
 }
