@@ -22,23 +22,23 @@ let tokFile: string;
 let corpus: string;
 beforeAll(() => {
   tokFile = path.join(tmp, 'tokenizer.json');
-  const sentences = corpusSentences().slice(0, 3000);
-  saveTokenizerJson(trainBpe(sentences.slice(0, 1500), { vocabSize: 400 }), tokFile);
+  const sentences = corpusSentences().slice(0, 2000);
+  saveTokenizerJson(trainBpe(sentences.slice(0, 1000), { vocabSize: 400 }), tokFile);
   tok = loadTokenizer(tokFile);
   // Two text files of paragraphs (1-4 sentences each) and a JSONL file.
   corpus = path.join(tmp, 'corpus');
   fs.mkdirSync(corpus);
   const paras: string[] = [];
-  for (let i = 0, k = 1; i < 2400; i += k, k = 1 + (i % 4)) paras.push(sentences.slice(i, i + k).join('\n'));
-  fs.writeFileSync(path.join(corpus, 'a.txt'), paras.slice(0, 400).join('\n\n') + '\n');
-  fs.writeFileSync(path.join(corpus, 'b.md'), paras.slice(400).join('\n\n') + '\n');
+  for (let i = 0, k = 1; i < 1600; i += k, k = 1 + (i % 4)) paras.push(sentences.slice(i, i + k).join('\n'));
+  fs.writeFileSync(path.join(corpus, 'a.txt'), paras.slice(0, 250).join('\n\n') + '\n');
+  fs.writeFileSync(path.join(corpus, 'b.md'), paras.slice(250).join('\n\n') + '\n');
   fs.writeFileSync(path.join(corpus, 'c.jsonl'),
-    sentences.slice(2400).map((text) => JSON.stringify({ text })).join('\n') + '\n');
+    sentences.slice(1600).map((text) => JSON.stringify({ text })).join('\n') + '\n');
 });
 
 const opts = (out: string, extra: Partial<TokenizeShardsOptions> = {}): TokenizeShardsOptions => ({
   // Worker threads only where the test is about them (under ts-jest each one transpiles its modules).
-  inputs: [corpus], out: path.join(tmp, out), tokenizer: tokFile, shardTokens: 4000, workers: 0, jobChars: 4096,
+  inputs: [corpus], out: path.join(tmp, out), tokenizer: tokFile, shardTokens: 3000, workers: 0, jobChars: 4096,
   ...extra,
 });
 
@@ -71,7 +71,7 @@ describe('dsmoe tokenize', () => {
     });
     expect(joined).toEqual(Array.from(ds.train));
     const m = readManifest(many.out);
-    expect(m.shards.slice(0, -1).every((s) => s.tokens >= 4000)).toBe(true);
+    expect(m.shards.slice(0, -1).every((s) => s.tokens >= 3000)).toBe(true);
     expect(m.shards[0].first_document).toBe(0);
     expect(m.shards[m.shards.length - 1].end_document).toBe(m.documents.total);
 
