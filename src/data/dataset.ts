@@ -214,7 +214,8 @@ export function* readDocuments(file: InputFile, textMode: TextMode = 'paragraphs
 /** Number of documents readDocuments() yields (a cheap pass: JSONL lines are not parsed). */
 export function countDocuments(file: InputFile, textMode: TextMode = 'paragraphs'): number {
   if (file.kind === 'builtin') return corpusSentences().length;
-  if (file.kind === 'bin' || file.kind === 'shards') throw new Error(`${file.path}: token files hold no text documents`);
+  if (file.kind === 'bin' || file.kind === 'shards')
+    throw new Error(`${file.path}: token files hold no text documents`);
   let n = 0;
   if (file.kind === 'jsonl') {
     for (const line of fileLines(file.path)) if (!isBlank(line)) n++;

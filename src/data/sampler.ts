@@ -190,7 +190,8 @@ export class ShardSampler {
     this.windows = this.cum[this.cum.length - 1];
     this.tokens = shards.reduce((n, s) => n + s.length, 0);
     if (this.windows === 0)
-      throw new Error(`${opts.name ?? 'training data'}: no shard holds one window (sequence length ${opts.seqLen} + 1 ` +
+      throw new Error(`${opts.name ?? 'training data'}: no shard holds one window (sequence length ` +
+        `${opts.seqLen} + 1 ` +
         'tokens)');
   }
 

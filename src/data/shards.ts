@@ -64,7 +64,7 @@ export interface ShardManifest {
   shards: ShardEntry[];
   /** The held-out shard (null while incomplete, or when val_share is 0). */
   val: (Omit<ShardEntry, 'first_document' | 'end_document'>) | null;
-  /** While incomplete: documents done (all before the end of the last finished shard) and the held-out tokens so far. */
+  /** While incomplete: documents done (those before the end of the last finished shard), held-out tokens so far. */
   progress?: { next_document: number; val_tokens: number; val_documents: number };
   stats?: { chars: number; seconds: number; workers: number };
 }
@@ -94,7 +94,8 @@ export function sampleOffsets(size: number): number[] {
 /** sha256 of the sampled blocks of `bytes` (the whole file's bytes, or a mapped view). */
 export function sampleHash(bytes: Uint8Array): string {
   const h = crypto.createHash('sha256');
-  for (const o of sampleOffsets(bytes.byteLength)) h.update(bytes.subarray(o, Math.min(bytes.byteLength, o + SAMPLE_BLOCK_BYTES)));
+  for (const o of sampleOffsets(bytes.byteLength))
+    h.update(bytes.subarray(o, Math.min(bytes.byteLength, o + SAMPLE_BLOCK_BYTES)));
   return h.digest('hex');
 }
 
@@ -201,7 +202,8 @@ export function openShards(dir: string, opts: OpenShardsOptions = {}): OpenedSha
   const tok = opts.tokenizer;
   if (tok?.contentHash !== undefined && tok.contentHash !== m.tokenizer.content_hash)
     throw new Error(`${dir} was tokenized with another tokenizer (${m.tokenizer.file}, content hash ` +
-      `${m.tokenizer.content_hash.slice(0, 12)}…) than the one given (content hash ${tok.contentHash.slice(0, 12)}…); ` +
+      `${m.tokenizer.content_hash.slice(0, 12)}…) than the one given ` +
+      `(content hash ${tok.contentHash.slice(0, 12)}…); ` +
       'pass --tokenizer with the same tokenizer.json, or tokenize again');
   const vocab = tok?.vocabSize ?? opts.vocabSize;
   if (vocab !== undefined && m.vocab_size > vocab)

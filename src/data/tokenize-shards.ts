@@ -238,7 +238,8 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
 
   const files = resolveInputs(o.inputs);
   for (const f of files) {
-    if (f.kind === 'bin' || f.kind === 'shards') throw new Error(`${f.path}: already tokens; dsmoe tokenize reads text ` +
+    if (f.kind === 'bin' || f.kind === 'shards')
+      throw new Error(`${f.path}: already tokens; dsmoe tokenize reads text ` +
       '(.txt, .md, .jsonl, folders, builtin:nlp-corpus)');
     if (f.kind !== 'builtin' && f.size === 0) throw new Error(`data file ${f.path} is empty`);
   }
@@ -293,7 +294,8 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
     if (n === 0) throw new Error(`data file ${f.path} is empty (no documents)`);
     totalDocs += n;
   }
-  const k = valShare === 0 || totalDocs < 2 ? 0 : Math.min(totalDocs - 1, Math.max(1, Math.round(valShare * totalDocs)));
+  const k = valShare === 0 || totalDocs < 2 ? 0
+    : Math.min(totalDocs - 1, Math.max(1, Math.round(valShare * totalDocs)));
   const isVal = new Uint8Array(totalDocs);
   if (k > 0) {
     const order = shuffledIndices(totalDocs, new Rng(seed));
@@ -306,7 +308,8 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
   const valFd = fs.openSync(valPartial, fs.existsSync(valPartial) ? 'r+' : 'w+');
   if (fs.fstatSync(valFd).size < progress.val_tokens * el) {
     fs.closeSync(valFd);
-    throw new Error(`${valPartial} is shorter than the manifest records (${progress.val_tokens} tokens); delete ${out} ` +
+    throw new Error(`${valPartial} is shorter than the manifest records (${progress.val_tokens} tokens); ` +
+      `delete ${out} ` +
       'and tokenize again');
   }
   fs.ftruncateSync(valFd, progress.val_tokens * el);

@@ -95,7 +95,8 @@ describe('dsmoe tokenize', () => {
       const ev = await trainer.evaluateAsync({ tokens: cut(val, [0, T, 2 * T, 3 * T], 0),
         targets: cut(val, [0, T, 2 * T, 3 * T], 1), batch: B, seq: T });
       // The windows the shard sampler draws first (seed 5), cut from this path's training tokens.
-      const starts = new ShardSampler([Uint16Array.from(train)], { batchSize: B, seqLen: T, seed: 5 }).batchAt(0).starts;
+      const starts = new ShardSampler([Uint16Array.from(train)], { batchSize: B, seqLen: T, seed: 5 })
+        .batchAt(0).starts;
       const st = await trainer.trainStepAsync({ tokens: cut(train, starts, 0), targets: cut(train, starts, 1), batch: B,
         seq: T, lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.01, clip: 1, step: 1 });
       return [ev.loss, ev.lmLoss, st.loss, st.lmLoss];

@@ -57,7 +57,9 @@ export function tokenizeSummary(r: TokenizeShardsResult): Record<string, unknown
 }
 
 /** Runs `dsmoe tokenize`; resolves to the exit code (0, or 130 after Ctrl-C). Never calls process.exit. */
-export async function runTokenize(inputs: string[], o: TokenizeCliOptions, deps: TokenizeCliDeps = {}): Promise<number> {
+export async function runTokenize(
+  inputs: string[], o: TokenizeCliOptions, deps: TokenizeCliDeps = {},
+): Promise<number> {
   const stdout = deps.stdout ?? process.stdout;
   const stderr = deps.stderr ?? process.stderr;
   const json = !!o.json;
