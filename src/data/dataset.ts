@@ -211,27 +211,61 @@ export function* readDocuments(file: InputFile, textMode: TextMode = 'paragraphs
     : `${file.path}: .bin token files hold no text documents`);
 }
 
-/** Number of documents readDocuments() yields (a cheap pass: JSONL lines are not parsed). */
+/**
+ * Counts, from the bytes (no decoding), the lines of a file that are not blank in isBlank's sense, or
+ * the runs of them (paragraphs). Lines are split on '\n' as fileLines splits them; a leading UTF-8 BOM
+ * is dropped. Blank characters are all ASCII, and no byte of a multi-byte UTF-8 character is ASCII, so
+ * the bytes decide as the decoded text would.
+ */
+function countNonBlankLines(file: string, runs: boolean): number {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1 << 22);
+    let n = 0, inRun = false, blank = true, first = true;
+    const endLine = () => {
+      if (!blank && (!runs || !inRun)) n++;
+      inRun = !blank;
+      blank = true;
+    };
+    for (;;) {
+      const len = fs.readSync(fd, buf, 0, buf.length, null);
+      if (len === 0) break;
+      let i = 0;
+      if (first) {
+        if (len >= 3 && buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf) i = 3;
+        first = false;
+      }
+      while (i < len) {
+        const b = buf[i];
+        if (b === 10) {
+          endLine();
+          i++;
+        } else if (!blank || !(b === 32 || b === 9 || b === 13 || b === 12 || b === 11)) {
+          // The line is not blank: skip to its end.
+          blank = false;
+          const nl = buf.indexOf(10, i);
+          i = nl < 0 || nl >= len ? len : nl;
+        } else i++;
+      }
+    }
+    endLine(); // the last line (fileLines yields it even when empty)
+    return n;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Number of documents readDocuments() yields (a cheap pass over the bytes: nothing is decoded or parsed). */
 export function countDocuments(file: InputFile, textMode: TextMode = 'paragraphs'): number {
   if (file.kind === 'builtin') return corpusSentences().length;
   if (file.kind === 'bin' || file.kind === 'shards')
     throw new Error(`${file.path}: token files hold no text documents`);
-  let n = 0;
-  if (file.kind === 'jsonl') {
-    for (const line of fileLines(file.path)) if (!isBlank(line)) n++;
-    return n;
-  }
+  if (file.kind === 'jsonl') return countNonBlankLines(file.path, false);
   if (textMode === 'file') {
     for (const line of fileLines(file.path)) if (!/^\s*$/.test(line)) return 1;
     return 0;
   }
-  let inPara = false;
-  for (const line of fileLines(file.path)) {
-    const blank = isBlank(line);
-    if (!blank && !inPara) n++;
-    inPara = !blank;
-  }
-  return n;
+  return countNonBlankLines(file.path, true);
 }
 
 // ---------------------------------------------------------------------------------------------
