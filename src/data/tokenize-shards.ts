@@ -130,20 +130,51 @@ class TokenSink {
   }
 }
 
-/** A worker thread running tokenize-worker (compiled JavaScript, or the TypeScript source under the tests). */
+/**
+ * The JavaScript of a TypeScript module and of every module it imports by a relative path, by file
+ * name (for workers started from the TypeScript sources, under ts-jest: they cannot load .ts files).
+ * Transpiled once per process with the typescript package, a development dependency.
+ */
+const transpiled = new Map<string, Record<string, string>>();
+function transpileGraph(entry: string): Record<string, string> {
+  const hit = transpiled.get(entry);
+  if (hit) return hit;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const ts = require('typescript') as typeof import('typescript');
+  const out: Record<string, string> = {};
+  const todo = [entry];
+  while (todo.length > 0) {
+    const file = todo.pop()!;
+    if (out[file] !== undefined) continue;
+    const text = fs.readFileSync(file, 'utf8');
+    out[file] = ts.transpileModule(text, { fileName: file, compilerOptions: {
+      module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true,
+    } }).outputText;
+    for (const imp of ts.preProcessFile(text, true, true).importedFiles) {
+      if (!imp.fileName.startsWith('.')) continue;
+      const base = path.resolve(path.dirname(file), imp.fileName);
+      const found = [`${base}.ts`, path.join(base, 'index.ts')].find((f) => fs.existsSync(f));
+      if (found) todo.push(found);
+    }
+  }
+  transpiled.set(entry, out);
+  return out;
+}
+
+/** A worker thread running tokenize-worker (compiled JavaScript, or the TypeScript sources under the tests). */
 function spawnWorker(tokenizer: string): Worker {
   const js = path.join(__dirname, 'tokenize-worker.js');
   if (fs.existsSync(js)) return new Worker(js, { workerData: { tokenizer } });
-  // Running from the TypeScript sources (ts-jest): transpile modules as the worker loads them.
-  const tsFile = path.join(__dirname, 'tokenize-worker.ts');
+  const entry = path.join(__dirname, 'tokenize-worker.ts');
   const code = `
-const ts = require(${JSON.stringify(require.resolve('typescript'))});
-const fs = require('fs');
-require.extensions['.ts'] = (m, f) => m._compile(ts.transpileModule(fs.readFileSync(f, 'utf8'), {
-  compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
-  fileName: f }).outputText, f);
-require(${JSON.stringify(tsFile)});`;
-  return new Worker(code, { eval: true, workerData: { tokenizer } });
+const { workerData } = require('node:worker_threads');
+require.extensions['.ts'] = (m, f) => {
+  const js = workerData.sources[f];
+  if (js === undefined) throw new Error('tokenize worker: no transpiled source for ' + f);
+  m._compile(js, f);
+};
+require(${JSON.stringify(entry)});`;
+  return new Worker(code, { eval: true, workerData: { tokenizer, sources: transpileGraph(entry) } });
 }
 
 /** Workers with a queue each; a job goes to the least busy one; results come back as promises. */

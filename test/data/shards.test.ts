@@ -11,8 +11,10 @@ import { MANIFEST_FILE, openShards, readManifest } from '../../src/data/shards';
 import { tokenizeToShards, type TokenizeShardsOptions } from '../../src/data/tokenize-shards';
 import { saveTokenizerJson, trainBpe } from '../../src/tokenizer/bpe-train';
 import { loadTokenizer, type Tokenizer } from '../../src/tokenizer/tokenizer';
+import { train, type EvalRecord, type StepRecord } from '../../src/train/trainer';
 import { addon } from '../helpers';
 import { tinyConfig } from '../native/tiny-config';
+import { fakeBackend } from '../train/fake-model';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dsmoe-shards-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -142,6 +144,39 @@ describe('dsmoe tokenize', () => {
     expect(again.status).toBe('complete');
     await expect(tokenizeToShards(opts('resume', { seed: 9 }))).rejects.toThrow(
       /already holds token shards made with other settings \(--seed differ\)/);
+  });
+});
+
+describe('dsmoe train --data <shard folder>', () => {
+  test('trains from the mapped shards, evaluates on val.bin, resumes exactly; refuses another tokenizer', async () => {
+    const dir = path.join(tmp, 'w1');
+    const m = readManifest(dir);
+    const run = async (out: string, extra: object, stopAt = 0) => {
+      const steps: StepRecord[] = [], evals: EvalRecord[] = [];
+      let info: { trainTokens: number; valTokens: number } | undefined;
+      const ac = new AbortController();
+      const r = await train({ preset: 'tiny', data: [dir], tokenizer: tokFile, out, batchSize: 2,
+        overrides: { seq_len: 16 }, evalInterval: 0, evalBatches: 2, signal: ac.signal, ...extra }, {
+        onStep: (x) => { steps.push(x); if (x.step === stopAt) ac.abort(); },
+        onEval: (x) => evals.push(x), onStart: (i) => (info = i),
+      }, { backend: fakeBackend() });
+      return { r, steps, evals, info };
+    };
+    const full = await run(path.join(tmp, 'run-full'), { steps: 4 });
+    expect(full.r.step).toBe(4);
+    expect(full.info).toEqual(expect.objectContaining({
+      trainTokens: m.shards.reduce((n, s) => n + s.tokens, 0), valTokens: m.val!.tokens,
+    }));
+    expect(full.evals).toHaveLength(1);
+    const half = await run(path.join(tmp, 'run-half'), { steps: 4 }, 2);
+    expect(half.r.reason).toBe('interrupted');
+    const rest = await run(path.join(tmp, 'run-half'), { resume: path.join(tmp, 'run-half'), data: undefined,
+      tokenizer: undefined, preset: undefined, overrides: undefined });
+    expect([...half.steps, ...rest.steps].map((x) => x.loss)).toEqual(full.steps.map((x) => x.loss));
+    const other = path.join(tmp, 'other-tokenizer.json');
+    saveTokenizerJson(trainBpe(corpusSentences().slice(5000, 5400), { vocabSize: 300 }), other);
+    await expect(train({ preset: 'tiny', data: [dir], tokenizer: other, out: path.join(tmp, 'run-x'), steps: 1 },
+      {}, { backend: fakeBackend() })).rejects.toThrow(`${dir} was tokenized with another tokenizer`);
   });
 });
 
