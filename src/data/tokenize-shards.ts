@@ -12,6 +12,7 @@
 // run with the same inputs and settings keeps those shards and continues after them.
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import * as os from 'node:os';
@@ -139,8 +140,8 @@ const transpiled = new Map<string, Record<string, string>>();
 function transpileGraph(entry: string): Record<string, string> {
   const hit = transpiled.get(entry);
   if (hit) return hit;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const ts = require('typescript') as typeof import('typescript');
+  // Node's own require (under jest, the typescript that ts-jest has loaded already).
+  const ts = createRequire(__filename)('typescript') as typeof import('typescript');
   const out: Record<string, string> = {};
   const todo = [entry];
   while (todo.length > 0) {
