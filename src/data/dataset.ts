@@ -154,6 +154,50 @@ function* fileLines(file: string): Generator<string> {
 
 const isBlank = (line: string) => /^[ \t\r\f\v]*$/.test(line);
 
+/**
+ * The documents in lines of a JSONL file (one per non-blank line, its "text") or of a text file in
+ * paragraph mode (runs of non-blank lines). `name` and `firstLine` (the number of the first line)
+ * place errors. Also used on a part of a file that starts at a line start outside a paragraph
+ * (dsmoe tokenize's workers).
+ */
+export function* documentsOfLines(lines: Iterable<string>, kind: 'text' | 'jsonl', name: string,
+  firstLine = 1): Generator<string> {
+  if (kind === 'jsonl') {
+    let lineNo = firstLine - 1;
+    for (const line of lines) {
+      lineNo++;
+      if (isBlank(line)) continue;
+      let obj: unknown;
+      try {
+        obj = JSON.parse(line);
+      } catch (e) {
+        throw new Error(`${name}:${lineNo}: malformed JSON line (${(e as Error).message})`);
+      }
+      if (obj === null || typeof obj !== 'object' || Array.isArray(obj))
+        throw new Error(`${name}:${lineNo}: expected a JSON object with a "text" string field`);
+      const text = (obj as Record<string, unknown>).text;
+      if (typeof text !== 'string') throw new Error(`${name}:${lineNo}: the "text" field is ` +
+        `${text === undefined ? 'missing' : `a ${typeof text}, not a string`}`);
+      yield text;
+    }
+    return;
+  }
+  let para: string[] = [];
+  const flush = function* () {
+    if (para.length > 0) {
+      const last = para.length - 1;
+      if (para[last].endsWith('\r')) para[last] = para[last].slice(0, -1);
+      yield para.join('\n');
+      para = [];
+    }
+  };
+  for (const line of lines) {
+    if (isBlank(line)) yield* flush();
+    else para.push(line);
+  }
+  yield* flush();
+}
+
 /** The documents of a text, JSONL or built-in input, in order (see the file comment). */
 export function* readDocuments(file: InputFile, textMode: TextMode = 'paragraphs'): Generator<string> {
   if (file.kind === 'builtin') {
@@ -161,23 +205,7 @@ export function* readDocuments(file: InputFile, textMode: TextMode = 'paragraphs
     return;
   }
   if (file.kind === 'jsonl') {
-    let lineNo = 0;
-    for (const line of fileLines(file.path)) {
-      lineNo++;
-      if (isBlank(line)) continue;
-      let obj: unknown;
-      try {
-        obj = JSON.parse(line);
-      } catch (e) {
-        throw new Error(`${file.path}:${lineNo}: malformed JSON line (${(e as Error).message})`);
-      }
-      if (obj === null || typeof obj !== 'object' || Array.isArray(obj))
-        throw new Error(`${file.path}:${lineNo}: expected a JSON object with a "text" string field`);
-      const text = (obj as Record<string, unknown>).text;
-      if (typeof text !== 'string') throw new Error(`${file.path}:${lineNo}: the "text" field is ` +
-        `${text === undefined ? 'missing' : `a ${typeof text}, not a string`}`);
-      yield text;
-    }
+    yield* documentsOfLines(fileLines(file.path), 'jsonl', file.path);
     return;
   }
   if (file.kind === 'text') {
@@ -191,20 +219,7 @@ export function* readDocuments(file: InputFile, textMode: TextMode = 'paragraphs
       if (text.trim() !== '') yield text;
       return;
     }
-    let para: string[] = [];
-    const flush = function* () {
-      if (para.length > 0) {
-        const last = para.length - 1;
-        if (para[last].endsWith('\r')) para[last] = para[last].slice(0, -1);
-        yield para.join('\n');
-        para = [];
-      }
-    };
-    for (const line of fileLines(file.path)) {
-      if (isBlank(line)) yield* flush();
-      else para.push(line);
-    }
-    yield* flush();
+    yield* documentsOfLines(fileLines(file.path), 'text', file.path);
     return;
   }
   throw new Error(file.kind === 'shards' ? `${file.path}: token shards hold no text documents`
@@ -218,12 +233,36 @@ export function* readDocuments(file: InputFile, textMode: TextMode = 'paragraphs
  * the bytes decide as the decoded text would.
  */
 function countNonBlankLines(file: string, runs: boolean): number {
+  return scanNonBlankLines(file, runs).count;
+}
+
+/** Where document `k` (0-based) of a text (paragraphs) or JSONL file starts: byte offset, 1-based line number. */
+export function locateDocument(file: string, kind: 'text' | 'jsonl', k: number): { offset: number; line: number } {
+  const r = scanNonBlankLines(file, kind === 'text', k);
+  if (r.at === undefined) throw new Error(`${file} has ${r.count} documents, no document ${k + 1}`);
+  return r.at;
+}
+
+/**
+ * The byte scan behind countNonBlankLines and locateDocument: counts non-blank lines (or runs of
+ * them); with stopAt, stops at the start of the one numbered stopAt and says where it is.
+ */
+interface LineScan {
+  count: number;
+  at?: { offset: number; line: number };
+}
+function scanNonBlankLines(file: string, runs: boolean, stopAt = -1): LineScan {
   const fd = fs.openSync(file, 'r');
   try {
     const buf = Buffer.allocUnsafe(1 << 22);
     let n = 0, inRun = false, blank = true, first = true;
+    let base = 0, lineStart = 0, lines = 0;
+    let at: { offset: number; line: number } | undefined;
     const endLine = () => {
-      if (!blank && (!runs || !inRun)) n++;
+      if (!blank && (!runs || !inRun)) {
+        if (n === stopAt) at = { offset: lineStart, line: lines + 1 };
+        n++;
+      }
       inRun = !blank;
       blank = true;
     };
@@ -232,14 +271,17 @@ function countNonBlankLines(file: string, runs: boolean): number {
       if (len === 0) break;
       let i = 0;
       if (first) {
-        if (len >= 3 && buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf) i = 3;
+        if (len >= 3 && buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf) i = lineStart = 3;
         first = false;
       }
       while (i < len) {
         const b = buf[i];
         if (b === 10) {
           endLine();
+          if (at) return { count: n, at };
+          lines++;
           i++;
+          lineStart = base + i;
         } else if (!blank || !(b === 32 || b === 9 || b === 13 || b === 12 || b === 11)) {
           // The line is not blank: skip to its end.
           blank = false;
@@ -247,9 +289,10 @@ function countNonBlankLines(file: string, runs: boolean): number {
           i = nl < 0 || nl >= len ? len : nl;
         } else i++;
       }
+      base += len;
     }
     endLine(); // the last line (fileLines yields it even when empty)
-    return n;
+    return at ? { count: n, at } : { count: n };
   } finally {
     fs.closeSync(fd);
   }

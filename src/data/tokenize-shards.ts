@@ -18,13 +18,15 @@ import { Worker } from 'node:worker_threads';
 import * as os from 'node:os';
 import { atomicWrite, hashFile } from './cache';
 import { BUILTIN_CORPUS } from './corpus';
-import { countDocuments, dtypeForVocab, readDocuments, resolveInputs, type TextMode } from './dataset';
+import {
+  countDocuments, dtypeForVocab, locateDocument, readDocuments, resolveInputs, type TextMode,
+} from './dataset';
 import { Rng, shuffledIndices } from './rng';
 import {
   MANIFEST_FILE, SHARD_FORMAT, SHARD_FORMAT_VERSION, VAL_FILE, dtypeBytes, readManifest, sampleHashFile,
   type ManifestInput, type ShardDtype, type ShardEntry, type ShardManifest,
 } from './shards';
-import type { TokenizeJob, TokenizeJobResult } from './tokenize-worker';
+import { runJob, type TokenizeJob, type TokenizeJobResult } from './tokenize-job';
 import { loadTokenizer } from '../tokenizer/tokenizer';
 
 export const DEFAULT_SHARD_TOKENS = 100_000_000;
@@ -220,27 +222,90 @@ class Pool {
   }
 }
 
-/** Pool's interface without threads (workers: 0): the main thread encodes each job when it is given. */
+/** Pool's interface without threads (workers: 0): the main thread runs each job when it is given. */
 class InlinePool {
   constructor(private readonly tok: { encode(s: string): Uint32Array | number[]; vocabSize: number }) {}
 
   run(job: TokenizeJob): Promise<TokenizeJobResult> {
-    const lens = new Uint32Array(job.docs.length);
-    const parts = job.docs.map((d, i) => {
-      const ids = this.tok.encode(d);
-      lens[i] = ids.length;
-      return ids;
-    });
-    const ids = new Uint32Array(parts.reduce((n, p) => n + p.length, 0));
-    let o = 0;
-    for (const p of parts) { ids.set(p, o); o += p.length; }
-    const bad = ids.find((x) => x >= this.tok.vocabSize);
-    if (bad !== undefined) return Promise.resolve({ id: job.id, error: `the tokenizer gave id ${bad}, outside its ` +
-      `vocabulary of ${this.tok.vocabSize}` });
-    return Promise.resolve({ id: job.id, ids, lens, chars: job.docs.reduce((n, d) => n + d.length, 0) });
+    return Promise.resolve(runJob(this.tok, job));
   }
 
   async close(): Promise<void> {}
+}
+
+/** Whether bytes [a, b) are all blank (isBlank's characters). */
+function blankBytes(buf: Buffer, a: number, b: number): boolean {
+  for (let i = a; i < b; i++) {
+    const c = buf[i];
+    if (!(c === 32 || c === 9 || c === 13 || c === 12 || c === 11)) return false;
+  }
+  return true;
+}
+
+/** Newlines in bytes. */
+function countNewlines(buf: Buffer): number {
+  let n = 0;
+  for (let i = buf.indexOf(10); i >= 0; i = buf.indexOf(10, i + 1)) n++;
+  return n;
+}
+
+/**
+ * A text (paragraph mode) or JSONL file from byte `offset` (a line start outside any paragraph; line
+ * number `line`) in parts of about `size` bytes, each cut after a line end where no document goes on:
+ * after a blank line for paragraphs, after any line for JSONL. A leading UTF-8 BOM is dropped. Every
+ * part but the file's last ends with '\n'.
+ */
+export function* byteChunks(file: string, kind: 'text' | 'jsonl', offset: number, line: number,
+  size: number): Generator<{ bytes: Uint8Array; firstLine: number; last: boolean }> {
+  const fd = fs.openSync(file, 'r');
+  try {
+    let pos = offset, eof = false;
+    let pending = Buffer.alloc(0);
+    if (offset === 0) {
+      const head = Buffer.alloc(3);
+      if (fs.readSync(fd, head, 0, 3, 0) === 3 && head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf) pos = 3;
+    }
+    const block = Math.max(size, 1 << 16);
+    const readMore = () => {
+      const b = Buffer.allocUnsafe(block);
+      const n = fs.readSync(fd, b, 0, block, pos);
+      if (n === 0) eof = true;
+      else {
+        pos += n;
+        pending = pending.length === 0 ? b.subarray(0, n) : Buffer.concat([pending, b.subarray(0, n)]);
+      }
+    };
+    let from = Math.max(0, size - 1); // where to look for a cut
+    for (;;) {
+      while (!eof && pending.length < size) readMore();
+      let cut = -1;
+      for (let i = pending.indexOf(10, Math.min(from, pending.length)); i >= 0;) {
+        if (kind === 'jsonl') { cut = i + 1; break; }
+        const j = pending.indexOf(10, i + 1);
+        if (j < 0) break;
+        if (blankBytes(pending, i + 1, j)) { cut = j + 1; break; }
+        i = j;
+      }
+      if (cut < 0) {
+        if (!eof) {
+          from = Math.max(0, pending.length - 1);
+          readMore();
+          continue;
+        }
+        cut = pending.length;
+      }
+      const bytes = new Uint8Array(cut);
+      bytes.set(pending.subarray(0, cut));
+      pending = pending.subarray(cut);
+      const last = eof && pending.length === 0;
+      yield { bytes, firstLine: line, last };
+      if (last) return;
+      line += countNewlines(Buffer.from(bytes.buffer, 0, cut));
+      from = Math.max(0, size - 1);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 const shardName = (i: number) => `train-${String(i).padStart(5, '0')}.bin`;
@@ -319,11 +384,13 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
 
   // Documents and the held-out choice (as loadDataset makes it).
   let totalDocs = 0;
+  const fileDocs: number[] = [];
   for (const f of files) {
     o.onProgress?.({ phase: 'scan', documents: totalDocs, totalDocuments: 0, chars: 0, tokens: 0, shards: kept,
       elapsedS: elapsed(), file: f.path });
     const n = countDocuments(f, textMode);
     if (n === 0) throw new Error(`data file ${f.path} is empty (no documents)`);
+    fileDocs.push(n);
     totalDocs += n;
   }
   const k = valShare === 0 || totalDocs < 2 ? 0
@@ -375,20 +442,21 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
 
   const pool = nWorkers === 0 ? new InlinePool(tok) : new Pool(nWorkers, tokenizerFile);
   const jobChars = o.jobChars ?? DEFAULT_JOB_CHARS;
-  const inFlight: Array<{ first: number; result: Promise<TokenizeJobResult> }> = [];
+  const inFlight: Array<Promise<TokenizeJobResult>> = [];
   let chars = 0, tokens = 0, done = progress.next_document, nextId = 0;
   let interrupted = false, finished = false;
   const report = (file?: string) => o.onProgress?.({
     phase: 'tokenize', documents: done, totalDocuments: totalDocs, chars, tokens, shards: m.shards.length,
     elapsedS: elapsed(), file,
   });
+  // Results are taken in the order the jobs were sent: document `done` is the next one.
   const take = async () => {
-    const job = inFlight.shift()!;
-    const r = await job.result;
-    if ('error' in r) throw new Error(`tokenizing document ${job.first + 1}: ${r.error}`);
+    const r = await inFlight.shift()!;
+    if ('error' in r) throw new Error(r.error);
+    if (done + r.lens.length > totalDocs) throw new Error('the inputs changed while they were being read');
     let off = 0;
     for (let i = 0; i < r.lens.length; i++) {
-      const g = job.first + i;
+      const g = done + i;
       const ids = r.ids.subarray(off, off + r.lens[i]);
       off += r.lens[i];
       if (isVal[g]) val.push(ids, tok.eosId);
@@ -400,41 +468,53 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
       }
     }
     chars += r.chars;
-    done = job.first + r.lens.length;
+    done += r.lens.length;
+  };
+  const submit = async (job: TokenizeJob) => {
+    const result = pool.run(job);
+    result.catch(() => undefined); // awaited in take(); one left behind by an error must not be unhandled
+    inFlight.push(result);
+    while (inFlight.length >= 2 * Math.max(1, nWorkers)) {
+      await take();
+      report();
+    }
   };
 
   report();
   try {
-    let d = 0;
-    let docs: string[] = [];
-    let first = 0, jobLen = 0;
-    const send = async () => {
-      if (docs.length === 0) return;
-      const result = pool.run({ id: nextId++, docs });
-      result.catch(() => undefined); // awaited in take(); one left behind by an error must not be unhandled
-      inFlight.push({ first, result });
-      docs = [];
-      jobLen = 0;
-      while (inFlight.length >= 2 * Math.max(1, nWorkers)) {
-        await take();
-        report();
+    let before = 0; // documents in the files before this one
+    outer: for (const [fi, f] of files.entries()) {
+      const skip = Math.max(0, progress.next_document - before); // documents in shards kept from the interrupted run
+      before += fileDocs[fi];
+      if (skip >= fileDocs[fi]) continue;
+      if ((f.kind === 'text' && textMode === 'paragraphs') || f.kind === 'jsonl') {
+        // Bytes to the workers, cut between documents: they decode and split them.
+        const kind = f.kind;
+        const at = skip > 0 ? locateDocument(f.path, kind, skip) : { offset: 0, line: 1 };
+        for (const c of byteChunks(f.path, kind, at.offset, at.line, jobChars)) {
+          if (o.signal?.aborted) { interrupted = true; break outer; }
+          await submit({ id: nextId++, bytes: c.bytes, kind, name: f.path, firstLine: c.firstLine, last: c.last });
+        }
+        continue;
       }
-    };
-    outer: for (const f of files) {
+      let d = 0, jobLen = 0;
+      let docs: string[] = [];
       for (const doc of readDocuments(f, textMode)) {
-        if (d >= totalDocs) throw new Error(`${f.path} changed while it was being read`);
-        if (d++ < progress.next_document) continue; // in a shard kept from the interrupted run
+        if (d++ < skip) continue;
         if (o.signal?.aborted) { interrupted = true; break outer; }
-        if (docs.length === 0) first = d - 1;
         docs.push(doc);
         jobLen += doc.length;
-        if (jobLen >= jobChars) await send();
+        if (jobLen >= jobChars) {
+          await submit({ id: nextId++, docs });
+          docs = [];
+          jobLen = 0;
+        }
       }
+      if (docs.length > 0) await submit({ id: nextId++, docs });
     }
     if (!interrupted) {
-      await send();
       while (inFlight.length > 0) await take();
-      if (d !== totalDocs) throw new Error('the inputs changed while they were being read');
+      if (done !== totalDocs) throw new Error('the inputs changed while they were being read');
       report();
     }
     finished = !interrupted;

@@ -35,7 +35,12 @@ beforeAll(() => {
   fs.writeFileSync(path.join(corpus, 'a.txt'), paras.slice(0, 250).join('\n\n') + '\n');
   fs.writeFileSync(path.join(corpus, 'b.md'), paras.slice(250).join('\n\n') + '\n');
   fs.writeFileSync(path.join(corpus, 'c.jsonl'),
-    sentences.slice(1600).map((text) => JSON.stringify({ text })).join('\n') + '\n');
+    sentences.slice(1600).map((text, i) => JSON.stringify({ text }) + (i % 50 === 0 ? '\n  \n' : ''))
+      .join('\n') + '\n');
+  // What the byte-level cutting must get right: a BOM, CRLF, blank lines of spaces and tabs, a paragraph
+  // longer than a job, non-ASCII text, no final newline.
+  fs.writeFileSync(path.join(corpus, 'd.txt'), '\uFEFFFirst, after a BOM\r\nsame para\r\n\r\n \t\n' +
+    `${sentences.slice(0, 200).join('\n')}\n\n\n` + 'Ünïcödé — “quotes” 日本語\n \nlast line, no newline');
 });
 
 const opts = (out: string, extra: Partial<TokenizeShardsOptions> = {}): TokenizeShardsOptions => ({
