@@ -334,7 +334,7 @@ Examples:
   dsmoe train                                    # small DS-MoE on the built-in corpus, a few minutes on a CPU
   dsmoe train --preset tiny --steps 50           # a quick smoke test
   dsmoe train --data notes/ book.txt --time 20m  # your own text (.txt, .md, .jsonl, folders, .bin tokens)
-  dsmoe train --data shards/ --tokenizer tok.json  # token shards from dsmoe tokenize, memory-mapped
+  dsmoe train --data shards/ --tokenizer t.json  # token shards from dsmoe tokenize, memory-mapped
   dsmoe train --mode dense --out runs/dense      # the dense baseline of the same width, for comparison
   dsmoe train --preset medium --mi-alpha-mlp 2e-2 --lr 6e-4 --steps 3000   # sparser MLP layers
   dsmoe train --resume runs/small-dsmoe --steps 600
