@@ -83,10 +83,19 @@ export class BatchSampler {
   }
 
   next(): Batch {
+    return fill(this.tokens, this.drawStarts(), this.seqLen);
+  }
+
+  /** Moves on by one batch without reading it (a data-parallel rank skipping another rank's batch). */
+  skip(): void {
+    this.drawStarts();
+  }
+
+  private drawStarts(): number[] {
     const starts = new Array<number>(this.batchSize);
     for (let b = 0; b < this.batchSize; b++) starts[b] = this.rng.nextInt(this.windows);
     this.steps++;
-    return fill(this.tokens, starts, this.seqLen);
+    return starts;
   }
 
   *[Symbol.iterator](): Iterator<Batch> {
@@ -235,6 +244,11 @@ export class ShardSampler {
 
   next(): Batch {
     return this.batchAt(this.steps++);
+  }
+
+  /** Moves on by one batch without reading it (a data-parallel rank skipping another rank's batch). */
+  skip(): void {
+    this.steps++;
   }
 
   getState(): SamplerState {

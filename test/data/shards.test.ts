@@ -264,6 +264,9 @@ describe('ShardSampler', () => {
     expect(fresh.batchAt(2)).toEqual(first[2]);
     fresh.setState(s.getState());
     expect(fresh.next()).toEqual(s.next());
+    fresh.skip();
+    s.next();
+    expect(fresh.next()).toEqual(s.next());
     for (const batch of first) {
       for (let r = 0; r < 3; r++) {
         const row = Array.from(batch.inputs.subarray(r * 8, r * 8 + 8));
