@@ -18,6 +18,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_backend_ops(env, exports);
   register_quant(env, exports);
   register_dist(env, exports);
+  register_mmap(env, exports);
   return exports;
 }
 }  // namespace

@@ -6,6 +6,7 @@ import { generateCommand } from './commands/generate';
 import { convertCommand } from './commands/convert';
 import { infoCommand } from './commands/info';
 import { serveCommand } from './commands/serve';
+import { tokenizeCommand } from './commands/tokenize';
 import { tokenizerCommand } from './commands/tokenizer';
 import { trainCommand } from './commands/train';
 import { envDebug } from '../util/env';
@@ -29,6 +30,7 @@ export function buildProgram(ctx: CliContext = { exitCode: 0 }): Command {
     .enablePositionalOptions();
   program.addCommand(trainCommand(ctx));
   program.addCommand(tokenizerCommand());
+  program.addCommand(tokenizeCommand(ctx));
   program.addCommand(benchCommand());
   program.addCommand(generateCommand(ctx));
   program.addCommand(evalCommand(ctx));

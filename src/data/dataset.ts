@@ -11,7 +11,9 @@
 //   *.bin         pre-tokenized: flat little-endian uint16 or uint32 token ids (nanoGPT / llm.c);
 //                 the dtype is `tokenDtype`, else uint16 when the vocabulary has ≤ 65536 ids.
 //   builtin:nlp-corpus   the built-in corpus, one sentence per document.
-// Text inputs and .bin inputs cannot be mixed.
+//   a folder with a manifest.json   token shards written by `dsmoe tokenize` (src/data/shards.ts):
+//                 memory-mapped, never read whole; the held-out part is the manifest's val shard.
+// Text inputs and .bin inputs cannot be mixed; a shard folder is the only input when given.
 //
 // Documents are joined with the EOS token between them. The validation split is made at document
 // level (a seeded shuffle of document indices picks the held-out share), so no document is in both
@@ -23,11 +25,12 @@ import { atomicWrite, defaultCacheDir, hashParts, readAligned } from './cache';
 import { BUILTIN_CORPUS, corpusInfo, corpusSentences } from './corpus';
 import { Rng, shuffledIndices } from './rng';
 import type { TokenArray } from './sampler';
+import { isShardDir, openShards, type OpenedShards } from './shards';
 
 export type { TokenArray } from './sampler';
 export type TokenDtype = 'uint16' | 'uint32';
 export type TextMode = 'paragraphs' | 'file';
-export type InputKind = 'text' | 'jsonl' | 'bin' | 'builtin';
+export type InputKind = 'text' | 'jsonl' | 'bin' | 'builtin' | 'shards';
 
 export interface InputFile {
   path: string;
@@ -78,7 +81,9 @@ export function resolveInputs(inputs: string[]): InputFile[] {
     } catch {
       throw new Error(`data input not found: ${input}`);
     }
-    if (st.isDirectory()) {
+    if (st.isDirectory() && isShardDir(p)) {
+      out.push({ path: p, kind: 'shards', size: st.size, mtimeMs: st.mtimeMs });
+    } else if (st.isDirectory()) {
       const found: InputFile[] = [];
       walk(p, found);
       if (found.length === 0) throw new Error(`data folder ${input} has no ${SUPPORTED} files`);
@@ -94,6 +99,9 @@ export function resolveInputs(inputs: string[]): InputFile[] {
   }
   const seen = new Set<string>();
   const unique = out.filter((f) => (seen.has(f.path) ? false : (seen.add(f.path), true)));
+  const shards = unique.find((f) => f.kind === 'shards');
+  if (shards && unique.length > 1)
+    throw new Error(`a token-shard folder (${shards.path}) must be the only data input; got ${unique.length} inputs`);
   const bins = unique.filter((f) => f.kind === 'bin');
   if (bins.length > 0 && bins.length < unique.length)
     throw new Error(`cannot mix pre-tokenized .bin files (${bins[0].path}) with text inputs ` +
@@ -146,6 +154,50 @@ function* fileLines(file: string): Generator<string> {
 
 const isBlank = (line: string) => /^[ \t\r\f\v]*$/.test(line);
 
+/**
+ * The documents in lines of a JSONL file (one per non-blank line, its "text") or of a text file in
+ * paragraph mode (runs of non-blank lines). `name` and `firstLine` (the number of the first line)
+ * place errors. Also used on a part of a file that starts at a line start outside a paragraph
+ * (dsmoe tokenize's workers).
+ */
+export function* documentsOfLines(lines: Iterable<string>, kind: 'text' | 'jsonl', name: string,
+  firstLine = 1): Generator<string> {
+  if (kind === 'jsonl') {
+    let lineNo = firstLine - 1;
+    for (const line of lines) {
+      lineNo++;
+      if (isBlank(line)) continue;
+      let obj: unknown;
+      try {
+        obj = JSON.parse(line);
+      } catch (e) {
+        throw new Error(`${name}:${lineNo}: malformed JSON line (${(e as Error).message})`);
+      }
+      if (obj === null || typeof obj !== 'object' || Array.isArray(obj))
+        throw new Error(`${name}:${lineNo}: expected a JSON object with a "text" string field`);
+      const text = (obj as Record<string, unknown>).text;
+      if (typeof text !== 'string') throw new Error(`${name}:${lineNo}: the "text" field is ` +
+        `${text === undefined ? 'missing' : `a ${typeof text}, not a string`}`);
+      yield text;
+    }
+    return;
+  }
+  let para: string[] = [];
+  const flush = function* () {
+    if (para.length > 0) {
+      const last = para.length - 1;
+      if (para[last].endsWith('\r')) para[last] = para[last].slice(0, -1);
+      yield para.join('\n');
+      para = [];
+    }
+  };
+  for (const line of lines) {
+    if (isBlank(line)) yield* flush();
+    else para.push(line);
+  }
+  yield* flush();
+}
+
 /** The documents of a text, JSONL or built-in input, in order (see the file comment). */
 export function* readDocuments(file: InputFile, textMode: TextMode = 'paragraphs'): Generator<string> {
   if (file.kind === 'builtin') {
@@ -153,23 +205,7 @@ export function* readDocuments(file: InputFile, textMode: TextMode = 'paragraphs
     return;
   }
   if (file.kind === 'jsonl') {
-    let lineNo = 0;
-    for (const line of fileLines(file.path)) {
-      lineNo++;
-      if (isBlank(line)) continue;
-      let obj: unknown;
-      try {
-        obj = JSON.parse(line);
-      } catch (e) {
-        throw new Error(`${file.path}:${lineNo}: malformed JSON line (${(e as Error).message})`);
-      }
-      if (obj === null || typeof obj !== 'object' || Array.isArray(obj))
-        throw new Error(`${file.path}:${lineNo}: expected a JSON object with a "text" string field`);
-      const text = (obj as Record<string, unknown>).text;
-      if (typeof text !== 'string') throw new Error(`${file.path}:${lineNo}: the "text" field is ` +
-        `${text === undefined ? 'missing' : `a ${typeof text}, not a string`}`);
-      yield text;
-    }
+    yield* documentsOfLines(fileLines(file.path), 'jsonl', file.path);
     return;
   }
   if (file.kind === 'text') {
@@ -183,44 +219,96 @@ export function* readDocuments(file: InputFile, textMode: TextMode = 'paragraphs
       if (text.trim() !== '') yield text;
       return;
     }
-    let para: string[] = [];
-    const flush = function* () {
-      if (para.length > 0) {
-        const last = para.length - 1;
-        if (para[last].endsWith('\r')) para[last] = para[last].slice(0, -1);
-        yield para.join('\n');
-        para = [];
-      }
-    };
-    for (const line of fileLines(file.path)) {
-      if (isBlank(line)) yield* flush();
-      else para.push(line);
-    }
-    yield* flush();
+    yield* documentsOfLines(fileLines(file.path), 'text', file.path);
     return;
   }
-  throw new Error(`${file.path}: .bin token files hold no text documents`);
+  throw new Error(file.kind === 'shards' ? `${file.path}: token shards hold no text documents`
+    : `${file.path}: .bin token files hold no text documents`);
 }
 
-/** Number of documents readDocuments() yields (a cheap pass: JSONL lines are not parsed). */
+/**
+ * Counts, from the bytes (no decoding), the lines of a file that are not blank in isBlank's sense, or
+ * the runs of them (paragraphs). Lines are split on '\n' as fileLines splits them; a leading UTF-8 BOM
+ * is dropped. Blank characters are all ASCII, and no byte of a multi-byte UTF-8 character is ASCII, so
+ * the bytes decide as the decoded text would.
+ */
+function countNonBlankLines(file: string, runs: boolean): number {
+  return scanNonBlankLines(file, runs).count;
+}
+
+/** Where document `k` (0-based) of a text (paragraphs) or JSONL file starts: byte offset, 1-based line number. */
+export function locateDocument(file: string, kind: 'text' | 'jsonl', k: number): { offset: number; line: number } {
+  const r = scanNonBlankLines(file, kind === 'text', k);
+  if (r.at === undefined) throw new Error(`${file} has ${r.count} documents, no document ${k + 1}`);
+  return r.at;
+}
+
+/**
+ * The byte scan behind countNonBlankLines and locateDocument: counts non-blank lines (or runs of
+ * them); with stopAt, stops at the start of the one numbered stopAt and says where it is.
+ */
+interface LineScan {
+  count: number;
+  at?: { offset: number; line: number };
+}
+function scanNonBlankLines(file: string, runs: boolean, stopAt = -1): LineScan {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1 << 22);
+    let n = 0, inRun = false, blank = true, first = true;
+    let base = 0, lineStart = 0, lines = 0;
+    let at: { offset: number; line: number } | undefined;
+    const endLine = () => {
+      if (!blank && (!runs || !inRun)) {
+        if (n === stopAt) at = { offset: lineStart, line: lines + 1 };
+        n++;
+      }
+      inRun = !blank;
+      blank = true;
+    };
+    for (;;) {
+      const len = fs.readSync(fd, buf, 0, buf.length, null);
+      if (len === 0) break;
+      let i = 0;
+      if (first) {
+        if (len >= 3 && buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf) i = lineStart = 3;
+        first = false;
+      }
+      while (i < len) {
+        const b = buf[i];
+        if (b === 10) {
+          endLine();
+          if (at) return { count: n, at };
+          lines++;
+          i++;
+          lineStart = base + i;
+        } else if (!blank || !(b === 32 || b === 9 || b === 13 || b === 12 || b === 11)) {
+          // The line is not blank: skip to its end.
+          blank = false;
+          const nl = buf.indexOf(10, i);
+          i = nl < 0 || nl >= len ? len : nl;
+        } else i++;
+      }
+      base += len;
+    }
+    endLine(); // the last line (fileLines yields it even when empty)
+    return at ? { count: n, at } : { count: n };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Number of documents readDocuments() yields (a cheap pass over the bytes: nothing is decoded or parsed). */
 export function countDocuments(file: InputFile, textMode: TextMode = 'paragraphs'): number {
   if (file.kind === 'builtin') return corpusSentences().length;
-  let n = 0;
-  if (file.kind === 'jsonl') {
-    for (const line of fileLines(file.path)) if (!isBlank(line)) n++;
-    return n;
-  }
+  if (file.kind === 'bin' || file.kind === 'shards')
+    throw new Error(`${file.path}: token files hold no text documents`);
+  if (file.kind === 'jsonl') return countNonBlankLines(file.path, false);
   if (textMode === 'file') {
     for (const line of fileLines(file.path)) if (!/^\s*$/.test(line)) return 1;
     return 0;
   }
-  let inPara = false;
-  for (const line of fileLines(file.path)) {
-    const blank = isBlank(line);
-    if (!blank && !inPara) n++;
-    inPara = !blank;
-  }
-  return n;
+  return countNonBlankLines(file.path, true);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -392,7 +480,8 @@ export async function tokenizeInputs(files: InputFile[], tokenizer: DataTokenize
 
   let totalDocs = 0;
   for (const f of files) {
-    if (f.kind === 'bin') throw new Error(`${f.path}: .bin token files are not tokenized; load them with loadDataset`);
+    if (f.kind === 'bin' || f.kind === 'shards')
+      throw new Error(`${f.path}: token files are not tokenized; load them with loadDataset`);
     opts.onProgress?.({ phase: 'scan', done: totalDocs, total: 0, file: f.path });
     const n = countDocuments(f, textMode);
     if (n === 0) throw new Error(`data file ${f.path} is empty (no documents)`);
@@ -461,6 +550,16 @@ export interface Dataset {
   documents: { train: number; val: number };
   fromCache: boolean;
   cachePath?: string;
+  /**
+   * Token shards (a `dsmoe tokenize` folder): the training tokens are these memory-mapped shards, not
+   * `train` (which is then empty); `val` is the mapped held-out shard. Absent for other inputs.
+   */
+  shards?: OpenedShards;
+}
+
+/** Training tokens of a dataset: its shards' total, else the length of `train`. */
+export function trainTokenCount(ds: Dataset): number {
+  return ds.shards ? ds.shards.trainTokens : ds.train.length;
 }
 
 function describe(files: InputFile[]): string {
@@ -513,6 +612,25 @@ export async function loadDataset(inputs: string[], opts: LoadDatasetOptions = {
   const files = resolveInputs(inputs);
   const names = describe(files);
   const paths = files.map((f) => f.path);
+
+  if (files[0].kind === 'shards') {
+    // The split is the manifest's (its val shard); valShare and seed were fixed by `dsmoe tokenize`.
+    if (opts.valShare === 0)
+      throw new Error(`${files[0].path} is a token-shard folder: evaluating all of its tokens is not supported; ` +
+        'its held-out shard is evaluated with `dsmoe eval <checkpoint>`');
+    const vocabSize = opts.tokenizer?.vocabSize ?? opts.vocabSize;
+    opts.onProgress?.({ phase: 'bin', done: 0, total: 1, file: files[0].path });
+    const sh = openShards(files[0].path, { tokenizer: opts.tokenizer, vocabSize });
+    opts.onProgress?.({ phase: 'bin', done: 1, total: 1 });
+    if (opts.seqLen !== undefined && sh.train.every((t) => t.length < opts.seqLen! + 1))
+      throw new Error(`data too short: no training shard of ${files[0].path} holds one window of sequence length ` +
+        `${opts.seqLen} + 1 tokens`);
+    return {
+      train: new Uint16Array(0), val: sh.val, vocabSize: sh.manifest.vocab_size, eosId: sh.manifest.eos_id,
+      dtype: sh.manifest.dtype, files: paths,
+      documents: { train: sh.manifest.documents.train, val: sh.manifest.documents.val }, fromCache: false, shards: sh,
+    };
+  }
 
   if (files[0].kind === 'bin') {
     const vocabSize = opts.tokenizer?.vocabSize ?? opts.vocabSize;

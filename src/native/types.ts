@@ -13,6 +13,7 @@ import type { CudaFunctions } from './types/cuda';
 import type { BackendOpKernels } from './types/backend-ops';
 import type { QuantFunctions } from './types/quant';
 import type { ParallelFunctions } from './types/parallel';
+import type { MmapFunctions } from './types/mmap';
 
 export * from './types/gemm';
 export * from './types/routing';
@@ -25,6 +26,7 @@ export * from './types/trainer';
 export * from './types/cuda';
 export * from './types/backend-ops';
 export * from './types/quant';
+export * from './types/mmap';
 
 export type Isa = 'avx512' | 'avx2' | 'generic';
 
@@ -66,4 +68,5 @@ export type NativeAddon = CoreFunctions &
   WithAsync<BackendOpKernels> &
   QuantFunctions &
   ParallelFunctions &
+  MmapFunctions &
   CudaFunctions;

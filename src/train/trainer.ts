@@ -15,8 +15,8 @@ import {
   type TrainerState,
 } from '../checkpoint/checkpoint';
 import { BUILTIN_CORPUS } from '../data/corpus';
-import { loadDataset, resolveInputs, type Dataset, type DataProgress } from '../data/dataset';
-import { BatchSampler, countEvalWindows, evalBatches } from '../data/sampler';
+import { loadDataset, resolveInputs, trainTokenCount, type Dataset, type DataProgress } from '../data/dataset';
+import { BatchSampler, ShardSampler, countEvalWindows, evalBatches } from '../data/sampler';
 import {
   ConfigError, DEFAULT_PRESET, buildConfig, describeShape, getPreset, paramCount, sameShape, shapeDifferences,
   validateConfig,
@@ -449,9 +449,18 @@ async function joinTrainer(
           + 'build with the same options on the same data');
 }
 
-/** The training and held-out tokens' identity, for the start-up check across ranks. */
+/**
+ * The training and held-out tokens' identity, for the start-up check across ranks. A shard folder is
+ * named by its manifest's shard list (token counts and whole-file sha256, checked against the files'
+ * sampled blocks when they were opened): hashing gigabytes of mapped shards at start-up is not needed.
+ */
 function dataDigest(ds: Dataset): string {
   const bytes = (a: Dataset['train']) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  if (ds.shards) {
+    const m = ds.shards.manifest;
+    const list = [...m.shards, ...(m.val ? [m.val] : [])].map((e) => `${e.file}:${e.tokens}:${e.sha256}`).join(',');
+    return `shards/${ds.shards.trainTokens}/${ds.val.length}/${digest48(new TextEncoder().encode(list))}`;
+  }
   return `${ds.train.length}/${ds.val.length}/${digest48(bytes(ds.train))}/${digest48(bytes(ds.val))}`;
 }
 
@@ -618,11 +627,19 @@ export async function train(
       preset: presetName, mode: config.training.mode, resumedFrom: ck?.dir ?? null,
     };
   }
-  const sampler = new BatchSampler(ds.train, { batchSize, seqLen, seed, name: `training data (${inputs.join(', ')})` });
+  const trainTokens = trainTokenCount(ds);
+  const dataName = `training data (${inputs.join(', ')})`;
+  // Token shards: windows drawn as a pure function of (seed, draw, row), read from the mapped shards.
+  const sampler = ds.shards
+    ? new ShardSampler(ds.shards.train, {
+      batchSize, seqLen, seed, name: dataName, vocabSize: config.vocab_size,
+      shardNames: ds.shards.manifest.shards.map((s) => path.join(ds.shards!.dir, s.file)),
+    })
+    : new BatchSampler(ds.train, { batchSize, seqLen, seed, name: dataName });
   if (state) {
-    if (state.sampler.tokens !== ds.train.length)
+    if (state.sampler.tokens !== trainTokens)
       throw new Error(`cannot resume ${o.resume}: its training data had ${state.sampler.tokens} tokens, `
-        + `these inputs give ${ds.train.length} `
+        + `these inputs give ${trainTokens} `
         + `(${inputs.join(', ')}); resume with the same --data and tokenizer`);
     if (state.sampler.batchSize === batchSize && state.sampler.seqLen === seqLen) sampler.setState(state.sampler);
     else {
@@ -702,7 +719,7 @@ export async function train(
   hooks.onStart?.({
     config, params: counts, outDir, preset: presetName, resumedFrom: ck?.dir, startStep,
     totalSteps: schedule.totalSteps,
-    tokensPerStep, batchSize, gradAccum: globalAccum, ranks, seqLen, threads, trainTokens: ds.train.length,
+    tokensPerStep, batchSize, gradAccum: globalAccum, ranks, seqLen, threads, trainTokens,
     valTokens: ds.val.length,
     timeBudgetS: o.timeS, notes: [...notes],
   });
@@ -721,7 +738,7 @@ export async function train(
 
   const trainerState = (): TrainerState => ({
     format_version: 1, step, tokens_seen: tokensSeen, elapsed_s: elapsedBefore + sessionS(), seed,
-    data: { inputs, seed: dataSeed, val_share: valShare, train_tokens: ds.train.length, val_tokens: ds.val.length },
+    data: { inputs, seed: dataSeed, val_share: valShare, train_tokens: trainTokens, val_tokens: ds.val.length },
     sampler: sampler.getState(),
     schedule: { lr: schedule.lr, min_lr: schedule.minLr, warmup: schedule.warmup, total_steps: schedule.totalSteps },
     optimizer: {
@@ -792,9 +809,12 @@ export async function train(
     // The global step's micro-batches in order; rank r trains on its consecutive share of them, so
     // N ranks see the same tokens as one process accumulating N times as many.
     for (let i = 0; i < globalAccum; i++) {
-      const b = sampler.next();
       const j = i - rank * gradAccum;
-      if (j < 0 || j >= gradAccum) continue;
+      if (j < 0 || j >= gradAccum) {  // another rank's micro-batch: not read (mapped shards stay untouched)
+        sampler.skip();
+        continue;
+      }
+      const b = sampler.next();
       tokens.set(b.inputs, j * per);
       targets.set(b.targets, j * per);
     }

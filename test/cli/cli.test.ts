@@ -15,7 +15,7 @@ describe('dsmoe CLI', () => {
     expect(section).toBeDefined();
     const listed = section.split('\n').map((l) => /^ {2}(\S+)/.exec(l)?.[1]).filter((x): x is string => !!x);
     expect(listed.sort()).toEqual(
-      ['bench', 'convert', 'eval', 'generate', 'help', 'info', 'serve', 'tokenizer', 'train']);
+      ['bench', 'convert', 'eval', 'generate', 'help', 'info', 'serve', 'tokenize', 'tokenizer', 'train']);
     for (const c of listed.filter((x) => x !== 'help')) {
       const h = dsmoe(c, '--help');
       expect({ c, code: h.code, stderr: h.stderr }).toEqual({ c, code: 0, stderr: '' });

@@ -36,6 +36,15 @@ describe('BatchSampler', () => {
     expect(run(5)).not.toEqual(run(6));
   });
 
+  test('skip() moves on by one batch as next() does, without filling it', () => {
+    const a = new BatchSampler(tokens, { batchSize: 3, seqLen: 10, seed: 5 });
+    const b = new BatchSampler(tokens, { batchSize: 3, seqLen: 10, seed: 5 });
+    a.next();
+    b.skip();
+    expect(b.step).toBe(1);
+    expect(b.next()).toEqual(a.next());
+  });
+
   test('resumes exactly from a saved state (through JSON)', () => {
     const a = new BatchSampler(tokens, { batchSize: 3, seqLen: 10, seed: 42 });
     for (let i = 0; i < 7; i++) a.next();

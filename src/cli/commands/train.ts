@@ -411,6 +411,7 @@ Examples:
   dsmoe train                                    # small DS-MoE on the built-in corpus, a few minutes on a CPU
   dsmoe train --preset tiny --steps 50           # a quick smoke test
   dsmoe train --data notes/ book.txt --time 20m  # your own text (.txt, .md, .jsonl, folders, .bin tokens)
+  dsmoe train --data shards/ --tokenizer t.json  # token shards from dsmoe tokenize, memory-mapped
   dsmoe train --mode dense --out runs/dense      # the dense baseline of the same width, for comparison
   dsmoe train --preset medium --mi-alpha-mlp 2e-2 --lr 6e-4 --steps 3000   # sparser MLP layers
   dsmoe train --resume runs/small-dsmoe --steps 600
@@ -436,7 +437,8 @@ export function trainCommand(ctx: { exitCode: number } = { exitCode: 0 }, deps: 
     .option('--expert-dim <n>', 'hidden width F of each MLP expert', intArg('--expert-dim'))
     .option('--router-hidden <n>', 'two-layer routers, hidden width n (0: linear)', intArg('--router-hidden', 0))
     .option('--seq-len <n>', 'training sequence length (max_seq_len)', intArg('--seq-len'))
-    .option('--data <paths...>', 'text (.txt .md .jsonl), folders or .bin token files (default: the built-in corpus)')
+    .option('--data <paths...>', 'text (.txt .md .jsonl), folders, .bin token files, or a `dsmoe tokenize` shard '
+      + 'folder (default: the built-in corpus)')
     .option('--tokenizer <file>', 'tokenizer.json (default: the built-in BPE; the checkpoint\'s when resuming)')
     .option('--steps <n>', 'optimizer steps to train to', intArg('--steps'))
     .option('--tokens <n>', 'tokens to train on (500k, 2M, …)', countArg('--tokens'))

@@ -1,0 +1,551 @@
+// `dsmoe tokenize`: text inputs → token shards (format: src/data/shards.ts, docs/shards.md).
+//
+// The main thread reads documents in input order and sends jobs of them (about jobChars characters
+// each) to worker threads (tokenize-worker.ts); results are taken back in job order, so the token
+// stream, and with it every shard, is the same for any number of workers. The held-out documents are
+// picked as in the small-data path (dataset.ts: a seeded shuffle of document indices, valShare of
+// them), so for the same inputs, seed and share, the held-out shard holds the tokens of loadDataset's
+// `val` and the training shards, end to end, those of its `train`.
+//
+// Resumable: each finished training shard is renamed into place and recorded in manifest.json
+// (complete: false) with the document it ends at and the length of the held-out file so far; a new
+// run with the same inputs and settings keeps those shards and continues after them.
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import * as os from 'node:os';
+import { atomicWrite, hashFile } from './cache';
+import { BUILTIN_CORPUS } from './corpus';
+import {
+  countDocuments, dtypeForVocab, locateDocument, readDocuments, resolveInputs, type TextMode,
+} from './dataset';
+import { Rng, shuffledIndices } from './rng';
+import {
+  MANIFEST_FILE, SHARD_FORMAT, SHARD_FORMAT_VERSION, VAL_FILE, dtypeBytes, readManifest, sampleHashFile,
+  type ManifestInput, type ShardDtype, type ShardEntry, type ShardManifest,
+} from './shards';
+import { runJob, type TokenizeJob, type TokenizeJobResult } from './tokenize-job';
+import { loadTokenizer } from '../tokenizer/tokenizer';
+
+export const DEFAULT_SHARD_TOKENS = 100_000_000;
+const DEFAULT_JOB_CHARS = 1 << 20;
+
+export interface TokenizeProgress {
+  /** scan: counting documents; tokenize: encoding them. */
+  phase: 'scan' | 'tokenize';
+  documents: number;
+  totalDocuments: number;
+  /** Characters encoded in this run (not counting documents skipped on resume). */
+  chars: number;
+  tokens: number;
+  /** Finished training shards (kept ones included). */
+  shards: number;
+  elapsedS: number;
+  file?: string;
+}
+
+export interface TokenizeShardsOptions {
+  inputs: string[];
+  out: string;
+  /** A tokenizer.json. */
+  tokenizer: string;
+  shardTokens?: number;
+  /** Worker threads (default: all cores; 0: encode on the main thread). */
+  workers?: number;
+  valShare?: number;
+  seed?: number;
+  textMode?: TextMode;
+  /** Characters per job sent to a worker. */
+  jobChars?: number;
+  onProgress?: (p: TokenizeProgress) => void;
+  /** Stops after the job in hand; finished shards stay, and a new run continues after them. */
+  signal?: AbortSignal;
+}
+
+export interface TokenizeShardsResult {
+  out: string;
+  manifest: ShardManifest;
+  /** done: finished now; complete: nothing to do (already complete); interrupted: stopped by the signal. */
+  status: 'done' | 'complete' | 'interrupted';
+  /** Shards kept from an earlier, interrupted run. */
+  keptShards: number;
+  chars: number;
+  tokens: number;
+  seconds: number;
+  workers: number;
+}
+
+/** A token file being written at explicit positions, hashed as it goes. */
+class TokenSink {
+  private readonly staging = new Uint32Array(1 << 18);
+  private n = 0;
+  private readonly hash = crypto.createHash('sha256');
+  private pos: number;
+  documents = 0;
+  tokens: number;
+
+  constructor(readonly file: string, private readonly fd: number, private readonly dtype: ShardDtype, tokens = 0) {
+    this.tokens = tokens;
+    this.pos = tokens * dtypeBytes(dtype);
+  }
+
+  /** Appends a document (after an EOS when it is not the first). */
+  push(ids: Uint32Array, eos: number): void {
+    if (this.documents > 0) this.put1(eos);
+    for (let o = 0; o < ids.length;) {
+      const k = Math.min(ids.length - o, this.staging.length - this.n);
+      this.staging.set(ids.subarray(o, o + k), this.n);
+      this.n += k;
+      o += k;
+      if (this.n === this.staging.length) this.flush();
+    }
+    this.documents++;
+    this.tokens += ids.length + (this.documents > 1 ? 1 : 0);
+  }
+
+  private put1(id: number): void {
+    this.staging[this.n++] = id;
+    if (this.n === this.staging.length) this.flush();
+  }
+
+  flush(): void {
+    if (this.n === 0) return;
+    const src = this.staging.subarray(0, this.n);
+    const arr = this.dtype === 'uint16' ? Uint16Array.from(src) : src;
+    const bytes = new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength);
+    for (let o = 0; o < bytes.length;) o += fs.writeSync(this.fd, bytes, o, bytes.length - o, this.pos + o);
+    this.hash.update(bytes);
+    this.pos += bytes.length;
+    this.n = 0;
+  }
+
+  /** Flushes and fsyncs; returns the sha256 of what this sink wrote (the whole file when it started empty). */
+  sync(): string {
+    this.flush();
+    fs.fsyncSync(this.fd);
+    return this.hash.copy().digest('hex');
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+}
+
+/**
+ * The JavaScript of a TypeScript module and of every module it imports by a relative path, by file
+ * name (for workers started from the TypeScript sources, under ts-jest: they cannot load .ts files).
+ * Transpiled once per process with the typescript package, a development dependency.
+ */
+const transpiled = new Map<string, Record<string, string>>();
+function transpileGraph(entry: string): Record<string, string> {
+  const hit = transpiled.get(entry);
+  if (hit) return hit;
+  // Node's own require (under jest, the typescript that ts-jest has loaded already).
+  const ts = createRequire(__filename)('typescript') as typeof import('typescript');
+  const out: Record<string, string> = {};
+  const todo = [entry];
+  while (todo.length > 0) {
+    const file = todo.pop()!;
+    if (out[file] !== undefined) continue;
+    const text = fs.readFileSync(file, 'utf8');
+    out[file] = ts.transpileModule(text, { fileName: file, compilerOptions: {
+      module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true,
+    } }).outputText;
+    for (const imp of ts.preProcessFile(text, true, true).importedFiles) {
+      if (!imp.fileName.startsWith('.')) continue;
+      const base = path.resolve(path.dirname(file), imp.fileName);
+      const found = [`${base}.ts`, path.join(base, 'index.ts')].find((f) => fs.existsSync(f));
+      if (found) todo.push(found);
+    }
+  }
+  transpiled.set(entry, out);
+  return out;
+}
+
+/** A worker thread running tokenize-worker (compiled JavaScript, or the TypeScript sources under the tests). */
+function spawnWorker(tokenizer: string): Worker {
+  const js = path.join(__dirname, 'tokenize-worker.js');
+  if (fs.existsSync(js)) return new Worker(js, { workerData: { tokenizer } });
+  const entry = path.join(__dirname, 'tokenize-worker.ts');
+  const code = `
+const { workerData } = require('node:worker_threads');
+require.extensions['.ts'] = (m, f) => {
+  const js = workerData.sources[f];
+  if (js === undefined) throw new Error('tokenize worker: no transpiled source for ' + f);
+  m._compile(js, f);
+};
+require(${JSON.stringify(entry)});`;
+  return new Worker(code, { eval: true, workerData: { tokenizer, sources: transpileGraph(entry) } });
+}
+
+/** Workers with a queue each; a job goes to the least busy one; results come back as promises. */
+class Pool {
+  private readonly workers: Worker[];
+  private readonly waiting: Array<Map<number, { resolve: (r: TokenizeJobResult) => void;
+    reject: (e: Error) => void }>>;
+
+  constructor(n: number, tokenizer: string) {
+    this.workers = Array.from({ length: n }, () => spawnWorker(tokenizer));
+    this.waiting = this.workers.map(() => new Map());
+    this.workers.forEach((w, i) => {
+      w.on('message', (r: TokenizeJobResult) => {
+        const p = this.waiting[i].get(r.id);
+        this.waiting[i].delete(r.id);
+        p?.resolve(r);
+      });
+      const fail = (e: Error) => {
+        for (const p of this.waiting[i].values()) p.reject(e);
+        this.waiting[i].clear();
+      };
+      w.on('error', fail);
+      w.on('exit', (code) => {
+        if (this.waiting[i].size > 0) fail(new Error(`a tokenizer worker stopped (exit code ${code})`));
+      });
+    });
+  }
+
+  run(job: TokenizeJob): Promise<TokenizeJobResult> {
+    let best = 0;
+    for (let i = 1; i < this.workers.length; i++) if (this.waiting[i].size < this.waiting[best].size) best = i;
+    return new Promise((resolve, reject) => {
+      this.waiting[best].set(job.id, { resolve, reject });
+      this.workers[best].postMessage(job);
+    });
+  }
+
+  /** Stops the workers; jobs still waiting (after an interruption or an error) are dropped, not rejected. */
+  async close(): Promise<void> {
+    for (const w of this.waiting) w.clear();
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+/** Pool's interface without threads (workers: 0): the main thread runs each job when it is given. */
+class InlinePool {
+  constructor(private readonly tok: { encode(s: string): Uint32Array | number[]; vocabSize: number }) {}
+
+  run(job: TokenizeJob): Promise<TokenizeJobResult> {
+    return Promise.resolve(runJob(this.tok, job));
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** Whether bytes [a, b) are all blank (isBlank's characters). */
+function blankBytes(buf: Buffer, a: number, b: number): boolean {
+  for (let i = a; i < b; i++) {
+    const c = buf[i];
+    if (!(c === 32 || c === 9 || c === 13 || c === 12 || c === 11)) return false;
+  }
+  return true;
+}
+
+/** Newlines in bytes. */
+function countNewlines(buf: Buffer): number {
+  let n = 0;
+  for (let i = buf.indexOf(10); i >= 0; i = buf.indexOf(10, i + 1)) n++;
+  return n;
+}
+
+/**
+ * A text (paragraph mode) or JSONL file from byte `offset` (a line start outside any paragraph; line
+ * number `line`) in parts of about `size` bytes, each cut after a line end where no document goes on:
+ * after a blank line for paragraphs, after any line for JSONL. A leading UTF-8 BOM is dropped. Every
+ * part but the file's last ends with '\n'.
+ */
+export function* byteChunks(file: string, kind: 'text' | 'jsonl', offset: number, line: number,
+  size: number): Generator<{ bytes: Uint8Array; firstLine: number; last: boolean }> {
+  const fd = fs.openSync(file, 'r');
+  try {
+    let pos = offset, eof = false;
+    let pending = Buffer.alloc(0);
+    if (offset === 0) {
+      const head = Buffer.alloc(3);
+      if (fs.readSync(fd, head, 0, 3, 0) === 3 && head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf) pos = 3;
+    }
+    const block = Math.max(size, 1 << 16);
+    const readMore = () => {
+      const b = Buffer.allocUnsafe(block);
+      const n = fs.readSync(fd, b, 0, block, pos);
+      if (n === 0) eof = true;
+      else {
+        pos += n;
+        pending = pending.length === 0 ? b.subarray(0, n) : Buffer.concat([pending, b.subarray(0, n)]);
+      }
+    };
+    let from = Math.max(0, size - 1); // where to look for a cut
+    for (;;) {
+      while (!eof && pending.length < size) readMore();
+      let cut = -1;
+      for (let i = pending.indexOf(10, Math.min(from, pending.length)); i >= 0;) {
+        if (kind === 'jsonl') { cut = i + 1; break; }
+        const j = pending.indexOf(10, i + 1);
+        if (j < 0) break;
+        if (blankBytes(pending, i + 1, j)) { cut = j + 1; break; }
+        i = j;
+      }
+      if (cut < 0) {
+        if (!eof) {
+          from = Math.max(0, pending.length - 1);
+          readMore();
+          continue;
+        }
+        cut = pending.length;
+      }
+      const bytes = new Uint8Array(cut);
+      bytes.set(pending.subarray(0, cut));
+      pending = pending.subarray(cut);
+      const last = eof && pending.length === 0;
+      yield { bytes, firstLine: line, last };
+      if (last) return;
+      line += countNewlines(Buffer.from(bytes.buffer, 0, cut));
+      from = Math.max(0, size - 1);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+const shardName = (i: number) => `train-${String(i).padStart(5, '0')}.bin`;
+
+/** The settings that must match for a run to continue an earlier one (and what they are called). */
+function settingsOf(m: ShardManifest): Record<string, unknown> {
+  return {
+    'token dtype': m.dtype, 'vocabulary size': m.vocab_size, 'tokenizer': m.tokenizer.content_hash,
+    'text mode': m.text_mode, 'inputs': JSON.stringify(m.inputs), '--shard-size': m.shard_tokens,
+    '--val-share': m.val_share, '--seed': m.seed,
+  };
+}
+
+/** Tokenizes text inputs into token shards in `out` (see the file comment). */
+export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<TokenizeShardsResult> {
+  const t0 = performance.now();
+  const elapsed = () => (performance.now() - t0) / 1000;
+  const shardTokens = o.shardTokens ?? DEFAULT_SHARD_TOKENS;
+  if (!Number.isSafeInteger(shardTokens) || shardTokens < 1)
+    throw new RangeError(`--shard-size must be a positive number of tokens, got ${shardTokens}`);
+  const valShare = o.valShare ?? 0.05;
+  if (!(valShare >= 0 && valShare <= 0.5)) throw new RangeError(`--val-share must be in [0, 0.5], got ${valShare}`);
+  const seed = o.seed ?? 0;
+  const textMode = o.textMode ?? 'paragraphs';
+  const nWorkers = o.workers ?? os.availableParallelism();
+  if (!Number.isInteger(nWorkers) || nWorkers < 0) throw new RangeError(`--workers must be ≥ 0, got ${nWorkers}`);
+
+  const files = resolveInputs(o.inputs);
+  for (const f of files) {
+    if (f.kind === 'bin' || f.kind === 'shards')
+      throw new Error(`${f.path}: already tokens; dsmoe tokenize reads text ` +
+      '(.txt, .md, .jsonl, folders, builtin:nlp-corpus)');
+    if (f.kind !== 'builtin' && f.size === 0) throw new Error(`data file ${f.path} is empty`);
+  }
+  if (!fs.existsSync(o.tokenizer)) throw new Error(`tokenizer not found: ${o.tokenizer}`);
+  const tokenizerFile = path.resolve(o.tokenizer);
+  const tok = loadTokenizer(tokenizerFile);
+  const dtype = dtypeForVocab(tok.vocabSize);
+  const el = dtypeBytes(dtype);
+  const out = path.resolve(o.out);
+  fs.mkdirSync(out, { recursive: true });
+  const inputs: ManifestInput[] = files.map((f) => ({
+    path: f.kind === 'builtin' ? BUILTIN_CORPUS : f.path, size: f.size, mtime_ms: f.mtimeMs,
+  }));
+
+  const fresh: ShardManifest = {
+    format: SHARD_FORMAT, format_version: SHARD_FORMAT_VERSION, complete: false, dtype, vocab_size: tok.vocabSize,
+    eos_id: tok.eosId, tokenizer: { content_hash: tok.contentHash, file: tokenizerFile }, text_mode: textMode, inputs,
+    shard_tokens: shardTokens, val_share: valShare, seed, documents: { total: 0, train: 0, val: 0 }, shards: [],
+    val: null, progress: { next_document: 0, val_tokens: 0, val_documents: 0 },
+  };
+  let m = fresh;
+  let kept = 0;
+  if (fs.existsSync(path.join(out, MANIFEST_FILE))) {
+    const old = readManifest(out);
+    const a = settingsOf(old), b = settingsOf(fresh);
+    const diff = Object.keys(a).filter((k) => a[k] !== b[k]);
+    if (diff.length > 0)
+      throw new Error(`${out} already holds token shards made with other settings (${diff.join(', ')} differ); ` +
+        'write to an empty --out folder, or delete this one');
+    if (old.complete) {
+      return { out, manifest: old, status: 'complete', keptShards: old.shards.length, chars: 0, tokens: 0,
+        seconds: elapsed(), workers: 0 };
+    }
+    m = { ...old, progress: old.progress ?? { next_document: 0, val_tokens: 0, val_documents: 0 } };
+    kept = m.shards.length;
+  }
+  const writeManifest = () => atomicWrite(path.join(out, MANIFEST_FILE), JSON.stringify(m, null, 2) + '\n');
+
+  // Leftovers of an interrupted run beyond what the manifest records.
+  for (const name of fs.readdirSync(out)) {
+    const k = /^train-(\d+)\.bin(\.partial)?$/.exec(name);
+    if (k && (k[2] !== undefined || Number(k[1]) >= kept)) fs.rmSync(path.join(out, name));
+    if (name === VAL_FILE) fs.rmSync(path.join(out, name));
+  }
+
+  // Documents and the held-out choice (as loadDataset makes it).
+  let totalDocs = 0;
+  const fileDocs: number[] = [];
+  for (const f of files) {
+    o.onProgress?.({ phase: 'scan', documents: totalDocs, totalDocuments: 0, chars: 0, tokens: 0, shards: kept,
+      elapsedS: elapsed(), file: f.path });
+    const n = countDocuments(f, textMode);
+    if (n === 0) throw new Error(`data file ${f.path} is empty (no documents)`);
+    fileDocs.push(n);
+    totalDocs += n;
+  }
+  const k = valShare === 0 || totalDocs < 2 ? 0
+    : Math.min(totalDocs - 1, Math.max(1, Math.round(valShare * totalDocs)));
+  const isVal = new Uint8Array(totalDocs);
+  if (k > 0) {
+    const order = shuffledIndices(totalDocs, new Rng(seed));
+    for (let i = 0; i < k; i++) isVal[order[i]] = 1;
+  }
+  m.documents = { total: totalDocs, train: totalDocs - k, val: k };
+
+  const progress = m.progress!;
+  const valPartial = path.join(out, `${VAL_FILE}.partial`);
+  const valFd = fs.openSync(valPartial, fs.existsSync(valPartial) ? 'r+' : 'w+');
+  if (fs.fstatSync(valFd).size < progress.val_tokens * el) {
+    fs.closeSync(valFd);
+    throw new Error(`${valPartial} is shorter than the manifest records (${progress.val_tokens} tokens); ` +
+      `delete ${out} ` +
+      'and tokenize again');
+  }
+  fs.ftruncateSync(valFd, progress.val_tokens * el);
+  const val = new TokenSink(valPartial, valFd, dtype, progress.val_tokens);
+  val.documents = progress.val_documents;
+
+  let shard: TokenSink | null = null;
+  let shardFirst = progress.next_document;
+  const openShard = () => {
+    const file = path.join(out, `${shardName(m.shards.length)}.partial`);
+    shard = new TokenSink(file, fs.openSync(file, 'w'), dtype);
+  };
+  const closeShard = (endDoc: number) => {
+    const s = shard!;
+    const sha256 = s.sync();
+    s.close();
+    const name = shardName(m.shards.length);
+    fs.renameSync(s.file, path.join(out, name));
+    const entry: ShardEntry = {
+      file: name, tokens: s.tokens, documents: s.documents, first_document: shardFirst, end_document: endDoc, sha256,
+      sample_sha256: sampleHashFile(path.join(out, name)),
+    };
+    m.shards.push(entry);
+    val.sync();
+    m.progress = { next_document: endDoc, val_tokens: val.tokens, val_documents: val.documents };
+    writeManifest();
+    shard = null;
+    shardFirst = endDoc;
+  };
+  writeManifest();
+
+  const pool = nWorkers === 0 ? new InlinePool(tok) : new Pool(nWorkers, tokenizerFile);
+  const jobChars = o.jobChars ?? DEFAULT_JOB_CHARS;
+  const inFlight: Array<Promise<TokenizeJobResult>> = [];
+  let chars = 0, tokens = 0, done = progress.next_document, nextId = 0;
+  let interrupted = false, finished = false;
+  const report = (file?: string) => o.onProgress?.({
+    phase: 'tokenize', documents: done, totalDocuments: totalDocs, chars, tokens, shards: m.shards.length,
+    elapsedS: elapsed(), file,
+  });
+  // Results are taken in the order the jobs were sent: document `done` is the next one.
+  const take = async () => {
+    const r = await inFlight.shift()!;
+    if ('error' in r) throw new Error(r.error);
+    if (done + r.lens.length > totalDocs) throw new Error('the inputs changed while they were being read');
+    let off = 0;
+    for (let i = 0; i < r.lens.length; i++) {
+      const g = done + i;
+      const ids = r.ids.subarray(off, off + r.lens[i]);
+      off += r.lens[i];
+      if (isVal[g]) val.push(ids, tok.eosId);
+      else {
+        if (!shard) openShard();
+        shard!.push(ids, tok.eosId);
+        tokens += ids.length;
+        if (shard!.tokens >= shardTokens) closeShard(g + 1);
+      }
+    }
+    chars += r.chars;
+    done += r.lens.length;
+  };
+  const submit = async (job: TokenizeJob) => {
+    const result = pool.run(job);
+    result.catch(() => undefined); // awaited in take(); one left behind by an error must not be unhandled
+    inFlight.push(result);
+    while (inFlight.length >= 2 * Math.max(1, nWorkers)) {
+      await take();
+      report();
+    }
+  };
+
+  report();
+  try {
+    let before = 0; // documents in the files before this one
+    outer: for (const [fi, f] of files.entries()) {
+      const skip = Math.max(0, progress.next_document - before); // documents in shards kept from the interrupted run
+      before += fileDocs[fi];
+      if (skip >= fileDocs[fi]) continue;
+      if ((f.kind === 'text' && textMode === 'paragraphs') || f.kind === 'jsonl') {
+        // Bytes to the workers, cut between documents: they decode and split them.
+        const kind = f.kind;
+        const at = skip > 0 ? locateDocument(f.path, kind, skip) : { offset: 0, line: 1 };
+        for (const c of byteChunks(f.path, kind, at.offset, at.line, jobChars)) {
+          if (o.signal?.aborted) { interrupted = true; break outer; }
+          await submit({ id: nextId++, bytes: c.bytes, kind, name: f.path, firstLine: c.firstLine, last: c.last });
+        }
+        continue;
+      }
+      let d = 0, jobLen = 0;
+      let docs: string[] = [];
+      for (const doc of readDocuments(f, textMode)) {
+        if (d++ < skip) continue;
+        if (o.signal?.aborted) { interrupted = true; break outer; }
+        docs.push(doc);
+        jobLen += doc.length;
+        if (jobLen >= jobChars) {
+          await submit({ id: nextId++, docs });
+          docs = [];
+          jobLen = 0;
+        }
+      }
+      if (docs.length > 0) await submit({ id: nextId++, docs });
+    }
+    if (!interrupted) {
+      while (inFlight.length > 0) await take();
+      if (done !== totalDocs) throw new Error('the inputs changed while they were being read');
+      report();
+    }
+    finished = !interrupted;
+  } finally {
+    await pool.close();
+    if (!finished) {
+      // Keep what the manifest records; the shard in hand is redone by the next run.
+      val.close();
+      if (shard) (shard as TokenSink).close();
+    }
+  }
+  if (interrupted) {
+    return { out, manifest: m, status: 'interrupted', keptShards: kept, chars, tokens, seconds: elapsed(),
+      workers: nWorkers };
+  }
+  if (shard) closeShard(totalDocs);
+  val.sync();
+  val.close();
+  if (val.tokens > 0) {
+    fs.renameSync(valPartial, path.join(out, VAL_FILE));
+    const vf = path.join(out, VAL_FILE);
+    m.val = { file: VAL_FILE, tokens: val.tokens, documents: val.documents, sha256: hashFile(vf),
+      sample_sha256: sampleHashFile(vf) };
+  } else {
+    fs.rmSync(valPartial);
+    m.val = null;
+  }
+  const seconds = elapsed();
+  m.complete = true;
+  delete m.progress;
+  m.stats = { chars, seconds: Math.round(seconds * 1000) / 1000, workers: nWorkers };
+  writeManifest();
+  return { out, manifest: m, status: 'done', keptShards: kept, chars, tokens, seconds, workers: nWorkers };
+}
