@@ -212,6 +212,28 @@ describe('expert GEMV (decode) over quantized weights', () => {
       expect(worst).toBeGreaterThan(0);  // the rounded path did run
     });
 
+  test('results do not depend on the thread count (task sizes follow it; rows stay in the same 4-row blocks)', () => {
+    const before = addon.runtimeInfo().threads;
+    try {
+      for (const dtype of ['I8', 'Q4'] as const)
+        for (const m of [1, 3]) {  // activation rows per expert: 1-row and 4-row kernels
+          const E = 3, n = 151, k = 1024, off = offsetsFrom([m, m, m]), x = randArray(3 * m * k, 5 + m);
+          const qz = quantize(dtype, weights(E * n, k, 6), E * n, k);
+          const run = (threads: number) => {
+            addon.setThreads({ threads });
+            const y = new Float32Array(3 * m * n);
+            addon.expertGemv({ experts: E, offsets: off, x, w: qz.w, scales: qz.scales, n, k, y });
+            return Buffer.from(y.buffer);
+          };
+          const one = run(1);
+          for (const t of [2, 3, 4])
+            expect({ dtype, m, t, same: run(t).equals(one) }).toEqual({ dtype, m, t, same: true });
+        }
+    } finally {
+      addon.setThreads({ threads: before });
+    }
+  });
+
   test('tiny weights (fp16 subnormal Q4 scales, I8 scales ~1e-8) keep their relative accuracy', () => {
     for (const dtype of ['I8', 'Q4'] as const) {
       const E = 1, n = 5, k = 64, off = offsetsFrom([2]), x = randArray(2 * k, 77);
