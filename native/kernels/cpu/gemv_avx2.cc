@@ -31,16 +31,17 @@ inline float hsum8(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-inline __m256 i8x8_to_ps(const int8_t* p) {
-  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-}
-
-// Row r of F32 / BF16 weights: 16 columns per step in two accumulators per activation row.
+// A row of F32 / BF16 / I8 weights: 16 columns per step in two accumulators per activation row; the
+// sum times `scale` (I8's row scale; 1 otherwise, exact).
 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 inline __m256 load8(const uint16_t* p) {  // bf16 -> fp32: the bits shifted into the high half (exact)
   const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
 }
+inline __m256 load8(const int8_t* p) {  // int8 -> int32 -> fp32 (exact)
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+inline float widen(int8_t v) { return static_cast<float>(v); }
 inline float widen(float v) { return v; }
 inline float widen(uint16_t v) {
   const uint32_t bits = static_cast<uint32_t>(v) << 16;
@@ -50,7 +51,7 @@ inline float widen(uint16_t v) {
 }
 
 template <int MB, typename W>
-void row_wide(const W* w, int64_t k, const float* x, float* y, int64_t ldy) {
+void row_wide(const W* w, float scale, int64_t k, const float* x, float* y, int64_t ldy) {
   const int64_t k16 = k & ~int64_t(15);
   __m256 a0[MB], a1[MB];
   #pragma GCC unroll 4
@@ -67,48 +68,28 @@ void row_wide(const W* w, int64_t k, const float* x, float* y, int64_t ldy) {
   for (int i = 0; i < MB; ++i) {
     float acc = hsum8(_mm256_add_ps(a0[i], a1[i]));
     for (int64_t j = k16; j < k; ++j) acc += widen(w[j]) * x[i * k + j];
-    y[i * ldy] = acc;
+    y[i * ldy] = acc * scale;
   }
 }
 
+// scale: one per row (I8), or null (1).
 template <int MB, typename W>
-void rows_wide(const W* w, int64_t rows, int64_t k, const float* x, float* y, int64_t ldy) {
-  for (int64_t r = 0; r < rows; ++r) row_wide<MB>(w + r * k, k, x, y + r, ldy);
+void rows_wide(const W* w, const float* scale, int64_t rows, int64_t k, const float* x, float* y, int64_t ldy) {
+  for (int64_t r = 0; r < rows; ++r) row_wide<MB>(w + r * k, scale ? scale[r] : 1.f, k, x, y + r, ldy);
 }
 
 template <typename W>
-void gemv_wide(const W* w, int64_t rows, int64_t k, const float* x, int64_t m, float* y, int64_t ldy) {
+void gemv_wide(const W* w, const float* scale, int64_t rows, int64_t k, const float* x, int64_t m, float* y,
+               int64_t ldy) {
   for (int64_t i = 0; i < m; i += 4) {
     const float* xi = x + i * k;
     float* yi = y + i * ldy;
     switch (m - i < 4 ? m - i : 4) {
-      case 1: rows_wide<1>(w, rows, k, xi, yi, ldy); break;
-      case 2: rows_wide<2>(w, rows, k, xi, yi, ldy); break;
-      case 3: rows_wide<3>(w, rows, k, xi, yi, ldy); break;
-      default: rows_wide<4>(w, rows, k, xi, yi, ldy); break;
+      case 1: rows_wide<1>(w, scale, rows, k, xi, yi, ldy); break;
+      case 2: rows_wide<2>(w, scale, rows, k, xi, yi, ldy); break;
+      case 3: rows_wide<3>(w, scale, rows, k, xi, yi, ldy); break;
+      default: rows_wide<4>(w, scale, rows, k, xi, yi, ldy); break;
     }
-  }
-}
-
-template <int MB>
-void row_i8(const int8_t* w, float scale, int64_t k, const float* x, float* y, int64_t ldy) {
-  const int64_t k16 = k & ~int64_t(15);
-  __m256 a0[MB], a1[MB];
-  #pragma GCC unroll 4
-  for (int i = 0; i < MB; ++i) a0[i] = a1[i] = _mm256_setzero_ps();
-  for (int64_t j = 0; j < k16; j += 16) {
-    const __m256 w0 = i8x8_to_ps(w + j), w1 = i8x8_to_ps(w + j + 8);
-    #pragma GCC unroll 4
-    for (int i = 0; i < MB; ++i) {
-      a0[i] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i * k + j), a0[i]);
-      a1[i] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i * k + j + 8), a1[i]);
-    }
-  }
-  #pragma GCC unroll 4
-  for (int i = 0; i < MB; ++i) {
-    float acc = hsum8(_mm256_add_ps(a0[i], a1[i]));
-    for (int64_t j = k16; j < k; ++j) acc += static_cast<float>(w[j]) * x[i * k + j];  // the same products
-    y[i * ldy] = acc * scale;
   }
 }
 
@@ -143,11 +124,6 @@ void row_q4(const uint8_t* w, const uint16_t* scale, int64_t k, const float* x, 
 }
 
 template <int MB>
-void rows_i8(const int8_t* w, const float* scale, int64_t rows, int64_t k, const float* x, float* y, int64_t ldy) {
-  for (int64_t r = 0; r < rows; ++r) row_i8<MB>(w + r * k, scale[r], k, x, y + r, ldy);
-}
-
-template <int MB>
 void rows_q4(const uint8_t* w, const uint16_t* scale, int64_t rows, int64_t k, const float* x, float* y,
              int64_t ldy) {
   for (int64_t r = 0; r < rows; ++r) row_q4<MB>(w + r * (k / 2), scale + r * (k / kQ4Group), k, x, y + r, ldy);
@@ -156,26 +132,17 @@ void rows_q4(const uint8_t* w, const uint16_t* scale, int64_t rows, int64_t k, c
 }  // namespace
 
 void gemv_f32_avx2(const float* w, int64_t rows, int64_t k, const float* x, int64_t m, float* y, int64_t ldy) {
-  gemv_wide(w, rows, k, x, m, y, ldy);
+  gemv_wide(w, nullptr, rows, k, x, m, y, ldy);
 }
 
 void gemv_bf16_avx2(const uint16_t* w, int64_t rows, int64_t k, const float* x, const uint16_t*, int64_t m,
                     float* y, int64_t ldy) {
-  gemv_wide(w, rows, k, x, m, y, ldy);
+  gemv_wide(w, nullptr, rows, k, x, m, y, ldy);
 }
 
 void gemv_i8_avx2(const int8_t* w, const float* scale, int64_t rows, int64_t k, const float* x, int64_t m,
                   float* y, int64_t ldy) {
-  for (int64_t i = 0; i < m; i += 4) {
-    const float* xi = x + i * k;
-    float* yi = y + i * ldy;
-    switch (m - i < 4 ? m - i : 4) {
-      case 1: rows_i8<1>(w, scale, rows, k, xi, yi, ldy); break;
-      case 2: rows_i8<2>(w, scale, rows, k, xi, yi, ldy); break;
-      case 3: rows_i8<3>(w, scale, rows, k, xi, yi, ldy); break;
-      default: rows_i8<4>(w, scale, rows, k, xi, yi, ldy); break;
-    }
-  }
+  gemv_wide(w, scale, rows, k, x, m, y, ldy);
 }
 
 void gemv_q4_avx2(const uint8_t* w, const uint16_t* scale, int64_t rows, int64_t k, const float* x, int64_t m,
