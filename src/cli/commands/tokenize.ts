@@ -119,7 +119,7 @@ export async function runTokenize(
     else {
       rep.line(`wrote ${m.shards.length} shards (${formatRate(s.train_tokens as number)} training tokens, ` +
         `${formatRate(s.val_tokens as number)} held out, ${m.dtype}) to ${where} in ${r.seconds.toFixed(1)} s: ` +
-        `${formatRate(s.chars_per_s as number)} chars/s with ${r.workers} workers` +
+        `${formatRate(s.chars_per_s as number)} chars/s with ${r.workers} worker${r.workers === 1 ? '' : 's'}` +
         `${r.keptShards > 0 ? ` (${r.keptShards} shards kept from the interrupted run)` : ''}`);
     }
     if (!o.quiet) rep.line(`next: dsmoe train --data ${where}${o.tokenizer ? ` --tokenizer ${o.tokenizer}` : ''}`);
