@@ -341,6 +341,8 @@ describe('quantized GEMV bad arguments', () => {
     const i8 = { experts: 2, offsets: off, x, w: new Int8Array(2 * 2 * 32), scales: new Float32Array(4), n: 2, k: 32,
       y };
     const q4 = { ...i8, w: new Uint8Array(2 * 2 * 16), scales: new Uint16Array(4) };
+    expectNativeError(() => addon.setInt8Dot({ enabled: 1 as unknown as boolean }), 'TypeError',
+      /^setInt8Dot: enabled must be a boolean/);
     addon.expertGemv(i8);
     addon.expertGemv(q4);
     expectNativeError(() => addon.expertGemv({ ...i8, scales: undefined }), 'TypeError',

@@ -24,6 +24,8 @@
 namespace dsmoe::cpu {
 namespace {
 
+#include "gemv_blocks.inc"  // inside the anonymous namespace on purpose (see the file)
+
 inline float hsum8(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -81,16 +83,11 @@ void rows_wide(const W* w, const float* scale, int64_t rows, int64_t k, const fl
 template <typename W>
 void gemv_wide(const W* w, const float* scale, int64_t rows, int64_t k, const float* x, int64_t m, float* y,
                int64_t ldy) {
-  for (int64_t i = 0; i < m; i += 4) {
+  for_activation_blocks(m, [&](auto mb, int64_t i) {
     const float* xi = x + i * k;
     float* yi = y + i * ldy;
-    switch (m - i < 4 ? m - i : 4) {
-      case 1: rows_wide<1>(w, scale, rows, k, xi, yi, ldy); break;
-      case 2: rows_wide<2>(w, scale, rows, k, xi, yi, ldy); break;
-      case 3: rows_wide<3>(w, scale, rows, k, xi, yi, ldy); break;
-      default: rows_wide<4>(w, scale, rows, k, xi, yi, ldy); break;
-    }
-  }
+    rows_wide<decltype(mb)::value>(w, scale, rows, k, xi, yi, ldy);
+  });
 }
 
 template <int MB>
@@ -147,16 +144,11 @@ void gemv_i8_avx2(const int8_t* w, const float* scale, int64_t rows, int64_t k, 
 
 void gemv_q4_avx2(const uint8_t* w, const uint16_t* scale, int64_t rows, int64_t k, const float* x, int64_t m,
                   float* y, int64_t ldy) {
-  for (int64_t i = 0; i < m; i += 4) {
+  for_activation_blocks(m, [&](auto mb, int64_t i) {
     const float* xi = x + i * k;
     float* yi = y + i * ldy;
-    switch (m - i < 4 ? m - i : 4) {
-      case 1: rows_q4<1>(w, scale, rows, k, xi, yi, ldy); break;
-      case 2: rows_q4<2>(w, scale, rows, k, xi, yi, ldy); break;
-      case 3: rows_q4<3>(w, scale, rows, k, xi, yi, ldy); break;
-      default: rows_q4<4>(w, scale, rows, k, xi, yi, ldy); break;
-    }
-  }
+    rows_q4<decltype(mb)::value>(w, scale, rows, k, xi, yi, ldy);
+  });
 }
 
 }  // namespace dsmoe::cpu

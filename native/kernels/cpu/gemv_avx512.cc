@@ -12,6 +12,8 @@
 namespace dsmoe::cpu {
 namespace {
 
+#include "gemv_blocks.inc"  // inside the anonymous namespace on purpose (see the file)
+
 inline __m512 load_w(const float* p) { return _mm512_loadu_ps(p); }
 inline __m512 load_w(const uint16_t* p) {  // 16 bf16 -> 16 fp32 (shift into the high half)
   __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
@@ -84,16 +86,11 @@ void rows_mb(const W* w, int64_t rows, int64_t k, const float* x, float* y, int6
 template <typename W>
 void rows_any(const W* w, int64_t rows, int64_t k, const float* x, int64_t m, float* y, int64_t ldy) {
   // Blocks of up to 4 activation rows; the weight block (≤ 32 KiB) stays in L1/L2 across them.
-  for (int64_t i = 0; i < m; i += 4) {
+  for_activation_blocks(m, [&](auto mb, int64_t i) {
     const float* xi = x + i * k;
     float* yi = y + i * ldy;
-    switch (m - i < 4 ? m - i : 4) {
-      case 1: rows_mb<1>(w, rows, k, xi, yi, ldy); break;
-      case 2: rows_mb<2>(w, rows, k, xi, yi, ldy); break;
-      case 3: rows_mb<3>(w, rows, k, xi, yi, ldy); break;
-      default: rows_mb<4>(w, rows, k, xi, yi, ldy); break;
-    }
-  }
+    rows_mb<decltype(mb)::value>(w, rows, k, xi, yi, ldy);
+  });
 }
 
 }  // namespace

@@ -14,6 +14,8 @@
 namespace dsmoe::cpu {
 namespace {
 
+#include "gemv_blocks.inc"  // inside the anonymous namespace on purpose (see the file)
+
 inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh&>(v); }
 
 // RB weight rows × MB activation rows per pass, two 32-pair halves each: 2·RB·MB independent
@@ -75,16 +77,11 @@ void rows_mb(const uint16_t* w, int64_t rows, int64_t k, const uint16_t* xb, flo
 
 void gemv_bf16_dot_avx512(const uint16_t* w, int64_t rows, int64_t k, const float*, const uint16_t* xb,
                           int64_t m, float* y, int64_t ldy) {
-  for (int64_t i = 0; i < m; i += 4) {
+  for_activation_blocks(m, [&](auto mb, int64_t i) {
     const uint16_t* xi = xb + i * k;
     float* yi = y + i * ldy;
-    switch (m - i < 4 ? m - i : 4) {
-      case 1: rows_mb<1>(w, rows, k, xi, yi, ldy); break;
-      case 2: rows_mb<2>(w, rows, k, xi, yi, ldy); break;
-      case 3: rows_mb<3>(w, rows, k, xi, yi, ldy); break;
-      default: rows_mb<4>(w, rows, k, xi, yi, ldy); break;
-    }
-  }
+    rows_mb<decltype(mb)::value>(w, rows, k, xi, yi, ldy);
+  });
 }
 
 }  // namespace dsmoe::cpu

@@ -23,6 +23,8 @@
 namespace dsmoe::cpu {
 namespace {
 
+#include "gemv_blocks.inc"  // inside the anonymous namespace on purpose (see the file)
+
 inline __m512 i8_to_ps(__m128i q) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)); }
 
 // RB weight rows × MB activation rows; NA = 2: the two 16-column halves of each 32 columns in separate
@@ -177,30 +179,20 @@ void rows_q4(const uint8_t* w, const uint16_t* scale, int64_t rows, int64_t k, c
 // Blocks of up to 4 activation rows; the weight block (≤ 32 KiB) stays in L1/L2 across them.
 void gemv_i8_avx512(const int8_t* w, const float* scale, int64_t rows, int64_t k, const float* x, int64_t m,
                     float* y, int64_t ldy) {
-  for (int64_t i = 0; i < m; i += 4) {
+  for_activation_blocks(m, [&](auto mb, int64_t i) {
     const float* xi = x + i * k;
     float* yi = y + i * ldy;
-    switch (m - i < 4 ? m - i : 4) {
-      case 1: rows_i8<1>(w, scale, rows, k, xi, yi, ldy); break;
-      case 2: rows_i8<2>(w, scale, rows, k, xi, yi, ldy); break;
-      case 3: rows_i8<3>(w, scale, rows, k, xi, yi, ldy); break;
-      default: rows_i8<4>(w, scale, rows, k, xi, yi, ldy); break;
-    }
-  }
+    rows_i8<decltype(mb)::value>(w, scale, rows, k, xi, yi, ldy);
+  });
 }
 
 void gemv_q4_avx512(const uint8_t* w, const uint16_t* scale, int64_t rows, int64_t k, const float* x, int64_t m,
                     float* y, int64_t ldy) {
-  for (int64_t i = 0; i < m; i += 4) {
+  for_activation_blocks(m, [&](auto mb, int64_t i) {
     const float* xi = x + i * k;
     float* yi = y + i * ldy;
-    switch (m - i < 4 ? m - i : 4) {
-      case 1: rows_q4<1>(w, scale, rows, k, xi, yi, ldy); break;
-      case 2: rows_q4<2>(w, scale, rows, k, xi, yi, ldy); break;
-      case 3: rows_q4<3>(w, scale, rows, k, xi, yi, ldy); break;
-      default: rows_q4<4>(w, scale, rows, k, xi, yi, ldy); break;
-    }
-  }
+    rows_q4<decltype(mb)::value>(w, scale, rows, k, xi, yi, ldy);
+  });
 }
 
 }  // namespace dsmoe::cpu

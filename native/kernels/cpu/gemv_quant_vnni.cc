@@ -28,6 +28,8 @@
 namespace dsmoe::cpu {
 namespace {
 
+#include "gemv_blocks.inc"  // inside the anonymous namespace on purpose (see the file)
+
 // RB weight rows × MB activation rows, all k / 64 blocks.
 template <int RB, int MB>
 void block_i8_vnni(const int8_t* w, const float* wscale, int64_t k, const int8_t* xq, const float* xs,
@@ -196,35 +198,25 @@ void quantize_activations_vnni(DType wt, const float* x, int64_t m, int64_t k, Q
 void gemv_i8_vnni(const int8_t* w, const float* wscale, int64_t rows, int64_t k, const int8_t* xq, const float* xs,
                   const int32_t* xc, int64_t m, float* y, int64_t ldy) {
   const int64_t nb = k / kXBlock;
-  for (int64_t i = 0; i < m; i += 4) {
+  for_activation_blocks(m, [&](auto mb, int64_t i) {
     const int8_t* q = xq + i * k;
     const float* s = xs + i * nb;
     const int32_t* c = xc + i * nb * 16;
     float* yi = y + i * ldy;
-    switch (m - i < 4 ? m - i : 4) {
-      case 1: rows_i8_vnni<1>(w, wscale, rows, k, q, s, c, yi, ldy); break;
-      case 2: rows_i8_vnni<2>(w, wscale, rows, k, q, s, c, yi, ldy); break;
-      case 3: rows_i8_vnni<3>(w, wscale, rows, k, q, s, c, yi, ldy); break;
-      default: rows_i8_vnni<4>(w, wscale, rows, k, q, s, c, yi, ldy); break;
-    }
-  }
+    rows_i8_vnni<decltype(mb)::value>(w, wscale, rows, k, q, s, c, yi, ldy);
+  });
 }
 
 void gemv_q4_vnni(const uint8_t* w, const uint16_t* wscale, int64_t rows, int64_t k, const int8_t* xq,
                   const float* xs, const int32_t* xc, int64_t m, float* y, int64_t ldy) {
   const int64_t nb = k / kXBlock;
-  for (int64_t i = 0; i < m; i += 4) {
+  for_activation_blocks(m, [&](auto mb, int64_t i) {
     const int8_t* q = xq + i * k;
     const float* s = xs + i;
     const int32_t* c = xc + i * nb * 16;
     float* yi = y + i * ldy;
-    switch (m - i < 4 ? m - i : 4) {
-      case 1: rows_q4_vnni<1>(w, wscale, rows, k, q, s, c, yi, ldy); break;
-      case 2: rows_q4_vnni<2>(w, wscale, rows, k, q, s, c, yi, ldy); break;
-      case 3: rows_q4_vnni<3>(w, wscale, rows, k, q, s, c, yi, ldy); break;
-      default: rows_q4_vnni<4>(w, wscale, rows, k, q, s, c, yi, ldy); break;
-    }
-  }
+    rows_q4_vnni<decltype(mb)::value>(w, wscale, rows, k, q, s, c, yi, ldy);
+  });
 }
 
 }  // namespace dsmoe::cpu
