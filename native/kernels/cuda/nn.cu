@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../../cuda/device.h"
+#include "device_common.cuh"
 #include "device_ops.h"
 
 namespace dsmoe::cuda {
@@ -16,8 +17,8 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ __forceinline__ int64_t gtid() { return blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; }
-__device__ __forceinline__ int64_t gstride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
+using common::gstride;
+using common::gtid;
 
 __device__ __forceinline__ double warp_sum(double v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -69,7 +70,7 @@ __global__ void router_softmax_kernel(int64_t T, int64_t E, const float* logits,
   }
 }
 
-__device__ __forceinline__ float rank_key(float s) { return isnan(s) ? -INFINITY : s; }
+using common::rank_key;
 
 // One thread per (token, expert): its rank among the token's experts (descending score, ties to the
 // lower index, NaN below every number) is where it goes when the rank is < k.
@@ -116,28 +117,10 @@ __global__ void group_count_kernel(int64_t P, int64_t chunks, const int32_t* pai
 __global__ void group_scan_kernel(int64_t E, int64_t chunks, int64_t P, int32_t* counts /* in: counts, out: base */,
                                   int32_t* offsets) {
   __shared__ int32_t sums[1024];
-  const int64_t L = E * chunks;
-  const int tid = threadIdx.x, nt = blockDim.x;
-  const int64_t seg = (L + nt - 1) / nt, b = tid * seg, e = min(L, b + seg);
-  int32_t s = 0;
-  for (int64_t i = b; i < e; ++i) s += counts[i];
-  sums[tid] = s;
+  common::block_exclusive_scan(E * chunks, counts, sums);
   __syncthreads();
-  for (int o = 1; o < nt; o <<= 1) {  // Hillis-Steele inclusive scan of the thread sums
-    const int32_t v = tid >= o ? sums[tid - o] : 0;
-    __syncthreads();
-    sums[tid] += v;
-    __syncthreads();
-  }
-  int32_t run = tid > 0 ? sums[tid - 1] : 0;
-  for (int64_t i = b; i < e; ++i) {
-    const int32_t v = counts[i];
-    counts[i] = run;
-    run += v;
-  }
-  __syncthreads();
-  for (int64_t x = tid; x < E; x += nt) offsets[x] = counts[x * chunks];
-  if (tid == 0) offsets[E] = static_cast<int32_t>(P);
+  for (int64_t x = threadIdx.x; x < E; x += blockDim.x) offsets[x] = counts[x * chunks];
+  if (threadIdx.x == 0) offsets[E] = static_cast<int32_t>(P);
 }
 
 // Step 3: scatter.

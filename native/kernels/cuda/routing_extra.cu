@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "../../cuda/device.h"
+#include "device_common.cuh"
 #include "device_ops.h"
 
 namespace dsmoe::cuda {
@@ -21,9 +22,9 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kScanThreads = 1024;
 
-__device__ __forceinline__ int64_t gtid() { return blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; }
-__device__ __forceinline__ int64_t gstride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
-__device__ __forceinline__ float rank_key(float s) { return isnan(s) ? -INFINITY : s; }
+using common::gstride;
+using common::gtid;
+using common::rank_key;
 
 // count[t] = #{e : E·S_e > eps} (in double, exact: an fp32 value times an integer < 2^31), at least 1.
 // NaN never passes (the comparison is false).
@@ -36,30 +37,11 @@ __global__ void threshold_count_kernel(int64_t T, int64_t E, const float* probs,
   }
 }
 
-// In place: x[i] = Σ_{j<i} x[j] (exclusive), *total = Σ x. One block of kScanThreads: each thread
-// sums a contiguous segment, a Hillis-Steele scan of the segment sums, then each thread rewrites its
-// segment. Integers: exact, independent of the order.
+// In place: x[i] = Σ_{j<i} x[j] (exclusive), *total = Σ x; one block of kScanThreads.
 __global__ void __launch_bounds__(kScanThreads) exclusive_scan_kernel(int64_t n, int64_t* x, int64_t* total) {
   __shared__ int64_t sums[kScanThreads];
-  const int tid = threadIdx.x, nt = blockDim.x;
-  const int64_t seg = (n + nt - 1) / nt, b = tid * seg, e = min(n, b + seg);
-  int64_t s = 0;
-  for (int64_t i = b; i < e; ++i) s += x[i];
-  sums[tid] = s;
-  __syncthreads();
-  for (int o = 1; o < nt; o <<= 1) {
-    const int64_t v = tid >= o ? sums[tid - o] : 0;
-    __syncthreads();
-    sums[tid] += v;
-    __syncthreads();
-  }
-  int64_t run = tid > 0 ? sums[tid - 1] : 0;
-  for (int64_t i = b; i < e; ++i) {
-    const int64_t v = x[i];
-    x[i] = run;
-    run += v;
-  }
-  if (tid == nt - 1) *total = sums[nt - 1];
+  const int64_t t = common::block_exclusive_scan(n, x, sums);
+  if (threadIdx.x == 0) *total = t;
 }
 
 // Thread per (token, expert): its rank among the token's experts; ranks < m (the token's pair count,
