@@ -160,6 +160,13 @@ const isBlank = (line: string) => /^[ \t\r\f\v]*$/.test(line);
  * place errors. Also used on a part of a file that starts at a line start outside a paragraph
  * (dsmoe tokenize's workers).
  */
+/** Bad input on a line of a file: the message names both; the line travels on for callers that renumber. */
+export class InputLineError extends Error {
+  constructor(readonly file: string, readonly line: number, readonly reason: string) {
+    super(`${file}:${line}: ${reason}`);
+  }
+}
+
 export function* documentsOfLines(lines: Iterable<string>, kind: 'text' | 'jsonl', name: string,
   firstLine = 1): Generator<string> {
   if (kind === 'jsonl') {
@@ -171,12 +178,12 @@ export function* documentsOfLines(lines: Iterable<string>, kind: 'text' | 'jsonl
       try {
         obj = JSON.parse(line);
       } catch (e) {
-        throw new Error(`${name}:${lineNo}: malformed JSON line (${(e as Error).message})`);
+        throw new InputLineError(name, lineNo, `malformed JSON line (${(e as Error).message})`);
       }
       if (obj === null || typeof obj !== 'object' || Array.isArray(obj))
-        throw new Error(`${name}:${lineNo}: expected a JSON object with a "text" string field`);
+        throw new InputLineError(name, lineNo, 'expected a JSON object with a "text" string field');
       const text = (obj as Record<string, unknown>).text;
-      if (typeof text !== 'string') throw new Error(`${name}:${lineNo}: the "text" field is ` +
+      if (typeof text !== 'string') throw new InputLineError(name, lineNo, 'the "text" field is ' +
         `${text === undefined ? 'missing' : `a ${typeof text}, not a string`}`);
       yield text;
     }

@@ -167,7 +167,9 @@ function transpileGraph(entry: string): Record<string, string> {
 /** A worker thread running tokenize-worker (compiled JavaScript, or the TypeScript sources under the tests). */
 function spawnWorker(tokenizer: string): Worker {
   const js = path.join(__dirname, 'tokenize-worker.js');
-  if (fs.existsSync(js)) return new Worker(js, { workerData: { tokenizer } });
+  const yg = Number(process.env.YG ?? 0);
+  const resourceLimits = yg ? { maxYoungGenerationSizeMb: yg } : undefined;
+  if (fs.existsSync(js)) return new Worker(js, { workerData: { tokenizer }, resourceLimits });
   const entry = path.join(__dirname, 'tokenize-worker.ts');
   const code = `
 const { workerData } = require('node:worker_threads');
@@ -211,7 +213,8 @@ class Pool {
     for (let i = 1; i < this.workers.length; i++) if (this.waiting[i].size < this.waiting[best].size) best = i;
     return new Promise((resolve, reject) => {
       this.waiting[best].set(job.id, { resolve, reject });
-      this.workers[best].postMessage(job);
+      // A part's bytes are handed over (byteChunks gives each part a buffer of its own).
+      this.workers[best].postMessage(job, 'bytes' in job ? [job.bytes.buffer as ArrayBuffer] : []);
     });
   }
 
@@ -242,66 +245,64 @@ function blankBytes(buf: Buffer, a: number, b: number): boolean {
   return true;
 }
 
-/** Newlines in bytes. */
-function countNewlines(buf: Buffer): number {
-  let n = 0;
-  for (let i = buf.indexOf(10); i >= 0; i = buf.indexOf(10, i + 1)) n++;
-  return n;
+/**
+ * Where a part may end in buf[0, end), looking from `from`: after a line end where no document goes
+ * on (after a blank line for paragraphs, after any line for JSONL); -1 if there is no such place.
+ */
+function findCut(buf: Uint8Array, from: number, end: number, kind: 'text' | 'jsonl'): number {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, end);
+  for (let i = b.indexOf(10, from); i >= 0;) {
+    if (kind === 'jsonl') return i + 1;
+    const j = b.indexOf(10, i + 1);
+    if (j < 0) return -1;
+    if (blankBytes(b, i + 1, j)) return j + 1;
+    i = j;
+  }
+  return -1;
 }
 
 /**
- * A text (paragraph mode) or JSONL file from byte `offset` (a line start outside any paragraph; line
- * number `line`) in parts of about `size` bytes, each cut after a line end where no document goes on:
- * after a blank line for paragraphs, after any line for JSONL. A leading UTF-8 BOM is dropped. Every
- * part but the file's last ends with '\n'.
+ * A text (paragraph mode) or JSONL file from byte `offset` (a line start outside any paragraph) in
+ * parts of about `size` bytes, each cut where findCut allows. A leading UTF-8 BOM is dropped. Every
+ * part but the file's last ends with '\n'. Each part has a buffer of its own (to be handed over to a
+ * worker without a copy); only the few bytes after a cut are copied, into the next part's buffer.
  */
-export function* byteChunks(file: string, kind: 'text' | 'jsonl', offset: number, line: number,
-  size: number): Generator<{ bytes: Uint8Array; firstLine: number; last: boolean }> {
+export function* byteChunks(file: string, kind: 'text' | 'jsonl', offset: number,
+  size: number): Generator<{ bytes: Uint8Array; last: boolean }> {
   const fd = fs.openSync(file, 'r');
   try {
     let pos = offset, eof = false;
-    let pending = Buffer.alloc(0);
     if (offset === 0) {
       const head = Buffer.alloc(3);
       if (fs.readSync(fd, head, 0, 3, 0) === 3 && head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf) pos = 3;
     }
-    const block = Math.max(size, 1 << 16);
-    const readMore = () => {
-      const b = Buffer.allocUnsafe(block);
-      const n = fs.readSync(fd, b, 0, block, pos);
-      if (n === 0) eof = true;
-      else {
-        pos += n;
-        pending = pending.length === 0 ? b.subarray(0, n) : Buffer.concat([pending, b.subarray(0, n)]);
-      }
-    };
-    let from = Math.max(0, size - 1); // where to look for a cut
+    let carry = new Uint8Array(0);
     for (;;) {
-      while (!eof && pending.length < size) readMore();
+      let buf = new Uint8Array(Math.max(size, carry.length) + (1 << 16));
+      buf.set(carry);
+      let filled = carry.length;
+      let from = Math.max(0, size - 1); // where to look for a cut
       let cut = -1;
-      for (let i = pending.indexOf(10, Math.min(from, pending.length)); i >= 0;) {
-        if (kind === 'jsonl') { cut = i + 1; break; }
-        const j = pending.indexOf(10, i + 1);
-        if (j < 0) break;
-        if (blankBytes(pending, i + 1, j)) { cut = j + 1; break; }
-        i = j;
-      }
-      if (cut < 0) {
-        if (!eof) {
-          from = Math.max(0, pending.length - 1);
-          readMore();
-          continue;
+      for (;;) {
+        while (!eof && filled < buf.length) {
+          const n = fs.readSync(fd, buf, filled, buf.length - filled, pos);
+          if (n === 0) eof = true;
+          pos += n;
+          filled += n;
         }
-        cut = pending.length;
+        cut = findCut(buf, Math.min(from, filled), filled, kind);
+        if (cut >= 0 || eof) break;
+        // A document longer than the buffer: grow it and read on.
+        from = Math.max(0, filled - 1);
+        const bigger = new Uint8Array(2 * buf.length);
+        bigger.set(buf.subarray(0, filled));
+        buf = bigger;
       }
-      const bytes = new Uint8Array(cut);
-      bytes.set(pending.subarray(0, cut));
-      pending = pending.subarray(cut);
-      const last = eof && pending.length === 0;
-      yield { bytes, firstLine: line, last };
+      if (cut < 0) cut = filled;
+      carry = buf.slice(cut, filled);
+      const last = eof && carry.length === 0;
+      yield { bytes: buf.subarray(0, cut), last };
       if (last) return;
-      line += countNewlines(Buffer.from(bytes.buffer, 0, cut));
-      from = Math.max(0, size - 1);
     }
   } finally {
     fs.closeSync(fd);
@@ -442,7 +443,9 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
 
   const pool = nWorkers === 0 ? new InlinePool(tok) : new Pool(nWorkers, tokenizerFile);
   const jobChars = o.jobChars ?? DEFAULT_JOB_CHARS;
-  const inFlight: Array<Promise<TokenizeJobResult>> = [];
+  // Jobs in the order they were sent; a part of a file carries its file's line count so far (the
+  // workers count a part's newlines, and results are taken in order: errors get absolute line numbers).
+  const inFlight: Array<{ result: Promise<TokenizeJobResult>; file?: { name: string; line: number } }> = [];
   let chars = 0, tokens = 0, done = progress.next_document, nextId = 0;
   let interrupted = false, finished = false;
   const report = (file?: string) => o.onProgress?.({
@@ -451,8 +454,13 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
   });
   // Results are taken in the order the jobs were sent: document `done` is the next one.
   const take = async () => {
-    const r = await inFlight.shift()!;
-    if ('error' in r) throw new Error(r.error);
+    const job = inFlight.shift()!;
+    const r = await job.result;
+    if ('error' in r) {
+      throw new Error(r.line !== undefined && job.file ? `${job.file.name}:${job.file.line + r.line - 1}: ${r.error}`
+        : r.error);
+    }
+    if (job.file) job.file.line += r.lines;
     if (done + r.lens.length > totalDocs) throw new Error('the inputs changed while they were being read');
     let off = 0;
     for (let i = 0; i < r.lens.length; i++) {
@@ -470,10 +478,10 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
     chars += r.chars;
     done += r.lens.length;
   };
-  const submit = async (job: TokenizeJob) => {
+  const submit = async (job: TokenizeJob, file?: { name: string; line: number }) => {
     const result = pool.run(job);
     result.catch(() => undefined); // awaited in take(); one left behind by an error must not be unhandled
-    inFlight.push(result);
+    inFlight.push({ result, file });
     while (inFlight.length >= 2 * Math.max(1, nWorkers)) {
       await take();
       report();
@@ -491,9 +499,10 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
         // Bytes to the workers, cut between documents: they decode and split them.
         const kind = f.kind;
         const at = skip > 0 ? locateDocument(f.path, kind, skip) : { offset: 0, line: 1 };
-        for (const c of byteChunks(f.path, kind, at.offset, at.line, jobChars)) {
+        const lines = { name: f.path, line: at.line };
+        for (const c of byteChunks(f.path, kind, at.offset, jobChars)) {
           if (o.signal?.aborted) { interrupted = true; break outer; }
-          await submit({ id: nextId++, bytes: c.bytes, kind, name: f.path, firstLine: c.firstLine, last: c.last });
+          await submit({ id: nextId++, bytes: c.bytes, kind, name: f.path, last: c.last }, lines);
         }
         continue;
       }

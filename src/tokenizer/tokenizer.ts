@@ -4,7 +4,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { hashParts } from '../data/cache';
-import { EOS_TOKEN, GPT2_SPLIT_REGEX, byteLevelEncode } from './bpe-train';
+import { BYTE_TO_UNICODE, EOS_TOKEN, GPT2_SPLIT_REGEX, byteLevelEncode } from './bpe-train';
+import { WordMemo, asciiWordEnd, isAscii } from './word-memo';
 
 /** What the data layer needs from a tokenizer. */
 export interface TextTokenizer {
@@ -15,7 +16,71 @@ export interface TextTokenizer {
   decode(ids: ArrayLike<number>): string;
 }
 
+/**
+ * A byte-level BPE model's merges over ids: the same result as the library's heap-based bpe() (the
+ * lowest-ranked adjacent pair first, the leftmost of equal ones), without its per-word allocations.
+ * Used for the words not memoised yet, which dominate the cost of encoding a small corpus.
+ */
+/** Longer words go to the library (ByteLevelMerges is quadratic in a word's length). */
+const MAX_MERGE_WORD = 64;
+
+class ByteLevelMerges {
+  /** Id of each byte's token, -1 where the vocabulary lacks it. */
+  private readonly byteIds = new Int32Array(256).fill(-1);
+  /** (left id × vocabulary size + right id) → merge rank (the last one for a pair listed twice, as the library). */
+  private readonly rank = new Map<number, number>();
+  /** Id of each merge's result, -1 where the vocabulary lacks it. */
+  private readonly mergedId: Int32Array;
+  private readonly ids = new Int32Array(MAX_MERGE_WORD);
+  private readonly bytes = new Uint8Array(MAX_MERGE_WORD);
+  /** Pair keys are left × v + right. */
+  private readonly v: number;
+
+  constructor(vocab: Map<string, number>, merges: Array<[string, string]>) {
+    let v = 0;
+    for (const id of vocab.values()) v = Math.max(v, id + 1);
+    this.v = v;
+    for (let b = 0; b < 256; b++) this.byteIds[b] = vocab.get(BYTE_TO_UNICODE[b]) ?? -1;
+    this.mergedId = new Int32Array(merges.length);
+    merges.forEach(([a, b], i) => {
+      const ia = vocab.get(a), ib = vocab.get(b);
+      this.mergedId[i] = vocab.get(a + b) ?? -1;
+      if (ia !== undefined && ib !== undefined) this.rank.set(ia * v + ib, i);
+    });
+  }
+
+  /** The ids of one pre-token, or null when the library must do it (long, or a byte or merge not in the vocabulary). */
+  encode(word: string): Uint32Array | null {
+    const { read, written } = textEncoder.encodeInto(word, this.bytes);
+    if (read < word.length) return null;
+    const ids = this.ids;
+    let n = written;
+    for (let i = 0; i < n; i++) if ((ids[i] = this.byteIds[this.bytes[i]]) < 0) return null;
+    for (;;) {
+      let best = -1, bestRank = Infinity;
+      for (let i = 0; i + 1 < n; i++) {
+        const r = this.rank.get(ids[i] * this.v + ids[i + 1]);
+        if (r !== undefined && r < bestRank) { bestRank = r; best = i; }
+      }
+      if (best < 0) break;
+      const id = this.mergedId[bestRank];
+      if (id < 0) return null;
+      ids[best] = id;
+      ids.copyWithin(best + 1, best + 2, n);
+      n--;
+    }
+    return Uint32Array.from(ids.subarray(0, n));
+  }
+}
+
+const textEncoder = new TextEncoder();
+
+type FastPath = { specials: RegExp | null; memo: WordMemo; merges: ByteLevelMerges | null };
+
 export const SUPPORTED_MODELS = ['BPE', 'WordPiece', 'Unigram'] as const;
+
+/** encodeFast's own copy of the pre-tokenizer regex (exec moves its lastIndex). */
+const SPLIT = new RegExp(GPT2_SPLIT_REGEX.source, GPT2_SPLIT_REGEX.flags);
 
 /** End-of-text tokens looked for, in order, when `<|endoftext|>` is absent. */
 const EOS_CANDIDATES = [EOS_TOKEN, '</s>', '<|end_of_text|>', '<eos>', '<|eot_id|>', '[SEP]'];
@@ -37,7 +102,7 @@ export class Tokenizer implements TextTokenizer {
    * added-token stripping): the library's own steps, with an unbounded memo of pre-token → ids
    * (the library's LRU cache is small and slow). Null when the tokenizer is of another kind.
    */
-  private readonly fast: { specials: RegExp | null; memo: Map<string, Uint32Array> } | null;
+  private readonly fast: FastPath | null;
 
   private constructor(private readonly hf: HfTokenizer, readonly source: string, text: string, eosToken: string,
     eosId: number, vocabSize: number, json: Record<string, unknown>) {
@@ -45,11 +110,10 @@ export class Tokenizer implements TextTokenizer {
     this.eosToken = eosToken;
     this.eosId = eosId;
     this.vocabSize = vocabSize;
-    this.fast = Tokenizer.fastPath(json);
+    this.fast = Tokenizer.fastPath(json, hf);
   }
 
-  private static fastPath(json: Record<string, unknown>): { specials: RegExp | null; memo: Map<string,
-    Uint32Array> } | null {
+  private static fastPath(json: Record<string, unknown>, hf: HfTokenizer): FastPath | null {
     const pre = json.pre_tokenizer as Record<string, unknown> | null;
     const model = json.model as Record<string, unknown>;
     const post = json.post_processor as Record<string, unknown> | null;
@@ -64,51 +128,88 @@ export class Tokenizer implements TextTokenizer {
     if (!ok) return null;
     const contents = [...new Set(added.map((t) => t.content as string))].sort((x, y) => y.length - x.length);
     const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    return { specials: contents.length ? new RegExp(contents.map(esc).join('|'), 'g') : null, memo: new Map() };
+    // The merges as the library holds them (it has read both the "a b" and the ["a", "b"] forms).
+    const lib = hf.model as unknown as { tokens_to_ids?: unknown; merges?: unknown };
+    const merges = lib.tokens_to_ids instanceof Map && Array.isArray(lib.merges)
+      ? new ByteLevelMerges(lib.tokens_to_ids as Map<string, number>, lib.merges as Array<[string, string]>)
+      : null;
+    return { specials: contents.length ? new RegExp(contents.map(esc).join('|'), 'g') : null, memo: new WordMemo(), merges };
   }
 
-  private encodeFast(text: string, fast: { specials: RegExp | null; memo: Map<string, Uint32Array> }): Uint32Array {
-    const parts: Uint32Array[] = [];
-    let total = 0;
-    const section = (s: string) => {
-      for (const m of s.matchAll(GPT2_SPLIT_REGEX)) {
-        const w = m[0];
-        let ids = fast.memo.get(w);
-        if (ids === undefined) {
-          const toks = (this.hf.model as unknown as (t: string[]) => string[])([byteLevelEncode(w)]);
-          ids = new Uint32Array(toks.length);
-          for (let i = 0; i < toks.length; i++) {
-            const id = this.hf.token_to_id(toks[i]);
-            if (id === undefined) throw new Error(`${this.source}: text has a token that is not in the vocabulary ` +
-              `and there is no unk token`);
-            ids[i] = id;
-          }
-          if (fast.memo.size >= 1 << 20) fast.memo.clear();
-          fast.memo.set(w, ids);
-        }
-        parts.push(ids);
-        total += ids.length;
-      }
-    };
-    if (fast.specials === null) section(text);
-    else {
-      let last = 0;
-      for (const m of text.matchAll(fast.specials)) {
-        if (m.index! > last) section(text.slice(last, m.index));
-        const id = this.hf.token_to_id(m[0])!;
-        parts.push(Uint32Array.of(id));
-        total += 1;
-        last = m.index! + m[0].length;
-      }
-      if (last < text.length) section(last === 0 ? text : text.slice(last));
+  /** Reused output buffer of encodeFast (grown as needed), so that a call allocates only its result. */
+  private scratch = new Uint32Array(1 << 12);
+
+  /** The ids of a pre-token not in the memo yet, by the BPE merges. */
+  private mergeWord(w: string, fast: FastPath): Uint32Array {
+    const quick = fast.merges?.encode(w);
+    if (quick) return quick;
+    const toks = (this.hf.model as unknown as (t: string[]) => string[])([byteLevelEncode(w)]);
+    const ids = new Uint32Array(toks.length);
+    for (let i = 0; i < toks.length; i++) {
+      const id = this.hf.token_to_id(toks[i]);
+      if (id === undefined) throw new Error(`${this.source}: text has a token that is not in the vocabulary ` +
+        `and there is no unk token`);
+      ids[i] = id;
     }
-    const out = new Uint32Array(total);
-    let off = 0;
-    for (const p of parts) {
-      if (p.length === 1) out[off++] = p[0];
-      else { out.set(p, off); off += p.length; }
+    return ids;
+  }
+
+  private encodeFast(text: string, fast: FastPath): Uint32Array {
+    if (fast.specials === null) return this.encodeWords(text, fast, 0).slice();
+    let n = 0, last = 0;
+    for (const m of text.matchAll(fast.specials)) {
+      if (m.index! > last) n = this.encodeWords(text.slice(last, m.index), fast, n).length;
+      n = this.appendIds(Uint32Array.of(this.hf.token_to_id(m[0])!), n);
+      last = m.index! + m[0].length;
     }
-    return out;
+    if (last < text.length) n = this.encodeWords(last === 0 ? text : text.slice(last), fast, n).length;
+    return this.scratch.slice(0, n);
+  }
+
+  /** Appends ids to scratch at n (growing it); returns the new length. */
+  private appendIds(ids: Uint32Array, n: number): number {
+    if (n + ids.length > this.scratch.length) {
+      const bigger = new Uint32Array(Math.max(2 * this.scratch.length, n + ids.length));
+      bigger.set(this.scratch.subarray(0, n));
+      this.scratch = bigger;
+    }
+    this.scratch.set(ids, n);
+    return n + ids.length;
+  }
+
+  /**
+   * Encodes text without special tokens into scratch from n; returns scratch[0, end) as a view.
+   * ASCII text is split by a scanner (word-memo.ts), the rest by the regex; either way, words are
+   * looked up by their range of the text, with no substring made.
+   */
+  private encodeWords(text: string, fast: FastPath, n: number): Uint32Array {
+    const memo = fast.memo;
+    const ascii = isAscii(text);
+    const re = SPLIT;
+    re.lastIndex = 0;
+    let out = this.scratch;
+    for (let i = 0; i < text.length;) {
+      let a = i, b: number;
+      if (ascii) b = asciiWordEnd(text, i);
+      else {
+        const m = re.exec(text);
+        if (m === null) break;
+        a = m.index;
+        b = a + m[0].length;
+      }
+      i = b;
+      let e = memo.find(text, a, b);
+      if (e < 0) e = memo.add(text, a, b, this.mergeWord(text.slice(a, b), fast));
+      const k = memo.idCount(e);
+      if (n + k > out.length) {
+        const bigger = new Uint32Array(Math.max(2 * out.length, n + k));
+        bigger.set(out.subarray(0, n));
+        out = this.scratch = bigger;
+      }
+      if (k === 1) out[n++] = memo.firstId(e);
+      else { out.set(memo.idsOf(e), n); n += k; }
+    }
+    return out.subarray(0, n);
   }
 
   /** Loads a tokenizer.json file (or a folder holding one). */

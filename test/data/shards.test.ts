@@ -126,6 +126,18 @@ describe('dsmoe tokenize', () => {
     expect(stable(path.join(tmp, 'w3'))).toEqual({ ...stable(path.join(tmp, 'w1')) });
   });
 
+  test('bad input deep in a file names its absolute line, with and without workers', async () => {
+    const dir = path.join(tmp, 'bad-jsonl');
+    fs.mkdirSync(dir);
+    const good = corpusSentences().slice(0, 400).map((text) => JSON.stringify({ text }));
+    good.splice(300, 0, '{"text": 7}'); // line 301, several parts (of 4096 bytes) into the file
+    fs.writeFileSync(path.join(dir, 'bad.jsonl'), good.join('\n') + '\n');
+    const where = `${path.join(dir, 'bad.jsonl')}:301: the "text" field is a number, not a string`;
+    for (const workers of [0, 2]) {
+      await expect(tokenizeToShards(opts(`bad-out-${workers}`, { inputs: [dir], workers }))).rejects.toThrow(where);
+    }
+  });
+
   test('an interrupted run keeps its finished shards; the same command continues to the same result', async () => {
     const ac = new AbortController();
     const first = await tokenizeToShards(opts('resume', {
