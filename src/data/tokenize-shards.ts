@@ -167,9 +167,7 @@ function transpileGraph(entry: string): Record<string, string> {
 /** A worker thread running tokenize-worker (compiled JavaScript, or the TypeScript sources under the tests). */
 function spawnWorker(tokenizer: string): Worker {
   const js = path.join(__dirname, 'tokenize-worker.js');
-  const yg = Number(process.env.YG ?? 0);
-  const resourceLimits = yg ? { maxYoungGenerationSizeMb: yg } : undefined;
-  if (fs.existsSync(js)) return new Worker(js, { workerData: { tokenizer }, resourceLimits });
+  if (fs.existsSync(js)) return new Worker(js, { workerData: { tokenizer } });
   const entry = path.join(__dirname, 'tokenize-worker.ts');
   const code = `
 const { workerData } = require('node:worker_threads');

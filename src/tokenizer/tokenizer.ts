@@ -133,7 +133,8 @@ export class Tokenizer implements TextTokenizer {
     const merges = lib.tokens_to_ids instanceof Map && Array.isArray(lib.merges)
       ? new ByteLevelMerges(lib.tokens_to_ids as Map<string, number>, lib.merges as Array<[string, string]>)
       : null;
-    return { specials: contents.length ? new RegExp(contents.map(esc).join('|'), 'g') : null, memo: new WordMemo(), merges };
+    const specials = contents.length ? new RegExp(contents.map(esc).join('|'), 'g') : null;
+    return { specials, memo: new WordMemo(), merges };
   }
 
   /** Reused output buffer of encodeFast (grown as needed), so that a call allocates only its result. */
