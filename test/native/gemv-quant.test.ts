@@ -98,7 +98,9 @@ function offsetsFrom(sizes: number[]): Int32Array {
 }
 
 const GROUPS = [[1], [0, 3, 0, 1], [2, 0, 5, 6, 1], [4, 4, 0]];
-const KS = { I8: [1, 31, 63, 64, 65, 257], Q4: [32, 64, 96, 288, 544] };
+// Q4 under VNNI reads 128-column superblocks, 16 groups of scales at a time, and a last 64-column block:
+// k = 64, 128, 192, 576 (4 superblocks + a block), 1088 (one whole chunk of 16 groups and more).
+const KS = { I8: [1, 31, 63, 64, 65, 257], Q4: [32, 64, 96, 128, 192, 288, 544, 576, 1088] };
 const NS = [1, 3, 17];
 
 interface Case {

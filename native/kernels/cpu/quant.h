@@ -35,8 +35,9 @@ void dequantize_rows(DType dt, const void* w, const void* scales, int64_t row0, 
 // per row (the 4-bit weights' own error is ~10× larger). Each block of 64 bytes also carries its
 // 16 lane corrections: the weights enter vpdpbusd as unsigned bytes (I8: w + 128, Q4: the code
 // c = w + 8), so lane l starts from −bias · Σ(its 4 activation bytes) and ends with Σ w·x exactly.
-// Q4 blocks are stored in the order the unpacked nibbles come in: bytes 0..15 the even columns of
-// the block's first group of 32, 16..31 those of its second group, 32..63 the odd columns likewise.
+// Q4 activations are stored in the order the unpacked nibbles come in: superblocks of 128 columns,
+// its 64 even columns then its 64 odd ones (one correction vector, in the first block's slot); a
+// last block of 64 (k an odd multiple of 64): bytes 0..31 its even columns, 32..63 its odd ones.
 // k must be a multiple of kXBlock (the callers fall back to the fp32 kernels otherwise).
 constexpr int64_t kXBlock = 64;
 struct QuantizedActivations {
