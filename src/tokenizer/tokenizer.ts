@@ -130,8 +130,11 @@ export class Tokenizer implements TextTokenizer {
     const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     // The merges as the library holds them (it has read both the "a b" and the ["a", "b"] forms).
     const lib = hf.model as unknown as { tokens_to_ids?: unknown; merges?: unknown };
-    const merges = lib.tokens_to_ids instanceof Map && Array.isArray(lib.merges)
-      ? new ByteLevelMerges(lib.tokens_to_ids as Map<string, number>, lib.merges as Array<[string, string]>)
+    // Pair keys (left × vocabulary + right) must stay exact doubles: ids below 2^26.
+    const vocab = lib.tokens_to_ids instanceof Map ? lib.tokens_to_ids as Map<string, number> : null;
+    const small = vocab !== null && [...vocab.values()].every((id) => id < 1 << 26);
+    const merges = vocab && small && Array.isArray(lib.merges)
+      ? new ByteLevelMerges(vocab, lib.merges as Array<[string, string]>)
       : null;
     const specials = contents.length ? new RegExp(contents.map(esc).join('|'), 'g') : null;
     return { specials, memo: new WordMemo(), merges };
