@@ -206,6 +206,17 @@ void quantize_activations_vnni(DType wt, const float* x, int64_t m, int64_t k, Q
   const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
   const __m512i ones = _mm512_set1_epi8(1);
   const __m512i neg_bias = _mm512_set1_epi32(wt == DType::Q4 ? -8 : -128);
+  // Groups of 32 columns from xb rounded by inv: the even columns to q[0, 16·groups), the odd ones
+  // after them (a superblock: 4 groups, a lone 64-column block: 2).
+  auto store_even_odd = [&](const float* xb, __m512 inv, int groups, int8_t* q) {
+    for (int g = 0; g < groups; ++g) {
+      const __m512i a = round16(xb + 32 * g, inv), c = round16(xb + 32 * g + 16, inv);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16 * g),
+                       _mm512_cvtepi32_epi8(_mm512_permutex2var_epi32(a, ev, c)));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16 * (groups + g)),
+                       _mm512_cvtepi32_epi8(_mm512_permutex2var_epi32(a, od, c)));
+    }
+  };
   for (int64_t i = 0; i < m; ++i) {
     const float* xi = x + i * k;
     int8_t* qi = out.q + i * k;
@@ -225,13 +236,7 @@ void quantize_activations_vnni(DType wt, const float* x, int64_t m, int64_t k, Q
         for (int t = 0; t < 4; ++t)
           _mm_storeu_si128(reinterpret_cast<__m128i*>(qb + 16 * t), _mm512_cvtepi32_epi8(round16(xb + 16 * t, inv)));
       } else if (b + 1 < nb) {  // a Q4 superblock of 128 columns (b even here): even columns, then odd ones
-        for (int g = 0; g < 4; ++g) {
-          const __m512i a = round16(xb + 32 * g, inv), c = round16(xb + 32 * g + 16, inv);
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(qb + 16 * g),
-                           _mm512_cvtepi32_epi8(_mm512_permutex2var_epi32(a, ev, c)));
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(qb + 64 + 16 * g),
-                           _mm512_cvtepi32_epi8(_mm512_permutex2var_epi32(a, od, c)));
-        }
+        store_even_odd(xb, inv, 4, qb);
         // Lane l of the superblock adds the 4 even and the 4 odd bytes at 4l: one correction for both.
         const __m512i sums = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones,
                                                                      _mm512_loadu_si512(qb)),
@@ -240,13 +245,7 @@ void quantize_activations_vnni(DType wt, const float* x, int64_t m, int64_t k, Q
         ++b;  // the superblock's second block is done (its correction slot stays unused)
         continue;
       } else {  // the last 64-column block of an odd count: even columns of each group of 32, then odd
-        for (int g = 0; g < 2; ++g) {
-          const __m512i a = round16(xb + 32 * g, inv), c = round16(xb + 32 * g + 16, inv);
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(qb + 16 * g),
-                           _mm512_cvtepi32_epi8(_mm512_permutex2var_epi32(a, ev, c)));
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(qb + 32 + 16 * g),
-                           _mm512_cvtepi32_epi8(_mm512_permutex2var_epi32(a, od, c)));
-        }
+        store_even_odd(xb, inv, 2, qb);
       }
       // Σ of each lane's 4 bytes (1 · x through vpdpbusd), times −bias.
       const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, _mm512_loadu_si512(qb));
