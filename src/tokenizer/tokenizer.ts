@@ -5,7 +5,7 @@ import * as path from 'path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { hashParts } from '../data/cache';
 import { BYTE_TO_UNICODE, EOS_TOKEN, GPT2_SPLIT_REGEX, byteLevelEncode } from './bpe-train';
-import { WordMemo, asciiWordEnd, isAscii } from './word-memo';
+import { WordMemo, asciiWordEnd, ensure, isAscii } from './word-memo';
 
 /** What the data layer needs from a tokenizer. */
 export interface TextTokenizer {
@@ -172,11 +172,7 @@ export class Tokenizer implements TextTokenizer {
 
   /** Appends ids to scratch at n (growing it); returns the new length. */
   private appendIds(ids: Uint32Array, n: number): number {
-    if (n + ids.length > this.scratch.length) {
-      const bigger = new Uint32Array(Math.max(2 * this.scratch.length, n + ids.length));
-      bigger.set(this.scratch.subarray(0, n));
-      this.scratch = bigger;
-    }
+    this.scratch = ensure(this.scratch, n + ids.length);
     this.scratch.set(ids, n);
     return n + ids.length;
   }
@@ -205,11 +201,7 @@ export class Tokenizer implements TextTokenizer {
       let e = memo.find(text, a, b);
       if (e < 0) e = memo.add(text, a, b, this.mergeWord(text.slice(a, b), fast));
       const k = memo.idCount(e);
-      if (n + k > out.length) {
-        const bigger = new Uint32Array(Math.max(2 * out.length, n + k));
-        bigger.set(out.subarray(0, n));
-        out = this.scratch = bigger;
-      }
+      if (n + k > out.length) out = this.scratch = ensure(out, n + k);
       if (k === 1) out[n++] = memo.firstId(e);
       else { out.set(memo.idsOf(e), n); n += k; }
     }

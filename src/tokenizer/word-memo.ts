@@ -164,8 +164,8 @@ export class WordMemo {
   }
 }
 
-/** a, or a copy at least `need` long (doubling). */
-function ensure<T extends Int32Array | Uint16Array | Uint32Array>(a: T, need: number): T {
+/** a, or a copy at least `need` long (doubling), its contents kept. */
+export function ensure<T extends Int32Array | Uint16Array | Uint32Array>(a: T, need: number): T {
   if (need <= a.length) return a;
   const b = new (a.constructor as new (n: number) => T)(Math.max(need, 2 * a.length));
   b.set(a);
