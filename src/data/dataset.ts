@@ -153,6 +153,8 @@ function* fileLines(file: string): Generator<string> {
 }
 
 const isBlank = (line: string) => /^[ \t\r\f\v]*$/.test(line);
+/** isBlank's characters as UTF-8 bytes (all ASCII): space, tab, CR, form feed, vertical tab. */
+export const isBlankByte = (b: number) => b === 32 || b === 9 || b === 13 || b === 12 || b === 11;
 
 /**
  * The documents in lines of a JSONL file (one per non-blank line, its "text") or of a text file in
@@ -289,7 +291,7 @@ function scanNonBlankLines(file: string, runs: boolean, stopAt = -1): LineScan {
           lines++;
           i++;
           lineStart = base + i;
-        } else if (!blank || !(b === 32 || b === 9 || b === 13 || b === 12 || b === 11)) {
+        } else if (!blank || !isBlankByte(b)) {
           // The line is not blank: skip to its end.
           blank = false;
           const nl = buf.indexOf(10, i);

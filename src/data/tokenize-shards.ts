@@ -19,7 +19,7 @@ import * as os from 'node:os';
 import { atomicWrite, hashFile } from './cache';
 import { BUILTIN_CORPUS } from './corpus';
 import {
-  countDocuments, dtypeForVocab, locateDocument, readDocuments, resolveInputs, type TextMode,
+  countDocuments, dtypeForVocab, isBlankByte, locateDocument, readDocuments, resolveInputs, type TextMode,
 } from './dataset';
 import { Rng, shuffledIndices } from './rng';
 import {
@@ -234,12 +234,9 @@ class InlinePool {
   async close(): Promise<void> {}
 }
 
-/** Whether bytes [a, b) are all blank (isBlank's characters). */
+/** Whether bytes [a, b) are all blank (dataset.ts's isBlankByte). */
 function blankBytes(buf: Buffer, a: number, b: number): boolean {
-  for (let i = a; i < b; i++) {
-    const c = buf[i];
-    if (!(c === 32 || c === 9 || c === 13 || c === 12 || c === 11)) return false;
-  }
+  for (let i = a; i < b; i++) if (!isBlankByte(buf[i])) return false;
   return true;
 }
 
