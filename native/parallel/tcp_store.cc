@@ -45,6 +45,14 @@ void put_u32(std::vector<char>& b, uint32_t v) {
   for (int i = 0; i < 4; ++i) b.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }
 
+// A request: the op byte, then the key with its length.
+std::vector<char> request(char op, const std::string& key) {
+  std::vector<char> b{op};
+  put_u32(b, static_cast<uint32_t>(key.size()));
+  b.insert(b.end(), key.begin(), key.end());
+  return b;
+}
+
 }  // namespace
 
 TcpStore::TcpStore(const std::string& host, int port, std::chrono::milliseconds timeout)
@@ -89,9 +97,7 @@ void TcpStore::recv_all(void* p, size_t n) {
 }
 
 void TcpStore::set(const std::string& key, const std::vector<char>& data) {
-  std::vector<char> b{'S'};
-  put_u32(b, static_cast<uint32_t>(key.size()));
-  b.insert(b.end(), key.begin(), key.end());
+  std::vector<char> b = request('S', key);
   put_u32(b, static_cast<uint32_t>(data.size()));
   b.insert(b.end(), data.begin(), data.end());
   std::lock_guard<std::mutex> lock(mu_);
@@ -101,9 +107,7 @@ void TcpStore::set(const std::string& key, const std::vector<char>& data) {
 }
 
 bool TcpStore::try_get(const std::string& key, std::vector<char>* out) {
-  std::vector<char> b{'G'};
-  put_u32(b, static_cast<uint32_t>(key.size()));
-  b.insert(b.end(), key.begin(), key.end());
+  const std::vector<char> b = request('G', key);
   std::lock_guard<std::mutex> lock(mu_);
   send_all(b.data(), b.size());
   char found = 0;
