@@ -167,7 +167,9 @@ describe('encoding', () => {
     expect(tok.fastPath).toBe(true);
     const r = rng(99);
     const texts = [...heldOut.slice(0, 300), ...Array.from({ length: 200 }, () => randomText(r, 40)),
-      'aaaaaaa bbbbbb   the the the', 'x<|endoftext|>y'];
+      'aaaaaaa bbbbbb   the the the', 'x<|endoftext|>y',
+      // Words past the id-based merges' 64 bytes go to the library's merges.
+      `the ${'x'.repeat(100)} ${'supercalifragilistic'.repeat(4)} ${'\u00fc'.repeat(40)} end`];
     for (const s of texts) {
       const ref = referenceEncode(model, s);
       const got = Array.from(tok.encode(s));
