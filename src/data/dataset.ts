@@ -157,6 +157,32 @@ const isBlank = (line: string) => /^[ \t\r\f\v]*$/.test(line);
 export const isBlankByte = (b: number) => b === 32 || b === 9 || b === 13 || b === 12 || b === 11;
 
 /**
+ * documentsOfLines's paragraphs (text kind) found in UTF-8 bytes without decoding them: calls
+ * onDocument(start, end) with the byte range of each paragraph's text (its lines and the '\n's between
+ * them, less a '\r' ending the last line), in order; returns the number of newlines.
+ */
+export function paragraphsOfBytes(b: Buffer, onDocument: (start: number, end: number) => void): number {
+  let newlines = 0, start = -1, end = 0;
+  for (let i = 0; i <= b.length;) {
+    let e = b.indexOf(10, i);
+    if (e < 0) e = b.length;
+    else newlines++;
+    let k = i;
+    while (k < e && isBlankByte(b[k])) k++;
+    if (k === e) { // a blank line ends the paragraph
+      if (start >= 0) onDocument(start, b[end - 1] === 13 ? end - 1 : end);
+      start = -1;
+    } else {
+      if (start < 0) start = i;
+      end = e;
+    }
+    i = e + 1;
+  }
+  if (start >= 0) onDocument(start, b[end - 1] === 13 ? end - 1 : end);
+  return newlines;
+}
+
+/**
  * The documents in lines of a JSONL file (one per non-blank line, its "text") or of a text file in
  * paragraph mode (runs of non-blank lines). `name` and `firstLine` (the number of the first line)
  * place errors. Also used on a part of a file that starts at a line start outside a paragraph

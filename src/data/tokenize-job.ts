@@ -1,20 +1,31 @@
-// One job of `dsmoe tokenize`: documents (or the bytes of a part of a text or JSONL file, cut between
-// documents) → their token ids back to back and each document's length. Run by the worker threads
-// (tokenize-worker.ts), or on the main thread with --workers 0.
-import { InputLineError, documentsOfLines } from './dataset';
+// One job of `dsmoe tokenize`: documents (or a part of a text or JSONL file, cut between documents) →
+// their token ids back to back and each document's length. Run by the worker threads
+// (tokenize-worker.ts), or on the main thread with --workers 0. A worker reads its parts itself, so the
+// main thread only cuts files and writes shards.
+import * as fs from 'node:fs';
+import { isUtf8 } from 'node:buffer';
+import { IdSink, type Utf8RangeEncoder } from '../tokenizer/tokenizer';
+import { ensure } from '../tokenizer/word-memo';
+import { InputLineError, documentsOfLines, paragraphsOfBytes } from './dataset';
 
-export type TokenizeJob =
-  | { id: number; docs: string[] }
-  | {
-    id: number;
-    /** UTF-8, starting at a line start outside any document; ends with '\n' unless `last`. */
-    bytes: Uint8Array;
-    kind: 'text' | 'jsonl';
-    /** The file, for errors (their line numbers count from the part's first line: see `line` below). */
-    name: string;
-    /** The file's last part (its final line counts even when empty, as when reading the whole file). */
-    last: boolean;
-  };
+export type TokenizeJob = ({ docs: string[] } | FilePart) & {
+  id: number;
+  /** A buffer of an earlier result's ids, handed back to hold this one's (no fresh memory per job). */
+  spare?: ArrayBuffer;
+};
+
+/**
+ * Bytes [offset, offset + length) of a file: UTF-8 from a line start outside any document; ends with
+ * '\n' unless `last`.
+ */
+export interface FilePart {
+  file: string;
+  offset: number;
+  length: number;
+  kind: 'text' | 'jsonl';
+  /** The file's last part (its final line counts even when empty, as when reading the whole file). */
+  last: boolean;
+}
 
 export type TokenizeJobResult =
   /** lines: the newlines in a part of a file (0 for a job of documents). */
@@ -25,40 +36,93 @@ export type TokenizeJobResult =
 export interface JobTokenizer {
   readonly vocabSize: number;
   encode(text: string): Uint32Array | number[];
+  /** Encodes ranges of UTF-8 bytes without decoding them (Tokenizer.utf8Encoder); null when it cannot. */
+  utf8Encoder?(bytes: Uint8Array): Utf8RangeEncoder | null;
 }
 
-/** The documents of a job, and the newlines in it. */
-function documentsOf(job: TokenizeJob): { docs: string[]; lines: number } {
+/** Reused from job to job (a worker runs one at a time): a part's bytes, the ids and document lengths. */
+let partBuffer = Buffer.allocUnsafe(0);
+const sink = new IdSink();
+let lens = new Uint32Array(1 << 12);
+
+/** The bytes of a part, in partBuffer (valid until the next job). */
+function readPart(p: FilePart): Buffer {
+  if (partBuffer.length < p.length) partBuffer = Buffer.allocUnsafe(Math.max(p.length, 2 * partBuffer.length));
+  const fd = fs.openSync(p.file, 'r');
+  try {
+    for (let o = 0; o < p.length;) {
+      const n = fs.readSync(fd, partBuffer, o, p.length - o, p.offset + o);
+      if (n === 0) throw new Error(`${p.file} changed while it was being read (it ended at byte ${p.offset + o})`);
+      o += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return partBuffer.subarray(0, p.length);
+}
+
+/** The documents of a job (decoded), and the newlines in it. */
+function documentsOf(job: TokenizeJob, bytes: Buffer | null): { docs: string[]; lines: number } {
   if ('docs' in job) return { docs: job.docs, lines: 0 };
-  const text = Buffer.from(job.bytes.buffer, job.bytes.byteOffset, job.bytes.byteLength).toString('utf8');
-  const lines = text.split('\n');
+  const lines = bytes!.toString('utf8').split('\n');
   const newlines = lines.length - 1;
   if (!job.last) lines.pop(); // the empty rest after the part's final '\n'
-  return { docs: [...documentsOfLines(lines, job.kind, job.name, 1)], lines: newlines };
+  return { docs: [...documentsOfLines(lines, job.kind, job.file, 1)], lines: newlines };
+}
+
+/** The ids so far, in the spare buffer when it is big enough. */
+function takeIds(spare: ArrayBuffer | undefined): Uint32Array {
+  if (!spare || spare.byteLength < 4 * sink.n) return sink.take();
+  const ids = new Uint32Array(spare, 0, sink.n);
+  ids.set(sink.ids.subarray(0, sink.n));
+  return ids;
+}
+
+const outsideVocabulary = (id: number, vocabSize: number) =>
+  new Error(`the tokenizer gave id ${id}, outside its vocabulary of ${vocabSize}`);
+
+function checkIds(vocabSize: number): void {
+  for (let k = 0; k < sink.n; k++) if (!(sink.ids[k] < vocabSize)) throw outsideVocabulary(sink.ids[k], vocabSize);
+}
+
+/**
+ * A part of a text file in paragraph mode, encoded straight from its bytes: no string is made for the
+ * part, its lines or its documents, so a worker makes almost no garbage (and needs no GC threads beside it).
+ */
+function runUtf8Text(job: TokenizeJob, bytes: Buffer, enc: Utf8RangeEncoder, vocabSize: number): TokenizeJobResult {
+  let docs = 0;
+  const lines = paragraphsOfBytes(bytes, (a, b) => {
+    const before = sink.n;
+    enc.encode(a, b, sink);
+    if (docs === lens.length) lens = ensure(lens, docs + 1);
+    lens[docs++] = sink.n - before;
+  });
+  checkIds(vocabSize);
+  return { id: job.id, ids: takeIds(job.spare), lens: lens.slice(0, docs), chars: sink.chars, lines };
 }
 
 /** Runs a job; errors come back as results (with the file and line where the input is at fault). */
 export function runJob(tok: JobTokenizer, job: TokenizeJob): TokenizeJobResult {
   try {
-    const { docs, lines } = documentsOf(job);
-    const parts: Array<Uint32Array | number[]> = [];
-    const lens = new Uint32Array(docs.length);
-    let total = 0, chars = 0;
+    sink.clear();
+    const bytes = 'docs' in job ? null : readPart(job);
+    // Invalid UTF-8 takes the decoding path, which replaces bad bytes with U+FFFD as reading a file does.
+    if (bytes && !('docs' in job) && job.kind === 'text' && isUtf8(bytes)) {
+      const enc = tok.utf8Encoder?.(bytes);
+      if (enc) return runUtf8Text(job, bytes, enc, tok.vocabSize);
+    }
+    const { docs, lines } = documentsOf(job, bytes);
+    const docLens = new Uint32Array(docs.length);
     docs.forEach((doc, i) => {
       const ids = tok.encode(doc);
       for (let k = 0; k < ids.length; k++) {
-        if (!(ids[k] >= 0 && ids[k] < tok.vocabSize))
-          throw new Error(`the tokenizer gave id ${ids[k]}, outside its vocabulary of ${tok.vocabSize}`);
+        if (!(ids[k] >= 0 && ids[k] < tok.vocabSize)) throw outsideVocabulary(ids[k], tok.vocabSize);
+        sink.push(ids[k]);
       }
-      parts.push(ids);
-      lens[i] = ids.length;
-      total += ids.length;
-      chars += doc.length;
+      docLens[i] = ids.length;
+      sink.chars += doc.length;
     });
-    const ids = new Uint32Array(total);
-    let o = 0;
-    for (const p of parts) { ids.set(p, o); o += p.length; }
-    return { id: job.id, ids, lens, chars, lines };
+    return { id: job.id, ids: takeIds(job.spare), lens: docLens, chars: sink.chars, lines };
   } catch (e) {
     if (e instanceof InputLineError) return { id: job.id, error: e.reason, line: e.line };
     return { id: job.id, error: (e as Error).message };

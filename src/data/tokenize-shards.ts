@@ -26,7 +26,7 @@ import {
   MANIFEST_FILE, SHARD_FORMAT, SHARD_FORMAT_VERSION, VAL_FILE, dtypeBytes, readManifest, sampleHashFile,
   type ManifestInput, type ShardDtype, type ShardEntry, type ShardManifest,
 } from './shards';
-import { runJob, type TokenizeJob, type TokenizeJobResult } from './tokenize-job';
+import { runJob, type FilePart, type TokenizeJob, type TokenizeJobResult } from './tokenize-job';
 import { loadTokenizer } from '../tokenizer/tokenizer';
 
 export const DEFAULT_SHARD_TOKENS = 100_000_000;
@@ -79,7 +79,7 @@ export interface TokenizeShardsResult {
 
 /** A token file being written at explicit positions, hashed as it goes. */
 class TokenSink {
-  private readonly staging = new Uint32Array(1 << 18);
+  private readonly staging: Uint16Array | Uint32Array;
   private n = 0;
   private readonly hash = crypto.createHash('sha256');
   private pos: number;
@@ -89,20 +89,22 @@ class TokenSink {
   constructor(readonly file: string, private readonly fd: number, private readonly dtype: ShardDtype, tokens = 0) {
     this.tokens = tokens;
     this.pos = tokens * dtypeBytes(dtype);
+    this.staging = dtype === 'uint16' ? new Uint16Array(1 << 18) : new Uint32Array(1 << 18);
   }
 
-  /** Appends a document (after an EOS when it is not the first). */
-  push(ids: Uint32Array, eos: number): void {
+  /** Appends a document, ids[start, end) (after an EOS when it is not the first). */
+  push(ids: Uint32Array, start: number, end: number, eos: number): void {
     if (this.documents > 0) this.put1(eos);
-    for (let o = 0; o < ids.length;) {
-      const k = Math.min(ids.length - o, this.staging.length - this.n);
-      this.staging.set(ids.subarray(o, o + k), this.n);
+    const staging = this.staging;
+    for (let o = start; o < end;) {
+      const k = Math.min(end - o, staging.length - this.n);
+      for (let i = 0; i < k; i++) staging[this.n + i] = ids[o + i];
       this.n += k;
       o += k;
-      if (this.n === this.staging.length) this.flush();
+      if (this.n === staging.length) this.flush();
     }
     this.documents++;
-    this.tokens += ids.length + (this.documents > 1 ? 1 : 0);
+    this.tokens += end - start + (this.documents > 1 ? 1 : 0);
   }
 
   private put1(id: number): void {
@@ -112,9 +114,7 @@ class TokenSink {
 
   flush(): void {
     if (this.n === 0) return;
-    const src = this.staging.subarray(0, this.n);
-    const arr = this.dtype === 'uint16' ? Uint16Array.from(src) : src;
-    const bytes = new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength);
+    const bytes = new Uint8Array(this.staging.buffer, 0, this.n * this.staging.BYTES_PER_ELEMENT);
     for (let o = 0; o < bytes.length;) o += fs.writeSync(this.fd, bytes, o, bytes.length - o, this.pos + o);
     this.hash.update(bytes);
     this.pos += bytes.length;
@@ -211,8 +211,7 @@ class Pool {
     for (let i = 1; i < this.workers.length; i++) if (this.waiting[i].size < this.waiting[best].size) best = i;
     return new Promise((resolve, reject) => {
       this.waiting[best].set(job.id, { resolve, reject });
-      // A part's bytes are handed over (byteChunks gives each part a buffer of its own).
-      this.workers[best].postMessage(job, 'bytes' in job ? [job.bytes.buffer as ArrayBuffer] : []);
+      this.workers[best].postMessage(job, job.spare ? [job.spare] : []);
     });
   }
 
@@ -244,13 +243,12 @@ function blankBytes(buf: Buffer, a: number, b: number): boolean {
  * Where a part may end in buf[0, end), looking from `from`: after a line end where no document goes
  * on (after a blank line for paragraphs, after any line for JSONL); -1 if there is no such place.
  */
-function findCut(buf: Uint8Array, from: number, end: number, kind: 'text' | 'jsonl'): number {
-  const b = Buffer.from(buf.buffer, buf.byteOffset, end);
-  for (let i = b.indexOf(10, from); i >= 0;) {
+function findCut(buf: Buffer, from: number, end: number, kind: 'text' | 'jsonl'): number {
+  for (let i = buf.indexOf(10, from); i >= 0 && i < end;) {
     if (kind === 'jsonl') return i + 1;
-    const j = b.indexOf(10, i + 1);
-    if (j < 0) return -1;
-    if (blankBytes(b, i + 1, j)) return j + 1;
+    const j = buf.indexOf(10, i + 1);
+    if (j < 0 || j >= end) return -1;
+    if (blankBytes(buf, i + 1, j)) return j + 1;
     i = j;
   }
   return -1;
@@ -258,46 +256,37 @@ function findCut(buf: Uint8Array, from: number, end: number, kind: 'text' | 'jso
 
 /**
  * A text (paragraph mode) or JSONL file from byte `offset` (a line start outside any paragraph) in
- * parts of about `size` bytes, each cut where findCut allows. A leading UTF-8 BOM is dropped. Every
- * part but the file's last ends with '\n'. Each part has a buffer of its own (to be handed over to a
- * worker without a copy); only the few bytes after a cut are copied, into the next part's buffer.
+ * parts of about `size` bytes, each cut where findCut allows; a leading UTF-8 BOM is left out. Only
+ * the bytes around each cut are read here: the workers read the parts themselves.
  */
-export function* byteChunks(file: string, kind: 'text' | 'jsonl', offset: number,
-  size: number): Generator<{ bytes: Uint8Array; last: boolean }> {
+export function* fileParts(file: string, kind: 'text' | 'jsonl', offset: number,
+  size: number): Generator<FilePart> {
   const fd = fs.openSync(file, 'r');
   try {
-    let pos = offset, eof = false;
+    const total = fs.fstatSync(fd).size;
+    let pos = offset;
     if (offset === 0) {
       const head = Buffer.alloc(3);
       if (fs.readSync(fd, head, 0, 3, 0) === 3 && head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf) pos = 3;
     }
-    let carry = new Uint8Array(0);
-    for (;;) {
-      let buf = new Uint8Array(Math.max(size, carry.length) + (1 << 16));
-      buf.set(carry);
-      let filled = carry.length;
-      let from = Math.max(0, size - 1); // where to look for a cut
-      let cut = -1;
-      for (;;) {
-        while (!eof && filled < buf.length) {
-          const n = fs.readSync(fd, buf, filled, buf.length - filled, pos);
-          if (n === 0) eof = true;
-          pos += n;
-          filled += n;
+    let window = Buffer.allocUnsafe(1 << 16);
+    while (pos < total) {
+      let cut = total;
+      // Look for a cut from the part's size on, in a window that doubles while a document runs on.
+      for (let from = pos + Math.max(0, size - 1); from < total;) {
+        const len = Math.min(window.length, total - from);
+        for (let o = 0; o < len;) {
+          const n = fs.readSync(fd, window, o, len - o, from + o);
+          if (n === 0) throw new Error(`${file} changed while it was being read (it ended at byte ${from + o})`);
+          o += n;
         }
-        cut = findCut(buf, Math.min(from, filled), filled, kind);
-        if (cut >= 0 || eof) break;
-        // A document longer than the buffer: grow it and read on.
-        from = Math.max(0, filled - 1);
-        const bigger = new Uint8Array(2 * buf.length);
-        bigger.set(buf.subarray(0, filled));
-        buf = bigger;
+        const c = findCut(window, 0, len, kind);
+        if (c >= 0) { cut = from + c; break; }
+        if (from + len >= total) break;
+        window = Buffer.allocUnsafe(2 * window.length);
       }
-      if (cut < 0) cut = filled;
-      carry = buf.slice(cut, filled);
-      const last = eof && carry.length === 0;
-      yield { bytes: buf.subarray(0, cut), last };
-      if (last) return;
+      yield { file, offset: pos, length: cut - pos, kind, last: cut >= total };
+      pos = cut;
     }
   } finally {
     fs.closeSync(fd);
@@ -378,17 +367,27 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
     if (name === VAL_FILE) fs.rmSync(path.join(out, name));
   }
 
+  // The workers start now: loading their tokenizers overlaps the count of documents. Until the main
+  // loop's try, a failing step stops them (or they would keep the process alive).
+  const pool = nWorkers === 0 ? new InlinePool(tok) : new Pool(nWorkers, tokenizerFile);
+  const orStop = <T>(step: () => T): T => {
+    try {
+      return step();
+    } catch (e) {
+      void pool.close();
+      throw e;
+    }
+  };
   // Documents and the held-out choice (as loadDataset makes it).
   let totalDocs = 0;
-  const fileDocs: number[] = [];
-  for (const f of files) {
+  const fileDocs = orStop(() => files.map((f) => {
     o.onProgress?.({ phase: 'scan', documents: totalDocs, totalDocuments: 0, chars: 0, tokens: 0, shards: kept,
       elapsedS: elapsed(), file: f.path });
     const n = countDocuments(f, textMode);
     if (n === 0) throw new Error(`data file ${f.path} is empty (no documents)`);
-    fileDocs.push(n);
     totalDocs += n;
-  }
+    return n;
+  }));
   const k = valShare === 0 || totalDocs < 2 ? 0
     : Math.min(totalDocs - 1, Math.max(1, Math.round(valShare * totalDocs)));
   const isVal = new Uint8Array(totalDocs);
@@ -400,15 +399,16 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
 
   const progress = m.progress!;
   const valPartial = path.join(out, `${VAL_FILE}.partial`);
-  const valFd = fs.openSync(valPartial, fs.existsSync(valPartial) ? 'r+' : 'w+');
-  if (fs.fstatSync(valFd).size < progress.val_tokens * el) {
-    fs.closeSync(valFd);
-    throw new Error(`${valPartial} is shorter than the manifest records (${progress.val_tokens} tokens); ` +
-      `delete ${out} ` +
-      'and tokenize again');
-  }
-  fs.ftruncateSync(valFd, progress.val_tokens * el);
-  const val = new TokenSink(valPartial, valFd, dtype, progress.val_tokens);
+  const val = orStop(() => {
+    const valFd = fs.openSync(valPartial, fs.existsSync(valPartial) ? 'r+' : 'w+');
+    if (fs.fstatSync(valFd).size < progress.val_tokens * el) {
+      fs.closeSync(valFd);
+      throw new Error(`${valPartial} is shorter than the manifest records (${progress.val_tokens} tokens); ` +
+        `delete ${out} and tokenize again`);
+    }
+    fs.ftruncateSync(valFd, progress.val_tokens * el);
+    return new TokenSink(valPartial, valFd, dtype, progress.val_tokens);
+  });
   val.documents = progress.val_documents;
 
   let shard: TokenSink | null = null;
@@ -434,9 +434,8 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
     shard = null;
     shardFirst = endDoc;
   };
-  writeManifest();
+  orStop(writeManifest);
 
-  const pool = nWorkers === 0 ? new InlinePool(tok) : new Pool(nWorkers, tokenizerFile);
   const jobChars = o.jobChars ?? DEFAULT_JOB_CHARS;
   // Jobs in the order they were sent; a part of a file carries its file's line count so far (the
   // workers count a part's newlines, and results are taken in order: errors get absolute line numbers).
@@ -460,20 +459,24 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
     let off = 0;
     for (let i = 0; i < r.lens.length; i++) {
       const g = done + i;
-      const ids = r.ids.subarray(off, off + r.lens[i]);
-      off += r.lens[i];
-      if (isVal[g]) val.push(ids, tok.eosId);
+      const end = off + r.lens[i];
+      if (isVal[g]) val.push(r.ids, off, end, tok.eosId);
       else {
         if (!shard) openShard();
-        shard!.push(ids, tok.eosId);
-        tokens += ids.length;
+        shard!.push(r.ids, off, end, tok.eosId);
+        tokens += end - off;
         if (shard!.tokens >= shardTokens) closeShard(g + 1);
       }
+      off = end;
     }
     chars += r.chars;
     done += r.lens.length;
+    spares.push(r.ids.buffer as ArrayBuffer);
   };
+  // Id buffers of taken results, handed back to the workers with new jobs.
+  const spares: ArrayBuffer[] = [];
   const submit = async (job: TokenizeJob, file?: { name: string; line: number }) => {
+    if (nWorkers > 0) job.spare = spares.pop();
     const result = pool.run(job);
     result.catch(() => undefined); // awaited in take(); one left behind by an error must not be unhandled
     inFlight.push({ result, file });
@@ -491,13 +494,13 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
       before += fileDocs[fi];
       if (skip >= fileDocs[fi]) continue;
       if ((f.kind === 'text' && textMode === 'paragraphs') || f.kind === 'jsonl') {
-        // Bytes to the workers, cut between documents: they decode and split them.
+        // Parts of the file to the workers, cut between documents: they read and split them.
         const kind = f.kind;
         const at = skip > 0 ? locateDocument(f.path, kind, skip) : { offset: 0, line: 1 };
         const lines = { name: f.path, line: at.line };
-        for (const c of byteChunks(f.path, kind, at.offset, jobChars)) {
+        for (const part of fileParts(f.path, kind, at.offset, jobChars)) {
           if (o.signal?.aborted) { interrupted = true; break outer; }
-          await submit({ id: nextId++, bytes: c.bytes, kind, name: f.path, last: c.last }, lines);
+          await submit({ id: nextId++, ...part }, lines);
         }
         continue;
       }

@@ -4,8 +4,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { hashParts } from '../data/cache';
-import { BYTE_TO_UNICODE, EOS_TOKEN, GPT2_SPLIT_REGEX, byteLevelEncode } from './bpe-train';
-import { WordMemo, asciiWordEnd, ensure, isAscii } from './word-memo';
+import { BYTE_TO_UNICODE, EOS_TOKEN, byteLevelEncode } from './bpe-train';
+import { WordMemo, ensure, utf8WordEnd } from './word-memo';
 
 /** What the data layer needs from a tokenizer. */
 export interface TextTokenizer {
@@ -32,7 +32,6 @@ class ByteLevelMerges {
   /** Id of each merge's result, -1 where the vocabulary lacks it. */
   private readonly mergedId: Int32Array;
   private readonly ids = new Int32Array(MAX_MERGE_WORD);
-  private readonly bytes = new Uint8Array(MAX_MERGE_WORD);
   /** Pair keys are left × v + right. */
   private readonly v: number;
 
@@ -49,18 +48,17 @@ class ByteLevelMerges {
     });
   }
 
-  /** The ids of one pre-token, or null when the library must do it (long, or a byte or merge not in the vocabulary). */
-  encode(word: string): Uint32Array | null {
-    const { read, written } = textEncoder.encodeInto(word, this.bytes);
-    if (read < word.length) return null;
+  /** Ids of the pre-token b[i, j); null when the library must do it (long, or a byte or merge not in the vocab). */
+  encode(b: Uint8Array, i: number, j: number): Uint32Array | null {
+    let n = j - i;
+    if (n > MAX_MERGE_WORD) return null;
     const ids = this.ids;
-    let n = written;
-    for (let i = 0; i < n; i++) if ((ids[i] = this.byteIds[this.bytes[i]]) < 0) return null;
+    for (let k = 0; k < n; k++) if ((ids[k] = this.byteIds[b[i + k]]) < 0) return null;
     for (;;) {
       let best = -1, bestRank = Infinity;
-      for (let i = 0; i + 1 < n; i++) {
-        const r = this.rank.get(ids[i] * this.v + ids[i + 1]);
-        if (r !== undefined && r < bestRank) { bestRank = r; best = i; }
+      for (let k = 0; k + 1 < n; k++) {
+        const r = this.rank.get(ids[k] * this.v + ids[k + 1]);
+        if (r !== undefined && r < bestRank) { bestRank = r; best = k; }
       }
       if (best < 0) break;
       const id = this.mergedId[bestRank];
@@ -74,13 +72,44 @@ class ByteLevelMerges {
 }
 
 const textEncoder = new TextEncoder();
+const utf8Decoder = new TextDecoder();
 
-type FastPath = { specials: RegExp | null; memo: WordMemo; merges: ByteLevelMerges | null };
+/** An added token as the fast path looks for it in UTF-8 text. */
+type Special = { bytes: Buffer; id: number; utf16: number };
+/** specials: longest first (at one position, the longest wins, as in the library's alternation). */
+type FastPath = { specials: Special[]; memo: WordMemo; merges: ByteLevelMerges | null };
+
+/**
+ * Token ids appended text after text (grown as needed), with the UTF-16 length of the text they came
+ * from: what Tokenizer.utf8Encoder writes to.
+ */
+export class IdSink {
+  ids = new Uint32Array(1 << 12);
+  n = 0;
+  chars = 0;
+
+  push(id: number): void {
+    if (this.n === this.ids.length) this.ids = ensure(this.ids, this.n + 1);
+    this.ids[this.n++] = id;
+  }
+
+  /** A copy of the ids so far. */
+  take(): Uint32Array {
+    return this.ids.slice(0, this.n);
+  }
+
+  clear(): void {
+    this.n = this.chars = 0;
+  }
+}
+
+/** Encodes ranges of one buffer of valid UTF-8, taken in increasing order (see Tokenizer.utf8Encoder). */
+export interface Utf8RangeEncoder {
+  /** Appends the ids of bytes [start, end) to the sink, and their UTF-16 length to sink.chars. */
+  encode(start: number, end: number, sink: IdSink): void;
+}
 
 export const SUPPORTED_MODELS = ['BPE', 'WordPiece', 'Unigram'] as const;
-
-/** encodeFast's own copy of the pre-tokenizer regex (exec moves its lastIndex). */
-const SPLIT = new RegExp(GPT2_SPLIT_REGEX.source, GPT2_SPLIT_REGEX.flags);
 
 /** End-of-text tokens looked for, in order, when `<|endoftext|>` is absent. */
 const EOS_CANDIDATES = [EOS_TOKEN, '</s>', '<|end_of_text|>', '<eos>', '<|eot_id|>', '[SEP]'];
@@ -126,8 +155,7 @@ export class Tokenizer implements TextTokenizer {
       && Array.isArray(added) && added.every((t) => typeof t.content === 'string' && t.content !== '' && !t.lstrip &&
         !t.rstrip);
     if (!ok) return null;
-    const contents = [...new Set(added.map((t) => t.content as string))].sort((x, y) => y.length - x.length);
-    const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    const contents = [...new Set(added.map((t) => t.content as string))];
     // The merges as the library holds them (it has read both the "a b" and the ["a", "b"] forms).
     const lib = hf.model as unknown as { tokens_to_ids?: unknown; merges?: unknown };
     // Pair keys (left × vocabulary + right) must stay exact doubles: ids below 2^26.
@@ -136,76 +164,95 @@ export class Tokenizer implements TextTokenizer {
     const merges = vocab && small && Array.isArray(lib.merges)
       ? new ByteLevelMerges(vocab, lib.merges as Array<[string, string]>)
       : null;
-    const specials = contents.length ? new RegExp(contents.map(esc).join('|'), 'g') : null;
+    const specials = contents.map((c) => ({ bytes: Buffer.from(c, 'utf8'), id: hf.token_to_id(c)!, utf16: c.length }))
+      .sort((x, y) => y.bytes.length - x.bytes.length);
     return { specials, memo: new WordMemo(), merges };
   }
 
-  /** Reused output buffer of encodeFast (grown as needed), so that a call allocates only its result. */
-  private scratch = new Uint32Array(1 << 12);
+  /** Reused buffers of encodeFast: the text as UTF-8, and its ids. */
+  private utf8 = Buffer.allocUnsafe(1 << 12);
+  private readonly sink = new IdSink();
 
-  /** The ids of a pre-token not in the memo yet, by the BPE merges. */
-  private mergeWord(w: string, fast: FastPath): Uint32Array {
-    const quick = fast.merges?.encode(w);
+  /** The ids of the pre-token b[i, j), not in the memo yet, by the BPE merges. */
+  private mergeWord(b: Uint8Array, i: number, j: number, fast: FastPath): Uint32Array {
+    const quick = fast.merges?.encode(b, i, j);
     if (quick) return quick;
+    const w = utf8Decoder.decode(b.subarray(i, j));
     const toks = (this.hf.model as unknown as (t: string[]) => string[])([byteLevelEncode(w)]);
     const ids = new Uint32Array(toks.length);
-    for (let i = 0; i < toks.length; i++) {
-      const id = this.hf.token_to_id(toks[i]);
+    for (let k = 0; k < toks.length; k++) {
+      const id = this.hf.token_to_id(toks[k]);
       if (id === undefined) throw new Error(`${this.source}: text has a token that is not in the vocabulary ` +
         `and there is no unk token`);
-      ids[i] = id;
+      ids[k] = id;
     }
     return ids;
   }
 
+  /**
+   * The fast path over UTF-8: lone surrogates in `text` become U+FFFD's bytes, as in the library's own
+   * byte-level step, and both split them as one "other" character.
+   */
   private encodeFast(text: string, fast: FastPath): Uint32Array {
-    if (fast.specials === null) return this.encodeWords(text, fast, 0).slice();
-    let n = 0, last = 0;
-    for (const m of text.matchAll(fast.specials)) {
-      if (m.index! > last) n = this.encodeWords(text.slice(last, m.index), fast, n).length;
-      n = this.appendIds(Uint32Array.of(this.hf.token_to_id(m[0])!), n);
-      last = m.index! + m[0].length;
-    }
-    if (last < text.length) n = this.encodeWords(last === 0 ? text : text.slice(last), fast, n).length;
-    return this.scratch.slice(0, n);
-  }
-
-  /** Appends ids to scratch at n (growing it); returns the new length. */
-  private appendIds(ids: Uint32Array, n: number): number {
-    this.scratch = ensure(this.scratch, n + ids.length);
-    this.scratch.set(ids, n);
-    return n + ids.length;
+    const need = 3 * text.length;
+    if (this.utf8.length < need) this.utf8 = Buffer.allocUnsafe(Math.max(need, 2 * this.utf8.length));
+    const { written } = textEncoder.encodeInto(text, this.utf8);
+    this.sink.clear();
+    this.fastUtf8Encoder(this.utf8, fast).encode(0, written, this.sink);
+    return this.sink.take();
   }
 
   /**
-   * Encodes text without special tokens into scratch from n; returns scratch[0, end) as a view.
-   * ASCII text is split by a scanner (word-memo.ts), the rest by the regex; either way, words are
-   * looked up by their range of the text, with no substring made.
+   * An encoder over ranges of `bytes` (valid UTF-8, taken in increasing order) that gives the same ids
+   * as encode() of each range's text, without decoding it; null when this tokenizer has no fast path
+   * (then decode and call encode()). Added tokens are found with indexOf, each one's next place kept,
+   * so a buffer is searched once however many ranges it is encoded in.
    */
-  private encodeWords(text: string, fast: FastPath, n: number): Uint32Array {
-    const memo = fast.memo;
-    const ascii = isAscii(text);
-    const re = SPLIT;
-    re.lastIndex = 0;
-    let out = this.scratch;
-    for (let i = 0; i < text.length;) {
-      let a = i, b: number;
-      if (ascii) b = asciiWordEnd(text, i);
-      else {
-        const m = re.exec(text);
-        if (m === null) break;
-        a = m.index;
-        b = a + m[0].length;
+  utf8Encoder(bytes: Uint8Array): Utf8RangeEncoder | null {
+    return this.fast ? this.fastUtf8Encoder(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), this.fast)
+      : null;
+  }
+
+  private fastUtf8Encoder(buf: Buffer, fast: FastPath): Utf8RangeEncoder {
+    const specials = fast.specials;
+    // next[k]: where specials[k] next occurs at or after a position ≤ the current one (Infinity: nowhere).
+    const next = specials.map(() => -1);
+    return { encode: (start, end, sink) => {
+      for (let p = start; p < end;) {
+        let best = -1, at = end;
+        for (let k = 0; k < specials.length; k++) {
+          if (next[k] < p) {
+            const i = buf.indexOf(specials[k].bytes, p);
+            next[k] = i < 0 ? Infinity : i;
+          }
+          if (next[k] < at && next[k] + specials[k].bytes.length <= end) { at = next[k]; best = k; }
+        }
+        if (at > p) this.encodeWords(buf, p, at, sink, fast);
+        if (best < 0) break;
+        sink.push(specials[best].id);
+        sink.chars += specials[best].utf16;
+        p = at + specials[best].bytes.length;
       }
-      i = b;
-      let e = memo.find(text, a, b);
-      if (e < 0) e = memo.add(text, a, b, this.mergeWord(text.slice(a, b), fast));
+    } };
+  }
+
+  /** Encodes the valid UTF-8 b[i, end), with no added tokens in it, into the sink: no allocation per word. */
+  private encodeWords(b: Uint8Array, i: number, end: number, sink: IdSink, fast: FastPath): void {
+    const memo = fast.memo;
+    let out = sink.ids, n = sink.n, chars = 0;
+    while (i < end) {
+      const j = utf8WordEnd(b, i, end);
+      let e = memo.find(b, i, j);
+      if (e < 0) e = memo.add(b, i, j, this.mergeWord(b, i, j, fast));
       const k = memo.idCount(e);
-      if (n + k > out.length) out = this.scratch = ensure(out, n + k);
+      if (n + k > out.length) out = sink.ids = ensure(out, n + k);
       if (k === 1) out[n++] = memo.firstId(e);
-      else { out.set(memo.idsOf(e), n); n += k; }
+      else { memo.copyIds(e, out, n); n += k; }
+      chars += memo.utf16Length(e);
+      i = j;
     }
-    return out.subarray(0, n);
+    sink.n = n;
+    sink.chars += chars;
   }
 
   /** Loads a tokenizer.json file (or a folder holding one). */

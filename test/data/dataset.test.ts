@@ -5,10 +5,12 @@ import * as os from 'os';
 import * as path from 'path';
 import { BUILTIN_CORPUS, corpusInfo, corpusSentences } from '../../src/data/corpus';
 import {
-  countDocuments, loadDataset, readDocuments, resolveInputs, writeTokenFile, type DataProgress, type DataTokenizer,
+  countDocuments, documentsOfLines, loadDataset, paragraphsOfBytes, readDocuments, resolveInputs, writeTokenFile,
+  type DataProgress, type DataTokenizer,
 } from '../../src/data/dataset';
 import { saveTokenizerJson, trainBpe } from '../../src/tokenizer/bpe-train';
 import { loadTokenizer, type Tokenizer } from '../../src/tokenizer/tokenizer';
+import { rng } from '../rng';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dsmoe-data-'));
 const cacheDir = path.join(tmp, 'cache');
@@ -224,6 +226,24 @@ describe('token cache', () => {
       expect(ds.cachePath!.startsWith(path.join(envDir, 'tokens'))).toBe(true);
     } finally {
       if (old === undefined) delete process.env.DSMOE_CACHE_DIR; else process.env.DSMOE_CACHE_DIR = old;
+    }
+  });
+});
+
+describe('paragraphsOfBytes', () => {
+  test('finds the documents documentsOfLines makes of the decoded lines, on random text', () => {
+    const r = rng(11);
+    const pieces = ['word', 'two words', ' ', '\t', '\r', '\f', '\u000b', '\n', '\n', '\r\n', 'caf\u00e9', '\u65e5',
+      '\u{1f600}', '\u00a0', '  x  '];
+    for (let t = 0; t < 3000; t++) {
+      let s = '';
+      for (let k = Math.floor(r() * 20); k > 0; k--) s += pieces[Math.floor(r() * pieces.length)];
+      const b = Buffer.from(s, 'utf8');
+      const got: string[] = [];
+      const newlines = paragraphsOfBytes(b, (a, e) => got.push(b.subarray(a, e).toString('utf8')));
+      const want = [...documentsOfLines(s.split('\n'), 'text', 'x.txt')];
+      if (JSON.stringify(got) !== JSON.stringify(want) || newlines !== s.split('\n').length - 1)
+        throw new Error(`${JSON.stringify(s)}: ${JSON.stringify(got)} vs ${JSON.stringify(want)}`);
     }
   });
 });

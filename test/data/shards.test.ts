@@ -37,10 +37,13 @@ beforeAll(() => {
   fs.writeFileSync(path.join(corpus, 'c.jsonl'),
     sentences.slice(1600).map((text, i) => JSON.stringify({ text }) + (i % 50 === 0 ? '\n  \n' : ''))
       .join('\n') + '\n');
-  // What the byte-level cutting must get right: a BOM, CRLF, blank lines of spaces and tabs, a paragraph
-  // longer than a job, non-ASCII text, no final newline.
+  // What the byte-level cutting and encoding must get right: a BOM, CRLF, blank lines of spaces and tabs,
+  // a paragraph longer than a job, non-ASCII text, no final newline.
   fs.writeFileSync(path.join(corpus, 'd.txt'), '\uFEFFFirst, after a BOM\r\nsame para\r\n\r\n \t\n' +
     `${sentences.slice(0, 200).join('\n')}\n\n\n` + 'Ünïcödé — “quotes” 日本語\n \nlast line, no newline');
+  // Bytes that are not UTF-8 (read as U+FFFD by the text path; the workers must decode them the same way).
+  fs.writeFileSync(path.join(corpus, 'e.txt'), Buffer.concat([Buffer.from('bad bytes\nsame para '),
+    Buffer.from([0xff, 0xc3, 0x28, 0xe2, 0x82]), Buffer.from(' end\n\ncaf\u00e9 ok\n')]));
 });
 
 const opts = (out: string, extra: Partial<TokenizeShardsOptions> = {}): TokenizeShardsOptions => ({

@@ -9,7 +9,7 @@ import {
   BYTE_TO_UNICODE, EOS_TOKEN, GPT2_SPLIT_REGEX, bpeTokenizerJson, byteLevelEncode, saveTokenizerJson, trainBpe,
   type TrainedBpe,
 } from '../../src/tokenizer/bpe-train';
-import { Tokenizer, loadTokenizer } from '../../src/tokenizer/tokenizer';
+import { IdSink, Tokenizer, loadTokenizer } from '../../src/tokenizer/tokenizer';
 import { defaultTokenizer, defaultTokenizerPath } from '../../src/tokenizer/default';
 import { rng } from '../rng';
 
@@ -176,6 +176,35 @@ describe('encoding', () => {
       const lib = Array.from(tok.encodeLibrary(s));
       if (got.join() !== ref.join() || lib.join() !== ref.join())
         throw new Error(`mismatch for ${JSON.stringify(s)}: ours ${got} library ${lib} reference ${ref}`);
+    }
+  });
+
+  test('lone surrogates encode as the library does (as U+FFFD)', () => {
+    for (const s of ['a\ud800b', '\udc00', 'x \ud83d', '\ud83d\ude00\ude00 y', 'end\ud800']) {
+      expect(Array.from(tok.encode(s))).toEqual(Array.from(tok.encodeLibrary(s)));
+    }
+  });
+
+  test('utf8Encoder: ranges of one buffer, in order, give encode() of their text', () => {
+    const r = rng(7);
+    const pieces = [...heldOut.slice(0, 50), ...Array.from({ length: 50 }, () => randomText(r, 30)),
+      'a<|endoftext|>b', '<|endoftext|><|endoftext|>', 'x<|endof'];
+    const text = pieces.join('\n');
+    const bytes = Buffer.from(text, 'utf8');
+    const enc = tok.utf8Encoder(bytes)!;
+    const sink = new IdSink();
+    // Cut at random character boundaries (through added tokens too), skipping some ranges.
+    const cuts = [0];
+    for (let i = 1; i < bytes.length; i++) if ((bytes[i] & 0xc0) !== 0x80 && r() < 0.05) cuts.push(i);
+    cuts.push(bytes.length);
+    for (let k = 0; k + 1 < cuts.length; k++) {
+      if (r() < 0.2) continue;
+      const [a, b] = [cuts[k], cuts[k + 1]];
+      sink.clear();
+      enc.encode(a, b, sink);
+      const s = bytes.subarray(a, b).toString('utf8');
+      if (Array.from(sink.take()).join() !== Array.from(tok.encode(s)).join() || sink.chars !== s.length)
+        throw new Error(`range ${a}..${b} ${JSON.stringify(s)}: ${sink.take()} vs ${tok.encode(s)}`);
     }
   });
 
