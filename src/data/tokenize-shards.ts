@@ -26,7 +26,7 @@ import {
   MANIFEST_FILE, SHARD_FORMAT, SHARD_FORMAT_VERSION, VAL_FILE, dtypeBytes, readManifest, sampleHashFile,
   type ManifestInput, type ShardDtype, type ShardEntry, type ShardManifest,
 } from './shards';
-import { runJob, type FilePart, type TokenizeJob, type TokenizeJobResult } from './tokenize-job';
+import { runJob, type FilePart, type JobTokenizer, type TokenizeJob, type TokenizeJobResult } from './tokenize-job';
 import { loadTokenizer } from '../tokenizer/tokenizer';
 
 export const DEFAULT_SHARD_TOKENS = 100_000_000;
@@ -92,19 +92,23 @@ class TokenSink {
     this.staging = dtype === 'uint16' ? new Uint16Array(1 << 18) : new Uint32Array(1 << 18);
   }
 
-  /** Appends a document, ids[start, end) (after an EOS when it is not the first). */
-  push(ids: Uint32Array, start: number, end: number, eos: number): void {
-    if (this.documents > 0) this.put1(eos);
+  /**
+   * Appends `docs` documents, ids[start, end) with the EOS between them already there (after an EOS
+   * when this file has a document already).
+   */
+  push(ids: Uint16Array | Uint32Array, start: number, end: number, docs: number, eos: number): void {
+    const leading = this.documents > 0;
+    if (leading) this.put1(eos);
     const staging = this.staging;
     for (let o = start; o < end;) {
       const k = Math.min(end - o, staging.length - this.n);
-      for (let i = 0; i < k; i++) staging[this.n + i] = ids[o + i];
+      staging.set(ids.subarray(o, o + k), this.n);
       this.n += k;
       o += k;
       if (this.n === staging.length) this.flush();
     }
-    this.documents++;
-    this.tokens += end - start + (this.documents > 1 ? 1 : 0);
+    this.documents += docs;
+    this.tokens += end - start + (leading ? 1 : 0);
   }
 
   private put1(id: number): void {
@@ -224,7 +228,7 @@ class Pool {
 
 /** Pool's interface without threads (workers: 0): the main thread runs each job when it is given. */
 class InlinePool {
-  constructor(private readonly tok: { encode(s: string): Uint32Array | number[]; vocabSize: number }) {}
+  constructor(private readonly tok: JobTokenizer) {}
 
   run(job: TokenizeJob): Promise<TokenizeJobResult> {
     return Promise.resolve(runJob(this.tok, job));
@@ -456,18 +460,25 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
     }
     if (job.file) job.file.line += r.lines;
     if (done + r.lens.length > totalDocs) throw new Error('the inputs changed while they were being read');
-    let off = 0;
-    for (let i = 0; i < r.lens.length; i++) {
-      const g = done + i;
-      const end = off + r.lens[i];
-      if (isVal[g]) val.push(r.ids, off, end, tok.eosId);
-      else {
-        if (!shard) openShard();
-        shard!.push(r.ids, off, end, tok.eosId);
-        tokens += end - off;
-        if (shard!.tokens >= shardTokens) closeShard(g + 1);
+    // Runs of documents bound for the same file go over in one copy (the ids hold their separators); a
+    // training run ends at the document that fills its shard.
+    const lens = r.lens;
+    for (let i = 0, off = 0; i < lens.length;) {
+      const toVal = isVal[done + i] === 1;
+      if (!toVal && !shard) openShard();
+      const sink = toVal ? val : shard!;
+      const base = sink.tokens + (sink.documents > 0 ? 1 : 0);
+      let j = i, end = off + lens[i];
+      let full = !toVal && base + end - off >= shardTokens;
+      while (!full && j + 1 < lens.length && (isVal[done + j + 1] === 1) === toVal) {
+        end += 1 + lens[++j];
+        full = !toVal && base + end - off >= shardTokens;
       }
-      off = end;
+      sink.push(r.ids, off, end, j - i + 1, tok.eosId);
+      if (!toVal) tokens += end - off - (j - i);
+      if (full) closeShard(done + j + 1);
+      off = end + 1;
+      i = j + 1;
     }
     chars += r.chars;
     done += r.lens.length;

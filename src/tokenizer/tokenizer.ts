@@ -81,12 +81,14 @@ type FastPath = { specials: Special[]; memo: WordMemo; merges: ByteLevelMerges |
 
 /**
  * Token ids appended text after text (grown as needed), with the UTF-16 length of the text they came
- * from: what Tokenizer.utf8Encoder writes to.
+ * from: what Tokenizer.utf8Encoder writes to. 16-bit ids where the vocabulary fits them (the shards'
+ * own dtype, so `dsmoe tokenize` copies them without converting).
  */
-export class IdSink {
-  ids = new Uint32Array(1 << 12);
+export class IdSink<A extends Uint16Array | Uint32Array = Uint32Array> {
   n = 0;
   chars = 0;
+
+  constructor(public ids: A) {}
 
   push(id: number): void {
     if (this.n === this.ids.length) this.ids = ensure(this.ids, this.n + 1);
@@ -94,8 +96,8 @@ export class IdSink {
   }
 
   /** A copy of the ids so far. */
-  take(): Uint32Array {
-    return this.ids.slice(0, this.n);
+  take(): A {
+    return this.ids.slice(0, this.n) as A;
   }
 
   clear(): void {
@@ -106,7 +108,7 @@ export class IdSink {
 /** Encodes ranges of one buffer of valid UTF-8, taken in increasing order (see Tokenizer.utf8Encoder). */
 export interface Utf8RangeEncoder {
   /** Appends the ids of bytes [start, end) to the sink, and their UTF-16 length to sink.chars. */
-  encode(start: number, end: number, sink: IdSink): void;
+  encode(start: number, end: number, sink: IdSink<Uint16Array | Uint32Array>): void;
 }
 
 export const SUPPORTED_MODELS = ['BPE', 'WordPiece', 'Unigram'] as const;
@@ -171,7 +173,7 @@ export class Tokenizer implements TextTokenizer {
 
   /** Reused buffers of encodeFast: the text as UTF-8, and its ids. */
   private utf8 = Buffer.allocUnsafe(1 << 12);
-  private readonly sink = new IdSink();
+  private readonly sink = new IdSink(new Uint32Array(1 << 12));
 
   /** The ids of the pre-token b[i, j), not in the memo yet, by the BPE merges. */
   private mergeWord(b: Uint8Array, i: number, j: number, fast: FastPath): Uint32Array {
@@ -237,7 +239,8 @@ export class Tokenizer implements TextTokenizer {
   }
 
   /** Encodes the valid UTF-8 b[i, end), with no added tokens in it, into the sink: no allocation per word. */
-  private encodeWords(b: Uint8Array, i: number, end: number, sink: IdSink, fast: FastPath): void {
+  private encodeWords(b: Uint8Array, i: number, end: number, sink: IdSink<Uint16Array | Uint32Array>,
+    fast: FastPath): void {
     const memo = fast.memo;
     let out = sink.ids, n = sink.n, chars = 0;
     while (i < end) {

@@ -157,7 +157,7 @@ export class WordMemo {
   }
 
   /** Copies an entry's ids into out at n (which must have room for them). */
-  copyIds(e: number, out: Uint32Array, n: number): void {
+  copyIds(e: number, out: Uint16Array | Uint32Array, n: number): void {
     const at = this.meta[e * STRIDE + F_ID_START], k = this.idCount(e), ids = this.ids;
     for (let q = 0; q < k; q++) out[n + q] = ids[at + q];
   }
@@ -218,7 +218,7 @@ const STRIDE = 8;
 const F_HASH = 0, F_KEY_START = 1, F_KEY_LEN = 2, F_ID_START = 3, F_ID_LEN = 4, F_UTF16 = 5, F_FIRST_ID = 6;
 
 /** a, or a copy at least `need` long (doubling), its contents kept. */
-export function ensure<T extends Int32Array | Uint8Array | Uint32Array>(a: T, need: number): T {
+export function ensure<T extends Int32Array | Uint8Array | Uint16Array | Uint32Array>(a: T, need: number): T {
   if (need <= a.length) return a;
   const b = new (a.constructor as new (n: number) => T)(Math.max(need, 2 * a.length));
   b.set(a);
