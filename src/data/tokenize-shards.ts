@@ -379,9 +379,72 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
       return step();
     } catch (e) {
       void pool.close();
+      jobs.return(undefined); // closes the file it reads
       throw e;
     }
   };
+  const progress = m.progress!;
+  const resumed = progress.next_document > 0;
+  const jobChars = o.jobChars ?? DEFAULT_JOB_CHARS;
+  let nextId = 0;
+  /**
+   * The jobs, in document order: parts of text and JSONL files (the workers read and split them), or
+   * batches of documents read here. A part carries its file's line count so far (the workers count a
+   * part's newlines, and results are taken in order: errors get absolute line numbers). A resumed run
+   * skips the documents in the shards it keeps (this needs the counts: it starts after them).
+   */
+  function* jobsInOrder(): Generator<{ job: TokenizeJob; file?: { name: string; line: number } }> {
+    let before = 0; // documents in the files before this one
+    for (const [fi, f] of files.entries()) {
+      let skip = 0;
+      if (resumed) {
+        skip = Math.max(0, progress.next_document - before);
+        before += fileDocs[fi];
+        if (skip >= fileDocs[fi]) continue;
+      }
+      if ((f.kind === 'text' && textMode === 'paragraphs') || f.kind === 'jsonl') {
+        const kind = f.kind;
+        const at = skip > 0 ? locateDocument(f.path, kind, skip) : { offset: 0, line: 1 };
+        const lines = { name: f.path, line: at.line };
+        for (const part of fileParts(f.path, kind, at.offset, jobChars)) {
+          yield { job: { id: nextId++, ...part }, file: lines };
+        }
+        continue;
+      }
+      let d = 0, jobLen = 0;
+      let docs: string[] = [];
+      for (const doc of readDocuments(f, textMode)) {
+        if (d++ < skip) continue;
+        docs.push(doc);
+        jobLen += doc.length;
+        if (jobLen >= jobChars) {
+          yield { job: { id: nextId++, docs } };
+          docs = [];
+          jobLen = 0;
+        }
+      }
+      if (docs.length > 0) yield { job: { id: nextId++, docs } };
+    }
+  }
+  const jobs = jobsInOrder();
+  // Jobs in the order they were sent, and id buffers of taken results (handed back with new jobs).
+  const inFlight: Array<{ result: Promise<TokenizeJobResult>; file?: { name: string; line: number } }> = [];
+  const spares: ArrayBuffer[] = [];
+  const window = 2 * Math.max(1, nWorkers);
+  const send = (job: TokenizeJob, file?: { name: string; line: number }) => {
+    if (nWorkers > 0) job.spare = spares.pop();
+    const result = pool.run(job);
+    result.catch(() => undefined); // awaited in take(); one left behind by an error must not be unhandled
+    inFlight.push({ result, file });
+  };
+  // A fresh run's first jobs go out now: the workers encode while this thread counts the documents.
+  if (!resumed && nWorkers > 0) {
+    while (inFlight.length < window) {
+      const next = jobs.next();
+      if (next.done) break;
+      send(next.value.job, next.value.file);
+    }
+  }
   // Documents and the held-out choice (as loadDataset makes it).
   let totalDocs = 0;
   const fileDocs = orStop(() => files.map((f) => {
@@ -401,7 +464,6 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
   }
   m.documents = { total: totalDocs, train: totalDocs - k, val: k };
 
-  const progress = m.progress!;
   const valPartial = path.join(out, `${VAL_FILE}.partial`);
   const val = orStop(() => {
     const valFd = fs.openSync(valPartial, fs.existsSync(valPartial) ? 'r+' : 'w+');
@@ -440,11 +502,7 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
   };
   orStop(writeManifest);
 
-  const jobChars = o.jobChars ?? DEFAULT_JOB_CHARS;
-  // Jobs in the order they were sent; a part of a file carries its file's line count so far (the
-  // workers count a part's newlines, and results are taken in order: errors get absolute line numbers).
-  const inFlight: Array<{ result: Promise<TokenizeJobResult>; file?: { name: string; line: number } }> = [];
-  let chars = 0, tokens = 0, done = progress.next_document, nextId = 0;
+  let chars = 0, tokens = 0, done = progress.next_document;
   let interrupted = false, finished = false;
   const report = (file?: string) => o.onProgress?.({
     phase: 'tokenize', documents: done, totalDocuments: totalDocs, chars, tokens, shards: m.shards.length,
@@ -484,51 +542,15 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
     done += r.lens.length;
     spares.push(r.ids.buffer as ArrayBuffer);
   };
-  // Id buffers of taken results, handed back to the workers with new jobs.
-  const spares: ArrayBuffer[] = [];
-  const submit = async (job: TokenizeJob, file?: { name: string; line: number }) => {
-    if (nWorkers > 0) job.spare = spares.pop();
-    const result = pool.run(job);
-    result.catch(() => undefined); // awaited in take(); one left behind by an error must not be unhandled
-    inFlight.push({ result, file });
-    while (inFlight.length >= 2 * Math.max(1, nWorkers)) {
-      await take();
-      report();
-    }
-  };
-
   report();
   try {
-    let before = 0; // documents in the files before this one
-    outer: for (const [fi, f] of files.entries()) {
-      const skip = Math.max(0, progress.next_document - before); // documents in shards kept from the interrupted run
-      before += fileDocs[fi];
-      if (skip >= fileDocs[fi]) continue;
-      if ((f.kind === 'text' && textMode === 'paragraphs') || f.kind === 'jsonl') {
-        // Parts of the file to the workers, cut between documents: they read and split them.
-        const kind = f.kind;
-        const at = skip > 0 ? locateDocument(f.path, kind, skip) : { offset: 0, line: 1 };
-        const lines = { name: f.path, line: at.line };
-        for (const part of fileParts(f.path, kind, at.offset, jobChars)) {
-          if (o.signal?.aborted) { interrupted = true; break outer; }
-          await submit({ id: nextId++, ...part }, lines);
-        }
-        continue;
+    for (const { job, file } of jobs) {
+      if (o.signal?.aborted) { interrupted = true; break; }
+      send(job, file);
+      while (inFlight.length >= window) {
+        await take();
+        report();
       }
-      let d = 0, jobLen = 0;
-      let docs: string[] = [];
-      for (const doc of readDocuments(f, textMode)) {
-        if (d++ < skip) continue;
-        if (o.signal?.aborted) { interrupted = true; break outer; }
-        docs.push(doc);
-        jobLen += doc.length;
-        if (jobLen >= jobChars) {
-          await submit({ id: nextId++, docs });
-          docs = [];
-          jobLen = 0;
-        }
-      }
-      if (docs.length > 0) await submit({ id: nextId++, docs });
     }
     if (!interrupted) {
       while (inFlight.length > 0) await take();
