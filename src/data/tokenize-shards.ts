@@ -86,7 +86,7 @@ class TokenSink {
   documents = 0;
   tokens: number;
 
-  constructor(readonly file: string, private readonly fd: number, private readonly dtype: ShardDtype, tokens = 0) {
+  constructor(readonly file: string, private readonly fd: number, dtype: ShardDtype, tokens = 0) {
     this.tokens = tokens;
     this.pos = tokens * dtypeBytes(dtype);
     this.staging = dtype === 'uint16' ? new Uint16Array(1 << 18) : new Uint32Array(1 << 18);

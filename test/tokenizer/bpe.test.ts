@@ -192,7 +192,7 @@ describe('encoding', () => {
     const text = pieces.join('\n');
     const bytes = Buffer.from(text, 'utf8');
     const enc = tok.utf8Encoder(bytes)!;
-    const sink = new IdSink();
+    const sink = new IdSink(new Uint32Array(16));
     // Cut at random character boundaries (through added tokens too), skipping some ranges.
     const cuts = [0];
     for (let i = 1; i < bytes.length; i++) if ((bytes[i] & 0xc0) !== 0x80 && r() < 0.05) cuts.push(i);
