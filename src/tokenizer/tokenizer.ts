@@ -200,7 +200,9 @@ export class Tokenizer implements TextTokenizer {
     if (this.utf8.length < need) this.utf8 = Buffer.allocUnsafe(Math.max(need, 2 * this.utf8.length));
     const { written } = textEncoder.encodeInto(text, this.utf8);
     this.sink.clear();
-    this.fastUtf8Encoder(this.utf8, fast).encode(0, written, this.sink);
+    // A view of the written bytes: added tokens are searched to the end of the buffer it is given, and
+    // the scratch keeps the size of the longest text so far.
+    this.fastUtf8Encoder(this.utf8.subarray(0, written), fast).encode(0, written, this.sink);
     return this.sink.take();
   }
 
