@@ -155,6 +155,20 @@ function* fileLines(file: string): Generator<string> {
 const isBlank = (line: string) => /^[ \t\r\f\v]*$/.test(line);
 /** isBlank's characters as UTF-8 bytes (all ASCII): space, tab, CR, form feed, vertical tab. */
 export const isBlankByte = (b: number) => b === 32 || b === 9 || b === 13 || b === 12 || b === 11;
+/** Whether bytes [a, b) of a line are all blank (isBlankByte). */
+export function blankBytes(buf: Uint8Array, a: number, b: number): boolean {
+  for (let i = a; i < b; i++) if (!isBlankByte(buf[i])) return false;
+  return true;
+}
+
+/** Reads exactly `length` bytes of `file` at `position` into buf[0, length), or says the file changed. */
+export function readExactly(fd: number, file: string, buf: Uint8Array, length: number, position: number): void {
+  for (let o = 0; o < length;) {
+    const n = fs.readSync(fd, buf, o, length - o, position + o);
+    if (n === 0) throw new Error(`${file} changed while it was being read (it ended at byte ${position + o})`);
+    o += n;
+  }
+}
 
 /**
  * documentsOfLines's paragraphs (text kind) found in UTF-8 bytes without decoding them: calls
@@ -167,9 +181,7 @@ export function paragraphsOfBytes(b: Buffer, onDocument: (start: number, end: nu
     let e = b.indexOf(10, i);
     if (e < 0) e = b.length;
     else newlines++;
-    let k = i;
-    while (k < e && isBlankByte(b[k])) k++;
-    if (k === e) { // a blank line ends the paragraph
+    if (blankBytes(b, i, e)) { // a blank line ends the paragraph
       if (start >= 0) onDocument(start, b[end - 1] === 13 ? end - 1 : end);
       start = -1;
     } else {

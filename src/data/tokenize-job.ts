@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import { isUtf8 } from 'node:buffer';
 import { IdSink, type Utf8RangeEncoder } from '../tokenizer/tokenizer';
 import { ensure } from '../tokenizer/word-memo';
-import { InputLineError, documentsOfLines, dtypeForVocab, paragraphsOfBytes } from './dataset';
+import { InputLineError, documentsOfLines, dtypeForVocab, paragraphsOfBytes, readExactly } from './dataset';
 
 export type TokenizeJob = ({ docs: string[] } | FilePart) & {
   id: number;
@@ -55,11 +55,7 @@ function readPart(p: FilePart): Buffer {
   if (partBuffer.length < p.length) partBuffer = Buffer.allocUnsafe(Math.max(p.length, 2 * partBuffer.length));
   const fd = fs.openSync(p.file, 'r');
   try {
-    for (let o = 0; o < p.length;) {
-      const n = fs.readSync(fd, partBuffer, o, p.length - o, p.offset + o);
-      if (n === 0) throw new Error(`${p.file} changed while it was being read (it ended at byte ${p.offset + o})`);
-      o += n;
-    }
+    readExactly(fd, p.file, partBuffer, p.length, p.offset);
   } finally {
     fs.closeSync(fd);
   }

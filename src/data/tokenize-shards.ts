@@ -19,7 +19,7 @@ import * as os from 'node:os';
 import { atomicWrite, hashFile } from './cache';
 import { BUILTIN_CORPUS } from './corpus';
 import {
-  countDocuments, dtypeForVocab, isBlankByte, locateDocument, readDocuments, resolveInputs, type TextMode,
+  blankBytes, countDocuments, dtypeForVocab, locateDocument, readExactly, readDocuments, resolveInputs, type TextMode,
 } from './dataset';
 import { Rng, shuffledIndices } from './rng';
 import {
@@ -237,12 +237,6 @@ class InlinePool {
   async close(): Promise<void> {}
 }
 
-/** Whether bytes [a, b) are all blank (dataset.ts's isBlankByte). */
-function blankBytes(buf: Buffer, a: number, b: number): boolean {
-  for (let i = a; i < b; i++) if (!isBlankByte(buf[i])) return false;
-  return true;
-}
-
 /**
  * Where a part may end in buf[0, end), looking from `from`: after a line end where no document goes
  * on (after a blank line for paragraphs, after any line for JSONL); -1 if there is no such place.
@@ -279,11 +273,7 @@ export function* fileParts(file: string, kind: 'text' | 'jsonl', offset: number,
       // Look for a cut from the part's size on, in a window that doubles while a document runs on.
       for (let from = pos + Math.max(0, size - 1); from < total;) {
         const len = Math.min(window.length, total - from);
-        for (let o = 0; o < len;) {
-          const n = fs.readSync(fd, window, o, len - o, from + o);
-          if (n === 0) throw new Error(`${file} changed while it was being read (it ended at byte ${from + o})`);
-          o += n;
-        }
+        readExactly(fd, file, window, len, from);
         const c = findCut(window, 0, len, kind);
         if (c >= 0) { cut = from + c; break; }
         if (from + len >= total) break;

@@ -8,6 +8,7 @@ import { corpusSentences } from '../../src/data/corpus';
 import { loadDataset, trainTokenCount } from '../../src/data/dataset';
 import { ShardSampler, windowAt } from '../../src/data/sampler';
 import { MANIFEST_FILE, openShards, readManifest } from '../../src/data/shards';
+import { runJob } from '../../src/data/tokenize-job';
 import { tokenizeToShards, type TokenizeShardsOptions } from '../../src/data/tokenize-shards';
 import { saveTokenizerJson, trainBpe } from '../../src/tokenizer/bpe-train';
 import { loadTokenizer, type Tokenizer } from '../../src/tokenizer/tokenizer';
@@ -127,6 +128,17 @@ describe('dsmoe tokenize', () => {
     expect(r3.workers).toBe(3);
     expect(bytesOf(path.join(tmp, 'w3'))).toEqual(bytesOf(path.join(tmp, 'w1')));
     expect(stable(path.join(tmp, 'w3'))).toEqual({ ...stable(path.join(tmp, 'w1')) });
+  });
+
+  test('a part that runs past its file (the file shrank after it was cut) is named', () => {
+    const f = path.join(tmp, 'short.txt');
+    fs.writeFileSync(f, 'one paragraph\n');
+    for (const kind of ['text', 'jsonl'] as const) {
+      const r = runJob(tok, { id: 1, file: f, offset: 0, length: 100, kind, last: true });
+      expect(r).toEqual({ id: 1, error: `${f} changed while it was being read (it ended at byte 14)` });
+    }
+    const ok = runJob(tok, { id: 2, file: f, offset: 0, length: 14, kind: 'text', last: true });
+    expect('error' in ok ? ok.error : Array.from(ok.ids)).toEqual(Array.from(tok.encode('one paragraph')));
   });
 
   test('bad input deep in a file names its absolute line, with and without workers', async () => {
