@@ -362,17 +362,8 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
   }
 
   // The workers start now: loading their tokenizers overlaps the count of documents. Until the main
-  // loop's try, a failing step stops them (or they would keep the process alive).
+  // loop's try, a failing step stops them (orStop below; or they would keep the process alive).
   const pool = nWorkers === 0 ? new InlinePool(tok) : new Pool(nWorkers, tokenizerFile);
-  const orStop = <T>(step: () => T): T => {
-    try {
-      return step();
-    } catch (e) {
-      void pool.close();
-      jobs.return(undefined); // closes the file it reads
-      throw e;
-    }
-  };
   const progress = m.progress!;
   const resumed = progress.next_document > 0;
   const jobChars = o.jobChars ?? DEFAULT_JOB_CHARS;
@@ -429,13 +420,25 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
     result.catch(() => undefined); // awaited in take(); one left behind by an error must not be unhandled
     inFlight.push({ result, file });
   };
-  // A fresh run's first jobs go out now: the workers encode while this thread counts the documents.
-  if (!resumed && nWorkers > 0) {
-    while (inFlight.length < window) {
-      const next = jobs.next();
-      if (next.done) break;
-      send(next.value.job, next.value.file);
+  const orStop = <T>(step: () => T): T => {
+    try {
+      return step();
+    } catch (e) {
+      void pool.close();
+      jobs.return(undefined); // closes the file it reads
+      throw e;
     }
+  };
+  // A fresh run's first jobs go out now: the workers encode while this thread counts the documents (a
+  // resumed run counts first: its jobs skip what the kept shards hold, by the counts).
+  if (!resumed && nWorkers > 0) {
+    orStop(() => {
+      while (inFlight.length < window) {
+        const next = jobs.next();
+        if (next.done) break;
+        send(next.value.job, next.value.file);
+      }
+    });
   }
   // Documents and the held-out choice (as loadDataset makes it).
   let totalDocs = 0;

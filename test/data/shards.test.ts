@@ -1,6 +1,7 @@
 // Token shards (dsmoe tokenize → dsmoe train --data <dir>): the same tokens and losses as the text path,
 // the same shards for any number of workers, resuming an interrupted run, manifest/shard mismatches
 // named, the mmap binding's errors, and the shard sampler as a pure function of (seed, draw, row).
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -139,6 +140,18 @@ describe('dsmoe tokenize', () => {
     }
     const ok = runJob(tok, { id: 2, file: f, offset: 0, length: 14, kind: 'text', last: true });
     expect('error' in ok ? ok.error : Array.from(ok.ids)).toEqual(Array.from(tok.encode('one paragraph')));
+  });
+
+  test('a failure before the main loop stops the workers: the command exits with the error', () => {
+    // Only blank lines: the count fails after the first jobs went out to the workers.
+    const blank = path.join(tmp, 'blank.txt');
+    fs.writeFileSync(blank, '\n \n\t\n'.repeat(200000));
+    const r = spawnSync(process.execPath, [path.join(__dirname, '..', '..', 'bin', 'dsmoe.js'), 'tokenize', blank,
+      '--out', path.join(tmp, 'blank-out'), '--tokenizer', tokFile, '--workers', '2'],
+    { encoding: 'utf8', timeout: 60_000 });
+    expect(r.signal).toBeNull(); // not killed by the timeout
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain(`data file ${blank} is empty (no documents)`);
   });
 
   test('bad input deep in a file names its absolute line, with and without workers', async () => {
