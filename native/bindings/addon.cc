@@ -19,6 +19,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_quant(env, exports);
   register_dist(env, exports);
   register_mmap(env, exports);
+  register_text(env, exports);
   return exports;
 }
 }  // namespace

@@ -39,5 +39,6 @@ void register_backend_ops(Napi::Env env, Napi::Object exports);
 void register_quant(Napi::Env env, Napi::Object exports);
 void register_dist(Napi::Env env, Napi::Object exports);
 void register_mmap(Napi::Env env, Napi::Object exports);
+void register_text(Napi::Env env, Napi::Object exports);
 
 }  // namespace dsmoe::bind

@@ -144,7 +144,7 @@ export function readManifest(dir: string): ShardManifest {
 /** A token file mapped read-only as a typed array (the addon's mapFile; errors name the file). */
 export function mapTokenFile(file: string, dtype: ShardDtype,
   access: 'normal' | 'random' | 'sequential' = 'normal'): TokenArray {
-  // Loaded here, not at the top: the text path and `dsmoe tokenize` never need the addon.
+  // Loaded here, not at the top: the text path and `dsmoe tokenize` do not need the addon.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { loadAddon } = require('../native/addon') as typeof import('../native/addon');
   const buf = loadAddon().mapFile({ path: file, elementSize: dtypeBytes(dtype), access });

@@ -14,6 +14,7 @@ import type { BackendOpKernels } from './types/backend-ops';
 import type { QuantFunctions } from './types/quant';
 import type { ParallelFunctions } from './types/parallel';
 import type { MmapFunctions } from './types/mmap';
+import type { TextKernels } from './types/text';
 
 export * from './types/gemm';
 export * from './types/routing';
@@ -27,6 +28,7 @@ export * from './types/cuda';
 export * from './types/backend-ops';
 export * from './types/quant';
 export * from './types/mmap';
+export * from './types/text';
 
 export type Isa = 'avx512' | 'avx2' | 'generic';
 
@@ -69,4 +71,5 @@ export type NativeAddon = CoreFunctions &
   QuantFunctions &
   ParallelFunctions &
   MmapFunctions &
+  WithAsync<TextKernels> &
   CudaFunctions;

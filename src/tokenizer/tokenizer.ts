@@ -107,7 +107,10 @@ export class IdSink<A extends Uint16Array | Uint32Array = Uint32Array> {
 
 /** Encodes ranges of one buffer of valid UTF-8, taken in increasing order (see Tokenizer.utf8Encoder). */
 export interface Utf8RangeEncoder {
-  /** Appends the ids of bytes [start, end) to the sink, and their UTF-16 length to sink.chars. */
+  /**
+   * Appends the ids of bytes [start, end) to the sink, and their UTF-16 length to sink.chars. The ids
+   * are all below the tokenizer's vocabSize (checked once per distinct pre-token).
+   */
   encode(start: number, end: number, sink: IdSink<Uint16Array | Uint32Array>): void;
 }
 
@@ -141,10 +144,10 @@ export class Tokenizer implements TextTokenizer {
     this.eosToken = eosToken;
     this.eosId = eosId;
     this.vocabSize = vocabSize;
-    this.fast = Tokenizer.fastPath(json, hf);
+    this.fast = Tokenizer.fastPath(json, hf, vocabSize);
   }
 
-  private static fastPath(json: Record<string, unknown>, hf: HfTokenizer): FastPath | null {
+  private static fastPath(json: Record<string, unknown>, hf: HfTokenizer, vocabSize: number): FastPath | null {
     const pre = json.pre_tokenizer as Record<string, unknown> | null;
     const model = json.model as Record<string, unknown>;
     const post = json.post_processor as Record<string, unknown> | null;
@@ -168,6 +171,8 @@ export class Tokenizer implements TextTokenizer {
       : null;
     const specials = contents.map((c) => ({ bytes: Buffer.from(c, 'utf8'), id: hf.token_to_id(c)!, utf16: c.length }))
       .sort((x, y) => y.bytes.length - x.bytes.length);
+    // Every id of the fast path is below vocabSize (mergeWord checks the rest).
+    if (!specials.every((t) => t.id < vocabSize)) return null;
     return { specials, memo: new WordMemo(), merges };
   }
 
@@ -175,8 +180,21 @@ export class Tokenizer implements TextTokenizer {
   private utf8 = Buffer.allocUnsafe(1 << 12);
   private readonly sink = new IdSink(new Uint32Array(1 << 12));
 
-  /** The ids of the pre-token b[i, j), not in the memo yet, by the BPE merges. */
+  /**
+   * The ids of the pre-token b[i, j), not in the memo yet, by the BPE merges. Each is checked to be
+   * below vocabSize here, once per distinct pre-token, so every id the fast path gives is (callers such
+   * as dsmoe tokenize's workers need not check them one by one).
+   */
   private mergeWord(b: Uint8Array, i: number, j: number, fast: FastPath): Uint32Array {
+    const ids = this.mergeWordUnchecked(b, i, j, fast);
+    for (let k = 0; k < ids.length; k++) {
+      if (!(ids[k] < this.vocabSize))
+        throw new Error(`${this.source}: the tokenizer gave id ${ids[k]}, outside its vocabulary of ${this.vocabSize}`);
+    }
+    return ids;
+  }
+
+  private mergeWordUnchecked(b: Uint8Array, i: number, j: number, fast: FastPath): Uint32Array {
     const quick = fast.merges?.encode(b, i, j);
     if (quick) return quick;
     const w = utf8Decoder.decode(b.subarray(i, j));

@@ -5,11 +5,12 @@ import * as os from 'os';
 import * as path from 'path';
 import { BUILTIN_CORPUS, corpusInfo, corpusSentences } from '../../src/data/corpus';
 import {
-  countDocuments, documentsOfLines, loadDataset, paragraphsOfBytes, readDocuments, resolveInputs, writeTokenFile,
-  type DataProgress, type DataTokenizer,
+  countDocuments, countNonBlankLines, documentsOfLines, loadDataset, paragraphsOfBytes, readDocuments, resolveInputs,
+  scanNonBlankLines, writeTokenFile, type DataProgress, type DataTokenizer,
 } from '../../src/data/dataset';
 import { saveTokenizerJson, trainBpe } from '../../src/tokenizer/bpe-train';
 import { loadTokenizer, type Tokenizer } from '../../src/tokenizer/tokenizer';
+import { addon, forEachConfig } from '../helpers';
 import { rng } from '../rng';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dsmoe-data-'));
@@ -295,5 +296,59 @@ describe('train/validation split', () => {
   test('rejects a share outside [0, 0.5]', async () => {
     await expect(loadDataset([p], { tokenizer: tok, valShare: 0.9 })).rejects.toThrow('validation share must be in ' +
       '[0, 0.5], got 0.9');
+  });
+});
+
+describe('the counting pass (the addon\'s scanLines)', () => {
+  /** The plain reference: the lines of the decoded text, as fileLines and documentsOfLines see them. */
+  function reference(s: string, runs: boolean): number {
+    const lines = s.replace(/^\ufeff/, '').split('\n');
+    let n = 0, inRun = false;
+    for (const line of lines) {
+      const blank = /^[ \t\r\f\v]*$/.test(line);
+      if (!blank && (!runs || !inRun)) n++;
+      inRun = !blank;
+    }
+    return n;
+  }
+
+  test('counts lines and paragraphs as the JavaScript scan does, in any chunking, on every ISA', () => {
+    const r = rng(12);
+    // Lines longer than a 64-byte block, blank lines of every blank byte, bytes around the blank ones
+    // (8, 14, 31, 33) and every other kind of byte (NUL, multi-byte UTF-8).
+    const long = 'x'.repeat(70), blanks = ' '.repeat(130);
+    const pieces = ['word', ' ', '\t', '\r', '\f', '\u000b', '\n', '\n', '\n', '\r\n', '\u0008', '\u000e', '\u001f',
+      '!', '\u0000', 'caf\u00e9', '\u{1f600}', '\u00a0', long, blanks, '\n\n\n'];
+    const files: Array<{ s: string; file: string }> = [];
+    for (let t = 0; t < 300; t++) {
+      let s = t % 50 === 0 ? '\ufeff' : '';
+      for (let k = Math.floor(r() * 60); k > 0; k--) s += pieces[Math.floor(r() * pieces.length)];
+      files.push({ s, file: write(`scan/${t}.txt`, s) });
+    }
+    forEachConfig((isa) => {
+      for (const { s, file } of files) {
+        for (const runs of [true, false]) {
+          const want = reference(s, runs);
+          expect(scanNonBlankLines(file, runs).count).toBe(want);
+          for (const chunk of [1, 7, 64, 65, 1 << 16]) {
+            const got = countNonBlankLines(file, runs, chunk);
+            if (got !== want) throw new Error(`${isa}, chunks of ${chunk}, runs ${runs}: ${got} vs ${want} ` +
+              `for ${JSON.stringify(s)}`);
+          }
+        }
+      }
+    }, [1]);
+  });
+
+  test('carries its state across calls; an empty chunk changes nothing; bad arguments are named', () => {
+    const state = Float64Array.of(0, 1, 0);
+    addon.scanLines({ bytes: Buffer.from('a\n\nb'), runs: true, state });
+    expect([...state]).toEqual([1, 0, 0]); // "b" is open: not blank, not ended
+    addon.scanLines({ bytes: new Uint8Array(0), runs: true, state });
+    expect([...state]).toEqual([1, 0, 0]);
+    addon.scanLines({ bytes: Buffer.from('c\n'), runs: true, state });
+    expect([...state]).toEqual([2, 1, 1]);
+    expect(() => addon.scanLines({ bytes: Buffer.from('a'), state: new Float64Array(2) })).toThrow(/scanLines: state/);
+    expect(() => addon.scanLines({ bytes: 'a' as never, state })).toThrow(/scanLines: bytes/);
   });
 });
