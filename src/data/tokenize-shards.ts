@@ -129,7 +129,17 @@ class TokenSink {
   sync(): string {
     this.flush();
     fs.fsyncSync(this.fd);
+    return this.digest();
+  }
+
+  /** The sha256 of what this sink has flushed (the whole file when it started empty). */
+  digest(): string {
     return this.hash.copy().digest('hex');
+  }
+
+  /** fsync on a libuv thread: this thread goes on writing (a later write is not covered). */
+  fsync(): Promise<void> {
+    return new Promise((resolve, reject) => fs.fsync(this.fd, (e) => (e ? reject(e) : resolve())));
   }
 
   close(): void {
@@ -411,7 +421,7 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
   // Jobs in the order they were sent, and id buffers of taken results (handed back with new jobs).
   const inFlight: Array<{ result: Promise<TokenizeJobResult>; file?: { name: string; line: number } }> = [];
   const spares: ArrayBuffer[] = [];
-  // Jobs a worker has queued: enough to keep it busy while this thread closes a shard (fsync, the
+  // Jobs a worker has queued: enough to keep it busy while this thread writes, hashes and closes a shard (the
   // manifest): 2 left the two-worker process 181-188 % busy on 2 cores, 6 gave 191-193 % (1 GB).
   const window = 6 * Math.max(1, nWorkers);
   const send = (job: TokenizeJob, file?: { name: string; line: number }) => {
@@ -474,26 +484,43 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
 
   let shard: TokenSink | null = null;
   let shardFirst = progress.next_document;
+  let shardCount = m.shards.length; // opened so far (kept ones included); the manifest lists the finalized ones
   const openShard = () => {
-    const file = path.join(out, `${shardName(m.shards.length)}.partial`);
+    const file = path.join(out, `${shardName(shardCount++)}.partial`);
     shard = new TokenSink(file, fs.openSync(file, 'w'), dtype);
   };
+  // A full shard is finalized (fsynced with the held-out file so far, renamed, recorded in the manifest)
+  // while this thread goes on taking results: the fsyncs run on libuv threads, one shard after another.
+  // An fsync takes 0.1-0.5 s; waiting for it here left the workers without jobs.
+  let finalizing: Promise<void> = Promise.resolve();
+  let finalizeError: Error | null = null;
   const closeShard = (endDoc: number) => {
     const s = shard!;
-    const sha256 = s.sync();
-    s.close();
-    const name = shardName(m.shards.length);
-    fs.renameSync(s.file, path.join(out, name));
+    s.flush();
+    val.flush();
+    const name = shardName(shardCount - 1);
     const entry: ShardEntry = {
-      file: name, tokens: s.tokens, documents: s.documents, first_document: shardFirst, end_document: endDoc, sha256,
-      sample_sha256: sampleHashFile(path.join(out, name)),
+      file: name, tokens: s.tokens, documents: s.documents, first_document: shardFirst, end_document: endDoc,
+      sha256: s.digest(), sample_sha256: '',
     };
-    m.shards.push(entry);
-    val.sync();
-    m.progress = { next_document: endDoc, val_tokens: val.tokens, val_documents: val.documents };
-    writeManifest();
+    const next = { next_document: endDoc, val_tokens: val.tokens, val_documents: val.documents };
     shard = null;
     shardFirst = endDoc;
+    finalizing = finalizing.then(async () => {
+      try {
+        await s.fsync();
+      } finally {
+        s.close();
+      }
+      fs.renameSync(s.file, path.join(out, name));
+      entry.sample_sha256 = sampleHashFile(path.join(out, name));
+      await val.fsync();
+      m.shards.push(entry);
+      m.progress = next;
+      writeManifest();
+      report();
+    });
+    finalizing.catch((e: Error) => { finalizeError ??= e; });
   };
   orStop(writeManifest);
 
@@ -505,6 +532,7 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
   });
   // Results are taken in the order the jobs were sent: document `done` is the next one.
   const take = async () => {
+    if (finalizeError) throw finalizeError;
     const job = inFlight.shift()!;
     const r = await job.result;
     if ('error' in r) {
@@ -555,6 +583,7 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
     finished = !interrupted;
   } finally {
     await pool.close();
+    await finalizing.catch(() => undefined); // its fsyncs use the files closed below
     if (!finished) {
       // Keep what the manifest records; the shard in hand is redone by the next run.
       val.close();
@@ -566,8 +595,12 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
       workers: nWorkers };
   }
   if (shard) closeShard(totalDocs);
-  val.sync();
-  val.close();
+  try {
+    await finalizing;
+    val.sync();
+  } finally {
+    val.close();
+  }
   if (val.tokens > 0) {
     fs.renameSync(valPartial, path.join(out, VAL_FILE));
     const vf = path.join(out, VAL_FILE);
