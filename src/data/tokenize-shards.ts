@@ -575,11 +575,12 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
         report();
       }
     }
-    if (!interrupted) {
-      while (inFlight.length > 0) await take();
-      if (done !== totalDocs) throw new Error('the inputs changed while they were being read');
+    while (!interrupted && inFlight.length > 0) { // the last jobs
+      if (o.signal?.aborted) { interrupted = true; break; }
+      await take();
       report();
     }
+    if (!interrupted && done !== totalDocs) throw new Error('the inputs changed while they were being read');
     finished = !interrupted;
   } finally {
     await pool.close();

@@ -169,7 +169,8 @@ describe('dsmoe tokenize', () => {
   test('an interrupted run keeps its finished shards; the same command continues to the same result', async () => {
     const ac = new AbortController();
     const first = await tokenizeToShards(opts('resume', {
-      workers: 1, signal: ac.signal, onProgress: (p) => { if (p.shards >= 2) ac.abort(); },
+      // Past two shards' worth of tokens (3000 each), two shards are full: they are recorded before it returns.
+      workers: 1, signal: ac.signal, onProgress: (p) => { if (p.tokens > 2 * 3000) ac.abort(); },
     }));
     expect(first.status).toBe('interrupted');
     const partial = readManifest(first.out);
