@@ -37,7 +37,8 @@ static void scan_lines_generic(const uint8_t* bytes, int64_t n, bool runs, LineS
 
 void scan_lines(const uint8_t* bytes, int64_t n, bool runs, LineScanState& s) {
 #if defined(__x86_64__) && defined(__GNUC__)
-  if (active_isa() == Isa::Avx512) return line_scan_detail::scan_lines_avx512(bytes, n, runs, s);
+  static const bool has_bmi2 = __builtin_cpu_supports("bmi2");  // pext (every AVX-512 CPU so far has it)
+  if (active_isa() == Isa::Avx512 && has_bmi2) return line_scan_detail::scan_lines_avx512(bytes, n, runs, s);
 #endif
   scan_lines_generic(bytes, n, runs, s);
 }
