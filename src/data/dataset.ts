@@ -156,6 +156,9 @@ function* fileLines(file: string): Generator<string> {
 const isBlank = (line: string) => /^[ \t\r\f\v]*$/.test(line);
 /** isBlank's characters as UTF-8 bytes (all ASCII): space, tab, CR, form feed, vertical tab. */
 export const isBlankByte = (b: number) => b === 32 || b === 9 || b === 13 || b === 12 || b === 11;
+/** Whether buf[0, len) starts with a UTF-8 byte order mark (dropped, as decoding drops it). */
+export const startsWithBom = (buf: Uint8Array, len = buf.length) =>
+  len >= 3 && buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf;
 /** Whether bytes [a, b) of a line are all blank (isBlankByte). */
 export function blankBytes(buf: Uint8Array, a: number, b: number): boolean {
   for (let i = a; i < b; i++) if (!isBlankByte(buf[i])) return false;
@@ -292,7 +295,7 @@ export function countNonBlankLines(file: string, runs: boolean, chunkBytes = 1 <
     for (let first = true; ; first = false) {
       const len = fs.readSync(fd, buf, 0, buf.length, null);
       if (len === 0) break;
-      const bom = first && len >= 3 && buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf;
+      const bom = first && startsWithBom(buf, len);
       scan({ bytes: buf.subarray(bom ? 3 : 0, len), runs, state });
     }
     // The last line (fileLines yields it even when empty).
@@ -349,7 +352,7 @@ export function scanNonBlankLines(file: string, runs: boolean, stopAt = -1): Lin
       if (len === 0) break;
       let i = 0;
       if (first) {
-        if (len >= 3 && buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf) i = lineStart = 3;
+        if (startsWithBom(buf, len)) i = lineStart = 3;
         first = false;
       }
       while (i < len) {

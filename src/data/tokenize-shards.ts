@@ -19,7 +19,8 @@ import * as os from 'node:os';
 import { atomicWrite, hashFile } from './cache';
 import { BUILTIN_CORPUS } from './corpus';
 import {
-  blankBytes, countDocuments, dtypeForVocab, locateDocument, readExactly, readDocuments, resolveInputs, type TextMode,
+  blankBytes, countDocuments, dtypeForVocab, locateDocument, readExactly, readDocuments, resolveInputs, startsWithBom,
+  type TextMode,
 } from './dataset';
 import { Rng, shuffledIndices } from './rng';
 import {
@@ -275,7 +276,7 @@ export function* fileParts(file: string, kind: 'text' | 'jsonl', offset: number,
     let pos = offset;
     if (offset === 0) {
       const head = Buffer.alloc(3);
-      if (fs.readSync(fd, head, 0, 3, 0) === 3 && head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf) pos = 3;
+      if (startsWithBom(head, fs.readSync(fd, head, 0, 3, 0))) pos = 3;
     }
     let window = Buffer.allocUnsafe(1 << 16);
     while (pos < total) {
@@ -591,6 +592,9 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
       if (shard) (shard as TokenSink).close();
     }
   }
+  // A shard that could not be finalized (its fsync failed) is not in the manifest: say so, even when
+  // interrupted.
+  if (finalizeError) throw finalizeError;
   if (interrupted) {
     return { out, manifest: m, status: 'interrupted', keptShards: kept, chars, tokens, seconds: elapsed(),
       workers: nWorkers };
