@@ -1,9 +1,15 @@
 // Memory-mapped files for token shards (src/data/shards.ts): mapFile maps a file read-only and hands it
 // to JavaScript as an external ArrayBuffer, so a multi-gigabyte shard is paged in by the kernel as
 // windows are read, never copied into the JavaScript heap. The ArrayBuffer's finalizer unmaps it.
+// alignedBuffer gives page-aligned memory for writes that bypass the page cache (O_DIRECT: the shard
+// writer of `dsmoe tokenize`, src/data/tokenize-shards.ts), which JavaScript cannot allocate itself.
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#ifdef _WIN32
+#include <malloc.h>
+#endif
 #include <string>
 
 #ifndef _WIN32
@@ -89,8 +95,32 @@ Napi::Value map_file(const Napi::CallbackInfo& info) {
 }
 #endif
 
+// alignedBuffer({bytes, alignment = 4096}) -> a zeroed ArrayBuffer of `bytes` bytes whose start is a
+// multiple of `alignment` (a power of two from 64 to 1 MiB), freed when the buffer is garbage-collected.
+Napi::Value aligned_buffer(const Napi::CallbackInfo& info) {
+  Args args(info, "alignedBuffer");
+  const int64_t bytes = args.integer("bytes", 1, int64_t{1} << 40);
+  const int64_t alignment = args.integer_or("alignment", 4096, 64, int64_t{1} << 20);
+  if ((alignment & (alignment - 1)) != 0)
+    range_error(args.where("alignment") + " must be a power of two, got " + std::to_string(alignment));
+  const auto size = static_cast<size_t>((bytes + alignment - 1) / alignment * alignment);
+#ifdef _WIN32
+  void* p = _aligned_malloc(size, static_cast<size_t>(alignment));
+  auto release = [](Napi::Env, void* q) { _aligned_free(q); };
+#else
+  void* p = std::aligned_alloc(static_cast<size_t>(alignment), size);
+  auto release = [](Napi::Env, void* q) { std::free(q); };
+#endif
+  if (p == nullptr) throw std::runtime_error("alignedBuffer: out of memory for " + std::to_string(bytes) + " bytes");
+  std::memset(p, 0, size);
+  return Napi::ArrayBuffer::New(info.Env(), p, static_cast<size_t>(bytes), release);
+}
+
 }  // namespace
 
-void register_mmap(Napi::Env env, Napi::Object exports) { export_function(env, exports, "mapFile", map_file); }
+void register_mmap(Napi::Env env, Napi::Object exports) {
+  export_function(env, exports, "mapFile", map_file);
+  export_function(env, exports, "alignedBuffer", aligned_buffer);
+}
 
 }  // namespace dsmoe::bind

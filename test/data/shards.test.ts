@@ -1,6 +1,7 @@
 // Token shards (dsmoe tokenize → dsmoe train --data <dir>): the same tokens and losses as the text path,
-// the same shards for any number of workers, resuming an interrupted run, manifest/shard mismatches
-// named, the mmap binding's errors, and the shard sampler as a pure function of (seed, draw, row).
+// the same shards for any number of workers and written around the page cache or through it, resuming an
+// interrupted run, manifest/shard mismatches named, the mmap binding's errors, and the shard sampler as a
+// pure function of (seed, draw, row).
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -129,6 +130,24 @@ describe('dsmoe tokenize', () => {
     expect(r3.workers).toBe(3);
     expect(bytesOf(path.join(tmp, 'w3'))).toEqual(bytesOf(path.join(tmp, 'w1')));
     expect(stable(path.join(tmp, 'w3'))).toEqual({ ...stable(path.join(tmp, 'w1')) });
+  });
+
+  test('shards written around the page cache (O_DIRECT) hold the same bytes as through it', async () => {
+    // 2048 ids (4 KiB) a write: each 3000-token shard is one direct write and a tail through the page cache.
+    const direct = await tokenizeToShards(opts('direct', { stagingIds: 2048 }));
+    if (process.platform === 'linux') expect(direct.directBytes).toBeGreaterThan(0);
+    const before = process.env.DSMOE_DIRECT_IO;
+    process.env.DSMOE_DIRECT_IO = '0';
+    try {
+      const buffered = await tokenizeToShards(opts('buffered', { stagingIds: 2048 }));
+      expect(buffered.directBytes).toBe(0);
+    } finally {
+      if (before === undefined) delete process.env.DSMOE_DIRECT_IO;
+      else process.env.DSMOE_DIRECT_IO = before;
+    }
+    expect(bytesOf(path.join(tmp, 'direct'))).toEqual(bytesOf(path.join(tmp, 'buffered')));
+    expect(stable(path.join(tmp, 'direct'))).toEqual(stable(path.join(tmp, 'buffered')));
+    expect(openShards(direct.out, { tokenizer: tok }).train.length).toBeGreaterThan(3); // and they open
   });
 
   test('a part that runs past its file (the file shrank after it was cut) is named', () => {

@@ -52,7 +52,7 @@ export function tokenizeSummary(r: TokenizeShardsResult): Record<string, unknown
     shards: m.shards.length, kept_shards: r.keptShards,
     train_tokens: m.shards.reduce((n, s) => n + s.tokens, 0), val_tokens: m.val?.tokens ?? 0,
     documents: m.documents, chars: r.chars, seconds: r.seconds,
-    chars_per_s: r.seconds > 0 ? r.chars / r.seconds : 0, workers: r.workers,
+    chars_per_s: r.seconds > 0 ? r.chars / r.seconds : 0, workers: r.workers, direct_io_bytes: r.directBytes,
   };
 }
 

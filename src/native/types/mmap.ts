@@ -1,4 +1,5 @@
-// Memory-mapped files (native/bindings/bind_mmap.cc), for token shards read without copying them.
+// Memory-mapped files (native/bindings/bind_mmap.cc), for token shards read without copying them, and
+// aligned memory for the shard writer's direct I/O.
 
 export interface MmapFunctions {
   /**
@@ -9,4 +10,11 @@ export interface MmapFunctions {
    * (madvise): 'random' reads only the pages touched (no read-around), 'sequential' reads ahead.
    */
   mapFile(args: { path: string; elementSize?: number; access?: 'normal' | 'random' | 'sequential' }): ArrayBuffer;
+
+  /**
+   * A zeroed ArrayBuffer of `bytes` bytes starting at a multiple of `alignment` (a power of two from 64
+   * to 1 MiB, default 4096): the memory a write with O_DIRECT needs (JavaScript's own buffers are only
+   * 8- or 16-byte aligned). Freed when the buffer is garbage-collected.
+   */
+  alignedBuffer(args: { bytes: number; alignment?: number }): ArrayBuffer;
 }
