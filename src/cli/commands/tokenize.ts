@@ -148,6 +148,10 @@ How it works:
   Train on them with \`dsmoe train --data <dir>\` (with the same --tokenizer): the shards are
   memory-mapped, never read whole into memory.
 
+  On Linux the shards are written with O_DIRECT, around the page cache (less CPU for the writing
+  thread; the first training steps then read them from disk). DSMOE_DIRECT_IO=0 turns that off,
+  e.g. for a network file system where direct writes are slow.
+
 Examples:
   dsmoe tokenize corpus/ --out shards/                       # default tokenizer, all cores
   dsmoe tokenize a.jsonl b.jsonl --out shards/ --tokenizer tokenizer.json --shard-size 50M
