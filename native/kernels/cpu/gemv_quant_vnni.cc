@@ -35,14 +35,6 @@ namespace {
 
 #include "gemv_blocks.inc"  // inside the anonymous namespace on purpose (see the file)
 
-// One weight row at a time (MB = 1) spends few instructions per cache line of weights; a software
-// prefetch 4 KiB ahead keeps the stream ahead of them. On Zen 5 (q4, one thread, 20 MB of rows in
-// separate processes in turn) 1 KiB ahead took 24.3-26.7 GB/s against 19.5-23.9 without. On the AMD
-// EPYC family 25 of a later session (expertGemv over 128 MB, processes alternated, five rounds), 4 KiB
-// ahead against the 1 KiB of q4 and none of int8: one thread faster in every round (means int8 22.2
-// against 18.8 GB/s, q4 19.7 against 16.1), two threads 35.1 against 31.9 (int8), 35.4 against 32.4 (q4).
-constexpr int64_t kWeightPrefetch = 4096;
-
 // RB weight rows × MB activation rows, all k / 64 blocks.
 template <int RB, int MB>
 void block_i8_vnni(const int8_t* w, const float* wscale, int64_t k, const int8_t* xq, const float* xs,
@@ -67,7 +59,6 @@ void block_i8_vnni(const int8_t* w, const float* wscale, int64_t k, const int8_t
     for (int r = 0; r < RB; ++r) {
       const int8_t* p = w + r * k + b * kXBlock;
       if (RB > 1) _mm_prefetch(reinterpret_cast<const char*>(p + RB * k), _MM_HINT_T0);  // the next pass's rows
-      if (RB == 1) _mm_prefetch(reinterpret_cast<const char*>(p + kWeightPrefetch), _MM_HINT_T0);
       const __m512i wu = _mm512_xor_si512(_mm512_loadu_si512(p), flip);
       #pragma GCC unroll 4
       for (int i = 0; i < MB; ++i)
@@ -80,8 +71,12 @@ void block_i8_vnni(const int8_t* w, const float* wscale, int64_t k, const int8_t
     for (int i = 0; i < MB; ++i) y[i * ldy + r] = _mm512_reduce_add_ps(acc[r][i]) * wscale[r];
 }
 
-// The q4 superblock kernel is 1.2-1.3x the 64-column one from L2 (576 KB, one Zen 5 thread: 29.9-31.7
-// against 24.3-24.8 GB/s); from memory it needs the prefetch (kWeightPrefetch) to stay ahead of it.
+// One weight row at a time (MB = 1) spends few instructions per cache line of weights; a software
+// prefetch 1 KiB ahead keeps the superblock kernel from falling behind the 64-column one when reading
+// from memory (one Zen 5 thread, 20 MB of q4 rows, separate processes in turn: no prefetch 19.5-23.9
+// GB/s, 1 KiB ahead 24.3-26.7, the 64-column kernel 22.8-24.9). From L2 the superblock kernel is
+// 1.2-1.3x the 64-column one (576 KB: 29.9-31.7 against 24.3-24.8 GB/s).
+constexpr int64_t kQ4Prefetch = 1024;
 
 template <int RB, int MB>
 void block_q4_vnni(const uint8_t* w, const uint16_t* wscale, int64_t k, const int8_t* xq, const float* xs,
@@ -109,7 +104,7 @@ void block_q4_vnni(const uint8_t* w, const uint16_t* wscale, int64_t k, const in
     for (int r = 0; r < RB; ++r) {
       const uint8_t* p = w + r * rb + b * (kXBlock / 2);
       if (RB > 1) _mm_prefetch(reinterpret_cast<const char*>(p + RB * rb), _MM_HINT_T0);  // the next pass's rows
-      if (RB == 1) _mm_prefetch(reinterpret_cast<const char*>(p + kWeightPrefetch), _MM_HINT_T0);
+      if (RB == 1 && kQ4Prefetch > 0) _mm_prefetch(reinterpret_cast<const char*>(p + kQ4Prefetch), _MM_HINT_T0);
       const __m512i bytes = _mm512_loadu_si512(p);
       const __m512i lo = _mm512_and_si512(bytes, low4);
       const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low4);
