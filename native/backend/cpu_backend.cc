@@ -291,14 +291,21 @@ class CpuBackend final : public Backend {
     cpu::attention_forward(s, q, k, v, out, lse);
   }
   void attention_forward_batch(const AttentionShape& s, const AttentionJob* jobs, int64_t n) override {
-    // One task per sequence; each sequence's attention runs serially inside its task (nested
-    // parallel_for), with the same per-head arithmetic, so the results are those of one by one.
-    parallel_for(n, [&](int64_t i, int) {
-      AttentionShape one = s;
-      one.tq = jobs[i].tq;
-      one.tk = jobs[i].tk;
-      cpu::attention_forward(one, jobs[i].q, jobs[i].k, jobs[i].v, jobs[i].out, jobs[i].lse);
-    });
+    auto one = [&](int64_t i) {
+      AttentionShape shape = s;
+      shape.tq = jobs[i].tq;
+      shape.tk = jobs[i].tk;
+      cpu::attention_forward(shape, jobs[i].q, jobs[i].k, jobs[i].v, jobs[i].out, jobs[i].lse);
+    };
+    // Fewer sequences than threads (batch-1 decode): one after another, each parallel over its heads,
+    // or one thread would attend alone while the others wait. Otherwise one task per sequence, its
+    // attention serial inside the task (nested parallel_for). Each head's arithmetic is the same
+    // either way, so the results are those of one by one.
+    if (n < num_threads()) {
+      for (int64_t i = 0; i < n; ++i) one(i);
+    } else {
+      parallel_for(n, [&](int64_t i, int) { one(i); });
+    }
   }
   void attention_backward(const AttentionShape& s, const float* q, const float* k, const float* v, const float* out,
                           const float* lse, const float* dout, float* dq, float* dk, float* dv) override {
