@@ -233,8 +233,9 @@ class Backend {
                                  float* out, float* lse) = 0;
   // attention_forward of several sequences, each over its own K/V (a decode step of a batch whose
   // sequences have different cache lengths): job i uses s with tq = jobs[i].tq, tk = jobs[i].tk.
-  // The default runs them one by one; the CPU backend runs them as one parallel region (a decode
-  // step of B sequences would otherwise wake the thread pool B times per layer for tiny work).
+  // The default runs them one by one; the CPU backend runs B ≥ 2 of them as one parallel region (a
+  // decode step of B sequences would otherwise wake the thread pool B times per layer for tiny work)
+  // and a single one parallel over its heads.
   struct AttentionJob {
     const float *q, *k, *v;
     float *out, *lse;

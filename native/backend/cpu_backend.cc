@@ -297,12 +297,12 @@ class CpuBackend final : public Backend {
       shape.tk = jobs[i].tk;
       cpu::attention_forward(shape, jobs[i].q, jobs[i].k, jobs[i].v, jobs[i].out, jobs[i].lse);
     };
-    // Fewer sequences than threads (batch-1 decode): one after another, each parallel over its heads,
-    // or one thread would attend alone while the others wait. Otherwise one task per sequence, its
-    // attention serial inside the task (nested parallel_for). Each head's arithmetic is the same
-    // either way, so the results are those of one by one.
-    if (n < num_threads()) {
-      for (int64_t i = 0; i < n; ++i) one(i);
+    // One sequence (batch-1 decode): parallel over its heads, or one thread would attend alone while
+    // the others wait. Several: one task per sequence, its attention serial inside the task (nested
+    // parallel_for), one parallel region for the batch. Each head's arithmetic is the same either
+    // way, so the results are those of one by one.
+    if (n == 1) {
+      one(0);
     } else {
       parallel_for(n, [&](int64_t i, int) { one(i); });
     }
