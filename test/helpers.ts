@@ -1,5 +1,6 @@
 // Shared test helpers: seeded random data, the error measure, and sweeps over ISAs and threads.
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadAddon, type Isa, type NativeAddon } from '../src/native/addon';
 
@@ -218,4 +219,32 @@ export function runCli(
   const env = { ...process.env, DSMOE_THREADS: '2', ...(o.cacheDir ? { DSMOE_CACHE_DIR: o.cacheDir } : {}) };
   const r = spawnSync(process.execPath, [DSMOE_BIN, ...args], { encoding: 'utf8', cwd: o.cwd, input: o.input, env });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/**
+ * What O_DIRECT does in `dir`: 'none' (cannot be opened: not Linux, or a file system without it),
+ * 'enforced' (a write from unaligned memory is refused, as on ext4 and xfs) or 'ignored' (accepted and
+ * copied through the page cache, as tmpfs does since Linux 6.6).
+ */
+export function directIoIn(dir: string): 'none' | 'enforced' | 'ignored' {
+  const flag = fs.constants.O_DIRECT;
+  if (flag === undefined) return 'none';
+  const file = path.join(dir, `.direct-probe-${process.pid}`);
+  fs.writeFileSync(file, '');
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(file, fs.constants.O_WRONLY | flag);
+  } catch {
+    fs.rmSync(file, { force: true });
+    return 'none';
+  }
+  try {
+    fs.writeSync(fd, Buffer.alloc(4097).subarray(1), 0, 4096, 0); // memory one byte off any alignment
+    return 'ignored';
+  } catch {
+    return 'enforced';
+  } finally {
+    fs.closeSync(fd);
+    fs.rmSync(file, { force: true });
+  }
 }

@@ -113,7 +113,12 @@ Napi::Value aligned_buffer(const Napi::CallbackInfo& info) {
 #endif
   if (p == nullptr) throw std::runtime_error("alignedBuffer: out of memory for " + std::to_string(bytes) + " bytes");
   std::memset(p, 0, size);
-  return Napi::ArrayBuffer::New(info.Env(), p, static_cast<size_t>(bytes), release);
+  try {
+    return Napi::ArrayBuffer::New(info.Env(), p, static_cast<size_t>(bytes), release);
+  } catch (...) {  // e.g. a runtime that refuses external buffers
+    release(info.Env(), p);
+    throw;
+  }
 }
 
 }  // namespace

@@ -17,10 +17,11 @@ export function fsyncDir(dir: string): void {
   }
 }
 
-/** Writes all of `bytes` at the fd's current position. */
-export function writeAll(fd: number, bytes: Uint8Array): void {
+/** Writes all of `bytes` at `pos`, or at the fd's current position when `pos` is not given. */
+export function writeAll(fd: number, bytes: Uint8Array, pos?: number): void {
   let off = 0;
-  while (off < bytes.byteLength) off += fs.writeSync(fd, bytes, off, bytes.byteLength - off);
+  while (off < bytes.byteLength)
+    off += fs.writeSync(fd, bytes, off, bytes.byteLength - off, pos === undefined ? null : pos + off);
 }
 
 /**

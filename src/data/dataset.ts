@@ -307,14 +307,10 @@ export function countNonBlankLines(file: string, runs: boolean, chunkBytes = 1 <
 
 /** The addon's scanLines, or null when the addon cannot be loaded (the text path does not need it). */
 function addonScanLines(): NativeAddon['scanLines'] | null {
-  try {
-    // Loaded here, not at the top: most of the data path runs without the addon.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { loadAddon } = require('../native/addon') as typeof import('../native/addon');
-    return loadAddon().scanLines;
-  } catch {
-    return null;
-  }
+  // Loaded here, not at the top: most of the data path runs without the addon.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { tryLoadAddon } = require('../native/addon') as typeof import('../native/addon');
+  return tryLoadAddon()?.scanLines ?? null;
 }
 
 /** Where document `k` (0-based) of a text (paragraphs) or JSONL file starts: byte offset, 1-based line number. */

@@ -8,19 +8,18 @@
 // can. Where anything is missing (no addon, no O_DIRECT on this platform or file system, a stricter
 // alignment) the writes go through the page cache as before: the bytes on disk are the same.
 import * as fs from 'node:fs';
+import { writeAll } from '../checkpoint/fsutil';
 
 export const DIRECT_ALIGNMENT = 4096;
 
 /** `bytes` of memory aligned to DIRECT_ALIGNMENT (the addon's alignedBuffer), or null without the addon. */
 export function alignedMemory(bytes: number): ArrayBuffer | null {
-  try {
-    // Loaded here, not at the top: tokenizing runs without the addon too.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { loadAddon } = require('../native/addon') as typeof import('../native/addon');
-    return loadAddon().alignedBuffer({ bytes, alignment: DIRECT_ALIGNMENT });
-  } catch {
-    return null;
-  }
+  // Loaded here, not at the top: tokenizing runs without the addon too.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { tryLoadAddon } = require('../native/addon') as typeof import('../native/addon');
+  const addon = tryLoadAddon();
+  if (typeof addon?.alignedBuffer !== 'function') return null; // none, or one built before alignedBuffer
+  return addon.alignedBuffer({ bytes, alignment: DIRECT_ALIGNMENT });
 }
 
 /** `file` (which exists) opened for writing with O_DIRECT, or null where that is not possible. */
@@ -34,15 +33,12 @@ export function openDirect(file: string): number | null {
   }
 }
 
-/** Writes all of `bytes` at `pos`. */
-export function writeAll(fd: number, bytes: Uint8Array, pos: number): void {
-  for (let o = 0; o < bytes.length;) o += fs.writeSync(fd, bytes, o, bytes.length - o, pos + o);
-}
-
 /**
  * A file written at explicit positions: with O_DIRECT while every write is aligned (memory from
  * alignedMemory, positions and lengths multiples of DIRECT_ALIGNMENT), through the page cache from the
- * first one that is not (a file's last bytes) or that the file system refuses.
+ * first one that is not (a file's last bytes) or that the direct path refuses. A refused write is
+ * written again through the page cache, at the same position: an error that is not about direct I/O
+ * (a full disk) comes back from there.
  */
 export class PositionedWriter {
   private direct: number | null;
@@ -63,9 +59,10 @@ export class PositionedWriter {
         try {
           writeAll(this.direct, bytes, pos);
           return;
-        } catch (e) {
-          // EINVAL: a stricter alignment, or memory that is not aligned; a short write left the rest unaligned.
-          if ((e as NodeJS.ErrnoException).code !== 'EINVAL') throw e;
+        } catch {
+          // EINVAL (a stricter alignment, memory that is not aligned, a short write that left the rest
+          // unaligned), EOPNOTSUPP on some FUSE and network file systems, or a real error that the
+          // buffered write below reports.
         }
       }
       this.closeDirect();
