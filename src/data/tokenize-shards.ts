@@ -92,7 +92,8 @@ const directIoAllowed = () => process.env.DSMOE_DIRECT_IO !== '0';
 /**
  * A token file being written at explicit positions, hashed as it goes; around the page cache while the
  * writes are whole stagings from an aligned position (direct-io.ts), so a training shard goes to disk
- * that way but for its last bytes.
+ * that way but for its last bytes. The held-out file is flushed at every shard's end, so after the
+ * first shard its writes go through the page cache.
  */
 class TokenSink {
   private readonly staging: Uint16Array | Uint32Array;
