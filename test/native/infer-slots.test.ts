@@ -44,7 +44,20 @@ function prefillSlot(s: InferenceSession, b: number, prompt: number[], logits: F
 const row = (x: Float32Array, b: number) => Array.from(x.subarray(b * V, (b + 1) * V));
 const same = (a: number[], b: Float32Array) => expect(a).toEqual(Array.from(b));
 
-test('a sequence joins a running batch, another finishes and its slot is reused: each as alone', () => {
+// With several threads a decode step attends a lone sequence parallel over its heads and a batch one
+// task per sequence (cpu_backend.cc): each sequence's logits must not depend on which.
+test.each([1, 3])('a sequence joins a running batch, another finishes and its slot is reused: each as alone ' +
+  '(threads: %i)', (threads) => {
+  const before = addon.runtimeInfo().threads;
+  addon.setThreads({ threads });
+  try {
+    joinLeaveReuse();
+  } finally {
+    addon.setThreads({ threads: before });
+  }
+});
+
+function joinLeaveReuse(): void {
   const A = [3, 1, 4, 1, 5], B = [9, 2, 6], C = [5, 3, 5, 8, 9, 7, 9];
   const refA = alone(A, 6), refB = alone(B, 3), refC = alone(C, 2);
   const s = weights.createSession({ batch: 2 });
@@ -78,7 +91,7 @@ test('a sequence joins a running batch, another finishes and its slot is reused:
   same(row(logits, 0), refA[6]);
   same(row(logits, 1), refC[1]);
   expect(s.lengths()).toEqual([A.length + 6, C.length + 1]);
-});
+}
 
 test('sequences with different routings in one batch: each gets its own routing, logits and counters', () => {
   // threshold-topk's K is taken over the neighbouring sequences that share it (DESIGN.md: per batch);
