@@ -625,8 +625,9 @@ export async function tokenizeToShards(o: TokenizeShardsOptions): Promise<Tokeni
   // interrupted.
   if (finalizeError) throw finalizeError;
   if (interrupted) {
+    const current = shard as TokenSink | null; // the unfinished shard's direct writes count too
     return { out, manifest: m, status: 'interrupted', keptShards: kept, chars, tokens, seconds: elapsed(),
-      workers: nWorkers, directBytes };
+      workers: nWorkers, directBytes: directBytes + (current?.directBytes ?? 0) };
   }
   if (shard) closeShard(totalDocs);
   try {
